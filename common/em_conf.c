@@ -1,0 +1,607 @@
+/*
+ * em_conf.c - reading emitd.conf with libconfig, applying defaults and
+ * validating every value, so that the master and the workers never see a
+ * half-checked configuration.
+ */
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "em_conf.h"
+#include "em_log.h"
+
+#define EM_CONF_DEFAULT_LISTEN "127.0.0.1:3000"
+#define EM_MIN_U(a, b) ((unsigned long) (a) < (unsigned long) (b) ? (unsigned long) (a) : (unsigned long) (b))
+
+static char *
+em_conf_strdup(const char *s)
+{
+    char *d = strdup(s);
+
+    if (d == NULL) {
+        abort();    /* out of memory while configuring: nothing sensible to do */
+    }
+    return d;
+}
+
+static void *
+em_conf_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+
+    if (p == NULL) {
+        abort();
+    }
+    return p;
+}
+
+static int
+em_conf_fail(char *err, size_t errlen, const char *file, const config_setting_t *s,
+             const char *fmt, ...)
+{
+    va_list ap;
+    int     n;
+
+    if (s != NULL && config_setting_source_line(s) > 0) {
+        n = snprintf(err, errlen, "%s:%d: ", file ? file : "(default)",
+                     config_setting_source_line(s));
+    } else {
+        n = snprintf(err, errlen, "%s: ", file ? file : "(default)");
+    }
+    if (n < 0 || (size_t) n >= errlen) {
+        return -1;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - (size_t) n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Split "host:port", "[v6]:port" or "port" into numeric host and port. */
+static int
+em_conf_parse_listen(const char *text, em_conf_listen_t *l)
+{
+    const char *colon;
+    char        host[256];
+    const char *port;
+    char       *end;
+    long        p;
+
+    if (text[0] == '[') {
+        const char *rb = strchr(text, ']');
+        if (rb == NULL || rb[1] != ':' || (size_t) (rb - text - 1) >= sizeof(host)) {
+            return -1;
+        }
+        memcpy(host, text + 1, (size_t) (rb - text - 1));
+        host[rb - text - 1] = '\0';
+        port = rb + 2;
+    } else if ((colon = strrchr(text, ':')) != NULL) {
+        if ((size_t) (colon - text) >= sizeof(host) || colon == text) {
+            return -1;
+        }
+        memcpy(host, text, (size_t) (colon - text));
+        host[colon - text] = '\0';
+        port = colon + 1;
+    } else {
+        snprintf(host, sizeof(host), "0.0.0.0");
+        port = text;
+    }
+    errno = 0;
+    p = strtol(port, &end, 10);
+    if (errno != 0 || *end != '\0' || end == port || p < 1 || p > 65535) {
+        return -1;
+    }
+    l->host = em_conf_strdup(host);
+    l->port = em_conf_strdup(port);
+    l->text = em_conf_strdup(text);
+    return 0;
+}
+
+static int
+em_conf_get_uint(const config_setting_t *group, const char *name, unsigned lo, unsigned hi,
+                 unsigned *out, const char *file, char *err, size_t errlen)
+{
+    config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
+    long long         v;
+
+    if (s == NULL) {
+        return 0;
+    }
+    if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) {
+        return em_conf_fail(err, errlen, file, s, "\"%s\" must be an integer", name);
+    }
+    v = config_setting_get_int64(s);
+    if (v < (long long) lo || v > (long long) hi) {
+        return em_conf_fail(err, errlen, file, s, "\"%s\" must be between %u and %u", name, lo, hi);
+    }
+    *out = (unsigned) v;
+    return 0;
+}
+
+static int
+em_conf_get_bool(const config_setting_t *group, const char *name, int *out,
+                 const char *file, char *err, size_t errlen)
+{
+    config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
+
+    if (s == NULL) {
+        return 0;
+    }
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+        return em_conf_fail(err, errlen, file, s, "\"%s\" must be true or false", name);
+    }
+    *out = config_setting_get_bool(s);
+    return 0;
+}
+
+static int
+em_conf_get_string(const config_setting_t *group, const char *name, const char **out,
+                   const char *file, char *err, size_t errlen)
+{
+    config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
+
+    if (s == NULL) {
+        return 0;
+    }
+    if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+        return em_conf_fail(err, errlen, file, s, "\"%s\" must be a string", name);
+    }
+    *out = config_setting_get_string(s);
+    return 0;
+}
+
+/* Resolve a script path against the directory of the configuration file. */
+static char *
+em_conf_script_path(const char *file, const char *script)
+{
+    char   *path;
+    size_t  dirlen;
+
+    if (script[0] == '/' || file == NULL) {
+        return em_conf_strdup(script);
+    }
+    const char *slash = strrchr(file, '/');
+    dirlen = slash ? (size_t) (slash - file) : 0;
+    path = em_conf_calloc(1, dirlen + strlen(script) + 3);
+    if (slash) {
+        memcpy(path, file, dirlen);
+        path[dirlen] = '/';
+        strcpy(path + dirlen + 1, script);
+    } else {
+        strcpy(path, script);
+    }
+    return path;
+}
+
+/* Read the Engine.IO settings of `group` over the values already in *ep. */
+static int
+em_conf_read_endpoint(const config_setting_t *group, em_conf_endpoint_t *ep,
+                      const char *file, char *err, size_t errlen)
+{
+    const char       *path = NULL;
+    int               b;
+    unsigned          mp;
+    config_setting_t *tr;
+
+    if (em_conf_get_string(group, "path", &path, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (path != NULL) {
+        size_t len = strlen(path);
+        if (len == 0 || path[0] != '/' || len > 200 || strpbrk(path, "?# \t\r\n") != NULL) {
+            return em_conf_fail(err, errlen, file, config_setting_get_member(group, "path"),
+                                "\"path\" must begin with '/' and hold no '?', '#' or spaces");
+        }
+        free(ep->path);
+        ep->path = em_conf_calloc(1, len + 2);
+        memcpy(ep->path, path, len);
+        if (path[len - 1] != '/') {
+            ep->path[len] = '/';
+        }
+    }
+    if (em_conf_get_uint(group, "ping_interval", 1, 3600000, &ep->ping_interval, file, err, errlen)
+        || em_conf_get_uint(group, "ping_timeout", 1, 3600000, &ep->ping_timeout, file, err, errlen)
+        || em_conf_get_uint(group, "connect_timeout", 1, 3600000, &ep->connect_timeout, file, err,
+                            errlen)) {
+        return -1;
+    }
+    mp = (unsigned) ep->max_payload;
+    if (em_conf_get_uint(group, "max_payload", 16, 1U << 30, &mp, file, err, errlen) != 0) {
+        return -1;
+    }
+    ep->max_payload = mp;
+    b = ep->allow_upgrades;
+    if (em_conf_get_bool(group, "allow_upgrades", &b, file, err, errlen) != 0) {
+        return -1;
+    }
+    ep->allow_upgrades = b ? 1 : 0;
+
+    tr = group ? config_setting_get_member(group, "transports") : NULL;
+    if (tr != NULL) {
+        unsigned bits = 0;
+        if (!config_setting_is_array(tr) && !config_setting_is_list(tr)) {
+            return em_conf_fail(err, errlen, file, tr, "\"transports\" must be a list of strings");
+        }
+        for (int i = 0; i < config_setting_length(tr); i++) {
+            const char *t = config_setting_get_string_elem(tr, i);
+            if (t != NULL && strcmp(t, "polling") == 0) {
+                bits |= EM_TRANSPORT_POLLING;
+            } else if (t != NULL && strcmp(t, "websocket") == 0) {
+                bits |= EM_TRANSPORT_WEBSOCKET;
+            } else {
+                return em_conf_fail(err, errlen, file, tr,
+                                    "unknown transport (use \"polling\" and/or \"websocket\")");
+            }
+        }
+        if (bits == 0) {
+            return em_conf_fail(err, errlen, file, tr, "\"transports\" is empty");
+        }
+        ep->transports = bits;
+    }
+    return 0;
+}
+
+static int
+em_conf_nsp_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+
+    if (len == 0 || len > 256 || name[0] != '/') {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char) name[i] < 0x20 || name[i] == ',' || name[i] == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, const char *file,
+                        char *err, size_t errlen)
+{
+    int n = config_setting_length(list);
+
+    if (!config_setting_is_list(list) && !config_setting_is_array(list)) {
+        return em_conf_fail(err, errlen, file, list,
+                            "\"namespaces\" must be a list: ( { name = \"/\"; script = \"x.lua\"; } )");
+    }
+    conf->nsps = em_conf_calloc((size_t) n, sizeof(em_conf_nsp_t));
+    for (int i = 0; i < n; i++) {
+        config_setting_t *g = config_setting_get_elem(list, (unsigned) i);
+        const char       *name = NULL, *script = NULL;
+
+        if (!config_setting_is_group(g)) {
+            return em_conf_fail(err, errlen, file, g, "each namespace must be a group { ... }");
+        }
+        if (em_conf_get_string(g, "name", &name, file, err, errlen)
+            || em_conf_get_string(g, "script", &script, file, err, errlen)) {
+            return -1;
+        }
+        if (name == NULL || !em_conf_nsp_name_ok(name)) {
+            return em_conf_fail(err, errlen, file, g,
+                                "a namespace needs a \"name\" beginning with '/' (no ',' or control characters)");
+        }
+        for (size_t j = 0; j < conf->nnsps; j++) {
+            if (strcmp(conf->nsps[j].name, name) == 0) {
+                return em_conf_fail(err, errlen, file, g, "namespace \"%s\" is defined twice", name);
+            }
+        }
+        em_conf_nsp_t *nsp = &conf->nsps[conf->nnsps++];
+        nsp->name = em_conf_strdup(name);
+        nsp->dynamic = strstr(name, "/:") != NULL;
+        if (script != NULL) {
+            nsp->script = em_conf_script_path(file, script);
+            if (access(nsp->script, R_OK) != 0) {
+                return em_conf_fail(err, errlen, file, g, "cannot read script \"%s\": %s",
+                                    nsp->script, strerror(errno));
+            }
+        }
+    }
+    return 0;
+}
+
+static int
+em_conf_read_cors(config_setting_t *g, em_conf_t *conf, const char *file, char *err, size_t errlen)
+{
+    config_setting_t *o;
+    int               cred = 0;
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g, "\"cors\" must be a group { origins = [...]; }");
+    }
+    conf->cors_enabled = 1;
+    if (em_conf_get_bool(g, "credentials", &cred, file, err, errlen) != 0) {
+        return -1;
+    }
+    conf->cors_credentials = cred ? 1 : 0;
+    o = config_setting_get_member(g, "origins");
+    if (o == NULL) {
+        conf->cors_any = 1;
+        return 0;
+    }
+    if (config_setting_type(o) == CONFIG_TYPE_STRING) {
+        const char *s = config_setting_get_string(o);
+        conf->cors_origins = em_conf_calloc(1, sizeof(char *));
+        conf->cors_origins[conf->ncors_origins++] = em_conf_strdup(s);
+        conf->cors_any = strcmp(s, "*") == 0;
+        return 0;
+    }
+    if (!config_setting_is_array(o) && !config_setting_is_list(o)) {
+        return em_conf_fail(err, errlen, file, o, "\"origins\" must be a string or a list of strings");
+    }
+    conf->cors_origins = em_conf_calloc((size_t) config_setting_length(o), sizeof(char *));
+    for (int i = 0; i < config_setting_length(o); i++) {
+        const char *s = config_setting_get_string_elem(o, i);
+        if (s == NULL) {
+            return em_conf_fail(err, errlen, file, o, "\"origins\" must hold strings");
+        }
+        if (strcmp(s, "*") == 0) {
+            conf->cors_any = 1;
+        }
+        conf->cors_origins[conf->ncors_origins++] = em_conf_strdup(s);
+    }
+    return 0;
+}
+
+static int
+em_conf_read_listen(config_setting_t *s, em_conf_t *conf, const char *file, char *err,
+                    size_t errlen)
+{
+    char buf[32];
+    int  n = 1;
+
+    if (config_setting_is_array(s) || config_setting_is_list(s)) {
+        n = config_setting_length(s);
+        if (n == 0) {
+            return em_conf_fail(err, errlen, file, s, "\"listen\" is empty");
+        }
+    }
+    conf->listen = em_conf_calloc((size_t) n, sizeof(em_conf_listen_t));
+    for (int i = 0; i < n; i++) {
+        config_setting_t *e = (config_setting_is_aggregate(s)) ? config_setting_get_elem(s, (unsigned) i) : s;
+        const char       *text;
+
+        if (config_setting_type(e) == CONFIG_TYPE_INT) {
+            snprintf(buf, sizeof(buf), "%d", config_setting_get_int(e));
+            text = buf;
+        } else if (config_setting_type(e) == CONFIG_TYPE_STRING) {
+            text = config_setting_get_string(e);
+        } else {
+            return em_conf_fail(err, errlen, file, e, "\"listen\" must be \"host:port\" or a list of them");
+        }
+        if (em_conf_parse_listen(text, &conf->listen[conf->nlisten]) != 0) {
+            return em_conf_fail(err, errlen, file, e,
+                                "bad listen address \"%s\" (use \"127.0.0.1:3000\" or \"[::1]:3000\")", text);
+        }
+        conf->nlisten++;
+    }
+    return 0;
+}
+
+static const char *const em_conf_known[] = {
+    "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
+    "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio", NULL
+};
+
+static int
+em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t errlen)
+{
+    config_setting_t *root = config_root_setting(cfg);
+    config_setting_t *s;
+    const char       *level = NULL;
+    unsigned          workers = 0;
+
+    for (int i = 0; i < config_setting_length(root); i++) {
+        config_setting_t *e = config_setting_get_elem(root, (unsigned) i);
+        const char       *name = config_setting_name(e);
+        int               known = 0;
+        for (size_t k = 0; em_conf_known[k] != NULL; k++) {
+            known |= strcmp(name, em_conf_known[k]) == 0;
+        }
+        if (!known) {
+            return em_conf_fail(err, errlen, file, e, "unknown setting \"%s\"", name);
+        }
+    }
+
+    if ((s = config_setting_get_member(root, "listen")) != NULL) {
+        if (em_conf_read_listen(s, conf, file, err, errlen) != 0) {
+            return -1;
+        }
+    }
+    if (em_conf_get_uint(root, "workers", 0, EM_MAX_WORKERS, &workers, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (workers != 0) {
+        conf->workers = workers;
+    }
+    if (em_conf_get_string(root, "log_level", &level, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (level != NULL) {
+        conf->log_level = em_log_level_parse(level);
+        if (conf->log_level < 0) {
+            return em_conf_fail(err, errlen, file, config_setting_get_member(root, "log_level"),
+                                "\"log_level\" must be error, warn, info or debug");
+        }
+    }
+    if (em_conf_read_endpoint(root, &conf->endpoints[0], file, err, errlen) != 0) {
+        return -1;
+    }
+    if ((s = config_setting_get_member(root, "cors")) != NULL) {
+        if (em_conf_read_cors(s, conf, file, err, errlen) != 0) {
+            return -1;
+        }
+    }
+    if ((s = config_setting_get_member(root, "namespaces")) != NULL) {
+        if (em_conf_read_namespaces(s, conf, file, err, errlen) != 0) {
+            return -1;
+        }
+    }
+    if ((s = config_setting_get_member(root, "engineio")) != NULL) {
+        int n = config_setting_length(s);
+        if (!config_setting_is_list(s)) {
+            return em_conf_fail(err, errlen, file, s,
+                                "\"engineio\" must be a list: ( { path = \"/engine.io/\"; script = \"x.lua\"; } )");
+        }
+        em_conf_endpoint_t *eps = em_conf_calloc((size_t) n + 1, sizeof(*eps));
+        eps[0] = conf->endpoints[0];
+        free(conf->endpoints);
+        conf->endpoints = eps;
+        for (int i = 0; i < n; i++) {
+            config_setting_t   *g = config_setting_get_elem(s, (unsigned) i);
+            em_conf_endpoint_t *ep = &conf->endpoints[conf->nendpoints];
+            const char         *script = NULL;
+
+            if (!config_setting_is_group(g)) {
+                return em_conf_fail(err, errlen, file, g, "each engineio endpoint must be a group");
+            }
+            *ep = conf->endpoints[0];
+            ep->path = NULL;
+            ep->raw = 1;
+            conf->nendpoints++;
+            if (em_conf_read_endpoint(g, ep, file, err, errlen) != 0
+                || em_conf_get_string(g, "script", &script, file, err, errlen) != 0) {
+                return -1;
+            }
+            if (ep->path == NULL || script == NULL) {
+                return em_conf_fail(err, errlen, file, g, "an engineio endpoint needs \"path\" and \"script\"");
+            }
+            ep->script = em_conf_script_path(file, script);
+            if (access(ep->script, R_OK) != 0) {
+                return em_conf_fail(err, errlen, file, g, "cannot read script \"%s\": %s",
+                                    ep->script, strerror(errno));
+            }
+        }
+    }
+    for (size_t i = 0; i < conf->nendpoints; i++) {
+        for (size_t j = i + 1; j < conf->nendpoints; j++) {
+            if (strcmp(conf->endpoints[i].path, conf->endpoints[j].path) == 0) {
+                return em_conf_fail(err, errlen, file, NULL, "two endpoints use the path \"%s\"",
+                                    conf->endpoints[i].path);
+            }
+        }
+    }
+    return 0;
+}
+
+em_conf_t *
+em_conf_load(const char *file, char *err, size_t errlen)
+{
+    em_conf_t *conf = em_conf_calloc(1, sizeof(*conf));
+    long       ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    config_t   cfg;
+    int        rc = 0;
+
+    conf->workers = (ncpu > 0) ? (unsigned) EM_MIN_U(ncpu, EM_MAX_WORKERS) : 1;
+    conf->log_level = EM_LOG_INFO;
+    conf->endpoints = em_conf_calloc(1, sizeof(em_conf_endpoint_t));
+    conf->nendpoints = 1;
+    conf->endpoints[0] = (em_conf_endpoint_t) {
+        .path = em_conf_strdup("/socket.io/"),
+        .allow_upgrades = 1,
+        .transports = EM_TRANSPORT_POLLING | EM_TRANSPORT_WEBSOCKET,
+        .ping_interval = 25000,
+        .ping_timeout = 20000,
+        .connect_timeout = 45000,
+        .max_payload = 1000000,
+    };
+
+    if (file != NULL) {
+        conf->file = em_conf_strdup(file);
+        config_init(&cfg);
+        if (config_read_file(&cfg, file) != CONFIG_TRUE) {
+            if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO) {
+                snprintf(err, errlen, "%s: cannot read the file: %s", file, strerror(errno));
+            } else {
+                snprintf(err, errlen, "%s:%d: %s", config_error_file(&cfg) ? config_error_file(&cfg) : file,
+                         config_error_line(&cfg), config_error_text(&cfg));
+            }
+            rc = -1;
+        } else {
+            rc = em_conf_read(&cfg, conf, file, err, errlen);
+        }
+        config_destroy(&cfg);
+    }
+    if (rc == 0 && conf->nlisten == 0) {
+        conf->listen = em_conf_calloc(1, sizeof(em_conf_listen_t));
+        em_conf_parse_listen(EM_CONF_DEFAULT_LISTEN, &conf->listen[0]);
+        conf->nlisten = 1;
+    }
+    if (rc == 0 && conf->nnsps == 0) {
+        conf->nsps = em_conf_calloc(1, sizeof(em_conf_nsp_t));
+        conf->nsps[0].name = em_conf_strdup("/");
+        conf->nnsps = 1;
+    }
+    if (rc != 0) {
+        em_conf_free(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+void
+em_conf_free(em_conf_t *conf)
+{
+    if (conf == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < conf->nlisten; i++) {
+        free(conf->listen[i].host);
+        free(conf->listen[i].port);
+        free(conf->listen[i].text);
+    }
+    for (size_t i = 0; i < conf->nendpoints; i++) {
+        free(conf->endpoints[i].path);
+        free(conf->endpoints[i].script);
+    }
+    for (size_t i = 0; i < conf->nnsps; i++) {
+        free(conf->nsps[i].name);
+        free(conf->nsps[i].script);
+    }
+    for (size_t i = 0; i < conf->ncors_origins; i++) {
+        free(conf->cors_origins[i]);
+    }
+    free(conf->cors_origins);
+    free(conf->listen);
+    free(conf->endpoints);
+    free(conf->nsps);
+    free(conf->file);
+    free(conf);
+}
+
+const em_conf_endpoint_t *
+em_conf_endpoint(const em_conf_t *conf, const char *path, size_t len)
+{
+    for (size_t i = 0; i < conf->nendpoints; i++) {
+        const char *p = conf->endpoints[i].path;
+        size_t      plen = strlen(p);
+        /* "/socket.io/" also matches "/socket.io" as Node's engine.io does. */
+        if ((len == plen && memcmp(p, path, len) == 0)
+            || (len == plen - 1 && memcmp(p, path, len) == 0)) {
+            return &conf->endpoints[i];
+        }
+    }
+    return NULL;
+}
+
+int
+em_conf_origin_allowed(const em_conf_t *conf, const char *origin, size_t len)
+{
+    if (conf->cors_any) {
+        return 1;
+    }
+    for (size_t i = 0; i < conf->ncors_origins; i++) {
+        if (strlen(conf->cors_origins[i]) == len && memcmp(conf->cors_origins[i], origin, len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,73 @@
+/*
+ * em_conf.h - emitd's configuration: defaults, the libconfig file format
+ * (see emitd.conf(5)) and validation. A loaded em_conf_t is immutable and
+ * shared read-only by the master and (after fork) the workers.
+ */
+#ifndef EM_CONF_H
+#define EM_CONF_H
+
+#include <stddef.h>
+
+#define EM_TRANSPORT_POLLING    0x1
+#define EM_TRANSPORT_WEBSOCKET  0x2
+
+#define EM_MAX_WORKERS 64
+
+typedef struct {
+    char     *name;        /* "/chat", or a pattern with ":param" segments */
+    char     *script;      /* absolute path of the handler script, or NULL */
+    unsigned  dynamic:1;   /* name has ":param" segments */
+} em_conf_nsp_t;
+
+/* One Engine.IO endpoint: the Socket.IO one, or a raw Engine.IO one. */
+typedef struct {
+    char     *path;             /* always begins and ends with '/' */
+    char     *script;           /* raw endpoints: the script; Socket.IO: NULL */
+    unsigned  raw:1;
+    unsigned  allow_upgrades:1;
+    unsigned  transports;       /* EM_TRANSPORT_* bits */
+    unsigned  ping_interval;    /* ms */
+    unsigned  ping_timeout;     /* ms */
+    unsigned  connect_timeout;  /* ms, Socket.IO only */
+    size_t    max_payload;      /* bytes */
+} em_conf_endpoint_t;
+
+typedef struct {
+    char    *host;      /* numeric address */
+    char    *port;
+    char    *text;      /* as written */
+} em_conf_listen_t;
+
+typedef struct {
+    char               *file;         /* the file read, or NULL (embedded default) */
+    em_conf_listen_t   *listen;
+    size_t              nlisten;
+    unsigned            workers;
+    int                 log_level;
+    em_conf_endpoint_t *endpoints;    /* [0] is the Socket.IO endpoint */
+    size_t              nendpoints;
+    em_conf_nsp_t      *nsps;
+    size_t              nnsps;
+
+    unsigned            cors_enabled:1;
+    unsigned            cors_any:1;
+    unsigned            cors_credentials:1;
+    char              **cors_origins;
+    size_t              ncors_origins;
+} em_conf_t;
+
+/*
+ * Load the configuration from `file` (NULL: the embedded default). On error
+ * returns NULL and writes a message naming the file and line into err.
+ */
+em_conf_t *em_conf_load(const char *file, char *err, size_t errlen);
+
+void em_conf_free(em_conf_t *conf);
+
+/* Find the endpoint whose path equals the request path (slices allowed). */
+const em_conf_endpoint_t *em_conf_endpoint(const em_conf_t *conf, const char *path, size_t len);
+
+/* True when the Origin value is allowed by the CORS settings. */
+int em_conf_origin_allowed(const em_conf_t *conf, const char *origin, size_t len);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * em_log.h - leveled logging to stderr, nginx style:
+ *   2026/11/22 06:30:00 [error] 1234#worker 1: accept4() failed (24: Too many open files)
+ */
+#ifndef EM_LOG_H
+#define EM_LOG_H
+
+#include <stdarg.h>
+
+typedef enum { EM_LOG_ERR = 0, EM_LOG_WARN, EM_LOG_INFO, EM_LOG_DEBUG } em_log_level_t;
+
+extern em_log_level_t em_log_level;
+
+/* Name of the running process's role, used as the prefix ("master", "worker 2"). */
+void em_log_set_role(const char *role);
+
+/* Parse "error" | "warn" | "info" | "debug"; -1 if unknown. */
+int em_log_level_parse(const char *name);
+
+/* Log a message; err != 0 appends " (err: strerror(err))". */
+void em_log(em_log_level_t level, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define em_log_debug(...) \
+    do { if (em_log_level >= EM_LOG_DEBUG) em_log(EM_LOG_DEBUG, 0, __VA_ARGS__); } while (0)
+
+#endif

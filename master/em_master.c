@@ -1,0 +1,587 @@
+/*
+ * em_master.c - the master process.
+ *
+ * The master owns the listening sockets. For every accepted connection it
+ * reads just enough to see the request line, looks for an Engine.IO `sid`
+ * (whose first character names the worker that owns the session), and hands
+ * the descriptor plus the bytes already read to that worker, or to the least
+ * loaded one, over the worker's channel with SCM_RIGHTS. Workers hand a
+ * keep-alive connection back the same way when a later request on it names a
+ * session of another worker. Signals only set libevent-dispatched flags; the
+ * loop acts on them.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "em_chan.h"
+#include "em_http.h"
+#include "em_log.h"
+#include "em_master.h"
+#include "em_proc.h"
+#include "em_sid.h"
+#include "em_worker.h"
+
+#define EM_MASTER_READ_TIMEOUT   10    /* s to send a request line */
+#define EM_MASTER_KILL_TIMEOUT   10    /* s between SIGTERM and SIGKILL at exit */
+#define EM_MASTER_ACCEPT_BATCH   64
+
+typedef struct {
+    pid_t          pid;
+    int            chan;          /* master's end, -1 when not running */
+    struct event  *chan_ev;
+    time_t         started;
+    unsigned       quick_deaths;  /* consecutive deaths soon after start */
+    uint32_t       sent;          /* connections sent (wraps) */
+    uint32_t       acked;         /* connections the worker reported received */
+    uint32_t       sessions;      /* Engine.IO sessions reported */
+    struct event  *respawn_ev;
+} em_slot_t;
+
+typedef struct {
+    int           fd;
+    struct event *ev;
+} em_listener_t;
+
+/* A connection whose request line is still arriving. */
+typedef struct {
+    int           fd;
+    struct event *ev;
+    size_t        len;
+    char          buf[EM_HTTP_MAX_HEAD];
+} em_pending_t;
+
+static struct {
+    em_conf_t          *conf;
+    struct event_base  *base;
+    em_slot_t           slots[EM_MAX_WORKERS];
+    unsigned            nslots;
+    em_listener_t      *listeners;
+    size_t              nlisteners;
+    int                 stopping;
+    struct event       *kill_ev;
+    char                chanbuf[EM_CHAN_MAX_DATA];
+} em_m;
+
+static void em_master_spawn(unsigned slot);
+
+static int
+em_master_bind(const em_conf_listen_t *l)
+{
+    struct addrinfo  hints, *res, *ai;
+    int              fd = -1, on = 1, rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+    rc = getaddrinfo(l->host, l->port, &hints, &res);
+    if (rc != 0) {
+        em_log(EM_LOG_ERR, 0, "getaddrinfo(\"%s\") failed: %s", l->text, gai_strerror(rc));
+        return -1;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            em_log(EM_LOG_ERR, errno, "socket() for %s failed", l->text);
+            continue;
+        }
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+        if (ai->ai_family == AF_INET6) {
+            (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+        }
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            em_log(EM_LOG_ERR, errno, "bind() to %s failed", l->text);
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        if (listen(fd, 4096) != 0) {
+            em_log(EM_LOG_ERR, errno, "listen() on %s failed", l->text);
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        break;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void
+em_master_reply_close(int fd, const char *status)
+{
+    char    buf[256];
+    int     n = snprintf(buf, sizeof(buf),
+                         "HTTP/1.1 %s\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", status);
+    ssize_t w = send(fd, buf, (size_t) n, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+    (void) w;
+    close(fd);
+}
+
+/* The worker to place a new session on: the fewest sessions, counting
+ * connections sent to it that it has not reported yet. */
+static int
+em_master_least_loaded(void)
+{
+    int      best = -1;
+    uint64_t best_load = UINT64_MAX;
+
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        em_slot_t *s = &em_m.slots[i];
+        if (s->chan < 0) {
+            continue;
+        }
+        uint64_t load = (uint64_t) s->sessions + (uint32_t) (s->sent - s->acked);
+        if (load < best_load) {
+            best_load = load;
+            best = (int) i;
+        }
+    }
+    return best;
+}
+
+/*
+ * Send a connection to a worker. `slot` < 0 picks the least loaded one.
+ * Takes ownership of fd in every case.
+ */
+static void
+em_master_dispatch(int fd, int slot, const char *data, size_t len, unsigned flags)
+{
+    em_chan_msg_t msg;
+    int           rc;
+
+    if (slot < 0 || (unsigned) slot >= em_m.nslots || em_m.slots[slot].chan < 0) {
+        if (slot >= 0) {
+            flags |= EM_CHAN_F_NOROUTE;   /* its owner is gone: someone says so */
+        }
+        slot = em_master_least_loaded();
+    }
+    if (slot < 0) {
+        em_master_reply_close(fd, "503 Service Unavailable");
+        return;
+    }
+    memset(&msg, 0, sizeof(msg));
+    msg.type = EM_CHAN_CONN;
+    msg.slot = (uint16_t) slot;
+    msg.flags = (uint16_t) flags;
+    msg.len = (uint32_t) len;
+    rc = em_chan_send(em_m.slots[slot].chan, &msg, data, fd);
+    if (rc != EM_OK) {
+        em_log(EM_LOG_WARN, 0, "worker %d's channel is %s: connection refused with 503", slot + 1,
+               rc == EM_AGAIN ? "full" : "broken");
+        em_master_reply_close(fd, "503 Service Unavailable");
+        return;
+    }
+    em_m.slots[slot].sent++;
+    close(fd);
+}
+
+static void
+em_pending_free(em_pending_t *p)
+{
+    if (p->ev != NULL) {
+        event_free(p->ev);
+    }
+    free(p);
+}
+
+/* Decide where a pending connection goes once its request line is known. */
+static int
+em_pending_route(em_pending_t *p)
+{
+    em_str_t sid;
+    int      rc = em_http_peek_param(p->buf, p->len, "sid", &sid);
+
+    switch (rc) {
+    case EM_AGAIN:
+        if (p->len < sizeof(p->buf)) {
+            return EM_AGAIN;
+        }
+        em_master_reply_close(p->fd, "414 URI Too Long");
+        return EM_OK;
+    case EM_ERROR:
+        em_master_reply_close(p->fd, "400 Bad Request");
+        return EM_OK;
+    case EM_OK:
+        em_master_dispatch(p->fd, em_sid_slot(sid.data, sid.len), p->buf, p->len, 0);
+        return EM_OK;
+    default:
+        em_master_dispatch(p->fd, -1, p->buf, p->len, 0);
+        return EM_OK;
+    }
+}
+
+static void
+em_pending_read(evutil_socket_t fd, short what, void *arg)
+{
+    em_pending_t *p = arg;
+    ssize_t       n;
+
+    if (what & EV_TIMEOUT) {
+        em_master_reply_close(p->fd, "408 Request Timeout");
+        em_pending_free(p);
+        return;
+    }
+    n = recv(fd, p->buf + p->len, sizeof(p->buf) - p->len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        return;
+    }
+    if (n <= 0) {
+        close(p->fd);
+        em_pending_free(p);
+        return;
+    }
+    p->len += (size_t) n;
+    if (em_pending_route(p) == EM_OK) {
+        em_pending_free(p);
+    }
+}
+
+static void
+em_master_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    (void) what;
+    (void) arg;
+    for (int i = 0; i < EM_MASTER_ACCEPT_BATCH; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
+                || errno == ECONNABORTED) {
+                return;
+            }
+            em_log(EM_LOG_ERR, errno, "accept4() failed");
+            return;
+        }
+        int one = 1;
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+        em_pending_t *p = malloc(sizeof(*p));
+        if (p == NULL) {
+            em_log(EM_LOG_ERR, errno, "malloc() for a new connection failed");
+            close(fd);
+            continue;
+        }
+        p->fd = fd;
+        p->len = 0;
+        p->ev = NULL;
+        /* With TCP_DEFER_ACCEPT the request line is usually here already. */
+        ssize_t n = recv(fd, p->buf, sizeof(p->buf), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            close(fd);
+            free(p);
+            continue;
+        }
+        if (n > 0) {
+            p->len = (size_t) n;
+            if (em_pending_route(p) == EM_OK) {
+                free(p);
+                continue;
+            }
+        }
+        struct timeval tv = { EM_MASTER_READ_TIMEOUT, 0 };
+        p->ev = event_new(em_m.base, fd, EV_READ | EV_PERSIST, em_pending_read, p);
+        if (p->ev == NULL || event_add(p->ev, &tv) != 0) {
+            em_log(EM_LOG_ERR, 0, "event_add() for a new connection failed");
+            close(fd);
+            em_pending_free(p);
+        }
+    }
+}
+
+static void
+em_master_chan_read(evutil_socket_t chan, short what, void *arg)
+{
+    unsigned       slot = (unsigned) (uintptr_t) arg;
+    em_chan_msg_t  msg;
+    int            fd;
+    (void) what;
+
+    for (int i = 0; i < 256; i++) {
+        int rc = em_chan_recv(chan, &msg, em_m.chanbuf, &fd);
+        if (rc == EM_AGAIN) {
+            return;
+        }
+        if (rc == EM_DECLINED) {
+            /* The worker is gone; the child is reaped on SIGCHLD. */
+            event_del(em_m.slots[slot].chan_ev);
+            close(em_m.slots[slot].chan);
+            em_m.slots[slot].chan = -1;
+            return;
+        }
+        if (rc != EM_OK) {
+            continue;
+        }
+        switch (msg.type) {
+        case EM_CHAN_LOAD:
+            em_m.slots[slot].sessions = (uint32_t) msg.arg;
+            em_m.slots[slot].acked = (uint32_t) (msg.arg >> 32);
+            break;
+        case EM_CHAN_HANDOFF:
+            if (msg.slot >= em_m.nslots || msg.slot == slot) {
+                em_log(EM_LOG_WARN, 0, "worker %u handed off to invalid worker %u", slot + 1,
+                       msg.slot + 1u);
+                em_master_reply_close(fd, "400 Bad Request");
+                break;
+            }
+            em_master_dispatch(fd, msg.slot, em_m.chanbuf, msg.len, EM_CHAN_F_NOROUTE);
+            break;
+        default:
+            em_log(EM_LOG_WARN, 0, "unexpected message type %u from worker %u", msg.type, slot + 1);
+            if (fd >= 0) {
+                close(fd);
+            }
+        }
+    }
+}
+
+static void
+em_master_respawn_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    if (!em_m.stopping) {
+        em_master_spawn((unsigned) (uintptr_t) arg);
+    }
+}
+
+static void
+em_master_spawn(unsigned slot)
+{
+    em_slot_t *s = &em_m.slots[slot];
+    int        fds[2];
+    pid_t      pid;
+
+    if (em_chan_pair(fds) != EM_OK) {
+        return;
+    }
+    pid = fork();
+    if (pid < 0) {
+        em_log(EM_LOG_ERR, errno, "fork() of worker %u failed", slot + 1);
+        close(fds[0]);
+        close(fds[1]);
+        return;
+    }
+    if (pid == 0) {
+        /* Child: drop every descriptor and handler of the master's. */
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        signal(SIGPIPE, SIG_IGN);
+        if (dup2(fds[1], 3) < 0) {
+            _exit(1);
+        }
+        if (close_range(4, ~0U, 0) != 0) {
+            for (int f = 4; f < 65536; f++) {
+                close(f);
+            }
+        }
+        /* The master's loop is not ours: its descriptors are closed above,
+         * and freeing it releases libevent's process-wide signal state. */
+        event_base_free(em_m.base);
+        em_m.base = NULL;
+        _exit(em_worker_run(em_m.conf, slot, em_m.nslots, 3));
+    }
+    close(fds[1]);
+    s->pid = pid;
+    s->chan = fds[0];
+    s->started = time(NULL);
+    s->sent = s->acked = s->sessions = 0;
+    s->chan_ev = event_new(em_m.base, s->chan, EV_READ | EV_PERSIST, em_master_chan_read,
+                           (void *) (uintptr_t) slot);
+    if (s->chan_ev == NULL || event_add(s->chan_ev, NULL) != 0) {
+        em_log(EM_LOG_ERR, 0, "event_add() for worker %u's channel failed", slot + 1);
+    }
+    em_log(EM_LOG_INFO, 0, "started worker %u (pid %d)", slot + 1, (int) pid);
+}
+
+static void
+em_master_reap(void)
+{
+    int   status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (unsigned i = 0; i < em_m.nslots; i++) {
+            em_slot_t *s = &em_m.slots[i];
+            if (s->pid != pid) {
+                continue;
+            }
+            if (WIFSIGNALED(status)) {
+                em_log(em_m.stopping ? EM_LOG_INFO : EM_LOG_ERR, 0,
+                       "worker %u (pid %d) was killed by signal %d", i + 1, (int) pid,
+                       WTERMSIG(status));
+            } else {
+                em_log(em_m.stopping ? EM_LOG_INFO : EM_LOG_ERR, 0,
+                       "worker %u (pid %d) exited with code %d", i + 1, (int) pid,
+                       WEXITSTATUS(status));
+            }
+            s->pid = 0;
+            if (s->chan_ev != NULL) {
+                event_free(s->chan_ev);
+                s->chan_ev = NULL;
+            }
+            if (s->chan >= 0) {
+                close(s->chan);
+                s->chan = -1;
+            }
+            if (em_m.stopping) {
+                break;
+            }
+            /* Restart at once, but back off from a worker that keeps dying. */
+            s->quick_deaths = (time(NULL) - s->started < 2) ? s->quick_deaths + 1 : 0;
+            struct timeval tv = { s->quick_deaths > 1 ? 1 : 0, 0 };
+            if (s->respawn_ev == NULL) {
+                s->respawn_ev = evtimer_new(em_m.base, em_master_respawn_cb, (void *) (uintptr_t) i);
+            }
+            evtimer_add(s->respawn_ev, &tv);
+            break;
+        }
+    }
+}
+
+static int
+em_master_children(void)
+{
+    int n = 0;
+
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        n += em_m.slots[i].pid > 0;
+    }
+    return n;
+}
+
+static void
+em_master_kill_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    (void) arg;
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        if (em_m.slots[i].pid > 0) {
+            em_log(EM_LOG_WARN, 0, "worker %u did not exit in time: SIGKILL", i + 1);
+            kill(em_m.slots[i].pid, SIGKILL);
+        }
+    }
+}
+
+static void
+em_master_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void) what;
+    (void) arg;
+    switch (sig) {
+    case SIGCHLD:
+        em_master_reap();
+        break;
+    case SIGHUP:
+        em_log(EM_LOG_WARN, 0, "SIGHUP: configuration reload is not supported yet; ignored");
+        return;
+    case SIGTERM:
+    case SIGINT:
+    case SIGQUIT:
+        if (!em_m.stopping) {
+            em_log(EM_LOG_INFO, 0, "signal %d: shutting down", (int) sig);
+            em_m.stopping = 1;
+            for (size_t i = 0; i < em_m.nlisteners; i++) {
+                event_del(em_m.listeners[i].ev);
+                close(em_m.listeners[i].fd);
+            }
+            for (unsigned i = 0; i < em_m.nslots; i++) {
+                if (em_m.slots[i].pid > 0) {
+                    kill(em_m.slots[i].pid, SIGTERM);
+                }
+            }
+            struct timeval tv = { EM_MASTER_KILL_TIMEOUT, 0 };
+            em_m.kill_ev = evtimer_new(em_m.base, em_master_kill_cb, NULL);
+            evtimer_add(em_m.kill_ev, &tv);
+        }
+        break;
+    }
+    if (em_m.stopping && em_master_children() == 0) {
+        event_base_loopbreak(em_m.base);
+    }
+}
+
+int
+em_master_run(em_conf_t *conf)
+{
+    static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT };
+    struct event    *sigev[EM_NELEMS(sigs)];
+
+    em_m.conf = conf;
+    em_m.nslots = conf->workers;
+    em_log_set_role("master");
+    em_proc_title_set("emitd: master");
+    signal(SIGPIPE, SIG_IGN);
+
+    em_m.listeners = calloc(conf->nlisten, sizeof(em_listener_t));
+    if (em_m.listeners == NULL) {
+        return 1;
+    }
+    for (size_t i = 0; i < conf->nlisten; i++) {
+        int fd = em_master_bind(&conf->listen[i]);
+        if (fd < 0) {
+            em_log(EM_LOG_ERR, 0, "cannot listen on %s: exiting", conf->listen[i].text);
+            return 1;
+        }
+        int secs = EM_MASTER_READ_TIMEOUT;
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
+        em_m.listeners[em_m.nlisteners++].fd = fd;
+        em_log(EM_LOG_INFO, 0, "listening on %s", conf->listen[i].text);
+    }
+
+    em_m.base = event_base_new();
+    if (em_m.base == NULL) {
+        em_log(EM_LOG_ERR, 0, "event_base_new() failed");
+        return 1;
+    }
+    for (size_t i = 0; i < EM_NELEMS(sigs); i++) {
+        sigev[i] = evsignal_new(em_m.base, sigs[i], em_master_signal, NULL);
+        evsignal_add(sigev[i], NULL);
+    }
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        em_m.slots[i].chan = -1;
+        em_master_spawn(i);
+    }
+    for (size_t i = 0; i < em_m.nlisteners; i++) {
+        em_m.listeners[i].ev = event_new(em_m.base, em_m.listeners[i].fd, EV_READ | EV_PERSIST,
+                                         em_master_accept, NULL);
+        event_add(em_m.listeners[i].ev, NULL);
+    }
+    em_log(EM_LOG_INFO, 0, "emitd %s started with %u workers", EM_VERSION, em_m.nslots);
+
+    event_base_dispatch(em_m.base);
+
+    em_log(EM_LOG_INFO, 0, "exiting");
+    for (size_t i = 0; i < EM_NELEMS(sigs); i++) {
+        event_free(sigev[i]);
+    }
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        if (em_m.slots[i].respawn_ev) {
+            event_free(em_m.slots[i].respawn_ev);
+        }
+    }
+    for (size_t i = 0; i < em_m.nlisteners; i++) {
+        event_free(em_m.listeners[i].ev);
+    }
+    if (em_m.kill_ev) {
+        event_free(em_m.kill_ev);
+    }
+    free(em_m.listeners);
+    event_base_free(em_m.base);
+    em_conf_free(conf);
+    return 0;
+}

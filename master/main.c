@@ -1,0 +1,84 @@
+/*
+ * main.c - emitd's command line: emitd [-c file] [-t] [-v] [-h]
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "em_conf.h"
+#include "em_log.h"
+#include "em_master.h"
+#include "em_proc.h"
+
+#include <sodium.h>
+
+static void
+em_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: emitd [-c file] [-t] [-v] [-h]\n"
+            "  -c file   read the configuration from file (default: the embedded one)\n"
+            "  -t        check the configuration and exit\n"
+            "  -v        print the version and exit\n"
+            "  -h        print this help and exit\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *file = NULL;
+    int         test = 0;
+    int         opt;
+    char        err[1024];
+    em_conf_t  *conf;
+
+    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+        switch (opt) {
+        case 'c':
+            file = optarg;
+            break;
+        case 't':
+            test = 1;
+            break;
+        case 'v':
+            printf("emitd version %s\n", EM_VERSION);
+            return 0;
+        case 'h':
+            em_usage(stdout);
+            return 0;
+        default:
+            em_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "emitd: unexpected argument \"%s\"\n", argv[optind]);
+        em_usage(stderr);
+        return 2;
+    }
+
+    if (sodium_init() < 0) {
+        fprintf(stderr, "emitd: [emerg] sodium_init() failed\n");
+        return 1;
+    }
+    conf = em_conf_load(file, err, sizeof(err));
+    if (conf == NULL) {
+        fprintf(stderr, "emitd: [emerg] %s\n", err);
+        if (test) {
+            fprintf(stderr, "emitd: configuration file %s test failed\n", file ? file : "(embedded)");
+        }
+        return 1;
+    }
+    if (test) {
+        fprintf(stderr, "emitd: the configuration %s syntax is ok\n",
+                file ? file : "(embedded default)");
+        fprintf(stderr, "emitd: configuration %s test is successful\n",
+                file ? file : "(embedded default)");
+        em_conf_free(conf);
+        return 0;
+    }
+    em_log_level = (em_log_level_t) conf->log_level;
+    em_proc_title_init(argc, argv);
+    return em_master_run(conf);
+}

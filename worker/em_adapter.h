@@ -1,0 +1,43 @@
+/*
+ * em_adapter.h - rooms and broadcasts of a namespace.
+ *
+ * This is the seam the broker-backed, cluster-wide version replaces: callers
+ * only join, leave, list and broadcast. This version knows the sockets of
+ * this worker.
+ */
+#ifndef EM_ADAPTER_H
+#define EM_ADAPTER_H
+
+#include "em_buf.h"
+#include "em_core.h"
+
+typedef struct em_nsp         em_nsp_t;
+typedef struct em_sio_socket  em_sio_socket_t;
+typedef struct em_room        em_room_t;
+typedef struct em_member      em_member_t;
+
+/* Who a broadcast goes to: members of any of `rooms` (every socket of the
+ * namespace when nrooms is 0), minus members of `except`, minus `skip`. */
+typedef struct {
+    const em_str_t         *rooms;
+    size_t                  nrooms;
+    const em_str_t         *except;
+    size_t                  nexcept;
+    const em_sio_socket_t  *skip;
+} em_bcast_t;
+
+int  em_adapter_join(em_sio_socket_t *s, em_str_t room);
+void em_adapter_leave(em_sio_socket_t *s, em_str_t room);
+void em_adapter_leave_all(em_sio_socket_t *s);
+
+/* Call fn for each room the socket is in (not counting its own id). */
+void em_adapter_socket_rooms(const em_sio_socket_t *s,
+                             void (*fn)(const char *room, size_t len, void *arg), void *arg);
+
+/* Send the packet once to every matching socket of nsp. */
+void em_adapter_broadcast(em_nsp_t *nsp, const em_bcast_t *b, const em_pkt_t *pkt);
+
+/* Free every room of a namespace that is going away. */
+void em_adapter_nsp_free(em_nsp_t *nsp);
+
+#endif

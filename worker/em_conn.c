@@ -1,0 +1,432 @@
+/*
+ * em_conn.c - client connections in a worker: reading HTTP/1.1 request heads
+ * and bodies, routing a request for another worker's session back through the
+ * master, CORS, writing responses, keep-alive, and the close/reap life cycle.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "em_chan-t.h"
+#include "em_conn.h"
+#include "em_engine.h"
+#include "em_log.h"
+#include "em_sid.h"
+
+#define EM_CONN_HEAD_TIMEOUT  30    /* s to send a request head or body */
+#define EM_CONN_WRITE_TIMEOUT 30    /* s for the client to take our output */
+
+static void em_conn_read_cb(struct bufferevent *bev, void *arg);
+static void em_conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void em_conn_process(em_conn_t *c);
+
+static void
+em_conn_set_timeouts(em_conn_t *c)
+{
+    struct timeval rd = { EM_CONN_HEAD_TIMEOUT, 0 };
+    struct timeval wr = { EM_CONN_WRITE_TIMEOUT, 0 };
+    int            reading = (c->state == EM_CONN_HEAD || c->state == EM_CONN_BODY);
+
+    bufferevent_set_timeouts(c->bev, reading ? &rd : NULL, &wr);
+}
+
+void
+em_conn_accept(int fd, const char *data, size_t len, int noroute)
+{
+    em_conn_t *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        em_log(EM_LOG_ERR, errno, "calloc() for a connection failed");
+        close(fd);
+        return;
+    }
+    c->bev = bufferevent_socket_new(em_w.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        em_log(EM_LOG_ERR, 0, "bufferevent_socket_new() failed");
+        close(fd);
+        free(c);
+        return;
+    }
+    c->state = EM_CONN_HEAD;
+    c->noroute = noroute ? 1 : 0;
+    bufferevent_setcb(c->bev, em_conn_read_cb, NULL, em_conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, EM_CHAN_MAX_DATA);
+    em_conn_set_timeouts(c);
+    /* The bytes the master already read go first. bufferevent keeps the end
+     * of its input frozen against writers other than itself. */
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evbuffer_unfreeze(in, 0);
+    int rc = (len > 0) ? evbuffer_add(in, data, len) : 0;
+    evbuffer_freeze(in, 0);
+    if (rc != 0) {
+        em_log(EM_LOG_ERR, 0, "evbuffer_add() failed");
+        bufferevent_free(c->bev);
+        free(c);
+        return;
+    }
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (len > 0) {
+        em_conn_process(c);
+    }
+}
+
+void
+em_conn_close(em_conn_t *c)
+{
+    if (c->state == EM_CONN_CLOSED) {
+        return;
+    }
+    c->state = EM_CONN_CLOSED;
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    if (c->session != NULL) {
+        em_session_t *s = c->session;
+        c->session = NULL;
+        em_session_conn_lost(s, c);
+    }
+    c->reap_next = em_w.reap_conns;
+    em_w.reap_conns = c;
+    em_worker_schedule_reap();
+}
+
+void
+em_conn_reap(em_conn_t *c)
+{
+    em_ws_free(c);
+    bufferevent_free(c->bev);
+    free(c->origin);
+    free(c);
+}
+
+static void
+em_conn_drained_cb(struct bufferevent *bev, void *arg)
+{
+    em_conn_t *c = arg;
+
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        em_conn_close(c);
+    }
+}
+
+static void
+em_conn_drain_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void) bev;
+    (void) what;
+    em_conn_close(arg);
+}
+
+void
+em_conn_drain(em_conn_t *c)
+{
+    if (c->state == EM_CONN_CLOSED || c->state == EM_CONN_DRAIN) {
+        return;
+    }
+    if (c->session != NULL) {
+        em_session_t *s = c->session;
+        c->session = NULL;
+        em_session_conn_lost(s, c);
+        if (c->state == EM_CONN_CLOSED) {
+            return;
+        }
+    }
+    c->state = EM_CONN_DRAIN;
+    bufferevent_disable(c->bev, EV_READ);
+    bufferevent_setcb(c->bev, NULL, em_conn_drained_cb, em_conn_drain_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    em_conn_set_timeouts(c);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        em_conn_close(c);
+    }
+}
+
+size_t
+em_conn_pending_output(em_conn_t *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void
+em_conn_write_head(em_conn_t *c, int status, const char *ctype, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    const em_conf_t *conf = em_w.conf;
+
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, em_http_reason(status));
+    if (ctype != NULL) {
+        evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
+    }
+    evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
+    if (c->origin != NULL) {
+        evbuffer_add_printf(out, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", c->origin);
+        if (conf->cors_credentials) {
+            evbuffer_add_printf(out, "Access-Control-Allow-Credentials: true\r\n");
+        }
+    }
+    evbuffer_add_printf(out, "Connection: %s\r\n\r\n", c->keep_alive ? "keep-alive" : "close");
+}
+
+/* After a response: read the next request, or close. */
+static void
+em_conn_request_done(em_conn_t *c)
+{
+    if (c->state == EM_CONN_CLOSED) {
+        return;
+    }
+    if (!c->keep_alive) {
+        em_conn_drain(c);
+        return;
+    }
+    c->state = EM_CONN_HEAD;
+    c->session = NULL;
+    bufferevent_setwatermark(c->bev, EV_READ, 0, EM_CHAN_MAX_DATA);
+    bufferevent_enable(c->bev, EV_READ);
+    em_conn_set_timeouts(c);
+    if (!c->in_process && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        em_conn_process(c);
+    }
+}
+
+void
+em_conn_respond(em_conn_t *c, int status, const char *ctype, const char *body, size_t len)
+{
+    if (c->state == EM_CONN_CLOSED || c->state == EM_CONN_DRAIN) {
+        return;
+    }
+    em_conn_write_head(c, status, ctype, len);
+    if (len > 0) {
+        evbuffer_add(bufferevent_get_output(c->bev), body, len);
+    }
+    em_conn_request_done(c);
+}
+
+void
+em_conn_respond_parts(em_conn_t *c, struct evbuffer *body)
+{
+    if (c->state == EM_CONN_CLOSED || c->state == EM_CONN_DRAIN) {
+        return;
+    }
+    em_conn_write_head(c, 200, "text/plain; charset=UTF-8", evbuffer_get_length(body));
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), body);
+    em_conn_request_done(c);
+}
+
+void
+em_conn_eio_error(em_conn_t *c, int code, const char *message)
+{
+    char body[128];
+    int  n = snprintf(body, sizeof(body), "{\"code\":%d,\"message\":\"%s\"}", code, message);
+
+    em_conn_respond(c, 400, "application/json", body, (size_t) n);
+}
+
+static void
+em_conn_fail(em_conn_t *c, int status)
+{
+    c->keep_alive = 0;
+    em_conn_respond(c, status, "text/plain; charset=UTF-8", em_http_reason(status),
+                    strlen(em_http_reason(status)));
+}
+
+/* Note the request's Origin if CORS allows it, to echo in the response. */
+static void
+em_conn_cors(em_conn_t *c, const em_http_req_t *req)
+{
+    const em_http_header_t *origin;
+
+    free(c->origin);
+    c->origin = NULL;
+    if (!em_w.conf->cors_enabled || (origin = em_http_header(req, "origin")) == NULL) {
+        return;
+    }
+    if (em_conf_origin_allowed(em_w.conf, origin->value.data, origin->value.len)
+        && memchr(origin->value.data, '\r', origin->value.len) == NULL
+        && memchr(origin->value.data, '\n', origin->value.len) == NULL) {
+        c->origin = strndup(origin->value.data, origin->value.len);
+    }
+}
+
+static void
+em_conn_preflight(em_conn_t *c, const em_http_req_t *req)
+{
+    struct evbuffer        *out = bufferevent_get_output(c->bev);
+    const em_http_header_t *h = em_http_header(req, "access-control-request-headers");
+
+    evbuffer_add_printf(out, "HTTP/1.1 204 No Content\r\n");
+    if (c->origin != NULL) {
+        evbuffer_add_printf(out,
+                            "Access-Control-Allow-Origin: %s\r\nVary: Origin, Access-Control-Request-Headers\r\n"
+                            "Access-Control-Allow-Methods: GET,HEAD,PUT,PATCH,POST,DELETE\r\n",
+                            c->origin);
+        if (em_w.conf->cors_credentials) {
+            evbuffer_add_printf(out, "Access-Control-Allow-Credentials: true\r\n");
+        }
+        if (h != NULL && memchr(h->value.data, '\r', h->value.len) == NULL
+            && memchr(h->value.data, '\n', h->value.len) == NULL) {
+            evbuffer_add_printf(out, "Access-Control-Allow-Headers: %.*s\r\n", (int) h->value.len,
+                                h->value.data);
+        }
+    }
+    evbuffer_add_printf(out, "Content-Length: 0\r\nConnection: %s\r\n\r\n",
+                        c->keep_alive ? "keep-alive" : "close");
+    em_conn_request_done(c);
+}
+
+/* Give the connection to the worker that owns the session it names. */
+static void
+em_conn_handoff(em_conn_t *c, int slot)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t           len = evbuffer_get_length(in);
+    const char      *data = (const char *) evbuffer_pullup(in, -1);
+    int              fd = bufferevent_getfd(c->bev);
+
+    if (len > EM_CHAN_MAX_DATA || em_worker_handoff(fd, (unsigned) slot, data, len) != EM_OK) {
+        em_conn_fail(c, 503);
+        return;
+    }
+    evbuffer_drain(in, len);
+    em_conn_close(c);   /* our copy of the fd; the master holds its own */
+}
+
+/*
+ * A request head is complete: route it, then serve it or wait for its body.
+ * Returns how many input bytes the caller drops once it is done (the head;
+ * 0 while a body is awaited, which keeps head and body together).
+ */
+static size_t
+em_conn_request(em_conn_t *c, const em_http_req_t *req)
+{
+    const em_conf_endpoint_t *ep;
+    char                      sid[EM_SID_LEN + 8];
+    ssize_t                   n;
+
+    c->keep_alive = req->keep_alive;
+    em_conn_cors(c, req);
+
+    ep = em_conf_endpoint(em_w.conf, req->path.data, req->path.len);
+    if (ep == NULL) {
+        if (req->content_length > 0 || req->chunked) {
+            c->keep_alive = 0;
+        }
+        em_conn_respond(c, 404, "text/plain; charset=UTF-8", "Not Found", 9);
+        return req->head_len;
+    }
+
+    n = em_http_query_get(req->query, "sid", sid, sizeof(sid));
+    if (n > 0 && !c->noroute) {
+        int slot = em_sid_slot(sid, (size_t) n);
+        if (slot >= 0 && (unsigned) slot != em_w.slot && (unsigned) slot < em_w.nworkers) {
+            em_conn_handoff(c, slot);
+            return 0;
+        }
+    }
+    c->noroute = 0;
+
+    if (req->method == EM_HTTP_OPTIONS) {
+        em_conn_preflight(c, req);
+        return req->head_len;
+    }
+    if (req->chunked) {
+        em_conn_fail(c, 411);
+        return req->head_len;
+    }
+    c->endpoint = ep;
+    if (req->method == EM_HTTP_POST && req->content_length > 0) {
+        if ((size_t) req->content_length > ep->max_payload) {
+            c->keep_alive = 0;
+            em_conn_respond(c, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
+            return req->head_len;
+        }
+        c->state = EM_CONN_BODY;
+        c->head_len = req->head_len;
+        c->body_len = (size_t) req->content_length;
+        bufferevent_setwatermark(c->bev, EV_READ, 0, c->head_len + c->body_len);
+        return 0;
+    }
+    em_engine_request(c, req, NULL, 0);
+    return req->head_len;
+}
+
+/* Drive the state machine on whatever input is buffered. */
+static void
+em_conn_process(em_conn_t *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    em_http_req_t    req;
+
+    c->in_process = 1;
+    for (int rounds = 0; rounds < 64 && c->state != EM_CONN_CLOSED; rounds++) {
+        size_t len = evbuffer_get_length(in);
+        size_t consumed;
+
+        if (c->state == EM_CONN_HEAD) {
+            if (len == 0) {
+                break;
+            }
+            size_t      want = EM_MIN(len, (size_t) EM_HTTP_MAX_HEAD);
+            const char *buf = (const char *) evbuffer_pullup(in, (ssize_t) want);
+            int         rc = em_http_parse(buf, want, &req);
+            if (rc == EM_AGAIN) {
+                if (want >= EM_HTTP_MAX_HEAD) {
+                    em_conn_fail(c, 431);
+                }
+                break;
+            }
+            if (rc != EM_OK) {
+                em_conn_fail(c, rc == EM_DECLINED ? 431 : 400);
+                break;
+            }
+            consumed = em_conn_request(c, &req);
+        } else if (c->state == EM_CONN_BODY) {
+            size_t total = c->head_len + c->body_len;
+            if (len < total) {
+                break;
+            }
+            const char *buf = (const char *) evbuffer_pullup(in, (ssize_t) total);
+            if (em_http_parse(buf, c->head_len, &req) != EM_OK) {
+                em_conn_fail(c, 400);
+                break;
+            }
+            em_engine_request(c, &req, buf + c->head_len, c->body_len);
+            consumed = total;
+        } else if (c->state == EM_CONN_WS) {
+            em_ws_on_read(c);
+            break;
+        } else {
+            /* POLL: a parked GET; anything sent now waits for its answer. */
+            break;
+        }
+        if (c->state == EM_CONN_CLOSED) {
+            break;
+        }
+        evbuffer_drain(in, consumed);
+    }
+    c->in_process = 0;
+}
+
+static void
+em_conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void) bev;
+    em_conn_process(arg);
+}
+
+static void
+em_conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    em_conn_t *c = arg;
+    (void) bev;
+
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (c->state == EM_CONN_HEAD && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+            em_conn_fail(c, 408);
+            return;
+        }
+    }
+    em_conn_close(c);
+}

@@ -1,0 +1,76 @@
+/*
+ * em_conn.h - one client TCP connection in a worker: an explicit state
+ * machine from HTTP/1.1 request heads through request bodies and parked
+ * long-polling GETs to WebSocket framing.
+ *
+ * A connection is never freed inside its own callback: em_conn_close() marks
+ * it and the worker's reaper frees it after the callback returns.
+ */
+#ifndef EM_CONN_H
+#define EM_CONN_H
+
+#include <event2/bufferevent.h>
+#include <wslay/wslay.h>
+
+#include "em_buf.h"
+#include "em_http.h"
+#include "em_worker.h"
+
+typedef enum {
+    EM_CONN_HEAD = 0,   /* reading a request head */
+    EM_CONN_BODY,       /* reading a request body (POST) */
+    EM_CONN_POLL,       /* a long-polling GET parked until there is data */
+    EM_CONN_WS,         /* WebSocket */
+    EM_CONN_DRAIN,      /* writing the last bytes, then close */
+    EM_CONN_CLOSED
+} em_conn_state_t;
+
+struct em_conn {
+    struct bufferevent        *bev;
+    em_conn_state_t            state;
+    unsigned                   noroute:1;     /* serve the next request here */
+    unsigned                   keep_alive:1;
+    unsigned                   ws_closing:1;
+    unsigned                   in_process:1;  /* inside em_conn_process() */
+    em_session_t              *session;       /* POLL, BODY (POST) or WS */
+    const em_conf_endpoint_t  *endpoint;
+    size_t                     head_len;      /* BODY: head bytes still in input */
+    size_t                     body_len;      /* BODY: Content-Length */
+    char                      *origin;        /* allowed CORS origin to echo, or NULL */
+    wslay_event_context_ptr    ws;
+    em_conn_t                 *reap_next;
+};
+
+/* Take a connection from the master: fd plus bytes it already read. */
+void em_conn_accept(int fd, const char *data, size_t len, int noroute);
+
+/* Close now (no more output); the memory goes at the next reap. */
+void em_conn_close(em_conn_t *c);
+
+/* Write what is queued, then close. */
+void em_conn_drain(em_conn_t *c);
+
+/* Free connections marked closed (called by the worker's reaper). */
+void em_conn_reap(em_conn_t *c);
+
+/* Send an HTTP response. Completes the request: the connection goes back to
+ * reading heads (keep-alive) or drains and closes. */
+void em_conn_respond(em_conn_t *c, int status, const char *ctype, const char *body, size_t len);
+
+/* Answer a parked polling GET with a payload built from the given parts. */
+void em_conn_respond_parts(em_conn_t *c, struct evbuffer *body);
+
+/* 400 with an Engine.IO JSON error body {"code":N,"message":"..."}. */
+void em_conn_eio_error(em_conn_t *c, int code, const char *message);
+
+/* WebSocket (em_ws.c). */
+int  em_ws_accept(em_conn_t *c, const em_http_req_t *req);
+void em_ws_on_read(em_conn_t *c);
+int  em_ws_send(em_conn_t *c, em_buf_t *buf);
+void em_ws_close(em_conn_t *c, uint16_t code, const char *reason);
+void em_ws_free(em_conn_t *c);
+
+/* Bytes waiting in the connection's output buffer. */
+size_t em_conn_pending_output(em_conn_t *c);
+
+#endif

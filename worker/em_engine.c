@@ -1,0 +1,648 @@
+/*
+ * em_engine.c - Engine.IO v4 sessions.
+ *
+ * A session lives in the worker whose slot its sid encodes. Its transport is
+ * either long-polling (a parked GET answered when packets are queued, POSTs
+ * carrying client packets) or a WebSocket. A polling session can be upgraded:
+ * the client opens a WebSocket with the same sid, sends "2probe", we answer
+ * "3probe" and answer any parked GET with a noop "6" so the client can pause
+ * polling; its "5" completes the switch and the queue is flushed over the
+ * WebSocket. Heartbeats: a ping every ping_interval, and a close if no pong
+ * comes within ping_timeout.
+ */
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "em_engine.h"
+#include "em_log.h"
+#include "em_lua.h"
+#include "em_socketio.h"
+
+#define EM_ENGINE_UPGRADE_TIMEOUT 10000          /* ms for "5" after "2probe" */
+#define EM_ENGINE_CLOSE_TIMEOUT   30000          /* ms to deliver the last packets */
+#define EM_ENGINE_QUEUE_LIMIT     (16u * 1024 * 1024)
+
+static em_buf_t *em_engine_pkt(const char *text);
+static void em_session_finish(em_session_t *s);
+static void em_session_abort(em_session_t *s, const char *reason);
+
+/* ---- the layer above: Socket.IO or a raw Engine.IO script ---- */
+
+static void
+em_upper_open(em_session_t *s)
+{
+    if (s->endpoint->raw) {
+        em_lua_raw_open(s);
+    } else {
+        em_sio_open(s);
+    }
+}
+
+static void
+em_upper_message(em_session_t *s, const char *data, size_t len, int binary)
+{
+    if (s->endpoint->raw) {
+        em_lua_raw_message(s, data, len, binary);
+    } else {
+        em_sio_message(s, data, len, binary);
+    }
+}
+
+static void
+em_upper_close(em_session_t *s, const char *reason)
+{
+    if (s->upper == NULL) {
+        return;
+    }
+    if (s->endpoint->raw) {
+        em_lua_raw_close(s, reason);
+    } else {
+        em_sio_close(s, reason);
+    }
+    s->upper = NULL;
+}
+
+/* ---- heartbeats ---- */
+
+static void
+em_session_arm(em_session_t *s, unsigned ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+    evtimer_add(s->timer, &tv);
+}
+
+static void
+em_session_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    em_session_t *s = arg;
+    (void) fd;
+    (void) what;
+
+    if (s->closed) {
+        /* A graceful close whose last packets were never fetched. */
+        em_session_finish(s);
+        return;
+    }
+    if (s->awaiting_pong) {
+        em_session_abort(s, "ping timeout");
+        return;
+    }
+    s->awaiting_pong = 1;
+    em_buf_t *ping = em_engine_pkt("2");
+    if (ping != NULL) {
+        em_session_send(s, ping);
+        em_buf_unref(ping);
+    }
+    em_session_arm(s, s->endpoint->ping_timeout);
+}
+
+static void
+em_session_upgrade_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    em_session_t *s = arg;
+    (void) fd;
+    (void) what;
+
+    if (s->probe != NULL) {
+        em_conn_t *p = s->probe;
+        s->probe = NULL;
+        s->upgrading = 0;
+        p->session = NULL;
+        em_ws_close(p, 1000, NULL);
+    }
+}
+
+/* ---- sending ---- */
+
+static em_buf_t *
+em_engine_pkt(const char *text)
+{
+    return em_buf_copy(text, strlen(text), 0);
+}
+
+/* Answer the parked GET with every queued packet (or a noop). */
+static void
+em_session_flush_get(em_session_t *s, int noop_if_empty)
+{
+    em_conn_t       *c = s->get;
+    struct evbuffer *body;
+    int              sent_close = 0;
+
+    if (c == NULL || (s->q_head == NULL && !noop_if_empty)) {
+        return;
+    }
+    body = evbuffer_new();
+    if (body == NULL) {
+        return;
+    }
+    if (s->q_head == NULL || s->upgrading) {
+        evbuffer_add(body, "6", 1);
+    } else {
+        for (em_outq_t *q = s->q_head, *next; q != NULL; q = next) {
+            next = q->next;
+            if (q != s->q_head) {
+                evbuffer_add(body, "\x1e", 1);
+            }
+            if (q->buf->binary) {
+                size_t blen = em_eio_b64_encoded_len(q->buf->len);
+                struct evbuffer_iovec v;
+                evbuffer_add(body, "b", 1);
+                if (evbuffer_reserve_space(body, (ev_ssize_t) blen, &v, 1) == 1) {
+                    v.iov_len = em_eio_b64_encode((const unsigned char *) q->buf->data,
+                                                  q->buf->len, v.iov_base);
+                    evbuffer_commit_space(body, &v, 1);
+                }
+            } else {
+                evbuffer_add(body, q->buf->data, q->buf->len);
+                sent_close |= (q->buf->len == 1 && q->buf->data[0] == '1');
+            }
+            em_buf_unref(q->buf);
+            free(q);
+        }
+        s->q_head = s->q_tail = NULL;
+        s->q_bytes = 0;
+    }
+    s->get = NULL;
+    c->session = NULL;
+    em_conn_respond_parts(c, body);
+    evbuffer_free(body);
+    if (sent_close && s->closed) {
+        em_session_finish(s);
+    }
+}
+
+void
+em_session_send(em_session_t *s, em_buf_t *buf)
+{
+    if (s->closed) {
+        return;
+    }
+    if (s->transport == EM_TRANSPORT_WEBSOCKET) {
+        if (s->ws != NULL) {
+            em_ws_send(s->ws, buf);
+        }
+        return;
+    }
+    if (s->q_bytes + buf->len > EM_ENGINE_QUEUE_LIMIT) {
+        em_log(EM_LOG_WARN, 0, "session %s: polling queue over %u bytes, closing", s->sid,
+               EM_ENGINE_QUEUE_LIMIT);
+        em_session_abort(s, "transport error");
+        return;
+    }
+    em_outq_t *q = malloc(sizeof(*q));
+    if (q == NULL) {
+        return;
+    }
+    q->next = NULL;
+    q->buf = em_buf_ref(buf);
+    if (s->q_tail) {
+        s->q_tail->next = q;
+    } else {
+        s->q_head = q;
+    }
+    s->q_tail = q;
+    s->q_bytes += buf->len;
+    if (s->get != NULL && !s->upgrading) {
+        em_session_flush_get(s, 0);
+    }
+}
+
+/* ---- life cycle ---- */
+
+static em_session_t *
+em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
+{
+    em_session_t           *s = calloc(1, sizeof(*s));
+    struct sockaddr_storage ss;
+    socklen_t               sl = sizeof(ss);
+    char                    addr[INET6_ADDRSTRLEN] = "";
+
+    if (s == NULL) {
+        return NULL;
+    }
+    do {
+        em_sid_new(em_w.slot, s->sid);
+        em_session_t *dup;
+        HASH_FIND(hh, em_w.sessions, s->sid, EM_SID_LEN, dup);
+        if (dup == NULL) {
+            break;
+        }
+    } while (1);
+    s->endpoint = c->endpoint;
+    s->transport = transport;
+    s->timer = evtimer_new(em_w.base, em_session_timer_cb, s);
+    s->upgrade_timer = evtimer_new(em_w.base, em_session_upgrade_timeout_cb, s);
+    if (getpeername(bufferevent_getfd(c->bev), (struct sockaddr *) &ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, addr, sizeof(addr));
+        } else if (ss.ss_family == AF_INET6) {
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, addr, sizeof(addr));
+        }
+    }
+    size_t alen = strlen(addr) + 1;
+    s->handshake_len = alen + req->head_len;
+    s->handshake = malloc(s->handshake_len);
+    if (s->timer == NULL || s->upgrade_timer == NULL || s->handshake == NULL) {
+        if (s->timer) event_free(s->timer);
+        if (s->upgrade_timer) event_free(s->upgrade_timer);
+        free(s->handshake);
+        free(s);
+        return NULL;
+    }
+    memcpy(s->handshake, addr, alen);
+    memcpy(s->handshake + alen, req->method_str.data, req->head_len);
+    HASH_ADD(hh, em_w.sessions, sid, EM_SID_LEN, s);
+    em_w.nsessions++;
+    em_worker_load_changed();
+    return s;
+}
+
+const char *
+em_session_address(const em_session_t *s)
+{
+    return s->handshake;
+}
+
+static void
+em_session_free_queue(em_session_t *s)
+{
+    for (em_outq_t *q = s->q_head, *next; q != NULL; q = next) {
+        next = q->next;
+        em_buf_unref(q->buf);
+        free(q);
+    }
+    s->q_head = s->q_tail = NULL;
+    s->q_bytes = 0;
+}
+
+/* Drop the session from the worker; memory goes at the next reap. */
+static void
+em_session_finish(em_session_t *s)
+{
+    if (s->finished) {
+        return;
+    }
+    s->finished = 1;
+    s->closed = 1;
+    em_upper_close(s, "transport close");
+    evtimer_del(s->timer);
+    evtimer_del(s->upgrade_timer);
+    if (s->get != NULL) {
+        em_conn_t *c = s->get;
+        s->get = NULL;
+        c->session = NULL;
+        em_conn_respond(c, 200, "text/plain; charset=UTF-8", "1", 1);
+    }
+    if (s->ws != NULL) {
+        em_conn_t *c = s->ws;
+        s->ws = NULL;
+        c->session = NULL;
+        em_ws_close(c, 1000, NULL);
+    }
+    if (s->probe != NULL) {
+        em_conn_t *c = s->probe;
+        s->probe = NULL;
+        c->session = NULL;
+        em_ws_close(c, 1000, NULL);
+    }
+    em_session_free_queue(s);
+    HASH_DELETE(hh, em_w.sessions, s);
+    em_w.nsessions--;
+    em_worker_load_changed();
+    s->reap_next = em_w.reap_sessions;
+    em_w.reap_sessions = s;
+    em_worker_schedule_reap();
+}
+
+void
+em_session_reap(em_session_t *s)
+{
+    event_free(s->timer);
+    event_free(s->upgrade_timer);
+    free(s->handshake);
+    free(s);
+}
+
+/* The client is gone or broke the protocol: no goodbye. */
+static void
+em_session_abort(em_session_t *s, const char *reason)
+{
+    if (s->finished) {
+        return;
+    }
+    s->closed = 1;
+    em_upper_close(s, reason);
+    em_session_finish(s);
+}
+
+void
+em_session_close(em_session_t *s, const char *reason)
+{
+    if (s->closed) {
+        return;
+    }
+    /* Let the layer above say goodbye while the session can still send. */
+    em_upper_close(s, reason);
+    if (s->transport == EM_TRANSPORT_POLLING) {
+        em_buf_t *close_pkt = em_engine_pkt("1");
+        if (close_pkt != NULL) {
+            em_session_send(s, close_pkt);
+            em_buf_unref(close_pkt);
+        }
+        s->closed = 1;
+        if (s->get != NULL) {
+            em_session_flush_get(s, 0);
+            return;
+        }
+        /* Wait for the client's next GET to take the last packets. */
+        evtimer_del(s->timer);
+        em_session_arm(s, EM_ENGINE_CLOSE_TIMEOUT);
+        return;
+    }
+    s->closed = 1;
+    em_session_finish(s);
+}
+
+void
+em_session_conn_lost(em_session_t *s, em_conn_t *c)
+{
+    if (c == s->probe) {
+        s->probe = NULL;
+        s->upgrading = 0;
+        evtimer_del(s->upgrade_timer);
+        return;
+    }
+    if (c == s->get) {
+        s->get = NULL;
+        em_session_abort(s, "transport close");
+        return;
+    }
+    if (c == s->ws) {
+        s->ws = NULL;
+        em_session_abort(s, "transport close");
+    }
+}
+
+/* ---- receiving ---- */
+
+static void
+em_session_heartbeat(em_session_t *s)
+{
+    if (s->awaiting_pong) {
+        s->awaiting_pong = 0;
+        em_session_arm(s, s->endpoint->ping_interval);
+    }
+}
+
+static void
+em_session_complete_upgrade(em_session_t *s)
+{
+    em_conn_t *ws = s->probe;
+
+    s->probe = NULL;
+    s->upgrading = 0;
+    evtimer_del(s->upgrade_timer);
+    s->transport = EM_TRANSPORT_WEBSOCKET;
+    s->ws = ws;
+    if (s->get != NULL) {
+        em_conn_t *c = s->get;
+        s->get = NULL;
+        c->session = NULL;
+        em_conn_respond(c, 200, "text/plain; charset=UTF-8", "6", 1);
+    }
+    for (em_outq_t *q = s->q_head, *next; q != NULL; q = next) {
+        next = q->next;
+        em_ws_send(ws, q->buf);
+        em_buf_unref(q->buf);
+        free(q);
+    }
+    s->q_head = s->q_tail = NULL;
+    s->q_bytes = 0;
+}
+
+/* One Engine.IO packet from the client, on the session's current transport. */
+static void
+em_session_packet(em_session_t *s, const em_eio_packet_t *p)
+{
+    switch (p->type) {
+    case EM_EIO_PONG:
+        em_session_heartbeat(s);
+        break;
+    case EM_EIO_MESSAGE:
+        em_upper_message(s, p->data.data, p->data.len, p->binary);
+        break;
+    case EM_EIO_CLOSE:
+        em_session_abort(s, "transport close");
+        break;
+    case EM_EIO_NOOP:
+    case EM_EIO_PING:
+        break;
+    default:
+        em_session_abort(s, "parse error");
+        break;
+    }
+}
+
+void
+em_session_ws_message(em_session_t *s, em_conn_t *c, const char *data, size_t len, int binary)
+{
+    em_eio_packet_t p;
+
+    if (binary) {
+        p.type = EM_EIO_MESSAGE;
+        p.binary = 1;
+        p.base64 = 0;
+        p.data.data = data;
+        p.data.len = len;
+    } else if (em_eio_decode(data, len, &p) != EM_OK) {
+        em_session_abort(s, "parse error");
+        return;
+    }
+    if (c == s->probe) {
+        if (p.type == EM_EIO_PING && em_str_eq(p.data, "probe")) {
+            em_buf_t *pong = em_engine_pkt("3probe");
+            if (pong != NULL) {
+                em_ws_send(c, pong);
+                em_buf_unref(pong);
+            }
+            s->upgrading = 1;
+            em_session_flush_get(s, 1);
+        } else if (p.type == EM_EIO_UPGRADE && s->upgrading) {
+            em_session_complete_upgrade(s);
+        } else if (p.type != EM_EIO_NOOP) {
+            s->probe = NULL;
+            s->upgrading = 0;
+            c->session = NULL;
+            em_ws_close(c, 1002, NULL);
+        }
+        return;
+    }
+    em_session_packet(s, &p);
+}
+
+static void
+em_engine_post(em_conn_t *c, em_session_t *s, const char *body, size_t len)
+{
+    size_t          pos = 0;
+    em_eio_packet_t p;
+    unsigned char  *bin = NULL;
+    int             rc;
+
+    /* Answer first: the packets may close the session and its connections. */
+    em_conn_respond(c, 200, "text/html", "ok", 2);
+    if (s->closed) {
+        return;
+    }
+    while ((rc = em_eio_payload_next(body, len, &pos, &p)) == EM_OK && !s->closed) {
+        if (p.base64) {
+            ssize_t n;
+            bin = realloc(bin, p.data.len);
+            if (bin == NULL || (n = em_eio_b64_decode(p.data.data, p.data.len, bin, p.data.len)) < 0) {
+                rc = EM_ERROR;
+                break;
+            }
+            p.data.data = (const char *) bin;
+            p.data.len = (size_t) n;
+            p.base64 = 0;
+        }
+        em_session_packet(s, &p);
+    }
+    free(bin);
+    if (rc == EM_ERROR && !s->closed) {
+        em_session_abort(s, "parse error");
+    }
+}
+
+void
+em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size_t body_len)
+{
+    const em_conf_endpoint_t *ep = c->endpoint;
+    char                      val[EM_SID_LEN + 8];
+    char                      transport[16];
+    ssize_t                   n;
+    unsigned                  tr;
+    em_session_t             *s;
+
+    n = em_http_query_get(req->query, "EIO", val, sizeof(val));
+    if (n != 1 || val[0] != '4') {
+        em_conn_eio_error(c, 5, "Unsupported protocol version");
+        return;
+    }
+    n = em_http_query_get(req->query, "transport", transport, sizeof(transport) - 1);
+    transport[n > 0 ? n : 0] = '\0';
+    if (strcmp(transport, "polling") == 0) {
+        tr = EM_TRANSPORT_POLLING;
+    } else if (strcmp(transport, "websocket") == 0) {
+        tr = EM_TRANSPORT_WEBSOCKET;
+    } else {
+        tr = 0;
+    }
+    if ((tr & ep->transports) == 0) {
+        em_conn_eio_error(c, 0, "Transport unknown");
+        return;
+    }
+
+    n = em_http_query_get(req->query, "sid", val, sizeof(val));
+    if (n < 0) {
+        /* A handshake. */
+        if (req->method != EM_HTTP_GET) {
+            em_conn_eio_error(c, 2, "Bad handshake method");
+            return;
+        }
+        if (tr == EM_TRANSPORT_WEBSOCKET && !req->upgrade_ws) {
+            em_conn_eio_error(c, 3, "Bad request");
+            return;
+        }
+        s = em_session_new(c, req, tr);
+        if (s == NULL) {
+            em_conn_respond(c, 503, "text/plain; charset=UTF-8", "Service Unavailable", 19);
+            return;
+        }
+        char                open_pkt[512];
+        em_eio_handshake_t  hs = {
+            .sid = s->sid,
+            .upgrade_websocket = (tr == EM_TRANSPORT_POLLING && ep->allow_upgrades
+                                  && (ep->transports & EM_TRANSPORT_WEBSOCKET)),
+            .ping_interval = ep->ping_interval,
+            .ping_timeout = ep->ping_timeout,
+            .max_payload = ep->max_payload,
+        };
+        ssize_t olen = em_eio_encode_open(&hs, open_pkt, sizeof(open_pkt));
+        if (olen < 0) {
+            em_session_abort(s, "server error");
+            em_conn_respond(c, 500, "text/plain; charset=UTF-8", "Internal Server Error", 21);
+            return;
+        }
+        if (tr == EM_TRANSPORT_WEBSOCKET) {
+            if (em_ws_accept(c, req) != EM_OK) {
+                em_session_abort(s, "transport error");
+                em_conn_eio_error(c, 3, "Bad request");
+                return;
+            }
+            s->ws = c;
+            c->session = s;
+            em_buf_t *b = em_buf_copy(open_pkt, (size_t) olen, 0);
+            if (b != NULL) {
+                em_ws_send(c, b);
+                em_buf_unref(b);
+            }
+        } else {
+            em_conn_respond(c, 200, "text/plain; charset=UTF-8", open_pkt, (size_t) olen);
+        }
+        em_session_arm(s, ep->ping_interval);
+        em_upper_open(s);
+        return;
+    }
+
+    HASH_FIND(hh, em_w.sessions, val, (size_t) n, s);
+    if (s == NULL || s->endpoint != ep) {
+        em_conn_eio_error(c, 1, "Session ID unknown");
+        return;
+    }
+    if (tr == EM_TRANSPORT_WEBSOCKET) {
+        if (s->closed || s->transport != EM_TRANSPORT_POLLING || s->probe != NULL
+            || !ep->allow_upgrades || em_ws_accept(c, req) != EM_OK) {
+            em_conn_eio_error(c, 3, "Bad request");
+            return;
+        }
+        s->probe = c;
+        c->session = s;
+        struct timeval tv = { EM_ENGINE_UPGRADE_TIMEOUT / 1000, 0 };
+        evtimer_add(s->upgrade_timer, &tv);
+        return;
+    }
+    if (s->transport != EM_TRANSPORT_POLLING) {
+        em_conn_eio_error(c, 3, "Bad request");
+        return;
+    }
+    if (req->method == EM_HTTP_GET) {
+        if (s->get != NULL) {
+            /* Two GETs at once: a broken or hostile client. */
+            em_conn_eio_error(c, 3, "Bad request");
+            em_session_abort(s, "transport error");
+            return;
+        }
+        s->get = c;
+        c->session = s;
+        c->state = EM_CONN_POLL;
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        if (s->q_head != NULL || s->upgrading) {
+            em_session_flush_get(s, 1);
+        }
+        return;
+    }
+    if (req->method == EM_HTTP_POST) {
+        if (s->closed) {
+            em_conn_respond(c, 200, "text/html", "ok", 2);
+            return;
+        }
+        em_engine_post(c, s, body, body_len);
+        return;
+    }
+    em_conn_eio_error(c, 3, "Bad request");
+}

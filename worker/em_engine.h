@@ -1,0 +1,65 @@
+/*
+ * em_engine.h - Engine.IO v4 sessions: handshake, the polling and WebSocket
+ * transports, the upgrade from one to the other, heartbeats, and the queue of
+ * packets waiting for a polling GET. The layer above (Socket.IO, or a raw
+ * Engine.IO script) sees only open / message / close.
+ */
+#ifndef EM_ENGINE_H
+#define EM_ENGINE_H
+
+#include <uthash.h>
+
+#include "em_buf.h"
+#include "em_conn.h"
+#include "em_eio.h"
+#include "em_sid.h"
+
+typedef struct em_outq {
+    struct em_outq *next;
+    em_buf_t       *buf;
+} em_outq_t;
+
+struct em_session {
+    char                       sid[EM_SID_LEN + 1];
+    const em_conf_endpoint_t  *endpoint;
+    unsigned                   transport;     /* EM_TRANSPORT_* in use */
+    unsigned                   upgrading:1;   /* a probe WebSocket answered 3probe */
+    unsigned                   awaiting_pong:1;
+    unsigned                   closed:1;      /* closing: sends are dropped */
+    unsigned                   finished:1;    /* out of the table, awaiting reap */
+    em_conn_t                 *ws;            /* transport WEBSOCKET */
+    em_conn_t                 *get;           /* a parked polling GET */
+    em_conn_t                 *probe;         /* WebSocket being upgraded to */
+    em_outq_t                 *q_head, *q_tail;
+    size_t                     q_bytes;
+    struct event              *timer;         /* ping interval / pong timeout */
+    struct event              *upgrade_timer;
+    char                      *handshake;     /* "address\0request head", or NULL */
+    size_t                     handshake_len;
+    void                      *upper;         /* Socket.IO client or raw script object */
+    em_session_t              *reap_next;
+    UT_hash_handle             hh;
+};
+
+/* Handle an Engine.IO request (head parsed, body — for POST — complete). */
+void em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size_t body_len);
+
+/* Queue or send one message (text: "4..." already prefixed; or binary). */
+void em_session_send(em_session_t *s, em_buf_t *buf);
+
+/* Close the session: the upper layer hears on_close(reason) once. */
+void em_session_close(em_session_t *s, const char *reason);
+
+/* A transport connection went away (EOF, error, timeout). */
+void em_session_conn_lost(em_session_t *s, em_conn_t *c);
+
+/* A WebSocket message arrived on connection c of session s. */
+void em_session_ws_message(em_session_t *s, em_conn_t *c, const char *data, size_t len, int binary);
+
+/* Free closed sessions (reaper). */
+void em_session_reap(em_session_t *s);
+
+/* The peer address and request head saved at handshake (for socket.handshake). */
+const char *em_session_address(const em_session_t *s);
+
+#endif

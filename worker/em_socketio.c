@@ -1,0 +1,585 @@
+/*
+ * em_socketio.c - Socket.IO v5 over an Engine.IO session.
+ *
+ * A client (one per session) holds one socket per namespace it joined. Text
+ * packets are decoded by proto/em_sio.c and their JSON by jansson; a binary
+ * packet waits for its attachments (the following Engine.IO binary messages)
+ * before it is dispatched. Anything malformed closes the connection, as
+ * Node's server does.
+ */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "em_log.h"
+#include "em_lua.h"
+#include "em_socketio.h"
+
+struct em_sio_client {
+    em_session_t     *eio;
+    em_sio_socket_t  *sockets;
+    struct event     *connect_timer;
+    /* A binary packet waiting for its attachments. */
+    char             *bin_text;
+    size_t            bin_text_len;
+    unsigned          bin_need;
+    unsigned          bin_have;
+    em_str_t         *bin_att;      /* malloc'd copies */
+    size_t            bin_bytes;
+};
+
+static em_nsp_t *em_nsps;
+
+/* ---- namespaces ---- */
+
+em_nsp_t *
+em_nsp_find(const char *name, size_t len)
+{
+    em_nsp_t *n;
+
+    HASH_FIND(hh, em_nsps, name, len, n);
+    return n;
+}
+
+em_nsp_t *
+em_nsp_first(void)
+{
+    return em_nsps;
+}
+
+/* Does "/device/42" match the pattern "/device/:id"? */
+static int
+em_nsp_match(const char *pattern, const char *name, size_t len)
+{
+    const char *p = pattern, *n = name, *end = name + len;
+
+    while (*p != '\0' && n < end) {
+        if (p[0] == ':' && p > pattern && p[-1] == '/') {
+            const char *seg = n;
+            while (n < end && *n != '/') {
+                n++;
+            }
+            if (n == seg) {
+                return 0;
+            }
+            while (*p != '\0' && *p != '/') {
+                p++;
+            }
+            continue;
+        }
+        if (*p != *n) {
+            return 0;
+        }
+        p++;
+        n++;
+    }
+    return *p == '\0' && n == end;
+}
+
+static int
+em_nsp_conf_index(const char *name, size_t len, size_t *index)
+{
+    const em_conf_t *conf = em_w.conf;
+
+    for (size_t i = 0; i < conf->nnsps; i++) {
+        if (!conf->nsps[i].dynamic && strlen(conf->nsps[i].name) == len
+            && memcmp(conf->nsps[i].name, name, len) == 0) {
+            *index = i;
+            return EM_OK;
+        }
+    }
+    for (size_t i = 0; i < conf->nnsps; i++) {
+        if (conf->nsps[i].dynamic && em_nsp_match(conf->nsps[i].name, name, len)) {
+            *index = i;
+            return EM_OK;
+        }
+    }
+    return EM_DECLINED;
+}
+
+static em_nsp_t *
+em_nsp_get(const char *name, size_t len, size_t conf_index)
+{
+    em_nsp_t *n = em_nsp_find(name, len);
+
+    if (n != NULL) {
+        return n;
+    }
+    n = calloc(1, sizeof(*n));
+    if (n == NULL || (n->name = malloc(len + 1)) == NULL) {
+        free(n);
+        return NULL;
+    }
+    memcpy(n->name, name, len);
+    n->name[len] = '\0';
+    n->name_len = len;
+    n->conf_index = conf_index;
+    HASH_ADD_KEYPTR(hh, em_nsps, n->name, n->name_len, n);
+    return n;
+}
+
+static void
+em_nsp_release_if_empty(em_nsp_t *n)
+{
+    if (n->nsockets == 0 && em_w.conf->nsps[n->conf_index].dynamic) {
+        em_adapter_nsp_free(n);
+        HASH_DELETE(hh, em_nsps, n);
+        free(n->name);
+        free(n);
+    }
+}
+
+/* ---- encoding ---- */
+
+static int
+em_sio_dump_cb(const char *buf, size_t size, void *data)
+{
+    return em_buf_append((em_buf_t **) data, buf, size) == EM_OK ? 0 : -1;
+}
+
+json_t *
+em_sio_json_parse(const char *data, size_t len)
+{
+    json_error_t err;
+
+    return json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+}
+
+/* "4" + header + JSON into a new text buffer. */
+static em_buf_t *
+em_sio_encode(em_sio_type_t type, unsigned natt, em_str_t nsp, int64_t id, json_t *data)
+{
+    char      head[300];
+    ssize_t   hlen;
+    em_buf_t *b;
+
+    if (nsp.len > 256) {
+        return NULL;
+    }
+    head[0] = '4';
+    hlen = em_sio_encode_header(type, natt, nsp, id, data != NULL, head + 1, sizeof(head) - 1);
+    if (hlen < 0 || (b = em_buf_new(256)) == NULL) {
+        return NULL;
+    }
+    if (em_buf_append(&b, head, (size_t) hlen + 1) != EM_OK
+        || (data != NULL
+            && json_dump_callback(data, em_sio_dump_cb, &b,
+                                  JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER) != 0)) {
+        em_buf_unref(b);
+        return NULL;
+    }
+    return b;
+}
+
+int
+em_sio_pkt_build(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id, json_t *data,
+                 em_buf_t **atts, size_t natt)
+{
+    if (natt > 0) {
+        type = (type == EM_SIO_ACK) ? EM_SIO_BINARY_ACK : EM_SIO_BINARY_EVENT;
+    }
+    out->text = em_sio_encode(type, (unsigned) natt, nsp, id, data);
+    out->att = atts;
+    out->natt = natt;
+    if (out->text == NULL) {
+        em_pkt_release(out);
+        return EM_ERROR;
+    }
+    return EM_OK;
+}
+
+/* ---- sockets ---- */
+
+em_session_t *
+em_sio_socket_session(const em_sio_socket_t *s)
+{
+    return s->client->eio;
+}
+
+static void
+em_sio_hold(em_sio_socket_t *s, em_buf_t *b)
+{
+    em_buf_t **held = realloc(s->held, (s->nheld + 1) * sizeof(*held));
+
+    if (held == NULL) {
+        return;
+    }
+    s->held = held;
+    s->held[s->nheld++] = em_buf_ref(b);
+}
+
+void
+em_sio_socket_send(em_sio_socket_t *s, const em_pkt_t *pkt)
+{
+    if (s->closed) {
+        return;
+    }
+    if (s->connecting) {
+        em_sio_hold(s, pkt->text);
+        for (size_t i = 0; i < pkt->natt; i++) {
+            em_sio_hold(s, pkt->att[i]);
+        }
+        return;
+    }
+    em_session_send(s->client->eio, pkt->text);
+    for (size_t i = 0; i < pkt->natt; i++) {
+        em_session_send(s->client->eio, pkt->att[i]);
+    }
+}
+
+static void
+em_sio_send_simple(em_sio_client_t *c, em_sio_type_t type, em_str_t nsp, json_t *data)
+{
+    em_buf_t *b = em_sio_encode(type, 0, nsp, EM_SIO_NO_ID, data);
+
+    if (b != NULL) {
+        em_session_send(c->eio, b);
+        em_buf_unref(b);
+    }
+}
+
+static void
+em_sio_drop_held(em_sio_socket_t *s)
+{
+    for (size_t i = 0; i < s->nheld; i++) {
+        em_buf_unref(s->held[i]);
+    }
+    free(s->held);
+    s->held = NULL;
+    s->nheld = 0;
+}
+
+/* Unlink a socket from everything and free it. `reason` NULL: no events. */
+static void
+em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
+{
+    em_sio_client_t *c = s->client;
+    em_nsp_t        *nsp = s->nsp;
+
+    if (s->closed) {
+        return;
+    }
+    if (reason != NULL && s->lref != LUA_NOREF) {
+        em_lua_socket_event(s, "disconnecting", reason);
+    }
+    s->closed = 1;
+    em_adapter_leave_all(s);
+    for (em_sio_socket_t **p = &c->sockets; *p != NULL; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    }
+    HASH_DELETE(hh, nsp->sockets, s);
+    nsp->nsockets--;
+    if (s->lref != LUA_NOREF) {
+        if (reason != NULL) {
+            em_lua_socket_event(s, "disconnect", reason);
+        }
+        em_lua_socket_release(s);
+    }
+    em_sio_drop_held(s);
+    em_nsp_release_if_empty(nsp);
+    free(s);
+}
+
+void
+em_sio_socket_disconnect(em_sio_socket_t *s, int close_conn)
+{
+    em_sio_client_t *c = s->client;
+    em_nsp_t        *nsp = s->nsp;
+
+    if (s->closed) {
+        return;
+    }
+    if (!close_conn) {
+        em_sio_send_simple(c, EM_SIO_DISCONNECT, (em_str_t) { nsp->name, nsp->name_len }, NULL);
+        em_sio_socket_remove(s, "server namespace disconnect");
+        return;
+    }
+    while (c->sockets != NULL) {
+        em_sio_socket_t *x = c->sockets;
+        em_sio_send_simple(c, EM_SIO_DISCONNECT, (em_str_t) { x->nsp->name, x->nsp->name_len }, NULL);
+        em_sio_socket_remove(x, "server namespace disconnect");
+    }
+    em_session_close(c->eio, "forced server close");
+}
+
+static em_sio_socket_t *
+em_sio_client_socket(em_sio_client_t *c, em_str_t nsp)
+{
+    for (em_sio_socket_t *s = c->sockets; s != NULL; s = s->next) {
+        if (s->nsp->name_len == nsp.len && memcmp(s->nsp->name, nsp.data, nsp.len) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static void
+em_sio_connect_error(em_sio_client_t *c, em_str_t nsp, const char *message)
+{
+    json_t *err = json_pack("{s:s}", "message", message);
+
+    em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, nsp, err);
+    json_decref(err);
+}
+
+/* CONNECT to a namespace; returns EM_ERROR if the connection must close. */
+static int
+em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
+{
+    size_t           conf_index;
+    em_nsp_t        *nsp;
+    em_sio_socket_t *s;
+    json_t          *auth = NULL, *reject = NULL, *ok;
+
+    if (em_sio_client_socket(c, p->nsp) != NULL) {
+        return EM_OK;   /* already connected: ignored, as Node does */
+    }
+    if (p->data.len > 0) {
+        auth = em_sio_json_parse(p->data.data, p->data.len);
+        if (auth == NULL || !json_is_object(auth)) {
+            json_decref(auth);
+            return EM_ERROR;
+        }
+    }
+    if (em_nsp_conf_index(p->nsp.data, p->nsp.len, &conf_index) != EM_OK
+        || (nsp = em_nsp_get(p->nsp.data, p->nsp.len, conf_index)) == NULL) {
+        em_sio_connect_error(c, p->nsp, "Invalid namespace");
+        json_decref(auth);
+        return EM_OK;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        json_decref(auth);
+        return EM_ERROR;
+    }
+    em_sid_random(s->id);
+    s->nsp = nsp;
+    s->client = c;
+    s->lref = LUA_NOREF;
+    s->connecting = 1;
+    s->next = c->sockets;
+    c->sockets = s;
+    HASH_ADD(hh, nsp->sockets, id, EM_SID_LEN, s);
+    nsp->nsockets++;
+
+    if (em_lua_has_script(conf_index)) {
+        if (auth == NULL) {
+            auth = json_object();
+        }
+        if (em_lua_connect(s, auth, &reject) != EM_OK) {
+            em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, p->nsp, reject);
+            json_decref(reject);
+            json_decref(auth);
+            em_sio_socket_remove(s, NULL);
+            return EM_OK;
+        }
+    }
+    json_decref(auth);
+    if (s->closed) {
+        return EM_OK;
+    }
+    ok = json_pack("{s:s}", "sid", s->id);
+    em_sio_send_simple(c, EM_SIO_CONNECT, (em_str_t) { nsp->name, nsp->name_len }, ok);
+    json_decref(ok);
+    s->connecting = 0;
+    for (size_t i = 0; i < s->nheld; i++) {
+        em_session_send(c->eio, s->held[i]);
+    }
+    em_sio_drop_held(s);
+    if (c->connect_timer != NULL) {
+        event_free(c->connect_timer);
+        c->connect_timer = NULL;
+    }
+    return EM_OK;
+}
+
+/* A complete packet (attachments gathered). EM_ERROR closes the connection. */
+static int
+em_sio_dispatch(em_sio_client_t *c, const em_sio_packet_t *p, const em_str_t *atts, size_t natt)
+{
+    em_sio_socket_t *s;
+    json_t          *args;
+    int              rc;
+
+    if (p->type == EM_SIO_CONNECT) {
+        return em_sio_connect(c, p);
+    }
+    s = em_sio_client_socket(c, p->nsp);
+    if (s == NULL) {
+        return EM_ERROR;    /* not connected to that namespace */
+    }
+    switch (p->type) {
+    case EM_SIO_DISCONNECT:
+        em_sio_socket_remove(s, "client namespace disconnect");
+        return EM_OK;
+    case EM_SIO_EVENT:
+    case EM_SIO_BINARY_EVENT:
+    case EM_SIO_ACK:
+    case EM_SIO_BINARY_ACK:
+        args = em_sio_json_parse(p->data.data, p->data.len);
+        if (args == NULL || !json_is_array(args)) {
+            json_decref(args);
+            return EM_ERROR;
+        }
+        if (p->type == EM_SIO_EVENT || p->type == EM_SIO_BINARY_EVENT) {
+            if (json_array_size(args) == 0 || !json_is_string(json_array_get(args, 0))) {
+                json_decref(args);
+                return EM_ERROR;
+            }
+            rc = (s->lref != LUA_NOREF) ? em_lua_event(s, args, atts, natt, p->id) : EM_OK;
+        } else {
+            rc = (s->lref != LUA_NOREF) ? em_lua_ack(s, p->id, args, atts, natt) : EM_OK;
+        }
+        json_decref(args);
+        return rc;
+    default:
+        return EM_ERROR;
+    }
+}
+
+static void
+em_sio_bin_reset(em_sio_client_t *c)
+{
+    for (unsigned i = 0; i < c->bin_have; i++) {
+        free((void *) c->bin_att[i].data);
+    }
+    free(c->bin_att);
+    free(c->bin_text);
+    c->bin_att = NULL;
+    c->bin_text = NULL;
+    c->bin_need = c->bin_have = 0;
+    c->bin_bytes = 0;
+}
+
+static int
+em_sio_text(em_sio_client_t *c, const char *data, size_t len)
+{
+    em_sio_packet_t p;
+
+    if (c->bin_need > 0 || em_sio_decode(data, len, &p) != EM_OK) {
+        return EM_ERROR;
+    }
+    if ((p.type == EM_SIO_BINARY_EVENT || p.type == EM_SIO_BINARY_ACK) && p.nattach > 0) {
+        c->bin_text = malloc(len);
+        c->bin_att = calloc(p.nattach, sizeof(em_str_t));
+        if (c->bin_text == NULL || c->bin_att == NULL) {
+            em_sio_bin_reset(c);
+            return EM_ERROR;
+        }
+        memcpy(c->bin_text, data, len);
+        c->bin_text_len = len;
+        c->bin_need = p.nattach;
+        return EM_OK;
+    }
+    return em_sio_dispatch(c, &p, NULL, 0);
+}
+
+static int
+em_sio_attachment(em_sio_client_t *c, const char *data, size_t len)
+{
+    em_sio_packet_t p;
+    char           *copy;
+    int             rc;
+
+    if (c->bin_need == 0) {
+        return EM_ERROR;
+    }
+    c->bin_bytes += len;
+    if (c->bin_bytes > c->eio->endpoint->max_payload * 4) {
+        return EM_ERROR;
+    }
+    copy = malloc(len ? len : 1);
+    if (copy == NULL) {
+        return EM_ERROR;
+    }
+    if (len) {
+        memcpy(copy, data, len);
+    }
+    c->bin_att[c->bin_have].data = copy;
+    c->bin_att[c->bin_have].len = len;
+    if (++c->bin_have < c->bin_need) {
+        return EM_OK;
+    }
+    /* All here: decode the saved header again (its slices point into bin_text). */
+    if (em_sio_decode(c->bin_text, c->bin_text_len, &p) != EM_OK) {
+        em_sio_bin_reset(c);
+        return EM_ERROR;
+    }
+    c->bin_need = 0;   /* the handler may send or receive again */
+    rc = em_sio_dispatch(c, &p, c->bin_att, c->bin_have);
+    em_sio_bin_reset(c);
+    return rc;
+}
+
+/* ---- Engine.IO hooks ---- */
+
+static void
+em_sio_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    em_sio_client_t *c = arg;
+    (void) fd;
+    (void) what;
+
+    if (c->sockets == NULL) {
+        em_log_debug("session %s sent no CONNECT in time: closing", c->eio->sid);
+        em_session_close(c->eio, "connect timeout");
+    }
+}
+
+void
+em_sio_open(em_session_t *s)
+{
+    em_sio_client_t *c = calloc(1, sizeof(*c));
+    unsigned         ms = s->endpoint->connect_timeout;
+    struct timeval   tv = { ms / 1000, (ms % 1000) * 1000 };
+
+    if (c == NULL) {
+        em_session_close(s, "server error");
+        return;
+    }
+    c->eio = s;
+    s->upper = c;
+    c->connect_timer = evtimer_new(em_w.base, em_sio_connect_timeout_cb, c);
+    if (c->connect_timer != NULL) {
+        evtimer_add(c->connect_timer, &tv);
+    }
+}
+
+void
+em_sio_message(em_session_t *s, const char *data, size_t len, int binary)
+{
+    em_sio_client_t *c = s->upper;
+    int              rc;
+
+    if (c == NULL) {
+        return;
+    }
+    rc = binary ? em_sio_attachment(c, data, len) : em_sio_text(c, data, len);
+    if (rc != EM_OK && !s->closed) {
+        em_log_debug("session %s: malformed Socket.IO packet, closing", s->sid);
+        em_session_close(s, "parse error");
+    }
+}
+
+void
+em_sio_close(em_session_t *s, const char *reason)
+{
+    em_sio_client_t *c = s->upper;
+
+    if (c == NULL) {
+        return;
+    }
+    s->upper = NULL;
+    while (c->sockets != NULL) {
+        em_sio_socket_remove(c->sockets, reason);
+    }
+    em_sio_bin_reset(c);
+    if (c->connect_timer != NULL) {
+        event_free(c->connect_timer);
+    }
+    free(c);
+}

@@ -1,0 +1,80 @@
+/*
+ * em_socketio.h - the Socket.IO v5 layer of a worker: namespaces, sockets,
+ * packets (with binary attachments), acks both ways.
+ */
+#ifndef EM_SOCKETIO_H
+#define EM_SOCKETIO_H
+
+#include <jansson.h>
+#include <uthash.h>
+
+#include "em_adapter.h"
+#include "em_buf.h"
+#include "em_engine.h"
+#include "em_sid.h"
+#include "em_sio.h"
+
+typedef struct em_sio_client em_sio_client_t;
+
+/* A namespace as it exists in this worker ("/chat", or "/device/42" of the
+ * configured pattern "/device/:id"). */
+struct em_nsp {
+    char                 *name;
+    size_t                name_len;
+    size_t                conf_index;     /* into em_w.conf->nsps */
+    em_sio_socket_t      *sockets;        /* uthash by id */
+    size_t                nsockets;
+    em_room_t            *rooms;          /* uthash by name */
+    UT_hash_handle        hh;
+};
+
+/* One client's membership of one namespace. */
+struct em_sio_socket {
+    char                  id[EM_SID_LEN + 1];
+    em_nsp_t             *nsp;
+    em_sio_client_t      *client;
+    em_sio_socket_t      *next;           /* in the client's list */
+    int                   lref;           /* the script's socket object, or LUA_NOREF */
+    unsigned              connecting:1;   /* inside on_connect: sends wait */
+    unsigned              closed:1;
+    em_buf_t            **held;           /* sends made during on_connect */
+    size_t                nheld;
+    em_member_t          *rooms;
+    uint32_t              stamp;          /* last broadcast that reached it */
+    int64_t               next_ack;
+    UT_hash_handle        hh;
+};
+
+/* Engine.IO upper-layer hooks. */
+void em_sio_open(em_session_t *s);
+void em_sio_message(em_session_t *s, const char *data, size_t len, int binary);
+void em_sio_close(em_session_t *s, const char *reason);
+
+/*
+ * Encode a packet once: type EVENT or ACK (made BINARY_* when natt > 0), the
+ * namespace, ack id (EM_SIO_NO_ID for none), JSON data (array). Takes over the
+ * references in atts. Returns EM_OK or EM_ERROR.
+ */
+int em_sio_pkt_build(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id,
+                     json_t *data, em_buf_t **atts, size_t natt);
+
+/* Send a packet to one socket (held back while it is still connecting). */
+void em_sio_socket_send(em_sio_socket_t *s, const em_pkt_t *pkt);
+
+/* Leave the namespace (server side): DISCONNECT packet, "server namespace
+ * disconnect" to the script; close_conn also closes the whole connection. */
+void em_sio_socket_disconnect(em_sio_socket_t *s, int close_conn);
+
+/* Find a namespace of this worker by name. */
+em_nsp_t *em_nsp_find(const char *name, size_t len);
+
+/* Iterate the worker's namespaces made from configured namespace conf_index. */
+em_nsp_t *em_nsp_first(void);
+
+/* The Engine.IO session a socket belongs to. */
+em_session_t *em_sio_socket_session(const em_sio_socket_t *s);
+
+/* Parse JSON text as jansson does for packets (NUL allowed in strings). */
+json_t *em_sio_json_parse(const char *data, size_t len);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * em_worker.h - a worker process: one libevent loop serving HTTP/1.1,
+ * WebSocket, Engine.IO and Socket.IO for the connections the master hands it.
+ */
+#ifndef EM_WORKER_H
+#define EM_WORKER_H
+
+#include <event2/event.h>
+#include <stdint.h>
+
+#include "em_conf.h"
+
+typedef struct em_conn    em_conn_t;
+typedef struct em_session em_session_t;
+
+/* Per-process state of a worker (one loop, one thread). */
+typedef struct {
+    const em_conf_t    *conf;
+    struct event_base  *base;
+    unsigned            slot;         /* 0-based; logs and scripts say slot + 1 */
+    unsigned            nworkers;
+    int                 chan;
+    em_session_t       *sessions;     /* uthash by sid */
+    uint32_t            nsessions;
+    uint32_t            conns_received;
+    unsigned            load_dirty:1;
+    unsigned            stopping:1;
+    struct event       *reap_ev;
+    em_conn_t          *reap_conns;
+    em_session_t       *reap_sessions;
+} em_worker_t;
+
+extern em_worker_t em_w;
+
+/* Entry point after fork(): never returns to the master's code. */
+int em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan);
+
+/* Hand a connection back to the master for worker `slot` (fd + bytes read). */
+int em_worker_handoff(int fd, unsigned slot, const void *data, size_t len);
+
+/* Tell the master our load soon (coalesced). */
+void em_worker_load_changed(void);
+
+/* Schedule the reaper to run after the current callback. */
+void em_worker_schedule_reap(void);
+
+#endif

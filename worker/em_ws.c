@@ -1,0 +1,220 @@
+/*
+ * em_ws.c - WebSocket connections with wslay.
+ *
+ * wslay never touches the socket: its recv callback takes bytes from the
+ * connection's input evbuffer and its send callback appends to the output
+ * evbuffer; em_ws_on_read() drives wslay until it makes no more progress.
+ * wslay parses every incoming frame and answers pings and closes. Outgoing
+ * data frames are written here directly — header, then a reference to the
+ * shared, already encoded packet — so a broadcast's bytes are never copied
+ * per recipient before they reach the socket buffer. That is safe because
+ * our send callback always takes whole frames, so wslay never holds a
+ * partial frame that ours could interleave with.
+ */
+#include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <string.h>
+
+#include "em_conn.h"
+#include "em_eio.h"
+#include "em_engine.h"
+#include "em_log.h"
+
+#define EM_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+/* Output beyond this many bytes means the client is not reading: close it. */
+#define EM_WS_OUTPUT_HARD_LIMIT (64u * 1024 * 1024)
+
+static ssize_t
+em_ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
+{
+    em_conn_t *c = user;
+    int        n = evbuffer_remove(bufferevent_get_input(c->bev), buf, len);
+    (void) flags;
+
+    if (n <= 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    return n;
+}
+
+static ssize_t
+em_ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
+{
+    em_conn_t *c = user;
+    (void) flags;
+
+    if (evbuffer_add(bufferevent_get_output(c->bev), data, len) != 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t) len;
+}
+
+static void
+em_ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user)
+{
+    em_conn_t *c = user;
+    (void) ctx;
+
+    if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) {
+        return;     /* ping/pong/close: wslay answers them */
+    }
+    if (c->session == NULL || c->ws_closing) {
+        return;
+    }
+    em_session_ws_message(c->session, c, (const char *) arg->msg, arg->msg_length,
+                          arg->opcode == WSLAY_BINARY_FRAME);
+}
+
+static const struct wslay_event_callbacks em_ws_callbacks = {
+    em_ws_recv_cb, em_ws_send_cb, NULL, NULL, NULL, NULL, em_ws_msg_cb
+};
+
+int
+em_ws_accept(em_conn_t *c, const em_http_req_t *req)
+{
+    const em_http_header_t *key = em_http_header(req, "sec-websocket-key");
+    const em_http_header_t *ver = em_http_header(req, "sec-websocket-version");
+    unsigned char           digest[EVP_MAX_MD_SIZE];
+    char                    accept[64];
+    char                    buf[128];
+
+    if (!req->upgrade_ws || req->method != EM_HTTP_GET || key == NULL || key->value.len != 24
+        || ver == NULL || !em_str_eq(ver->value, "13")) {
+        return EM_ERROR;
+    }
+    memcpy(buf, key->value.data, 24);
+    memcpy(buf + 24, EM_WS_GUID, sizeof(EM_WS_GUID) - 1);
+    if (EVP_Digest(buf, 24 + sizeof(EM_WS_GUID) - 1, digest, NULL, EVP_sha1(), NULL) != 1) {
+        em_log(EM_LOG_ERR, 0, "EVP_Digest(sha1) failed");
+        return EM_ERROR;
+    }
+    accept[em_eio_b64_encode(digest, 20, accept)] = '\0';
+
+    if (wslay_event_context_server_init(&c->ws, &em_ws_callbacks, c) != 0) {
+        em_log(EM_LOG_ERR, 0, "wslay_event_context_server_init() failed");
+        return EM_ERROR;
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ws, c->endpoint->max_payload);
+
+    evbuffer_add_printf(bufferevent_get_output(c->bev),
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
+    c->state = EM_CONN_WS;
+    c->keep_alive = 0;
+    /* Liveness is Engine.IO's ping/pong from now on. */
+    struct timeval wr = { 30, 0 };
+    bufferevent_set_timeouts(c->bev, NULL, &wr);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 256 * 1024);
+    return EM_OK;
+}
+
+/* Flush what wslay queued; close the connection once both sides are done. */
+static void
+em_ws_flush(em_conn_t *c)
+{
+    if (wslay_event_send(c->ws) != 0) {
+        em_conn_close(c);
+        return;
+    }
+    if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+        em_conn_drain(c);
+    }
+}
+
+void
+em_ws_on_read(em_conn_t *c)
+{
+    if (c->ws == NULL) {
+        return;
+    }
+    if (wslay_event_recv(c->ws) != 0) {
+        /* Protocol error or oversized message: wslay queued a close frame. */
+        em_ws_flush(c);
+        if (c->state != EM_CONN_CLOSED) {
+            em_conn_drain(c);
+        }
+        return;
+    }
+    if (c->state == EM_CONN_WS) {
+        em_ws_flush(c);
+    }
+}
+
+static void
+em_ws_unref_cb(const void *data, size_t len, void *arg)
+{
+    (void) data;
+    (void) len;
+    em_buf_unref(arg);
+}
+
+int
+em_ws_send(em_conn_t *c, em_buf_t *buf)
+{
+    struct evbuffer *out;
+    uint8_t          hdr[10];
+    size_t           hlen;
+
+    if (c->state != EM_CONN_WS || c->ws_closing || wslay_event_get_close_sent(c->ws)) {
+        return EM_ERROR;
+    }
+    out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) > EM_WS_OUTPUT_HARD_LIMIT) {
+        em_log(EM_LOG_WARN, 0, "closing a WebSocket client: output buffer over %u bytes",
+               EM_WS_OUTPUT_HARD_LIMIT);
+        em_conn_close(c);
+        return EM_ERROR;
+    }
+    hdr[0] = 0x80 | (buf->binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME);
+    if (buf->len < 126) {
+        hdr[1] = (uint8_t) buf->len;
+        hlen = 2;
+    } else if (buf->len < 65536) {
+        hdr[1] = 126;
+        hdr[2] = (uint8_t) (buf->len >> 8);
+        hdr[3] = (uint8_t) buf->len;
+        hlen = 4;
+    } else {
+        hdr[1] = 127;
+        for (int i = 0; i < 8; i++) {
+            hdr[2 + i] = (uint8_t) ((uint64_t) buf->len >> (56 - 8 * i));
+        }
+        hlen = 10;
+    }
+    evbuffer_add(out, hdr, hlen);
+    if (buf->len < 512) {
+        evbuffer_add(out, buf->data, buf->len);
+    } else {
+        em_buf_ref(buf);
+        evbuffer_add_reference(out, buf->data, buf->len,
+                               em_ws_unref_cb, buf);
+    }
+    return EM_OK;
+}
+
+void
+em_ws_close(em_conn_t *c, uint16_t code, const char *reason)
+{
+    if (c->ws == NULL || c->state != EM_CONN_WS || c->ws_closing) {
+        return;
+    }
+    c->ws_closing = 1;
+    wslay_event_queue_close(c->ws, code, (const uint8_t *) reason, reason ? strlen(reason) : 0);
+    if (wslay_event_send(c->ws) != 0) {
+        em_conn_close(c);
+        return;
+    }
+    /* We do not wait for the peer's close frame: drain what we wrote and go. */
+    em_conn_drain(c);
+}
+
+void
+em_ws_free(em_conn_t *c)
+{
+    if (c->ws != NULL) {
+        wslay_event_context_free(c->ws);
+        c->ws = NULL;
+    }
+}
