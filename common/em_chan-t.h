@@ -21,6 +21,7 @@ typedef enum {
     EM_CHAN_LOAD,        /* worker -> master: `arg` = open connections */
 } em_chan_type_t;
 
+#define EM_CHAN_SLOT_ANY  0xffff  /* HANDOFF: let the master place it */
 #define EM_CHAN_F_NOROUTE 0x1   /* serve the first request here, never hand it back */
 
 typedef struct {

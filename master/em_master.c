@@ -329,6 +329,10 @@ em_master_chan_read(evutil_socket_t chan, short what, void *arg)
             em_m.slots[slot].acked = (uint32_t) (msg.arg >> 32);
             break;
         case EM_CHAN_HANDOFF:
+            if (msg.slot == EM_CHAN_SLOT_ANY) {
+                em_master_dispatch(fd, -1, em_m.chanbuf, msg.len, EM_CHAN_F_NOROUTE);
+                break;
+            }
             if (msg.slot >= em_m.nslots || msg.slot == slot) {
                 em_log(EM_LOG_WARN, 0, "worker %u handed off to invalid worker %u", slot + 1,
                        msg.slot + 1u);

@@ -8,6 +8,7 @@
 
 #include "em_conf.h"
 #include "em_log.h"
+#include "em_lua.h"
 #include "em_master.h"
 #include "em_proc.h"
 
@@ -63,6 +64,10 @@ main(int argc, char **argv)
         return 1;
     }
     conf = em_conf_load(file, err, sizeof(err));
+    if (conf != NULL && em_lua_check_scripts(conf, err, sizeof(err)) != EM_OK) {
+        em_conf_free(conf);
+        conf = NULL;
+    }
     if (conf == NULL) {
         fprintf(stderr, "emitd: [emerg] %s\n", err);
         if (test) {

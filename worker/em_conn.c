@@ -183,6 +183,7 @@ em_conn_request_done(em_conn_t *c)
     }
     c->state = EM_CONN_HEAD;
     c->session = NULL;
+    c->served++;
     bufferevent_setwatermark(c->bev, EV_READ, 0, EM_CHAN_MAX_DATA);
     bufferevent_enable(c->bev, EV_READ);
     em_conn_set_timeouts(c);
@@ -278,14 +279,14 @@ em_conn_preflight(em_conn_t *c, const em_http_req_t *req)
 
 /* Give the connection to the worker that owns the session it names. */
 static void
-em_conn_handoff(em_conn_t *c, int slot)
+em_conn_handoff(em_conn_t *c, unsigned slot)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t           len = evbuffer_get_length(in);
     const char      *data = (const char *) evbuffer_pullup(in, -1);
     int              fd = bufferevent_getfd(c->bev);
 
-    if (len > EM_CHAN_MAX_DATA || em_worker_handoff(fd, (unsigned) slot, data, len) != EM_OK) {
+    if (len > EM_CHAN_MAX_DATA || em_worker_handoff(fd, slot, data, len) != EM_OK) {
         em_conn_fail(c, 503);
         return;
     }
@@ -318,10 +319,16 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
     }
 
     n = em_http_query_get(req->query, "sid", sid, sizeof(sid));
-    if (n > 0 && !c->noroute) {
-        int slot = em_sid_slot(sid, (size_t) n);
-        if (slot >= 0 && (unsigned) slot != em_w.slot && (unsigned) slot < em_w.nworkers) {
-            em_conn_handoff(c, slot);
+    if (!c->noroute && em_w.nworkers > 1) {
+        if (n > 0) {
+            int slot = em_sid_slot(sid, (size_t) n);
+            if (slot >= 0 && (unsigned) slot != em_w.slot && (unsigned) slot < em_w.nworkers) {
+                em_conn_handoff(c, slot);
+                return 0;
+            }
+        } else if (n == -1 && c->served > 0 && req->method == EM_HTTP_GET) {
+            /* A new session on a reused connection: let the master place it. */
+            em_conn_handoff(c, EM_CHAN_SLOT_ANY);
             return 0;
         }
     }

@@ -501,8 +501,13 @@ em_engine_post(em_conn_t *c, em_session_t *s, const char *body, size_t len)
     while ((rc = em_eio_payload_next(body, len, &pos, &p)) == EM_OK && !s->closed) {
         if (p.base64) {
             ssize_t n;
-            bin = realloc(bin, p.data.len);
-            if (bin == NULL || (n = em_eio_b64_decode(p.data.data, p.data.len, bin, p.data.len)) < 0) {
+            unsigned char *nb = realloc(bin, p.data.len + 1);
+            if (nb == NULL) {
+                rc = EM_ERROR;
+                break;
+            }
+            bin = nb;
+            if ((n = em_eio_b64_decode(p.data.data, p.data.len, bin, p.data.len + 1)) < 0) {
                 rc = EM_ERROR;
                 break;
             }

@@ -16,6 +16,7 @@
  */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -1349,4 +1350,27 @@ em_lua_shutdown(void)
     free(em_lua_nsp_env);
     free(em_lua_ep_env);
     em_lua_nsp_env = em_lua_ep_env = NULL;
+}
+
+int
+em_lua_check_scripts(const em_conf_t *conf, char *err, size_t errlen)
+{
+    lua_State *l = luaL_newstate();
+    int        rc = EM_OK;
+
+    if (l == NULL) {
+        snprintf(err, errlen, "luaL_newstate() failed");
+        return EM_ERROR;
+    }
+    for (size_t i = 0; i < conf->nnsps + conf->nendpoints && rc == EM_OK; i++) {
+        const char *path = (i < conf->nnsps) ? conf->nsps[i].script
+                                             : conf->endpoints[i - conf->nnsps].script;
+        if (path != NULL && luaL_loadfilex(l, path, "t") != LUA_OK) {
+            snprintf(err, errlen, "%s", lua_tostring(l, -1));
+            rc = EM_ERROR;
+        }
+        lua_settop(l, 0);
+    }
+    lua_close(l);
+    return rc;
 }

@@ -16,6 +16,10 @@
 
 typedef struct em_sio_socket em_sio_socket_t;
 
+/* Compile (not run) every configured script: syntax errors with file and
+ * line go to err. For emitd -t and for the master before it forks. */
+int  em_lua_check_scripts(const em_conf_t *conf, char *err, size_t errlen);
+
 /* Create the state and run every configured script. EM_ERROR if one fails. */
 int  em_lua_init(void);
 void em_lua_shutdown(void);
