@@ -32,6 +32,7 @@ struct em_conn {
     unsigned                   keep_alive:1;
     unsigned                   ws_closing:1;
     unsigned                   in_process:1;  /* inside em_conn_process() */
+    unsigned                   in_ws_recv:1;  /* inside wslay_event_recv() */
     unsigned                   served;        /* requests answered on this connection */
     em_session_t              *session;       /* POLL, BODY (POST) or WS */
     const em_conf_endpoint_t  *endpoint;

@@ -260,10 +260,10 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
     if (s->closed) {
         return;
     }
+    s->closed = 1;      /* first: a handler below cannot remove it twice */
     if (reason != NULL && s->lref != LUA_NOREF) {
         em_lua_socket_event(s, "disconnecting", reason);
     }
-    s->closed = 1;
     em_adapter_leave_all(s);
     for (em_sio_socket_t **p = &c->sockets; *p != NULL; p = &(*p)->next) {
         if (*p == s) {
@@ -281,7 +281,9 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
     }
     em_sio_drop_held(s);
     em_nsp_release_if_empty(nsp);
-    free(s);
+    if (!s->connecting) {
+        free(s);        /* else em_sio_connect() frees it when on_connect returns */
+    }
 }
 
 void
@@ -291,6 +293,11 @@ em_sio_socket_disconnect(em_sio_socket_t *s, int close_conn)
     em_nsp_t        *nsp = s->nsp;
 
     if (s->closed) {
+        return;
+    }
+    if (s->connecting) {
+        /* Inside on_connect: connect first, as Node does, then disconnect. */
+        s->disconnect_pending = close_conn ? 2 : 1;
         return;
     }
     if (!close_conn) {
@@ -375,13 +382,11 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
             json_decref(reject);
             json_decref(auth);
             em_sio_socket_remove(s, NULL);
+            free(s);
             return EM_OK;
         }
     }
     json_decref(auth);
-    if (s->closed) {
-        return EM_OK;
-    }
     ok = json_pack("{s:s}", "sid", s->id);
     em_sio_send_simple(c, EM_SIO_CONNECT, (em_str_t) { nsp->name, nsp->name_len }, ok);
     json_decref(ok);
@@ -393,6 +398,9 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     if (c->connect_timer != NULL) {
         event_free(c->connect_timer);
         c->connect_timer = NULL;
+    }
+    if (s->disconnect_pending) {
+        em_sio_socket_disconnect(s, s->disconnect_pending == 2);
     }
     return EM_OK;
 }
@@ -509,9 +517,21 @@ em_sio_attachment(em_sio_client_t *c, const char *data, size_t len)
         em_sio_bin_reset(c);
         return EM_ERROR;
     }
-    c->bin_need = 0;   /* the handler may send or receive again */
-    rc = em_sio_dispatch(c, &p, c->bin_att, c->bin_have);
-    em_sio_bin_reset(c);
+    /* Take the packet out of the client first: the handler may close the
+     * connection, and the client with it. */
+    char     *text = c->bin_text;
+    em_str_t *att = c->bin_att;
+    unsigned  natt = c->bin_have;
+    c->bin_text = NULL;
+    c->bin_att = NULL;
+    c->bin_need = c->bin_have = 0;
+    c->bin_bytes = 0;
+    rc = em_sio_dispatch(c, &p, att, natt);
+    for (unsigned i = 0; i < natt; i++) {
+        free((void *) att[i].data);
+    }
+    free(att);
+    free(text);
     return rc;
 }
 

@@ -37,6 +37,7 @@ struct em_sio_socket {
     int                   lref;           /* the script's socket object, or LUA_NOREF */
     unsigned              connecting:1;   /* inside on_connect: sends wait */
     unsigned              closed:1;
+    unsigned              disconnect_pending:2;  /* 1: leave, 2: and close */
     em_buf_t            **held;           /* sends made during on_connect */
     size_t                nheld;
     em_member_t          *rooms;

@@ -126,19 +126,24 @@ em_ws_flush(em_conn_t *c)
 void
 em_ws_on_read(em_conn_t *c)
 {
+    int rc;
+
     if (c->ws == NULL) {
         return;
     }
-    if (wslay_event_recv(c->ws) != 0) {
-        /* Protocol error or oversized message: wslay queued a close frame. */
-        em_ws_flush(c);
-        if (c->state != EM_CONN_CLOSED) {
-            em_conn_drain(c);
-        }
+    c->in_ws_recv = 1;
+    rc = wslay_event_recv(c->ws);
+    c->in_ws_recv = 0;
+    if (c->state == EM_CONN_CLOSED) {
         return;
     }
-    if (c->state == EM_CONN_WS) {
-        em_ws_flush(c);
+    /* Send what wslay queued (pongs, a close reply, our own close) now that
+     * it is not inside its receive loop any more. */
+    em_ws_flush(c);
+    if (c->state != EM_CONN_CLOSED && (rc != 0 || c->ws_closing)) {
+        /* Protocol error, oversized message (wslay queued close 1002/1009),
+         * or we are closing: drain what we wrote and go. */
+        em_conn_drain(c);
     }
 }
 
@@ -202,6 +207,9 @@ em_ws_close(em_conn_t *c, uint16_t code, const char *reason)
     }
     c->ws_closing = 1;
     wslay_event_queue_close(c->ws, code, (const uint8_t *) reason, reason ? strlen(reason) : 0);
+    if (c->in_ws_recv) {
+        return;     /* em_ws_on_read() sends it when wslay returns */
+    }
     if (wslay_event_send(c->ws) != 0) {
         em_conn_close(c);
         return;
