@@ -396,7 +396,7 @@ em_master_spawn(unsigned slot)
          * and freeing it releases libevent's process-wide signal state. */
         event_base_free(em_m.base);
         em_m.base = NULL;
-        _exit(em_worker_run(em_m.conf, slot, em_m.nslots, 3));
+        exit(em_worker_run(em_m.conf, slot, em_m.nslots, 3));
     }
     close(fds[1]);
     s->pid = pid;

@@ -293,10 +293,12 @@ em_session_finish(em_session_t *s)
     evtimer_del(s->timer);
     evtimer_del(s->upgrade_timer);
     if (s->get != NULL) {
+        /* Release a parked GET as Node's engine.io does: a noop when the
+         * client itself closed, the close packet when we end the session. */
         em_conn_t *c = s->get;
         s->get = NULL;
         c->session = NULL;
-        em_conn_respond(c, 200, "text/plain; charset=UTF-8", "1", 1);
+        em_conn_respond(c, 200, "text/plain; charset=UTF-8", s->client_closed ? "6" : "1", 1);
     }
     if (s->ws != NULL) {
         em_conn_t *c = s->ws;
@@ -437,6 +439,7 @@ em_session_packet(em_session_t *s, const em_eio_packet_t *p)
         em_upper_message(s, p->data.data, p->data.len, p->binary);
         break;
     case EM_EIO_CLOSE:
+        s->client_closed = 1;
         em_session_abort(s, "transport close");
         break;
     case EM_EIO_NOOP:
@@ -610,9 +613,15 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
         return;
     }
     if (tr == EM_TRANSPORT_WEBSOCKET) {
-        if (s->closed || s->transport != EM_TRANSPORT_POLLING || s->probe != NULL
-            || !ep->allow_upgrades || em_ws_accept(c, req) != EM_OK) {
+        if (em_ws_accept(c, req) != EM_OK) {
             em_conn_eio_error(c, 3, "Bad request");
+            return;
+        }
+        if (s->closed || s->transport != EM_TRANSPORT_POLLING || s->probe != NULL
+            || !ep->allow_upgrades) {
+            /* Already upgraded or upgrading: complete the handshake, then
+             * close that WebSocket at once (what Node's server does). */
+            em_ws_close(c, 1000, NULL);
             return;
         }
         s->probe = c;

@@ -27,6 +27,7 @@ struct em_session {
     unsigned                   awaiting_pong:1;
     unsigned                   closed:1;      /* closing: sends are dropped */
     unsigned                   finished:1;    /* out of the table, awaiting reap */
+    unsigned                   client_closed:1; /* the client sent a close packet */
     em_conn_t                 *ws;            /* transport WEBSOCKET */
     em_conn_t                 *get;           /* a parked polling GET */
     em_conn_t                 *probe;         /* WebSocket being upgraded to */
