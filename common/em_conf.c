@@ -247,6 +247,34 @@ em_conf_read_endpoint(const config_setting_t *group, em_conf_endpoint_t *ep,
     return 0;
 }
 
+/* Refuse settings a group does not know: a misspelt "script" must not leave
+ * a namespace open with no handler. */
+static int
+em_conf_check_keys(const config_setting_t *g, const char *const *known, const char *what,
+                   const char *file, char *err, size_t errlen)
+{
+    for (int i = 0; i < config_setting_length(g); i++) {
+        config_setting_t *e = config_setting_get_elem(g, (unsigned) i);
+        const char       *name = config_setting_name(e);
+        int               ok = 0;
+        for (size_t k = 0; name != NULL && known[k] != NULL; k++) {
+            ok |= strcmp(name, known[k]) == 0;
+        }
+        if (!ok) {
+            return em_conf_fail(err, errlen, file, e, "unknown setting \"%s\" in %s",
+                                name ? name : "?", what);
+        }
+    }
+    return 0;
+}
+
+static const char *const em_conf_nsp_keys[] = { "name", "script", NULL };
+static const char *const em_conf_cors_keys[] = { "origins", "credentials", NULL };
+static const char *const em_conf_engineio_keys[] = {
+    "path", "script", "ping_interval", "ping_timeout", "max_payload", "transports",
+    "allow_upgrades", NULL
+};
+
 static int
 em_conf_nsp_name_ok(const char *name)
 {
@@ -280,6 +308,9 @@ em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, const char *fil
 
         if (!config_setting_is_group(g)) {
             return em_conf_fail(err, errlen, file, g, "each namespace must be a group { ... }");
+        }
+        if (em_conf_check_keys(g, em_conf_nsp_keys, "a namespace", file, err, errlen) != 0) {
+            return -1;
         }
         if (em_conf_get_string(g, "name", &name, file, err, errlen)
             || em_conf_get_string(g, "script", &script, file, err, errlen)) {
@@ -318,7 +349,8 @@ em_conf_read_cors(config_setting_t *g, em_conf_t *conf, const char *file, char *
         return em_conf_fail(err, errlen, file, g, "\"cors\" must be a group { origins = [...]; }");
     }
     conf->cors_enabled = 1;
-    if (em_conf_get_bool(g, "credentials", &cred, file, err, errlen) != 0) {
+    if (em_conf_check_keys(g, em_conf_cors_keys, "cors", file, err, errlen) != 0
+        || em_conf_get_bool(g, "credentials", &cred, file, err, errlen) != 0) {
         return -1;
     }
     conf->cors_credentials = cred ? 1 : 0;
@@ -447,7 +479,7 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     }
     if ((s = config_setting_get_member(root, "engineio")) != NULL) {
         int n = config_setting_length(s);
-        if (!config_setting_is_list(s)) {
+        if (!config_setting_is_list(s) && !config_setting_is_array(s)) {
             return em_conf_fail(err, errlen, file, s,
                                 "\"engineio\" must be a list: ( { path = \"/engine.io/\"; script = \"x.lua\"; } )");
         }
@@ -462,6 +494,10 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
 
             if (!config_setting_is_group(g)) {
                 return em_conf_fail(err, errlen, file, g, "each engineio endpoint must be a group");
+            }
+            if (em_conf_check_keys(g, em_conf_engineio_keys, "an engineio endpoint", file, err,
+                                   errlen) != 0) {
+                return -1;
             }
             *ep = conf->endpoints[0];
             ep->path = NULL;

@@ -69,6 +69,7 @@ static struct {
     em_listener_t      *listeners;
     size_t              nlisteners;
     int                 stopping;
+    int                 exit_code;
     struct event       *kill_ev;
     char                chanbuf[EM_CHAN_MAX_DATA];
 } em_m;
@@ -84,7 +85,7 @@ em_master_bind(const em_conf_listen_t *l)
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     rc = getaddrinfo(l->host, l->port, &hints, &res);
     if (rc != 0) {
         em_log(EM_LOG_ERR, 0, "getaddrinfo(\"%s\") failed: %s", l->text, gai_strerror(rc));
@@ -381,7 +382,7 @@ em_master_spawn(unsigned slot)
         /* Child: drop every descriptor and handler of the master's. */
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
-        signal(SIGHUP, SIG_DFL);
+        signal(SIGHUP, SIG_IGN);      /* reload is the master's business */
         signal(SIGCHLD, SIG_DFL);
         signal(SIGPIPE, SIG_IGN);
         if (dup2(fds[1], 3) < 0) {
@@ -442,6 +443,13 @@ em_master_reap(void)
                 s->chan = -1;
             }
             if (em_m.stopping) {
+                break;
+            }
+            if (WIFEXITED(status) && WEXITSTATUS(status) == EM_WORKER_EXIT_FATAL) {
+                /* Its scripts cannot load: restarting would only fail again. */
+                em_log(EM_LOG_ERR, 0, "worker %u cannot start (see above): shutting down", i + 1);
+                em_m.exit_code = 1;
+                raise(SIGTERM);
                 break;
             }
             /* Restart at once, but back off from a worker that keeps dying. */
@@ -587,5 +595,5 @@ em_master_run(em_conf_t *conf)
     free(em_m.listeners);
     event_base_free(em_m.base);
     em_conf_free(conf);
-    return 0;
+    return em_m.exit_code;
 }

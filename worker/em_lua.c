@@ -455,28 +455,35 @@ em_lua_bcast_except(lua_State *l)
     return em_lua_bcast_add(l, "_except");
 }
 
-/* Read a list field of the operator at idx into an array of slices. */
+/*
+ * Read a list field of the operator at idx into an array of slices. The array
+ * is a userdata left on the stack (freed by the GC even if an error unwinds);
+ * the strings stay alive in the operator's table.
+ */
 static size_t
-em_lua_bcast_list(lua_State *l, int idx, const char *field, em_str_t *out, size_t cap)
+em_lua_bcast_list(lua_State *l, int idx, const char *field, const em_str_t **out)
 {
-    size_t n = 0;
+    size_t    n = 0, len = 0;
+    em_str_t *arr;
 
     if (lua_getfield(l, idx, field) == LUA_TTABLE) {
-        for (lua_Integer i = 1; i <= (lua_Integer) lua_rawlen(l, -1) && n < cap; i++) {
-            lua_rawgeti(l, -1, i);
-            out[n].data = lua_tolstring(l, -1, &out[n].len);   /* kept alive by the table */
-            lua_pop(l, 1);
-            n += out[n].data != NULL;
-        }
+        len = lua_rawlen(l, -1);
     }
-    lua_pop(l, 1);
+    arr = lua_newuserdatauv(l, (len ? len : 1) * sizeof(em_str_t), 0);
+    for (size_t i = 1; i <= len; i++) {
+        lua_rawgeti(l, -2, (lua_Integer) i);
+        arr[n].data = lua_tolstring(l, -1, &arr[n].len);
+        lua_pop(l, 1);
+        n += arr[n].data != NULL;
+    }
+    lua_remove(l, -2);      /* the field; the userdata stays */
+    *out = arr;
     return n;
 }
 
 static int
 em_lua_bcast_emit(lua_State *l)
 {
-    em_str_t         rooms[64], except[64];
     em_bcast_t       b = { 0 };
     em_lua_sock_box_t *skip;
     const char      *nspname;
@@ -489,10 +496,9 @@ em_lua_bcast_emit(lua_State *l)
     if (lua_type(l, lua_gettop(l)) == LUA_TFUNCTION) {
         return luaL_error(l, "acknowledgements are not supported when broadcasting");
     }
-    b.rooms = rooms;
-    b.except = except;
-    b.nrooms = em_lua_bcast_list(l, 1, "_rooms", rooms, EM_NELEMS(rooms));
-    b.nexcept = em_lua_bcast_list(l, 1, "_except", except, EM_NELEMS(except));
+    int nargs = lua_gettop(l);
+    b.nrooms = em_lua_bcast_list(l, 1, "_rooms", &b.rooms);
+    b.nexcept = em_lua_bcast_list(l, 1, "_except", &b.except);
     lua_getfield(l, 1, "_skip");
     skip = luaL_testudata(l, -1, EM_LUA_SOCKET_MT);
     lua_pop(l, 1);
@@ -517,7 +523,7 @@ em_lua_bcast_emit(lua_State *l)
             return 0;
         }
         em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { nspname, nsplen }, EM_SIO_NO_ID, 2,
-                        lua_gettop(l));
+                        nargs);
         em_adapter_broadcast(nsp, &b, &pkt);
         em_pkt_release(&pkt);
         return 0;
@@ -529,7 +535,7 @@ em_lua_bcast_emit(lua_State *l)
             continue;
         }
         em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { nsp->name, nsp->name_len }, EM_SIO_NO_ID,
-                        2, lua_gettop(l));
+                        2, nargs);
         em_adapter_broadcast(nsp, &b, &pkt);
         em_pkt_release(&pkt);
     }
@@ -778,7 +784,9 @@ em_lua_push_handshake(em_sio_socket_t *s, json_t *auth)
     lua_setfield(L, -2, "auth");
     lua_pushstring(L, addr);
     lua_setfield(L, -2, "address");
-    lua_pushinteger(L, (lua_Integer) time(NULL) * 1000);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushinteger(L, (lua_Integer) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     lua_setfield(L, -2, "issued");
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "secure");
@@ -1108,7 +1116,7 @@ em_lua_mark(lua_State *l, const char *mt)
 }
 
 static int em_lua_array(lua_State *l) { return em_lua_mark(l, EM_LUA_ARRAY_MT); }
-static int em_lua_object(lua_State *l) { return em_lua_mark(l, NULL); }
+static int em_lua_object(lua_State *l) { return em_lua_mark(l, EM_LUA_OBJECT_MT); }
 
 static int
 em_lua_log(lua_State *l)
@@ -1241,8 +1249,10 @@ em_lua_metatables(void)
     lua_pushcfunction(L, em_lua_buffer_eq);
     lua_setfield(L, -2, "__eq");
     lua_pop(L, 1);
-    /* arrays */
+    /* JSON shape markers */
     luaL_newmetatable(L, EM_LUA_ARRAY_MT);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, EM_LUA_OBJECT_MT);
     lua_pop(L, 1);
 }
 
@@ -1300,6 +1310,22 @@ em_lua_init(void)
         return EM_ERROR;
     }
     luaL_openlibs(L);
+    /* A script must not end or block its worker: no os.exit, os.execute,
+     * io.popen, io.read from stdin. */
+    lua_getglobal(L, "os");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "exit");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "execute");
+    lua_pop(L, 1);
+    lua_getglobal(L, "io");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "popen");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "read");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "stdin");
+    lua_pop(L, 1);
     lua_sethook(L, em_lua_hook, LUA_MASKCOUNT, 100000);
     em_lua_metatables();
 
@@ -1353,10 +1379,24 @@ em_lua_shutdown(void)
 }
 
 int
-em_lua_check_scripts(const em_conf_t *conf, char *err, size_t errlen)
+em_lua_check_scripts(const em_conf_t *conf, int run, char *err, size_t errlen)
 {
-    lua_State *l = luaL_newstate();
+    lua_State *l;
     int        rc = EM_OK;
+
+    if (run) {
+        /* Load them as a worker would, top-level code included. */
+        const em_conf_t *saved = em_w.conf;
+        em_w.conf = conf;
+        rc = em_lua_init();
+        em_lua_shutdown();
+        em_w.conf = saved;
+        if (rc != EM_OK) {
+            snprintf(err, errlen, "the handler scripts failed to load (see the error above)");
+        }
+        return rc;
+    }
+    l = luaL_newstate();
 
     if (l == NULL) {
         snprintf(err, errlen, "luaL_newstate() failed");

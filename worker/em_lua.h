@@ -16,9 +16,10 @@
 
 typedef struct em_sio_socket em_sio_socket_t;
 
-/* Compile (not run) every configured script: syntax errors with file and
- * line go to err. For emitd -t and for the master before it forks. */
-int  em_lua_check_scripts(const em_conf_t *conf, char *err, size_t errlen);
+/* Compile every configured script (syntax errors with file and line go to
+ * err), and with `run` also run them in a throwaway state as a worker would
+ * (emitd -t). The master compiles them before it forks. */
+int  em_lua_check_scripts(const em_conf_t *conf, int run, char *err, size_t errlen);
 
 /* Create the state and run every configured script. EM_ERROR if one fails. */
 int  em_lua_init(void);

@@ -214,19 +214,22 @@ em_lua_to_json_depth(lua_State *L, int idx, em_lua_bins_t *bins, char *err, size
     }
     case LUA_TTABLE: {
         lua_Integer n = 0;
-        int         is_array = 0;
+        int         is_array = 0, is_object = 0;
         if (!lua_checkstack(L, 4)) {
             return em_lua_fail(err, errlen, "%s", "Lua stack overflow");
         }
         if (lua_getmetatable(L, idx)) {
             luaL_getmetatable(L, EM_LUA_ARRAY_MT);
             is_array = lua_rawequal(L, -1, -2);
+            lua_pop(L, 1);
+            luaL_getmetatable(L, EM_LUA_OBJECT_MT);
+            is_object = lua_rawequal(L, -1, -2);
             lua_pop(L, 2);
             if (is_array) {
                 n = (lua_Integer) lua_rawlen(L, idx);
             }
         }
-        if (is_array || em_lua_is_sequence(L, idx, &n)) {
+        if (is_array || (!is_object && em_lua_is_sequence(L, idx, &n))) {
             json_t *a = json_array();
             for (lua_Integer i = 1; a != NULL && i <= n; i++) {
                 lua_rawgeti(L, idx, i);

@@ -19,6 +19,7 @@
 
 #define EM_LUA_BUFFER_MT "emitd.buffer"
 #define EM_LUA_ARRAY_MT  "emitd.array"
+#define EM_LUA_OBJECT_MT "emitd.object"
 
 extern char em_lua_null_sentinel;
 

@@ -173,7 +173,7 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan)
     }
     if (em_lua_init() != EM_OK) {
         em_log(EM_LOG_ERR, 0, "handler scripts failed to load: worker exiting");
-        return 1;
+        return EM_WORKER_EXIT_FATAL;
     }
     em_w.reap_ev = event_new(em_w.base, -1, 0, em_worker_reap, NULL);
     em_worker_load_ev = evtimer_new(em_w.base, em_worker_send_load, NULL);

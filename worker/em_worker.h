@@ -32,6 +32,9 @@ typedef struct {
 
 extern em_worker_t em_w;
 
+/* A worker's exit status when it cannot start (its scripts fail to load). */
+#define EM_WORKER_EXIT_FATAL 2
+
 /* Entry point after fork(): never returns to the master's code. */
 int em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan);
 
