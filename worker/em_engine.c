@@ -131,7 +131,6 @@ em_session_flush_get(em_session_t *s, int noop_if_empty)
 {
     em_conn_t       *c = s->get;
     struct evbuffer *body;
-    int              sent_close = 0;
 
     if (c == NULL || (s->q_head == NULL && !noop_if_empty)) {
         return;
@@ -159,7 +158,6 @@ em_session_flush_get(em_session_t *s, int noop_if_empty)
                 }
             } else {
                 evbuffer_add(body, q->buf->data, q->buf->len);
-                sent_close |= (q->buf->len == 1 && q->buf->data[0] == '1');
             }
             em_buf_unref(q->buf);
             free(q);
@@ -171,9 +169,6 @@ em_session_flush_get(em_session_t *s, int noop_if_empty)
     c->session = NULL;
     em_conn_respond_parts(c, body);
     evbuffer_free(body);
-    if (sent_close && s->closed) {
-        em_session_finish(s);
-    }
 }
 
 void
@@ -350,23 +345,21 @@ em_session_close(em_session_t *s, const char *reason)
     }
     /* Let the layer above say goodbye while the session can still send. */
     em_upper_close(s, reason);
-    if (s->transport == EM_TRANSPORT_POLLING) {
-        em_buf_t *close_pkt = em_engine_pkt("1");
-        if (close_pkt != NULL) {
-            em_session_send(s, close_pkt);
-            em_buf_unref(close_pkt);
-        }
-        s->closed = 1;
+    s->closed = 1;
+    if (s->transport == EM_TRANSPORT_POLLING && s->q_head != NULL) {
+        /*
+         * The goodbyes go in one response and the close packet in the next,
+         * as Node's engine.io does: a client that saw both in one payload
+         * would act on the close before the Socket.IO packets.
+         */
         if (s->get != NULL) {
             em_session_flush_get(s, 0);
-            return;
         }
-        /* Wait for the client's next GET to take the last packets. */
         evtimer_del(s->timer);
         em_session_arm(s, EM_ENGINE_CLOSE_TIMEOUT);
         return;
     }
-    s->closed = 1;
+    /* Nothing left to deliver: a parked GET gets the close packet now. */
     em_session_finish(s);
 }
 
@@ -647,6 +640,8 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
         bufferevent_set_timeouts(c->bev, NULL, NULL);
         if (s->q_head != NULL || s->upgrading) {
             em_session_flush_get(s, 1);
+        } else if (s->closed) {
+            em_session_finish(s);       /* answers this GET with "1" */
         }
         return;
     }
