@@ -1,0 +1,377 @@
+'use strict';
+/*
+ * harness.js - start and stop a real emitd for the end-to-end tests.
+ *
+ * startEmitd() writes a libconfig file (listen on a free 127.0.0.1 port,
+ * workers = 2, the test handler scripts), starts $EMITD_BIN -c <file> with its
+ * stdout and stderr captured to a file, and resolves once the port accepts
+ * connections. It fails with the tail of that log, never hangs: the wait is
+ * bounded and an early exit of the daemon is reported at once. stop() sends
+ * SIGTERM to the PID we started, then SIGKILL after a bounded wait; every
+ * daemon still alive when the test process exits is killed by PID.
+ *
+ * The same settings are also written as <config>.json beside the libconfig
+ * file so that a reference server (a script ending in .js given as EMITD_BIN)
+ * can read them; that is how the suite itself is checked against Node's
+ * socket.io.
+ */
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+
+const HANDLERS = path.resolve(__dirname, '..', 'handlers');
+const START_TIMEOUT_MS = 20000;   /* sanitizer builds start slowly */
+const STOP_TIMEOUT_MS = 10000;
+
+const live = new Set();
+
+process.on('exit', () => {
+  for (const d of live) {
+    for (const pid of [d.pid, ...d.knownChildren]) {
+      try { process.kill(pid, 'SIGKILL'); } catch (_) { /* already gone */ }
+    }
+  }
+});
+
+function emitdBin() {
+  const bin = process.env.EMITD_BIN;
+  if (!bin) throw new Error('EMITD_BIN is not set: it must name the built emitd (build/emitd)');
+  if (!fs.existsSync(bin)) throw new Error(`EMITD_BIN=${bin} does not exist: build emitd first`);
+  return path.resolve(bin);
+}
+
+function isReference() {
+  return /\.js$/.test(process.env.EMITD_BIN || '');
+}
+
+/* A port that was free a moment ago on 127.0.0.1. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/* True when nothing listens on 127.0.0.1:port and we may bind it. */
+function portIsFree(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+function lcString(s) {
+  return '"' + String(s).replace(/\\/g, '\\\\').replace(/"/g, '\\"')
+    .replace(/\n/g, '\\n').replace(/\t/g, '\\t') + '"';
+}
+
+function lcValue(v, indent) {
+  if (typeof v === 'string') return lcString(v);
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new Error(`cannot write ${v} in libconfig`);
+    return String(v);
+  }
+  if (Array.isArray(v)) {
+    const inner = indent + '  ';
+    if (v.some((x) => x !== null && typeof x === 'object')) {
+      return '(\n' + v.map((x) => inner + lcValue(x, inner)).join(',\n') + '\n' + indent + ')';
+    }
+    return '[ ' + v.map((x) => lcValue(x, inner)).join(', ') + ' ]';
+  }
+  if (v && typeof v === 'object') {
+    const inner = indent + '  ';
+    const body = Object.entries(v).map(([k, x]) => `${inner}${k} = ${lcValue(x, inner)};`);
+    return '{\n' + body.join('\n') + '\n' + indent + '}';
+  }
+  throw new Error(`cannot write ${typeof v} in libconfig`);
+}
+
+/* Serialise a plain object as a libconfig file (top-level settings). */
+function toLibconfig(settings) {
+  return Object.entries(settings).map(([k, v]) => `${k} = ${lcValue(v, '')};`).join('\n') + '\n';
+}
+
+function handler(name) {
+  return path.join(HANDLERS, name);
+}
+
+/* The namespaces every test server serves. */
+function defaultNamespaces() {
+  return [
+    { name: '/', script: handler('main.lua') },
+    { name: '/custom', script: handler('main.lua') },
+    { name: '/reject', script: handler('reject.lua') },
+    { name: '/crash', script: handler('crash.lua') },
+  ];
+}
+
+/* The raw Engine.IO echo endpoint with small ping values. */
+function defaultEngineio() {
+  return [
+    { path: '/engine.io/', script: handler('eio_echo.lua'), ping_interval: 300,
+      ping_timeout: 200, max_payload: 1000 },
+  ];
+}
+
+function tail(file, bytes = 4000) {
+  try {
+    const buf = fs.readFileSync(file);
+    return buf.subarray(Math.max(0, buf.length - bytes)).toString('utf8');
+  } catch (e) {
+    return `<no log: ${e.message}>`;
+  }
+}
+
+function delay(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/* PIDs of the direct children of pid (Linux /proc). */
+function childrenOf(pid) {
+  let out = [];
+  try {
+    for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+      const s = fs.readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      if (s) out = out.concat(s.split(/\s+/).map(Number));
+    }
+  } catch (_) { /* process gone */ }
+  return out;
+}
+
+/* The command line as ps shows it (after setproctitle-style rewriting). */
+function processArgs(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').replace(/\0/g, ' ').trim();
+  } catch (_) {
+    return null;
+  }
+}
+
+function isAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \(.*\) Z /.test(stat);   /* a zombie is dead */
+  } catch (_) {
+    return false;
+  }
+}
+
+/* Resolve when 127.0.0.1:port accepts a TCP connection; bounded. */
+async function waitListening(port, daemon, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 0; ; attempt++) {
+    if (daemon.exited) {
+      throw new Error(`emitd did not start (exit ${daemon.exitInfo()}); log tail:\n${tail(daemon.logPath)}`);
+    }
+    const ok = await new Promise((resolve) => {
+      const s = net.connect({ port, host: '127.0.0.1' });
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline || attempt > 2000) {
+      throw new Error(`emitd did not start listening on 127.0.0.1:${port} within ${timeoutMs} ms; log tail:\n${tail(daemon.logPath)}`);
+    }
+    await delay(25);
+  }
+}
+
+class Daemon {
+  constructor(child, opts) {
+    this.child = child;
+    this.pid = child.pid;
+    this.port = opts.port;
+    this.url = opts.port ? `http://127.0.0.1:${opts.port}` : null;
+    this.dir = opts.dir;
+    this.confPath = opts.confPath;
+    this.logPath = opts.logPath;
+    this.knownChildren = new Set();
+    this.exited = false;
+    this.exitCode = null;
+    this.exitSignal = null;
+    this.exitPromise = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.exited = true;
+        this.exitCode = code;
+        this.exitSignal = signal;
+        live.delete(this);
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  exitInfo() {
+    return this.exitSignal ? `signal ${this.exitSignal}` : `code ${this.exitCode}`;
+  }
+
+  /* Everything the daemon wrote so far. */
+  log() {
+    try { return fs.readFileSync(this.logPath, 'utf8'); } catch (_) { return ''; }
+  }
+
+  logTail(bytes) {
+    return tail(this.logPath, bytes);
+  }
+
+  /* Current direct children as [{pid, args}]. */
+  children() {
+    const kids = childrenOf(this.pid).filter(isAlive);
+    kids.forEach((k) => this.knownChildren.add(k));
+    return kids.map((pid) => ({ pid, args: processArgs(pid) }));
+  }
+
+  /* Wait until the log matches re (bounded). */
+  async waitLog(re, timeoutMs = 5000) {
+    const deadline = Date.now() + timeoutMs;
+    for (let i = 0; i < 1000; i++) {
+      const text = this.log();
+      const m = text.match(re);
+      if (m) return m;
+      if (Date.now() > deadline) break;
+      await delay(20);
+    }
+    throw new Error(`emitd log did not match ${re} within ${timeoutMs} ms; tail:\n${this.logTail(3000)}`);
+  }
+
+  /*
+   * SIGTERM, then SIGKILL after a bounded wait. Children still alive after
+   * the master is gone are killed by PID too. Returns {code, signal,
+   * killed, orphans}.
+   */
+  async stop(timeoutMs = STOP_TIMEOUT_MS) {
+    this.children();
+    let killed = false;
+    if (!this.exited) {
+      try { process.kill(this.pid, 'SIGTERM'); } catch (_) { /* gone */ }
+      let t;
+      const timer = new Promise((resolve) => { t = setTimeout(resolve, timeoutMs, 'timeout'); });
+      const r = await Promise.race([this.exitPromise, timer]);
+      clearTimeout(t);
+      if (r === 'timeout') {
+        killed = true;
+        try { process.kill(this.pid, 'SIGKILL'); } catch (_) { /* gone */ }
+        await this.exitPromise;
+      }
+    }
+    /* Give the children a bounded moment to follow their master. */
+    let orphans = [];
+    for (let i = 0; i < 100; i++) {
+      orphans = [...this.knownChildren].filter(isAlive);
+      if (orphans.length === 0) break;
+      await delay(50);
+    }
+    for (const pid of orphans) {
+      try { process.kill(pid, 'SIGKILL'); } catch (_) { /* gone */ }
+    }
+    return { code: this.exitCode, signal: this.exitSignal, killed, orphans };
+  }
+}
+
+/*
+ * Start emitd. opts.config: settings merged over the defaults (listen,
+ * workers = 2, log_level, namespaces, engineio, cors); a value of undefined
+ * removes a default. opts.args: argument list instead of ["-c", conf].
+ * opts.port: a fixed port (else a free one). opts.wait: false to skip the
+ * wait for the listener.
+ */
+async function startEmitd(opts = {}) {
+  const bin = emitdBin();
+  const port = opts.port || await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emitd-e2e-'));
+  const settings = {
+    listen: `127.0.0.1:${port}`,
+    workers: 2,
+    log_level: 'info',
+    max_payload: 100000,
+    cors: { origins: ['http://good.example'], credentials: true },
+    namespaces: defaultNamespaces(),
+    engineio: defaultEngineio(),
+    ...(opts.config || {}),
+  };
+  for (const k of Object.keys(settings)) if (settings[k] === undefined) delete settings[k];
+  const confPath = path.join(dir, 'emitd.conf');
+  fs.writeFileSync(confPath, toLibconfig(settings));
+  fs.writeFileSync(confPath + '.json', JSON.stringify(settings, null, 2));
+  const logPath = path.join(dir, 'emitd.log');
+  const logFd = fs.openSync(logPath, 'w');
+  const args = opts.args || ['-c', confPath];
+  const cmd = isReference() ? process.execPath : bin;
+  const argv = isReference() ? [bin, ...args] : args;
+  let child;
+  try {
+    child = spawn(cmd, argv, { cwd: opts.cwd || dir, stdio: ['ignore', logFd, logFd], env: process.env });
+  } finally {
+    fs.closeSync(logFd);
+  }
+  const daemon = new Daemon(child, { port, dir, confPath, logPath });
+  live.add(daemon);
+  await new Promise((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', (e) => reject(new Error(`cannot start ${bin}: ${e.message}`)));
+  });
+  if (opts.wait !== false) {
+    try {
+      await waitListening(port, daemon, START_TIMEOUT_MS);
+    } catch (e) {
+      await daemon.stop(2000);
+      throw e;
+    }
+  }
+  return daemon;
+}
+
+/*
+ * Run emitd to completion (for -v, -t): resolves {code, signal, out} with
+ * stdout and stderr together; killed after timeoutMs.
+ */
+function runEmitd(args, { timeoutMs = 10000, cwd } = {}) {
+  const bin = emitdBin();
+  const cmd = isReference() ? process.execPath : bin;
+  const argv = isReference() ? [bin, ...args] : args;
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { cwd: cwd || os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    const timer = setTimeout(() => { try { child.kill('SIGKILL'); } catch (_) { /* gone */ } }, timeoutMs);
+    child.once('error', (e) => { clearTimeout(timer); reject(e); });
+    child.once('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, out }); });
+  });
+}
+
+/*
+ * Stop the daemon and check what a user sees at shutdown: it exits by
+ * itself on SIGTERM, leaves no process behind, and (in sanitizer builds)
+ * reported no memory or undefined-behaviour error. Returns a list of
+ * problems (empty when fine).
+ */
+async function stopAndCheck(daemon) {
+  const r = await daemon.stop();
+  const problems = [];
+  if (r.killed) problems.push('emitd did not exit within 10 s of SIGTERM (killed)');
+  else if (!(r.code === 0 || (isReference() && r.signal === 'SIGTERM'))) {
+    problems.push(`emitd exited with ${daemon.exitInfo()} on SIGTERM`);
+  }
+  if (r.orphans.length) problems.push(`child processes outlived the master: ${r.orphans.join(' ')}`);
+  const log = daemon.log();
+  const san = log.match(/(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:)[^\n]*/);
+  if (san) problems.push(`sanitizer report: ${san[0]}`);
+  if (problems.length) problems.push(`log tail:\n${daemon.logTail(3000)}`);
+  return problems;
+}
+
+module.exports = {
+  HANDLERS, startEmitd, runEmitd, stopAndCheck, freePort, portIsFree, toLibconfig,
+  handler, delay, tail, isAlive, processArgs, childrenOf, isReference,
+};
