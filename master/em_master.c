@@ -71,10 +71,22 @@ static struct {
     int                 stopping;
     int                 exit_code;
     struct event       *kill_ev;
+    struct event       *accept_ev;    /* resumes accepting after EMFILE */
     char                chanbuf[EM_CHAN_MAX_DATA];
 } em_m;
 
 static void em_master_spawn(unsigned slot);
+
+static void
+em_master_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    (void) arg;
+    for (size_t i = 0; i < em_m.nlisteners && !em_m.stopping; i++) {
+        event_add(em_m.listeners[i].ev, NULL);
+    }
+}
 
 static int
 em_master_bind(const em_conf_listen_t *l)
@@ -263,6 +275,15 @@ em_master_accept(evutil_socket_t lfd, short what, void *arg)
                 return;
             }
             em_log(EM_LOG_ERR, errno, "accept4() failed");
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of descriptors: stop accepting for a moment instead
+                 * of spinning on a listener that stays readable. */
+                struct timeval tv = { 0, 100 * 1000 };
+                for (size_t k = 0; k < em_m.nlisteners; k++) {
+                    event_del(em_m.listeners[k].ev);
+                }
+                evtimer_add(em_m.accept_ev, &tv);
+            }
             return;
         }
         int one = 1;
@@ -568,6 +589,7 @@ em_master_run(em_conf_t *conf)
         em_m.slots[i].chan = -1;
         em_master_spawn(i);
     }
+    em_m.accept_ev = evtimer_new(em_m.base, em_master_accept_resume, NULL);
     for (size_t i = 0; i < em_m.nlisteners; i++) {
         em_m.listeners[i].ev = event_new(em_m.base, em_m.listeners[i].fd, EV_READ | EV_PERSIST,
                                          em_master_accept, NULL);
@@ -592,6 +614,7 @@ em_master_run(em_conf_t *conf)
     if (em_m.kill_ev) {
         event_free(em_m.kill_ev);
     }
+    event_free(em_m.accept_ev);
     free(em_m.listeners);
     event_base_free(em_m.base);
     em_conf_free(conf);

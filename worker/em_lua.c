@@ -693,22 +693,28 @@ em_lua_raw_open(em_session_t *s)
     em_lua_call(1, 0, "on_open");
 }
 
-void
-em_lua_raw_message(em_session_t *s, const char *data, size_t len, int binary)
+/* Push the handler `ev` of a raw connection; 0 (nothing pushed) if none. */
+static int
+em_lua_push_conn_handler(em_lua_conn_box_t *box, const char *ev)
 {
-    if (s->upper == NULL) {
-        return;
-    }
-    em_lua_conn_box_t *box = s->upper;
     lua_rawgeti(L, LUA_REGISTRYINDEX, box->lref);
     lua_getiuservalue(L, -1, 1);
     lua_getfield(L, -1, "_h");
-    if (lua_getfield(L, -1, "message") != LUA_TFUNCTION) {
+    if (lua_getfield(L, -1, ev) != LUA_TFUNCTION) {
         lua_pop(L, 4);
-        return;
+        return 0;
     }
     lua_replace(L, -4);
     lua_pop(L, 2);
+    return 1;
+}
+
+void
+em_lua_raw_message(em_session_t *s, const char *data, size_t len, int binary)
+{
+    if (s->upper == NULL || !em_lua_push_conn_handler(s->upper, "message")) {
+        return;
+    }
     if (binary) {
         em_lua_push_buffer(L, data, len);
     } else {
@@ -725,16 +731,9 @@ em_lua_raw_close(em_session_t *s, const char *reason)
     if (box == NULL) {
         return;
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, box->lref);
-    lua_getiuservalue(L, -1, 1);
-    lua_getfield(L, -1, "_h");
-    if (lua_getfield(L, -1, "close") == LUA_TFUNCTION) {
-        lua_replace(L, -4);
-        lua_pop(L, 2);
+    if (em_lua_push_conn_handler(box, "close")) {
         lua_pushstring(L, reason);
         em_lua_call(1, 0, "close handler");
-    } else {
-        lua_pop(L, 4);
     }
     box->s = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, box->lref);
