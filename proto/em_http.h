@@ -5,6 +5,10 @@
  * the request head (request line + headers + empty line) is complete, fills an
  * em_http_req_t whose slices point into the caller's buffer. It tolerates a
  * head split over any number of reads: call it again with the longer buffer.
+ *
+ * em_http_chunked_parse() decodes a chunked request body that follows such a
+ * head. Unlike the head parser it is resumable: the caller keeps a small
+ * state between calls and drops the bytes each call consumed.
  */
 #ifndef EM_HTTP_H
 #define EM_HTTP_H
@@ -88,6 +92,42 @@ int em_http_query_next(em_str_t query, size_t *pos, em_str_t *key, em_str_t *val
 
 /* Percent-decode src into out (cap bytes); '+' -> ' '. Returns length or -1. */
 ssize_t em_http_pct_decode(em_str_t src, char *out, size_t cap);
+
+#define EM_HTTP_CHUNK_LINE_MAX   4096  /* chunk size line: size, extensions, BWS */
+#define EM_HTTP_TRAILER_LINE_MAX 8192  /* one trailer field line */
+#define EM_HTTP_MAX_TRAILERS     64    /* trailer field lines */
+
+/* State of a chunked body being decoded; zero it before the first call. */
+typedef struct {
+    unsigned  state;        /* private */
+    uint64_t  remaining;    /* private: bytes left in the current chunk */
+    unsigned  digits;       /* private */
+} em_http_chunked_t;
+
+/*
+ * Decode the next bytes of a chunked body. Reads buf[0..len), appends chunk
+ * data to out (out[*outlen .. cap)), advancing *outlen, and sets *used to the
+ * bytes of buf consumed (the caller drops them and calls again with more).
+ * Returns EM_OK when the last chunk and the trailer section (ignored) are
+ * complete (*used stops right after the final CRLF, so pipelined bytes that
+ * follow are not consumed); EM_AGAIN when all of buf was consumed and more is
+ * needed; EM_ERROR for malformed framing (non-hex size, size over 2^62, a
+ * chunk not followed by CRLF, bad chunk extension characters, a trailer line
+ * over 8 KiB, more than 64 trailer lines); EM_DECLINED when the data would
+ * exceed cap (answer 413).
+ *
+ * Line ends are CRLF or a bare LF, as in em_http_parse(); a CR not followed
+ * by LF is EM_ERROR. A size line (size, extensions and BWS, without its line
+ * end) longer than EM_HTTP_CHUNK_LINE_MAX is EM_ERROR. EM_DECLINED is given
+ * as soon as a size line announces a chunk that does not fit, before its data
+ * arrives. On EM_ERROR and EM_DECLINED, *used counts the byte at which the
+ * problem was found. The result, the output and the total of *used do not
+ * depend on how the body is split between calls. Once a call has returned
+ * EM_OK, EM_ERROR or EM_DECLINED, later calls return the same and consume
+ * nothing.
+ */
+int em_http_chunked_parse(em_http_chunked_t *st, const char *buf, size_t len, size_t *used,
+                          char *out, size_t cap, size_t *outlen);
 
 /* The reason phrase for a status code ("OK", "Bad Request", ...). */
 const char *em_http_reason(int status);

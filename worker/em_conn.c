@@ -20,6 +20,15 @@
 #define EM_CONN_HEAD_TIMEOUT  30    /* s to send a request head or body */
 #define EM_CONN_WRITE_TIMEOUT 30    /* s for the client to take our output */
 
+/* A chunked request body being decoded (rare: only raw HTTP clients send one). */
+typedef struct em_conn_chunked {
+    em_http_chunked_t  st;
+    char              *head;        /* copy of the request head */
+    size_t             head_len;
+    char              *body;        /* decoded, up to the endpoint's max_payload */
+    size_t             body_len;
+} em_conn_chunked_t;
+
 static void em_conn_read_cb(struct bufferevent *bev, void *arg);
 static void em_conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void em_conn_process(em_conn_t *c);
@@ -29,7 +38,8 @@ em_conn_set_timeouts(em_conn_t *c)
 {
     struct timeval rd = { EM_CONN_HEAD_TIMEOUT, 0 };
     struct timeval wr = { EM_CONN_WRITE_TIMEOUT, 0 };
-    int            reading = (c->state == EM_CONN_HEAD || c->state == EM_CONN_BODY);
+    int            reading = (c->state == EM_CONN_HEAD || c->state == EM_CONN_BODY
+                              || c->state == EM_CONN_CHUNKED);
 
     bufferevent_set_timeouts(c->bev, reading ? &rd : NULL, &wr);
 }
@@ -93,9 +103,21 @@ em_conn_close(em_conn_t *c)
     em_worker_schedule_reap();
 }
 
+static void
+em_conn_chunked_free(em_conn_t *c)
+{
+    if (c->chunked != NULL) {
+        free(c->chunked->head);
+        free(c->chunked->body);
+        free(c->chunked);
+        c->chunked = NULL;
+    }
+}
+
 void
 em_conn_reap(em_conn_t *c)
 {
+    em_conn_chunked_free(c);
     em_ws_free(c);
     bufferevent_free(c->bev);
     free(c->origin);
@@ -338,11 +360,30 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
         em_conn_preflight(c, req);
         return req->head_len;
     }
+    c->endpoint = ep;
     if (req->chunked) {
-        em_conn_fail(c, 411);
+        if (req->method != EM_HTTP_POST) {
+            em_conn_fail(c, 400);
+            return req->head_len;
+        }
+        /* Keep a copy of the head: the body is decoded as it arrives and
+         * the input it came in is dropped. */
+        em_conn_chunked_t *ch = calloc(1, sizeof(*ch));
+        if (ch == NULL || (ch->head = malloc(req->head_len)) == NULL
+            || (ch->body = malloc(ep->max_payload)) == NULL) {
+            if (ch != NULL) {
+                free(ch->head);
+                free(ch);
+            }
+            em_conn_fail(c, 503);
+            return req->head_len;
+        }
+        memcpy(ch->head, req->method_str.data, req->head_len);
+        ch->head_len = req->head_len;
+        c->chunked = ch;
+        c->state = EM_CONN_CHUNKED;
         return req->head_len;
     }
-    c->endpoint = ep;
     if (req->method == EM_HTTP_POST && req->content_length > 0) {
         if ((size_t) req->content_length > ep->max_payload) {
             c->keep_alive = 0;
@@ -401,6 +442,38 @@ em_conn_process(em_conn_t *c)
             }
             em_engine_request(c, &req, buf + c->head_len, c->body_len);
             consumed = total;
+        } else if (c->state == EM_CONN_CHUNKED) {
+            em_conn_chunked_t *ch = c->chunked;
+            size_t             used = 0;
+            if (len == 0) {
+                break;
+            }
+            const char *buf = (const char *) evbuffer_pullup(in, (ssize_t) len);
+            int rc = em_http_chunked_parse(&ch->st, buf, len, &used, ch->body,
+                                           c->endpoint->max_payload, &ch->body_len);
+            evbuffer_drain(in, used);
+            if (rc == EM_AGAIN) {
+                break;
+            }
+            if (rc != EM_OK) {
+                em_conn_chunked_free(c);
+                c->keep_alive = 0;
+                if (rc == EM_DECLINED) {
+                    em_conn_respond(c, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
+                } else {
+                    em_conn_fail(c, 400);
+                }
+                break;
+            }
+            if (em_http_parse(ch->head, ch->head_len, &req) != EM_OK) {
+                em_conn_chunked_free(c);
+                em_conn_fail(c, 400);
+                break;
+            }
+            c->state = EM_CONN_BODY;    /* the engine answers as for any POST */
+            em_engine_request(c, &req, ch->body, ch->body_len);
+            em_conn_chunked_free(c);
+            consumed = 0;
         } else if (c->state == EM_CONN_WS) {
             em_ws_on_read(c);
             break;

@@ -19,6 +19,7 @@
 typedef enum {
     EM_CONN_HEAD = 0,   /* reading a request head */
     EM_CONN_BODY,       /* reading a request body (POST) */
+    EM_CONN_CHUNKED,    /* reading a chunked request body */
     EM_CONN_POLL,       /* a long-polling GET parked until there is data */
     EM_CONN_WS,         /* WebSocket */
     EM_CONN_DRAIN,      /* writing the last bytes, then close */
@@ -39,6 +40,7 @@ struct em_conn {
     size_t                     head_len;      /* BODY: head bytes still in input */
     size_t                     body_len;      /* BODY: Content-Length */
     char                      *origin;        /* allowed CORS origin to echo, or NULL */
+    struct em_conn_chunked    *chunked;       /* CHUNKED: head copy, state, body */
     wslay_event_context_ptr    ws;
     em_conn_t                 *reap_next;
 };
