@@ -11,6 +11,7 @@
  * loop acts on them.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -19,11 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "em_broker.h"
 #include "em_chan.h"
 #include "em_http.h"
 #include "em_log.h"
@@ -61,8 +64,21 @@ typedef struct {
     char          buf[EM_HTTP_MAX_HEAD];
 } em_pending_t;
 
+/* The broker process, when there is more than one worker. */
+typedef struct {
+    pid_t          pid;
+    time_t         started;
+    unsigned       quick_deaths;
+    struct event  *respawn_ev;
+} em_broker_proc_t;
+
 static struct {
     em_conf_t          *conf;
+    em_shm_t            shm;
+    int                 have_broker;
+    int                 broker_bell;
+    int                 worker_bells[EM_MAX_WORKERS];
+    em_broker_proc_t    broker;
     struct event_base  *base;
     em_slot_t           slots[EM_MAX_WORKERS];
     unsigned            nslots;
@@ -70,6 +86,7 @@ static struct {
     size_t              nlisteners;
     int                 stopping;
     int                 exit_code;
+    sigset_t            sigmask;       /* delivered through a signalfd */
     struct event       *kill_ev;
     struct event       *accept_ev;    /* resumes accepting after EMFILE */
     char                chanbuf[EM_CHAN_MAX_DATA];
@@ -382,6 +399,88 @@ em_master_respawn_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/*
+ * In a new child: keep exactly fds[0..n) as descriptors 3.. (in that order),
+ * close every other descriptor, and forget the master's event loop.
+ */
+static void
+em_master_child_fds(const int *fds, int n)
+{
+    int high[16];
+
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_IGN);      /* reload is the master's business */
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);
+    for (int i = 0; i < n; i++) {
+        high[i] = fcntl(fds[i], F_DUPFD, 1000);
+        if (high[i] < 0) {
+            _exit(1);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (dup2(high[i], 3 + i) < 0) {
+            _exit(1);
+        }
+    }
+    if (close_range((unsigned) (3 + n), ~0U, 0) != 0) {
+        for (int f = 3 + n; f < 65536; f++) {
+            close(f);
+        }
+    }
+    /* The master's loop (its epoll and signalfd are closed above) is not
+     * ours; the signals it blocked are ours to take again. */
+    em_m.base = NULL;
+    sigprocmask(SIG_UNBLOCK, &em_m.sigmask, NULL);
+}
+
+static void em_master_spawn_broker(void);
+
+static void
+em_master_broker_respawn_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    (void) arg;
+    if (!em_m.stopping) {
+        em_master_spawn_broker();
+    }
+}
+
+static void
+em_master_spawn_broker(void)
+{
+    int   fds[2 + EM_MAX_WORKERS];
+    pid_t pid;
+
+    fds[0] = em_m.shm.fd;
+    fds[1] = em_m.broker_bell;
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        fds[2 + i] = em_m.worker_bells[i];
+    }
+    pid = fork();
+    if (pid < 0) {
+        em_log(EM_LOG_ERR, errno, "fork() of the broker failed");
+        return;
+    }
+    if (pid == 0) {
+        int      bells[EM_MAX_WORKERS];
+        em_shm_t shm;
+        em_master_child_fds(fds, 2 + (int) em_m.nslots);
+        for (unsigned i = 0; i < em_m.nslots; i++) {
+            bells[i] = 5 + (int) i;
+        }
+        if (em_shm_map(&shm, 3) != EM_OK) {
+            exit(1);
+        }
+        exit(em_broker_run(&shm, 4, bells, -1));
+    }
+    em_m.broker.pid = pid;
+    em_m.broker.started = time(NULL);
+    em_log(EM_LOG_INFO, 0, "started the broker (pid %d)", (int) pid);
+}
+
 static void
 em_master_spawn(unsigned slot)
 {
@@ -400,25 +499,11 @@ em_master_spawn(unsigned slot)
         return;
     }
     if (pid == 0) {
-        /* Child: drop every descriptor and handler of the master's. */
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGHUP, SIG_IGN);      /* reload is the master's business */
-        signal(SIGCHLD, SIG_DFL);
-        signal(SIGPIPE, SIG_IGN);
-        if (dup2(fds[1], 3) < 0) {
-            _exit(1);
-        }
-        if (close_range(4, ~0U, 0) != 0) {
-            for (int f = 4; f < 65536; f++) {
-                close(f);
-            }
-        }
-        /* The master's loop is not ours: its descriptors are closed above,
-         * and freeing it releases libevent's process-wide signal state. */
-        event_base_free(em_m.base);
-        em_m.base = NULL;
-        exit(em_worker_run(em_m.conf, slot, em_m.nslots, 3));
+        /* Child: 3 = channel, then (with a broker) 4 = shared segment,
+         * 5 = our bell, 6 = the broker's bell. */
+        int keep[4] = { fds[1], em_m.shm.fd, em_m.worker_bells[slot], em_m.broker_bell };
+        em_master_child_fds(keep, em_m.have_broker ? 4 : 1);
+        exit(em_worker_run(em_m.conf, slot, em_m.nslots, 3, em_m.have_broker ? 4 : -1, 5, 6));
     }
     close(fds[1]);
     s->pid = pid;
@@ -440,6 +525,22 @@ em_master_reap(void)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (em_m.have_broker && pid == em_m.broker.pid) {
+            em_log(em_m.stopping ? EM_LOG_INFO : EM_LOG_ERR, 0, "the broker (pid %d) %s %d",
+                   (int) pid, WIFSIGNALED(status) ? "was killed by signal" : "exited with code",
+                   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+            em_m.broker.pid = 0;
+            if (!em_m.stopping) {
+                em_broker_proc_t *b = &em_m.broker;
+                b->quick_deaths = (time(NULL) - b->started < 2) ? b->quick_deaths + 1 : 0;
+                struct timeval tv = { b->quick_deaths > 1 ? 1 : 0, 0 };
+                if (b->respawn_ev == NULL) {
+                    b->respawn_ev = evtimer_new(em_m.base, em_master_broker_respawn_cb, NULL);
+                }
+                evtimer_add(b->respawn_ev, &tv);
+            }
+            continue;
+        }
         for (unsigned i = 0; i < em_m.nslots; i++) {
             em_slot_t *s = &em_m.slots[i];
             if (s->pid != pid) {
@@ -470,7 +571,7 @@ em_master_reap(void)
                 /* Its scripts cannot load: restarting would only fail again. */
                 em_log(EM_LOG_ERR, 0, "worker %u cannot start (see above): shutting down", i + 1);
                 em_m.exit_code = 1;
-                raise(SIGTERM);
+                kill(getpid(), SIGTERM);
                 break;
             }
             /* Restart at once, but back off from a worker that keeps dying. */
@@ -488,7 +589,7 @@ em_master_reap(void)
 static int
 em_master_children(void)
 {
-    int n = 0;
+    int n = em_m.broker.pid > 0;
 
     for (unsigned i = 0; i < em_m.nslots; i++) {
         n += em_m.slots[i].pid > 0;
@@ -502,6 +603,9 @@ em_master_kill_cb(evutil_socket_t fd, short what, void *arg)
     (void) fd;
     (void) what;
     (void) arg;
+    if (em_m.broker.pid > 0) {
+        kill(em_m.broker.pid, SIGKILL);
+    }
     for (unsigned i = 0; i < em_m.nslots; i++) {
         if (em_m.slots[i].pid > 0) {
             em_log(EM_LOG_WARN, 0, "worker %u did not exit in time: SIGKILL", i + 1);
@@ -511,10 +615,8 @@ em_master_kill_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-em_master_signal(evutil_socket_t sig, short what, void *arg)
+em_master_signal(int sig)
 {
-    (void) what;
-    (void) arg;
     switch (sig) {
     case SIGCHLD:
         em_master_reap();
@@ -537,6 +639,9 @@ em_master_signal(evutil_socket_t sig, short what, void *arg)
                     kill(em_m.slots[i].pid, SIGTERM);
                 }
             }
+            if (em_m.broker.pid > 0) {
+                kill(em_m.broker.pid, SIGTERM);
+            }
             struct timeval tv = { EM_MASTER_KILL_TIMEOUT, 0 };
             em_m.kill_ev = evtimer_new(em_m.base, em_master_kill_cb, NULL);
             evtimer_add(em_m.kill_ev, &tv);
@@ -548,11 +653,29 @@ em_master_signal(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* Signals arrive as reads on a signalfd, so no handler runs at all and
+ * forked children inherit no signal machinery of the master's loop. */
+static void
+em_master_signalfd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct signalfd_siginfo si;
+    (void) what;
+    (void) arg;
+
+    for (int i = 0; i < 64; i++) {
+        if (read(fd, &si, sizeof(si)) != (ssize_t) sizeof(si)) {
+            return;
+        }
+        em_master_signal((int) si.ssi_signo);
+    }
+}
+
 int
 em_master_run(em_conf_t *conf)
 {
     static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT };
-    struct event    *sigev[EM_NELEMS(sigs)];
+    struct event    *sigev;
+    int              sfd;
 
     em_m.conf = conf;
     em_m.nslots = conf->workers;
@@ -581,9 +704,36 @@ em_master_run(em_conf_t *conf)
         em_log(EM_LOG_ERR, 0, "event_base_new() failed");
         return 1;
     }
+    sigemptyset(&em_m.sigmask);
     for (size_t i = 0; i < EM_NELEMS(sigs); i++) {
-        sigev[i] = evsignal_new(em_m.base, sigs[i], em_master_signal, NULL);
-        evsignal_add(sigev[i], NULL);
+        sigaddset(&em_m.sigmask, sigs[i]);
+    }
+    sigprocmask(SIG_BLOCK, &em_m.sigmask, NULL);
+    sfd = signalfd(-1, &em_m.sigmask, SFD_NONBLOCK | SFD_CLOEXEC);
+    sigev = (sfd >= 0) ? event_new(em_m.base, sfd, EV_READ | EV_PERSIST, em_master_signalfd_cb, NULL)
+                       : NULL;
+    if (sigev == NULL || event_add(sigev, NULL) != 0) {
+        em_log(EM_LOG_ERR, errno, "signalfd() failed");
+        return 1;
+    }
+    /* With several workers, a broker relays between them through rings in
+     * a shared segment made now, so that restarted processes find it. */
+    em_m.shm.fd = em_m.broker_bell = -1;
+    for (unsigned i = 0; i < EM_MAX_WORKERS; i++) {
+        em_m.worker_bells[i] = -1;
+    }
+    if (em_m.nslots > 1) {
+        if (em_shm_create(&em_m.shm, em_m.nslots) != EM_OK
+            || (em_m.broker_bell = em_ring_bell_open()) < 0) {
+            return 1;
+        }
+        for (unsigned i = 0; i < em_m.nslots; i++) {
+            if ((em_m.worker_bells[i] = em_ring_bell_open()) < 0) {
+                return 1;
+            }
+        }
+        em_m.have_broker = 1;
+        em_master_spawn_broker();
     }
     for (unsigned i = 0; i < em_m.nslots; i++) {
         em_m.slots[i].chan = -1;
@@ -600,13 +750,15 @@ em_master_run(em_conf_t *conf)
     event_base_dispatch(em_m.base);
 
     em_log(EM_LOG_INFO, 0, "exiting");
-    for (size_t i = 0; i < EM_NELEMS(sigs); i++) {
-        event_free(sigev[i]);
-    }
+    event_free(sigev);
+    close(sfd);
     for (unsigned i = 0; i < em_m.nslots; i++) {
         if (em_m.slots[i].respawn_ev) {
             event_free(em_m.slots[i].respawn_ev);
         }
+    }
+    if (em_m.broker.respawn_ev) {
+        event_free(em_m.broker.respawn_ev);
     }
     for (size_t i = 0; i < em_m.nlisteners; i++) {
         event_free(em_m.listeners[i].ev);

@@ -39,6 +39,7 @@ void em_buf_unref(em_buf_t *b);
 /* A Socket.IO packet ready to send: one text message and its attachments. */
 typedef struct {
     em_buf_t  *text;
+    size_t     data_off;    /* where the JSON data starts in text */
     size_t     natt;
     em_buf_t **att;
 } em_pkt_t;

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "em_bus.h"
 #include "em_http.h"
 #include "em_log.h"
 #include "em_lua.h"
@@ -517,28 +518,49 @@ em_lua_bcast_emit(lua_State *l)
         lua_pop(l, 1);
     }
 
-    if (nspname != NULL) {
-        em_nsp_t *nsp = em_nsp_find(nspname, nsplen);
-        if (nsp == NULL) {
-            return 0;
+    /*
+     * Encode once for the named namespace (or the configured one), deliver
+     * to this worker's sockets, then publish the JSON once for the others.
+     */
+    const char *encname = nspname;
+    size_t      enclen = nsplen;
+    if (encname == NULL) {
+        if (conf < 0 || (size_t) conf >= em_w.conf->nnsps) {
+            return luaL_error(l, "not a namespace operator");
         }
-        em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { nspname, nsplen }, EM_SIO_NO_ID, 2,
-                        nargs);
-        em_adapter_broadcast(nsp, &b, &pkt);
-        em_pkt_release(&pkt);
-        return 0;
+        encname = em_w.conf->nsps[conf].name;
+        enclen = strlen(encname);
     }
-    /* A configured namespace: every instance of it (one, unless parameterised). */
+    em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { encname, enclen }, EM_SIO_NO_ID, 2, nargs);
+    em_str_t data = { pkt.text->data + pkt.data_off, pkt.text->len - pkt.data_off };
     for (em_nsp_t *nsp = em_nsp_first(), *next; nsp != NULL; nsp = next) {
         next = nsp->hh.next;
-        if ((lua_Integer) nsp->conf_index != conf) {
+        if (nspname != NULL ? !(nsp->name_len == nsplen && memcmp(nsp->name, nspname, nsplen) == 0)
+                            : (lua_Integer) nsp->conf_index != conf) {
             continue;
         }
-        em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { nsp->name, nsp->name_len }, EM_SIO_NO_ID,
-                        2, nargs);
-        em_adapter_broadcast(nsp, &b, &pkt);
-        em_pkt_release(&pkt);
+        if (nsp->name_len == enclen && memcmp(nsp->name, encname, enclen) == 0) {
+            em_adapter_broadcast(nsp, &b, &pkt);
+            continue;
+        }
+        /* Another instance of a parameterised namespace: frame it for that name. */
+        em_pkt_t   ipkt;
+        em_buf_t **refs = calloc(pkt.natt + 1, sizeof(em_buf_t *));
+        if (refs == NULL) {
+            break;
+        }
+        for (size_t i = 0; i < pkt.natt; i++) {
+            refs[i] = em_buf_ref(pkt.att[i]);
+        }
+        if (em_sio_pkt_build_raw(&ipkt, EM_SIO_EVENT, (em_str_t) { nsp->name, nsp->name_len },
+                                 EM_SIO_NO_ID, data, refs, pkt.natt) == EM_OK) {
+            em_adapter_broadcast(nsp, &b, &ipkt);
+            em_pkt_release(&ipkt);
+        }
     }
+    em_bus_publish((em_str_t) { encname, enclen }, nspname != NULL ? -1 : (long) conf, &b, data,
+                   pkt.att, pkt.natt);
+    em_pkt_release(&pkt);
     return 0;
 }
 

@@ -146,9 +146,10 @@ em_sio_json_parse(const char *data, size_t len)
     return json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
 }
 
-/* "4" + header + JSON into a new text buffer. */
+/* "4" + header + JSON into a new text buffer; *data_off: where the JSON starts. */
 static em_buf_t *
-em_sio_encode(em_sio_type_t type, unsigned natt, em_str_t nsp, int64_t id, json_t *data)
+em_sio_encode(em_sio_type_t type, unsigned natt, em_str_t nsp, int64_t id, json_t *data,
+              size_t *data_off)
 {
     char      head[300];
     ssize_t   hlen;
@@ -162,6 +163,7 @@ em_sio_encode(em_sio_type_t type, unsigned natt, em_str_t nsp, int64_t id, json_
     if (hlen < 0 || (b = em_buf_new(256)) == NULL) {
         return NULL;
     }
+    *data_off = (size_t) hlen + 1;
     if (em_buf_append(&b, head, (size_t) hlen + 1) != EM_OK
         || (data != NULL
             && json_dump_callback(data, em_sio_dump_cb, &b,
@@ -173,13 +175,42 @@ em_sio_encode(em_sio_type_t type, unsigned natt, em_str_t nsp, int64_t id, json_
 }
 
 int
+em_sio_pkt_build_raw(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id, em_str_t data,
+                     em_buf_t **atts, size_t natt)
+{
+    char    head[300];
+    ssize_t hlen;
+
+    if (natt > 0) {
+        type = (type == EM_SIO_ACK) ? EM_SIO_BINARY_ACK : EM_SIO_BINARY_EVENT;
+    }
+    out->att = atts;
+    out->natt = natt;
+    out->text = NULL;
+    head[0] = '4';
+    hlen = (nsp.len <= 256)
+               ? em_sio_encode_header(type, (unsigned) natt, nsp, id, data.len > 0, head + 1,
+                                      sizeof(head) - 1)
+               : -1;
+    if (hlen >= 0 && (out->text = em_buf_new((size_t) hlen + 1 + data.len)) != NULL) {
+        memcpy(out->text->data, head, (size_t) hlen + 1);
+        memcpy(out->text->data + hlen + 1, data.data, data.len);
+        out->text->len = (size_t) hlen + 1 + data.len;
+        out->data_off = (size_t) hlen + 1;
+        return EM_OK;
+    }
+    em_pkt_release(out);
+    return EM_ERROR;
+}
+
+int
 em_sio_pkt_build(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id, json_t *data,
                  em_buf_t **atts, size_t natt)
 {
     if (natt > 0) {
         type = (type == EM_SIO_ACK) ? EM_SIO_BINARY_ACK : EM_SIO_BINARY_EVENT;
     }
-    out->text = em_sio_encode(type, (unsigned) natt, nsp, id, data);
+    out->text = em_sio_encode(type, (unsigned) natt, nsp, id, data, &out->data_off);
     out->att = atts;
     out->natt = natt;
     if (out->text == NULL) {
@@ -231,7 +262,8 @@ em_sio_socket_send(em_sio_socket_t *s, const em_pkt_t *pkt)
 static void
 em_sio_send_simple(em_sio_client_t *c, em_sio_type_t type, em_str_t nsp, json_t *data)
 {
-    em_buf_t *b = em_sio_encode(type, 0, nsp, EM_SIO_NO_ID, data);
+    size_t    off;
+    em_buf_t *b = em_sio_encode(type, 0, nsp, EM_SIO_NO_ID, data, &off);
 
     if (b != NULL) {
         em_session_send(c->eio, b);

@@ -59,6 +59,10 @@ void em_sio_close(em_session_t *s, const char *reason);
 int em_sio_pkt_build(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id,
                      json_t *data, em_buf_t **atts, size_t natt);
 
+/* The same from JSON text already encoded (a broadcast from another worker). */
+int em_sio_pkt_build_raw(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id,
+                         em_str_t data, em_buf_t **atts, size_t natt);
+
 /* Send a packet to one socket (held back while it is still connecting). */
 void em_sio_socket_send(em_sio_socket_t *s, const em_pkt_t *pkt);
 

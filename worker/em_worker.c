@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "em_bus.h"
 #include "em_chan.h"
 #include "em_conn.h"
 #include "em_engine.h"
@@ -153,7 +154,8 @@ em_worker_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 int
-em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan)
+em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan, int shm_fd,
+              int bell, int broker_bell)
 {
     char          role[32];
     struct event *sigterm, *sigint;
@@ -174,6 +176,9 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan)
     if (em_lua_init() != EM_OK) {
         em_log(EM_LOG_ERR, 0, "handler scripts failed to load: worker exiting");
         return EM_WORKER_EXIT_FATAL;
+    }
+    if (em_bus_init(shm_fd, bell, broker_bell) != EM_OK) {
+        return 1;
     }
     em_w.reap_ev = event_new(em_w.base, -1, 0, em_worker_reap, NULL);
     em_worker_load_ev = evtimer_new(em_w.base, em_worker_send_load, NULL);

@@ -1,10 +1,10 @@
 'use strict';
 /*
- * Two workers and rooms. Rooms are per worker until the broker exists, so
- * the room tests first gather the clients they need on one worker (the
- * script tells each client its worker number). Placement: with least-loaded
- * placement two sequential connections land on different workers, and the
- * first character of the Engine.IO sid names the owning worker.
+ * Two workers and rooms on one worker (the script tells each client its
+ * worker number; broker_rooms.test.js covers rooms across workers).
+ * Placement: with least-loaded placement two sequential connections land on
+ * different workers, and the first character of the Engine.IO sid names the
+ * owning worker.
  */
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -201,7 +201,6 @@ test('the script\'s disconnect handler gets the reason', async () => {
   }
 });
 
-test('rooms across workers', { skip: 'cross-worker rooms come with the broker' }, () => {});
 
 test('emitd exits cleanly on SIGTERM', async () => {
   assert.deepEqual(await stopAndCheck(emitd), []);

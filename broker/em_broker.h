@@ -1,0 +1,43 @@
+/*
+ * em_broker.h - the broker process and the shared segment it serves.
+ *
+ * The broker relays what one worker publishes (today: room broadcasts) to
+ * the other workers, through the rings of the shared segment. It keeps no
+ * state of its own, so a broker that is killed and restarted carries on
+ * from the records left in the rings.
+ */
+#ifndef EM_BROKER_H
+#define EM_BROKER_H
+
+#include <stddef.h>
+
+#include "em_broker-t.h"
+#include "em_conf.h"
+#include "em_ring.h"
+
+/* The shared segment as a process maps it. */
+typedef struct {
+    int          fd;
+    void        *base;
+    size_t       size;
+    unsigned     nworkers;
+    size_t       ring_size;
+} em_shm_t;
+
+/* Master: create and format the segment for nworkers (rings empty). */
+int em_shm_create(em_shm_t *shm, unsigned nworkers);
+
+/* Broker or worker: map an existing segment from its descriptor and check it. */
+int em_shm_map(em_shm_t *shm, int fd);
+
+/* Attach this process's handle to ring `dir` of worker `slot`. */
+int em_shm_ring(em_shm_t *shm, unsigned slot, int dir, em_ring_t *ring);
+
+/*
+ * The broker's process cycle: relay records until SIGTERM or until the
+ * master is gone. `bell` is the broker's eventfd; worker_bells[i] is worker
+ * i's. Returns the exit status.
+ */
+int em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, int master_pipe);
+
+#endif

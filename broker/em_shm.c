@@ -1,0 +1,95 @@
+/*
+ * em_shm.c - the shared segment: created once by the master, mapped by the
+ * broker and the workers (and mapped again by any of them that restarts).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "em_broker.h"
+#include "em_log.h"
+
+int
+em_shm_create(em_shm_t *shm, unsigned nworkers)
+{
+    em_shm_hdr_t *hdr;
+
+    memset(shm, 0, sizeof(*shm));
+    shm->ring_size = em_ring_size(EM_SHM_RING_CAPACITY);
+    shm->nworkers = nworkers;
+    shm->size = EM_SHM_HDR_SIZE + (size_t) nworkers * 2 * shm->ring_size;
+    shm->fd = memfd_create("emitd-shm", MFD_CLOEXEC);
+    if (shm->fd < 0) {
+        em_log(EM_LOG_ERR, errno, "memfd_create() failed");
+        return EM_ERROR;
+    }
+    if (ftruncate(shm->fd, (off_t) shm->size) != 0) {
+        em_log(EM_LOG_ERR, errno, "ftruncate() of the shared segment to %zu bytes failed", shm->size);
+        close(shm->fd);
+        return EM_ERROR;
+    }
+    shm->base = mmap(NULL, shm->size, PROT_READ | PROT_WRITE, MAP_SHARED, shm->fd, 0);
+    if (shm->base == MAP_FAILED) {
+        em_log(EM_LOG_ERR, errno, "mmap() of the shared segment failed");
+        close(shm->fd);
+        return EM_ERROR;
+    }
+    hdr = shm->base;
+    hdr->magic = EM_SHM_MAGIC;
+    hdr->version = EM_SHM_VERSION;
+    hdr->nworkers = (uint16_t) nworkers;
+    hdr->ring_size = shm->ring_size;
+    for (unsigned i = 0; i < nworkers; i++) {
+        for (int dir = 0; dir < 2; dir++) {
+            em_ring_t r;
+            if (em_ring_init(&r, (char *) shm->base + EM_SHM_RING_OFFSET(i, dir, shm->ring_size),
+                             shm->ring_size) != EM_OK) {
+                return EM_ERROR;
+            }
+        }
+    }
+    return EM_OK;
+}
+
+int
+em_shm_map(em_shm_t *shm, int fd)
+{
+    struct stat   st;
+    em_shm_hdr_t *hdr;
+
+    memset(shm, 0, sizeof(*shm));
+    shm->fd = fd;
+    if (fstat(fd, &st) != 0 || (size_t) st.st_size < EM_SHM_HDR_SIZE) {
+        em_log(EM_LOG_ERR, errno, "fstat() of the shared segment failed or it is too small");
+        return EM_ERROR;
+    }
+    shm->size = (size_t) st.st_size;
+    shm->base = mmap(NULL, shm->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (shm->base == MAP_FAILED) {
+        em_log(EM_LOG_ERR, errno, "mmap() of the shared segment failed");
+        return EM_ERROR;
+    }
+    hdr = shm->base;
+    if (hdr->magic != EM_SHM_MAGIC || hdr->version != EM_SHM_VERSION
+        || hdr->ring_size == 0
+        || EM_SHM_HDR_SIZE + (uint64_t) hdr->nworkers * 2 * hdr->ring_size > shm->size) {
+        em_log(EM_LOG_ERR, 0, "the shared segment has a bad header (magic %#x version %u)",
+               hdr->magic, hdr->version);
+        return EM_ERROR;
+    }
+    shm->nworkers = hdr->nworkers;
+    shm->ring_size = hdr->ring_size;
+    return EM_OK;
+}
+
+int
+em_shm_ring(em_shm_t *shm, unsigned slot, int dir, em_ring_t *ring)
+{
+    if (slot >= shm->nworkers) {
+        return EM_ERROR;
+    }
+    return em_ring_attach(ring, (char *) shm->base + EM_SHM_RING_OFFSET(slot, dir, shm->ring_size),
+                          shm->ring_size);
+}
