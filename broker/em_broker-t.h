@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #define EM_SHM_MAGIC         0x454d5348u      /* "EMSH" */
-#define EM_SHM_VERSION       1
+#define EM_SHM_VERSION       2
 #define EM_SHM_HDR_SIZE      64
 #define EM_SHM_RING_CAPACITY (4u * 1024 * 1024)
 
@@ -36,6 +36,25 @@ _Static_assert(offsetof(em_shm_hdr_t, ring_size) == 8, "em_shm_hdr_t layout chan
 /* Offset of ring `dir` of worker `slot` in a segment with rings of ring_size. */
 #define EM_SHM_RING_OFFSET(slot, dir, ring_size) \
     (EM_SHM_HDR_SIZE + ((uint64_t) (slot) * 2 + (dir)) * (ring_size))
+
+/*
+ * Membership filters, after the rings: per worker, EM_SHM_FILTER_SLOTS
+ * counters. Slot em_brk_key_hash(nsp, room) counts the rooms of that worker
+ * (a socket's own id counts as a room) that hash there, and slot
+ * em_brk_key_hash(nsp, NULL) the namespaces with sockets. Only the worker
+ * writes its filter (it zeroes it when it starts); the broker reads them to
+ * forward a broadcast only to workers that may have members. A collision
+ * only forwards a record that the worker then drops; a counter that reaches
+ * its maximum stays there.
+ */
+#define EM_SHM_FILTER_SLOTS 65536u
+typedef uint16_t em_shm_filter_t[EM_SHM_FILTER_SLOTS];
+
+#define EM_SHM_FILTER_OFFSET(slot, nworkers, ring_size) \
+    (EM_SHM_RING_OFFSET(0, 0, ring_size) + (uint64_t) (nworkers) * 2 * (ring_size) \
+     + (uint64_t) (slot) * sizeof(em_shm_filter_t))
+
+_Static_assert(sizeof(em_shm_filter_t) == 2 * EM_SHM_FILTER_SLOTS, "filter layout changed");
 
 /* Ring record types. */
 #define EM_BRK_REC_BCAST 1

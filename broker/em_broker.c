@@ -73,7 +73,7 @@ em_broker_relay(void)
             }
             progress = 1;
             for (unsigned j = 0; j < n; j++) {
-                if (j == i) {
+                if (j == i || (type == EM_BRK_REC_BCAST && !em_brk_wants(em_b.shm, j, em_b.rec, len))) {
                     continue;
                 }
                 if (em_ring_write(&em_b.down[j], type, em_b.rec, len) != EM_OK) {

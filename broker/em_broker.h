@@ -33,6 +33,15 @@ int em_shm_map(em_shm_t *shm, int fd);
 /* Attach this process's handle to ring `dir` of worker `slot`. */
 int em_shm_ring(em_shm_t *shm, unsigned slot, int dir, em_ring_t *ring);
 
+/* Worker `slot`'s membership filter. */
+uint16_t *em_shm_filter(em_shm_t *shm, unsigned slot);
+
+/* The filter slot of a room of a namespace (room NULL: the namespace). */
+uint32_t em_brk_key_hash(const char *nsp, size_t nsp_len, const char *room, size_t room_len);
+
+/* May worker `slot` have members for this broadcast record? */
+int em_brk_wants(em_shm_t *shm, unsigned slot, const void *rec, size_t len);
+
 /*
  * The broker's process cycle: relay records until SIGTERM or until the
  * master is gone. `bell` is the broker's eventfd; worker_bells[i] is worker

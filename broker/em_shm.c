@@ -19,7 +19,7 @@ em_shm_create(em_shm_t *shm, unsigned nworkers)
     memset(shm, 0, sizeof(*shm));
     shm->ring_size = em_ring_size(EM_SHM_RING_CAPACITY);
     shm->nworkers = nworkers;
-    shm->size = EM_SHM_HDR_SIZE + (size_t) nworkers * 2 * shm->ring_size;
+    shm->size = EM_SHM_FILTER_OFFSET(nworkers, nworkers, shm->ring_size);
     shm->fd = memfd_create("emitd-shm", MFD_CLOEXEC);
     if (shm->fd < 0) {
         em_log(EM_LOG_ERR, errno, "memfd_create() failed");
@@ -74,7 +74,7 @@ em_shm_map(em_shm_t *shm, int fd)
     hdr = shm->base;
     if (hdr->magic != EM_SHM_MAGIC || hdr->version != EM_SHM_VERSION
         || hdr->ring_size == 0
-        || EM_SHM_HDR_SIZE + (uint64_t) hdr->nworkers * 2 * hdr->ring_size > shm->size) {
+        || EM_SHM_FILTER_OFFSET(hdr->nworkers, hdr->nworkers, hdr->ring_size) > shm->size) {
         em_log(EM_LOG_ERR, 0, "the shared segment has a bad header (magic %#x version %u)",
                hdr->magic, hdr->version);
         return EM_ERROR;
@@ -92,4 +92,66 @@ em_shm_ring(em_shm_t *shm, unsigned slot, int dir, em_ring_t *ring)
     }
     return em_ring_attach(ring, (char *) shm->base + EM_SHM_RING_OFFSET(slot, dir, shm->ring_size),
                           shm->ring_size);
+}
+
+uint16_t *
+em_shm_filter(em_shm_t *shm, unsigned slot)
+{
+    return (uint16_t *) ((char *) shm->base
+                         + EM_SHM_FILTER_OFFSET(slot, shm->nworkers, shm->ring_size));
+}
+
+uint32_t
+em_brk_key_hash(const char *nsp, size_t nsp_len, const char *room, size_t room_len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;     /* FNV-1a */
+
+    for (size_t i = 0; i < nsp_len; i++) {
+        h = (h ^ (unsigned char) nsp[i]) * 0x100000001b3ull;
+    }
+    h = (h ^ (room ? 0x00u : 0x01u)) * 0x100000001b3ull;
+    for (size_t i = 0; room != NULL && i < room_len; i++) {
+        h = (h ^ (unsigned char) room[i]) * 0x100000001b3ull;
+    }
+    return (uint32_t) ((h ^ (h >> 32)) & (EM_SHM_FILTER_SLOTS - 1));
+}
+
+int
+em_brk_wants(em_shm_t *shm, unsigned slot, const void *rec, size_t len)
+{
+    const unsigned char *p = rec, *end = p + len;
+    const uint16_t      *f = em_shm_filter(shm, slot);
+    em_brk_bcast_t       h;
+    const char          *nsp;
+
+    if (len < sizeof(h)) {
+        return 1;       /* let the worker judge it */
+    }
+    memcpy(&h, p, sizeof(h));
+    p += sizeof(h);
+    if ((h.flags & EM_BRK_F_CONF) || (size_t) (end - p) < h.nsp_len) {
+        return 1;       /* instances of a pattern: names differ per worker */
+    }
+    nsp = (const char *) p;
+    p += h.nsp_len;
+    if (h.nrooms == 0) {
+        return __atomic_load_n(&f[em_brk_key_hash(nsp, h.nsp_len, NULL, 0)], __ATOMIC_ACQUIRE) != 0;
+    }
+    for (unsigned i = 0; i < h.nrooms; i++) {
+        uint16_t rl;
+        if ((size_t) (end - p) < 2) {
+            return 1;
+        }
+        memcpy(&rl, p, 2);
+        p += 2;
+        if ((size_t) (end - p) < rl) {
+            return 1;
+        }
+        if (__atomic_load_n(&f[em_brk_key_hash(nsp, h.nsp_len, (const char *) p, rl)],
+                            __ATOMIC_ACQUIRE) != 0) {
+            return 1;
+        }
+        p += rl;
+    }
+    return 0;
 }

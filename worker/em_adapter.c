@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "em_adapter.h"
+#include "em_bus.h"
 #include "em_log.h"
 #include "em_socketio.h"
 
@@ -56,6 +57,7 @@ em_adapter_join(em_sio_socket_t *s, em_str_t name)
         r->name[name.len] = '\0';
         r->len = name.len;
         HASH_ADD_KEYPTR(hh, nsp->rooms, r->name, r->len, r);
+        em_bus_key_add(nsp->name, nsp->name_len, r->name, r->len);
     } else {
         HASH_FIND_PTR(r->members, &s, m);
         if (m != NULL) {
@@ -83,6 +85,8 @@ em_member_remove(em_nsp_t *nsp, em_member_t *m)
     HASH_DELETE(hh, r->members, m);
     free(m);
     if (--r->nmembers == 0) {
+        em_bus_key_del(nsp->name, nsp->name_len, r->name, r->len);
+        em_bus_key_del(nsp->name, nsp->name_len, r->name, r->len);
         HASH_DELETE(hh, nsp->rooms, r);
         free(r->name);
         free(r);
@@ -191,6 +195,7 @@ em_adapter_nsp_free(em_nsp_t *nsp)
             HASH_DELETE(hh, r->members, m);
             free(m);
         }
+        em_bus_key_del(nsp->name, nsp->name_len, r->name, r->len);
         HASH_DELETE(hh, nsp->rooms, r);
         free(r->name);
         free(r);

@@ -26,6 +26,7 @@ static struct {
     int                active;
     em_shm_t           shm;
     em_ring_t          up, down;
+    uint16_t          *filter;
     int                bell, broker_bell;
     struct event      *bell_ev;
     em_bus_pending_t  *q_head, *q_tail;
@@ -317,9 +318,53 @@ em_bus_init(int shm_fd, int bell, int broker_bell)
         em_log(EM_LOG_ERR, 0, "cannot set up the broker bell");
         return EM_ERROR;
     }
+    /* Our sockets died with the previous worker in this slot, if any. */
+    em_bus.filter = em_shm_filter(&em_bus.shm, em_w.slot);
+    for (unsigned i = 0; i < EM_SHM_FILTER_SLOTS; i++) {
+        __atomic_store_n(&em_bus.filter[i], 0, __ATOMIC_RELEASE);
+    }
     em_bus.active = 1;
     /* Whatever the broker queued for this slot while we were not running
      * is for sockets that are gone: read it through. */
     em_bus_consume();
     return EM_OK;
+}
+
+void
+em_bus_key_add(const char *nsp, size_t nsp_len, const char *room, size_t room_len)
+{
+    if (em_bus.active) {
+        uint16_t *c = &em_bus.filter[em_brk_key_hash(nsp, nsp_len, room, room_len)];
+        uint16_t  v = __atomic_load_n(c, __ATOMIC_RELAXED);
+        if (v != UINT16_MAX) {
+            /* Published before the join is acknowledged to anyone. */
+            __atomic_store_n(c, (uint16_t) (v + 1), __ATOMIC_RELEASE);
+        }
+    }
+}
+
+void
+em_bus_key_del(const char *nsp, size_t nsp_len, const char *room, size_t room_len)
+{
+    if (em_bus.active) {
+        uint16_t *c = &em_bus.filter[em_brk_key_hash(nsp, nsp_len, room, room_len)];
+        uint16_t  v = __atomic_load_n(c, __ATOMIC_RELAXED);
+        if (v != 0 && v != UINT16_MAX) {
+            __atomic_store_n(c, (uint16_t) (v - 1), __ATOMIC_RELEASE);
+        }
+    }
+}
+
+void
+em_bus_counts(uint64_t *received, uint64_t *published)
+{
+    em_ring_stats_t up, down;
+
+    *received = *published = 0;
+    if (em_bus.active) {
+        em_ring_stats(&em_bus.down, &down);
+        em_ring_stats(&em_bus.up, &up);
+        *received = down.read;
+        *published = up.written;
+    }
 }

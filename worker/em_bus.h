@@ -6,6 +6,8 @@
 #define EM_BUS_H
 
 #include "em_adapter.h"
+#include <stdint.h>
+
 #include "em_buf.h"
 
 /* Map the shared segment and attach this worker's rings. No broker (one
@@ -20,5 +22,16 @@ int em_bus_init(int shm_fd, int bell, int broker_bell);
  */
 void em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data,
                     em_buf_t *const *att, size_t natt);
+
+/*
+ * Tell the broker this worker now has (add) or no longer has (del) members
+ * of `room` in namespace nsp — or, with room NULL, sockets in nsp — so that
+ * it forwards only what this worker can deliver.
+ */
+void em_bus_key_add(const char *nsp, size_t nsp_len, const char *room, size_t room_len);
+void em_bus_key_del(const char *nsp, size_t nsp_len, const char *room, size_t room_len);
+
+/* Records this worker has received from and published to the broker. */
+void em_bus_counts(uint64_t *received, uint64_t *published);
 
 #endif

@@ -558,8 +558,11 @@ em_lua_bcast_emit(lua_State *l)
             em_pkt_release(&ipkt);
         }
     }
-    em_bus_publish((em_str_t) { encname, enclen }, nspname != NULL ? -1 : (long) conf, &b, data,
-                   pkt.att, pkt.natt);
+    /* Only a parameterised namespace needs "every instance": its instances
+     * differ per worker. A static one goes by name, so the broker can route
+     * it to the workers with members. */
+    long pconf = (nspname == NULL && em_w.conf->nsps[conf].dynamic) ? (long) conf : -1;
+    em_bus_publish((em_str_t) { encname, enclen }, pconf, &b, data, pkt.att, pkt.natt);
     em_pkt_release(&pkt);
     return 0;
 }
@@ -1222,7 +1225,24 @@ em_lua_now(lua_State *l)
     return 1;
 }
 
+/* emitd.broker_counts() -> {received = n, published = n}: this worker's
+ * records from and to the broker (for monitoring and tests). */
+static int
+em_lua_broker_counts(lua_State *l)
+{
+    uint64_t received, published;
+
+    em_bus_counts(&received, &published);
+    lua_createtable(l, 0, 2);
+    lua_pushinteger(l, (lua_Integer) received);
+    lua_setfield(l, -2, "received");
+    lua_pushinteger(l, (lua_Integer) published);
+    lua_setfield(l, -2, "published");
+    return 1;
+}
+
 static const luaL_Reg em_lua_emitd_fns[] = {
+    { "broker_counts", em_lua_broker_counts },
     { "buffer", em_lua_buffer_new },
     { "is_buffer", em_lua_is_buffer },
     { "array", em_lua_array },

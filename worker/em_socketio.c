@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "em_bus.h"
 #include "em_log.h"
 #include "em_lua.h"
 #include "em_socketio.h"
@@ -304,7 +305,10 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
         }
     }
     HASH_DELETE(hh, nsp->sockets, s);
-    nsp->nsockets--;
+    em_bus_key_del(nsp->name, nsp->name_len, s->id, EM_SID_LEN);
+    if (--nsp->nsockets == 0) {
+        em_bus_key_del(nsp->name, nsp->name_len, NULL, 0);
+    }
     if (s->lref != LUA_NOREF) {
         if (reason != NULL) {
             em_lua_socket_event(s, "disconnect", reason);
@@ -403,7 +407,11 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     s->next = c->sockets;
     c->sockets = s;
     HASH_ADD(hh, nsp->sockets, id, EM_SID_LEN, s);
-    nsp->nsockets++;
+    /* A socket is also the room named by its id; the namespace has sockets. */
+    em_bus_key_add(nsp->name, nsp->name_len, s->id, EM_SID_LEN);
+    if (nsp->nsockets++ == 0) {
+        em_bus_key_add(nsp->name, nsp->name_len, NULL, 0);
+    }
 
     if (em_lua_has_script(conf_index)) {
         if (auth == NULL) {

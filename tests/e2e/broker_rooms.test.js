@@ -115,6 +115,47 @@ test('nsp:to(room) reaches every member, broadcast skips the sender, except skip
   }
 });
 
+test('the broker forwards a room broadcast only to workers with members of the room', { skip: noWorkers }, async () => {
+  const sockets = await spread(2);
+  const [a, b] = sockets.sort((x, y) => x.worker - y.worker);
+  try {
+    assert.notEqual(a.worker, b.worker);
+    await ack(a, 'join', 'solo');
+    await barrier(sockets);
+    const [before] = await ack(b, 'broker_counts');
+    for (let k = 0; k < 10; k++) await ack(a, 'nsp_to_room', 'solo', 'only', k);
+    await waitCount([a], 'only', 10);
+    await barrier(sockets);
+    const [after] = await ack(b, 'broker_counts');
+    assert.equal(after.received, before.received, "b's worker has no member of the room: it receives nothing");
+    assert.deepEqual(payloads(b, 'only'), []);
+    /* Once b joins, its worker gets them. */
+    await ack(b, 'join', 'solo');
+    for (let k = 0; k < 5; k++) await ack(a, 'nsp_to_room', 'solo', 'now', k);
+    await waitCount([a, b], 'now', 5);
+    const [later] = await ack(b, 'broker_counts');
+    assert.equal(later.received - after.received, 5);
+    assert.deepEqual(payloads(b, 'now'), [0, 1, 2, 3, 4]);
+  } finally {
+    closeAll(sockets);
+  }
+});
+
+test('nsp:to(socket id) reaches that one socket on another worker', { skip: noWorkers }, async () => {
+  const sockets = await spread(3);
+  const a = sockets[0];
+  const target = sockets.find((s) => s.worker !== a.worker);
+  try {
+    await ack(a, 'nsp_to_room', target.id, 'direct', 'hi');
+    await waitCount([target], 'direct', 1);
+    await barrier(sockets);
+    assert.deepEqual(sockets.map((s) => payloads(s, 'direct').length),
+      sockets.map((s) => (s === target ? 1 : 0)));
+  } finally {
+    closeAll(sockets);
+  }
+});
+
 test('binary attachments cross workers intact', { skip: noWorkers }, async () => {
   const sockets = await spread(2);
   try {

@@ -57,6 +57,11 @@ function on_connect(socket)
     if ack then ack(emitd.array(r)) end
   end)
 
+  -- broker_counts(): this worker's records from and to the broker.
+  socket:on("broker_counts", function(ack)
+    ack(emitd.broker_counts())
+  end)
+
   socket:on("whoami", function(ack)
     ack({
       id = socket.id,
