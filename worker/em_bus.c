@@ -16,6 +16,9 @@
 #include "em_socketio.h"
 #include "em_worker.h"
 
+/* Broadcasts waiting for room on the ring, at most (then dropped, logged). */
+#define EM_BUS_QUEUE_LIMIT (64u * 1024 * 1024)
+
 typedef struct em_bus_pending {
     struct em_bus_pending *next;
     size_t                 len;
@@ -30,6 +33,8 @@ static struct {
     int                bell, broker_bell;
     struct event      *bell_ev;
     em_bus_pending_t  *q_head, *q_tail;
+    size_t             q_bytes;
+    uint64_t           dropped;
     unsigned char     *rec;
     size_t             rec_cap;
 } em_bus;
@@ -53,6 +58,7 @@ em_bus_flush(void)
         if (em_bus.q_head == NULL) {
             em_bus.q_tail = NULL;
         }
+        em_bus.q_bytes -= p->len;
         free(p);
     }
     if (wrote && em_ring_notify_needed(&em_bus.up)) {
@@ -92,6 +98,16 @@ em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data
     if (len > em_ring_max_payload(&em_bus.up) || b->nrooms > 65535 || b->nexcept > 65535
         || nsp.len > 65535) {
         em_log(EM_LOG_ERR, 0, "a broadcast of %zu bytes is too large for the other workers", len);
+        return;
+    }
+    if (em_bus.q_bytes + len > EM_BUS_QUEUE_LIMIT) {
+        /* The broker has not taken anything for a long while: say so, once
+         * per thousand, rather than grow without bound. */
+        if (em_bus.dropped++ % 1000 == 0) {
+            em_log(EM_LOG_ERR, 0, "the broker is not keeping up: %llu broadcasts for other workers "
+                   "dropped so far (%zu bytes waiting)", (unsigned long long) em_bus.dropped,
+                   em_bus.q_bytes);
+        }
         return;
     }
     p = malloc(sizeof(*p) + len);
@@ -142,6 +158,7 @@ em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data
         em_bus.q_head = p;
     }
     em_bus.q_tail = p;
+    em_bus.q_bytes += len;
     em_bus_flush();
 }
 
