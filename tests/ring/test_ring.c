@@ -5,6 +5,8 @@
  * use) and between two threads (for ThreadSanitizer).
  */
 #include <check.h>
+
+#include "em_check_main.h"
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -916,14 +918,4 @@ ring_suite(void)
     return s;
 }
 
-int
-main(void)
-{
-    SRunner *sr = srunner_create(ring_suite());
-    int      failed;
-
-    srunner_run_all(sr, CK_SILENT);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+EM_CHECK_MAIN(ring_suite)

@@ -9,6 +9,8 @@
  * write past either end.
  */
 #include <check.h>
+
+#include "em_check_main.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -520,15 +522,4 @@ chunked_suite(void)
     return s;
 }
 
-int
-main(void)
-{
-    SRunner *sr = srunner_create(chunked_suite());
-    int      failed;
-
-    /* Results go out as TAP (CK_TAP_LOG_FILE_NAME=-); keep stdout clean. */
-    srunner_run_all(sr, CK_SILENT);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+EM_CHECK_MAIN(chunked_suite)

@@ -2,6 +2,8 @@
  * test_eio.c - unit tests of proto/em_eio.c.
  */
 #include <check.h>
+
+#include "em_check_main.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -401,14 +403,4 @@ eio_suite(void)
     return s;
 }
 
-int
-main(void)
-{
-    SRunner *sr = srunner_create(eio_suite());
-    int      failed;
-
-    srunner_run_all(sr, CK_SILENT);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+EM_CHECK_MAIN(eio_suite)

@@ -5,6 +5,8 @@
  * as one TAP line.
  */
 #include <check.h>
+
+#include "em_check_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -751,15 +753,4 @@ http_suite(void)
     return s;
 }
 
-int
-main(void)
-{
-    SRunner *sr = srunner_create(http_suite());
-    int      failed;
-
-    /* Results go out as TAP (CK_TAP_LOG_FILE_NAME=-); keep stdout clean. */
-    srunner_run_all(sr, CK_SILENT);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+EM_CHECK_MAIN(http_suite)

@@ -2,6 +2,8 @@
  * test_sio.c - unit tests of proto/em_sio.c.
  */
 #include <check.h>
+
+#include "em_check_main.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,14 +342,4 @@ sio_suite(void)
     return s;
 }
 
-int
-main(void)
-{
-    SRunner *sr = srunner_create(sio_suite());
-    int      failed;
-
-    srunner_run_all(sr, CK_SILENT);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+EM_CHECK_MAIN(sio_suite)
