@@ -34,6 +34,7 @@ struct em_conn {
     unsigned                   ws_closing:1;
     unsigned                   in_process:1;  /* inside em_conn_process() */
     unsigned                   in_ws_recv:1;  /* inside wslay_event_recv() */
+    unsigned                   ws_fragmented:1; /* a fragmented message is open */
     unsigned                   served;        /* requests answered on this connection */
     em_session_t              *session;       /* POLL, BODY (POST) or WS */
     const em_conf_endpoint_t  *endpoint;
@@ -41,7 +42,8 @@ struct em_conn {
     size_t                     body_len;      /* BODY: Content-Length */
     char                      *origin;        /* allowed CORS origin to echo, or NULL */
     struct em_conn_chunked    *chunked;       /* CHUNKED: head copy, state, body */
-    wslay_event_context_ptr    ws;
+    wslay_event_context_ptr    ws;            /* only while a frame is in flight */
+    size_t                     ws_feed;       /* bytes wslay may still take */
     em_conn_t                 *reap_next;
 };
 

@@ -17,6 +17,7 @@
 
 #include "em_conn.h"
 #include "em_eio.h"
+#include "em_wsframe.h"
 #include "em_engine.h"
 #include "em_log.h"
 
@@ -24,13 +25,20 @@
 /* Output beyond this many bytes means the client is not reading: close it. */
 #define EM_WS_OUTPUT_HARD_LIMIT (64u * 1024 * 1024)
 
+/* Hands wslay at most the whole frames em_ws_on_read() measured. */
 static ssize_t
 em_ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
     em_conn_t *c = user;
-    int        n = evbuffer_remove(bufferevent_get_input(c->bev), buf, len);
+    int        n = 0;
     (void) flags;
 
+    if (c->ws_feed > 0) {
+        n = evbuffer_remove(bufferevent_get_input(c->bev), buf, EM_MIN(len, c->ws_feed));
+    }
+    if (n > 0) {
+        c->ws_feed -= (size_t) n;
+    }
     if (n <= 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
@@ -92,21 +100,33 @@ em_ws_accept(em_conn_t *c, const em_http_req_t *req)
     }
     accept[em_eio_b64_encode(digest, 20, accept)] = '\0';
 
-    if (wslay_event_context_server_init(&c->ws, &em_ws_callbacks, c) != 0) {
-        em_log(EM_LOG_ERR, 0, "wslay_event_context_server_init() failed");
-        return EM_ERROR;
-    }
-    wslay_event_config_set_max_recv_msg_length(c->ws, c->endpoint->max_payload);
-
     evbuffer_add_printf(bufferevent_get_output(c->bev),
                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
     c->state = EM_CONN_WS;
     c->keep_alive = 0;
-    /* Liveness is Engine.IO's ping/pong from now on. */
+    /* Liveness is Engine.IO's ping/pong from now on. A frame is fed to wslay
+     * only when whole, so the input must be able to hold the largest one. */
     struct timeval wr = { 30, 0 };
     bufferevent_set_timeouts(c->bev, NULL, &wr);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, 256 * 1024);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, c->endpoint->max_payload + 64 * 1024);
+    return EM_OK;
+}
+
+/* wslay's context is made when a frame arrives and freed when none is in
+ * flight: 9 KiB that an idle connection does not need. */
+static int
+em_ws_ctx(em_conn_t *c)
+{
+    if (c->ws != NULL) {
+        return EM_OK;
+    }
+    if (wslay_event_context_server_init(&c->ws, &em_ws_callbacks, c) != 0) {
+        em_log(EM_LOG_ERR, 0, "wslay_event_context_server_init() failed");
+        c->ws = NULL;
+        return EM_ERROR;
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ws, c->endpoint->max_payload);
     return EM_OK;
 }
 
@@ -126,14 +146,32 @@ em_ws_flush(em_conn_t *c)
 void
 em_ws_on_read(em_conn_t *c)
 {
-    int rc;
+    struct evbuffer  *in = bufferevent_get_input(c->bev);
+    size_t            len = evbuffer_get_length(in);
+    unsigned char     head[14];
+    em_wsframe_scan_t scan;
+    int               rc;
 
-    if (c->ws == NULL) {
+    if (len == 0 || c->ws_closing) {
+        return;
+    }
+    /* Until the first frame is whole, look at its header only. */
+    em_wsframe_scan(head, (size_t) evbuffer_copyout(in, head, EM_MIN(len, sizeof(head))),
+                    c->endpoint->max_payload, c->ws_fragmented, &scan);
+    if (scan.frames == 0 && !scan.oversized && (scan.need == 0 || scan.need > len)) {
+        return;
+    }
+    em_wsframe_scan(evbuffer_pullup(in, (ssize_t) len), len, c->endpoint->max_payload,
+                    c->ws_fragmented, &scan);
+    c->ws_feed = scan.oversized ? len : scan.complete;
+    if (c->ws_feed == 0 || em_ws_ctx(c) != EM_OK) {
         return;
     }
     c->in_ws_recv = 1;
     rc = wslay_event_recv(c->ws);
     c->in_ws_recv = 0;
+    c->ws_feed = 0;
+    c->ws_fragmented = scan.fragmented;
     if (c->state == EM_CONN_CLOSED) {
         return;
     }
@@ -144,6 +182,12 @@ em_ws_on_read(em_conn_t *c)
         /* Protocol error, oversized message (wslay queued close 1002/1009),
          * or we are closing: drain what we wrote and go. */
         em_conn_drain(c);
+        return;
+    }
+    if (c->state == EM_CONN_WS && !scan.oversized && !c->ws_fragmented
+        && wslay_event_get_queued_msg_count(c->ws) == 0 && !wslay_event_get_close_received(c->ws)
+        && !wslay_event_get_close_sent(c->ws)) {
+        em_ws_free(c);
     }
 }
 
@@ -162,7 +206,7 @@ em_ws_send(em_conn_t *c, em_buf_t *buf)
     uint8_t          hdr[10];
     size_t           hlen;
 
-    if (c->state != EM_CONN_WS || c->ws_closing || wslay_event_get_close_sent(c->ws)) {
+    if (c->state != EM_CONN_WS || c->ws_closing) {
         return EM_ERROR;
     }
     out = bufferevent_get_output(c->bev);
@@ -202,11 +246,27 @@ em_ws_send(em_conn_t *c, em_buf_t *buf)
 void
 em_ws_close(em_conn_t *c, uint16_t code, const char *reason)
 {
-    if (c->ws == NULL || c->state != EM_CONN_WS || c->ws_closing) {
+    size_t rlen = reason ? EM_MIN(strlen(reason), 123u) : 0;
+
+    if (c->state != EM_CONN_WS || c->ws_closing) {
         return;
     }
     c->ws_closing = 1;
-    wslay_event_queue_close(c->ws, code, (const uint8_t *) reason, reason ? strlen(reason) : 0);
+    if (c->ws == NULL) {
+        /* No wslay context while idle: write the close frame ourselves. */
+        uint8_t frame[4 + 123];
+        frame[0] = 0x80 | WSLAY_CONNECTION_CLOSE;
+        frame[1] = (uint8_t) (2 + rlen);
+        frame[2] = (uint8_t) (code >> 8);
+        frame[3] = (uint8_t) code;
+        if (rlen) {
+            memcpy(frame + 4, reason, rlen);
+        }
+        evbuffer_add(bufferevent_get_output(c->bev), frame, 4 + rlen);
+        em_conn_drain(c);
+        return;
+    }
+    wslay_event_queue_close(c->ws, code, (const uint8_t *) reason, rlen);
     if (c->in_ws_recv) {
         return;     /* em_ws_on_read() sends it when wslay returns */
     }
