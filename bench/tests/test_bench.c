@@ -7,7 +7,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 
-#include "em_check_main.h"
+#include "em_check.h"
 #include <stdlib.h>
 #include <string.h>
 

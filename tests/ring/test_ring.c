@@ -6,7 +6,7 @@
  */
 #include <check.h>
 
-#include "em_check_main.h"
+#include "em_check.h"
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>

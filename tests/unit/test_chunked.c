@@ -10,7 +10,7 @@
  */
 #include <check.h>
 
-#include "em_check_main.h"
+#include "em_check.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +18,6 @@
 
 #include "em_http.h"
 
-/* A byte string with an explicit length, so rows may hold NUL bytes. */
-#define B(s) (s), (sizeof(s) - 1)
 
 /* `used` of a row: the whole input. */
 #define ALL SIZE_MAX

@@ -3,17 +3,16 @@
  */
 #include <check.h>
 
-#include "em_check_main.h"
+#include "em_check.h"
 #include <stdlib.h>
 #include <string.h>
 
 #include "em_eio.h"
 
-#define B(s) (s), (sizeof(s) - 1)
 #define SEP "\x1e"
 
 static void
-ck_slice(em_str_t got, const char *want, size_t wlen, const char *what)
+ck_bytes(em_str_t got, const char *want, size_t wlen, const char *what)
 {
     ck_assert_msg(got.len == wlen && (wlen == 0 || memcmp(got.data, want, wlen) == 0),
                   "%s: got \"%.*s\" (%zu), want \"%.*s\" (%zu)", what, (int) got.len,
@@ -63,7 +62,7 @@ START_TEST(test_decode)
         ck_assert_int_eq(pkt.type, decode_cases[_i].type);
         ck_assert(!pkt.binary);
         ck_assert(!pkt.base64);
-        ck_slice(pkt.data, decode_cases[_i].data, decode_cases[_i].dlen, "data");
+        ck_bytes(pkt.data, decode_cases[_i].data, decode_cases[_i].dlen, "data");
         ck_assert_ptr_eq(pkt.data.data, decode_cases[_i].in + 1);
     }
 }
@@ -134,7 +133,7 @@ START_TEST(test_payload)
         ck_assert_int_eq(pkt.type, st->type);
         ck_assert_int_eq(pkt.binary, st->binary);
         ck_assert_int_eq(pkt.base64, st->binary);
-        ck_slice(pkt.data, st->data, strlen(st->data), payload_cases[_i].name);
+        ck_bytes(pkt.data, st->data, strlen(st->data), payload_cases[_i].name);
         ck_assert(pkt.data.data >= body && pkt.data.data + pkt.data.len <= body + len);
         ck_assert_uint_le(pos, len);
     }

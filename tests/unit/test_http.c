@@ -6,28 +6,13 @@
  */
 #include <check.h>
 
-#include "em_check_main.h"
+#include "em_check.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "em_http.h"
 
-/* A byte string with an explicit length, so rows may hold NUL bytes. */
-#define B(s) (s), (sizeof(s) - 1)
-
-static em_str_t
-S(const char *s)
-{
-    return (em_str_t) { s, strlen(s) };
-}
-
-static void
-ck_slice(em_str_t got, const char *want, const char *what)
-{
-    ck_assert_msg(em_str_eq(got, want), "%s: got \"%.*s\", want \"%s\"", what,
-                  (int) got.len, got.data ? got.data : "", want);
-}
 
 /* ---- em_str ------------------------------------------------------------ */
 

@@ -3,7 +3,7 @@
  */
 #include <check.h>
 
-#include "em_check_main.h"
+#include "em_check.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,20 +11,6 @@
 #include "em_sio.h"
 
 #define NOID EM_SIO_NO_ID
-#define B(s) (s), (sizeof(s) - 1)
-
-static em_str_t
-S(const char *s)
-{
-    return (em_str_t) { s, strlen(s) };
-}
-
-static void
-ck_slice(em_str_t got, const char *want, const char *what)
-{
-    ck_assert_msg(em_str_eq(got, want), "%s: got \"%.*s\", want \"%s\"", what, (int) got.len,
-                  got.data ? got.data : "", want);
-}
 
 /* ---- em_sio_decode: accepted packets ------------------------------------ */
 

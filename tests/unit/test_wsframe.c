@@ -5,7 +5,7 @@
 #include <check.h>
 #include <string.h>
 
-#include "em_check_main.h"
+#include "em_check.h"
 #include "em_wsframe.h"
 
 #define MAX 1000
@@ -22,7 +22,6 @@ typedef struct {
     int           control;
 } scan_case_t;
 
-#define B(s) s, sizeof(s) - 1
 
 /* Client frames are masked: 0x80 bit in byte 1 plus 4 mask bytes. */
 static const scan_case_t scan_cases[] = {
