@@ -143,10 +143,9 @@ em_broker_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 int
-em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, int master_pipe)
+em_broker_run(em_shm_t *shm, int bell, const int *worker_bells)
 {
     struct event *sigterm, *sigint;
-    (void) master_pipe;
 
     em_log_set_role("broker");
     em_proc_title_set("emitd: broker");

@@ -44,9 +44,9 @@ int em_brk_wants(em_shm_t *shm, unsigned slot, const void *rec, size_t len);
 
 /*
  * The broker's process cycle: relay records until SIGTERM or until the
- * master is gone. `bell` is the broker's eventfd; worker_bells[i] is worker
+ * master is gone (PR_SET_PDEATHSIG). `bell` is the broker's eventfd; worker_bells[i] is worker
  * i's. Returns the exit status.
  */
-int em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, int master_pipe);
+int em_broker_run(em_shm_t *shm, int bell, const int *worker_bells);
 
 #endif

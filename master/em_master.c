@@ -474,7 +474,7 @@ em_master_spawn_broker(void)
         if (em_shm_map(&shm, 3) != EM_OK) {
             exit(1);
         }
-        exit(em_broker_run(&shm, 4, bells, -1));
+        exit(em_broker_run(&shm, 4, bells));
     }
     em_m.broker.pid = pid;
     em_m.broker.started = time(NULL);

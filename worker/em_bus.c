@@ -245,27 +245,15 @@ em_bus_deliver(const unsigned char *rec, size_t len)
     b.except = rooms + h.nrooms;
     b.nexcept = h.nexcept;
     ok = 1;
-    for (em_nsp_t *n = em_nsp_first(), *next; n != NULL; n = next) {
-        next = n->hh.next;
-        int match = (h.flags & EM_BRK_F_CONF)
-                        ? n->conf_index == h.conf_index
-                        : (n->name_len == nsp.len && memcmp(n->name, nsp.data, nsp.len) == 0);
-        if (!match) {
+    /* A named namespace is one lookup; "every instance" walks the worker's. */
+    em_nsp_t *named = (h.flags & EM_BRK_F_CONF) ? NULL : em_nsp_find(nsp.data, nsp.len);
+    for (em_nsp_t *n = (h.flags & EM_BRK_F_CONF) ? em_nsp_first() : named, *next; n != NULL;
+         n = next) {
+        next = named ? NULL : n->hh.next;
+        if (!named && n->conf_index != h.conf_index) {
             continue;
         }
-        em_pkt_t pkt;
-        em_buf_t **refs = calloc((size_t) h.natt + 1, sizeof(em_buf_t *));
-        if (refs == NULL) {
-            break;
-        }
-        for (uint32_t i = 0; i < h.natt; i++) {
-            refs[i] = em_buf_ref(att[i]);
-        }
-        if (em_sio_pkt_build_raw(&pkt, EM_SIO_EVENT, (em_str_t) { n->name, n->name_len },
-                                 EM_SIO_NO_ID, data, refs, h.natt) == EM_OK) {
-            em_adapter_broadcast(n, &b, &pkt);
-            em_pkt_release(&pkt);
-        }
+        em_sio_broadcast_raw(n, &b, data, att, h.natt);
     }
 bad:
     if (!ok) {

@@ -166,12 +166,6 @@ em_conn_drain(em_conn_t *c)
     }
 }
 
-size_t
-em_conn_pending_output(em_conn_t *c)
-{
-    return evbuffer_get_length(bufferevent_get_output(c->bev));
-}
-
 static void
 em_conn_write_head(em_conn_t *c, int status, const char *ctype, size_t len)
 {

@@ -76,7 +76,4 @@ int  em_ws_send(em_conn_t *c, em_buf_t *buf);
 void em_ws_close(em_conn_t *c, uint16_t code, const char *reason);
 void em_ws_free(em_conn_t *c);
 
-/* Bytes waiting in the connection's output buffer. */
-size_t em_conn_pending_output(em_conn_t *c);
-
 #endif

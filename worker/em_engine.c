@@ -257,12 +257,6 @@ em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
     return s;
 }
 
-const char *
-em_session_address(const em_session_t *s)
-{
-    return s->handshake;
-}
-
 static void
 em_session_free_queue(em_session_t *s)
 {

@@ -60,7 +60,4 @@ void em_session_ws_message(em_session_t *s, em_conn_t *c, const char *data, size
 /* Free closed sessions (reaper). */
 void em_session_reap(em_session_t *s);
 
-/* The peer address and request head saved at handshake (for socket.handshake). */
-const char *em_session_address(const em_session_t *s);
-
 #endif

@@ -533,29 +533,23 @@ em_lua_bcast_emit(lua_State *l)
     }
     em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { encname, enclen }, EM_SIO_NO_ID, 2, nargs);
     em_str_t data = { pkt.text->data + pkt.data_off, pkt.text->len - pkt.data_off };
-    for (em_nsp_t *nsp = em_nsp_first(), *next; nsp != NULL; nsp = next) {
+    if (nspname != NULL) {
+        em_nsp_t *nsp = em_nsp_find(nspname, nsplen);
+        if (nsp != NULL) {
+            em_adapter_broadcast(nsp, &b, &pkt);
+        }
+    }
+    /* A configured namespace: every instance of it (one, unless parameterised). */
+    for (em_nsp_t *nsp = nspname ? NULL : em_nsp_first(), *next; nsp != NULL; nsp = next) {
         next = nsp->hh.next;
-        if (nspname != NULL ? !(nsp->name_len == nsplen && memcmp(nsp->name, nspname, nsplen) == 0)
-                            : (lua_Integer) nsp->conf_index != conf) {
+        if ((lua_Integer) nsp->conf_index != conf) {
             continue;
         }
         if (nsp->name_len == enclen && memcmp(nsp->name, encname, enclen) == 0) {
             em_adapter_broadcast(nsp, &b, &pkt);
-            continue;
-        }
-        /* Another instance of a parameterised namespace: frame it for that name. */
-        em_pkt_t   ipkt;
-        em_buf_t **refs = calloc(pkt.natt + 1, sizeof(em_buf_t *));
-        if (refs == NULL) {
-            break;
-        }
-        for (size_t i = 0; i < pkt.natt; i++) {
-            refs[i] = em_buf_ref(pkt.att[i]);
-        }
-        if (em_sio_pkt_build_raw(&ipkt, EM_SIO_EVENT, (em_str_t) { nsp->name, nsp->name_len },
-                                 EM_SIO_NO_ID, data, refs, pkt.natt) == EM_OK) {
-            em_adapter_broadcast(nsp, &b, &ipkt);
-            em_pkt_release(&ipkt);
+        } else {
+            /* Another instance of a parameterised namespace: its own name. */
+            em_sio_broadcast_raw(nsp, &b, data, pkt.att, pkt.natt);
         }
     }
     /* Only a parameterised namespace needs "every instance": its instances

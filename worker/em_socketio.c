@@ -204,6 +204,27 @@ em_sio_pkt_build_raw(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id
     return EM_ERROR;
 }
 
+void
+em_sio_broadcast_raw(em_nsp_t *nsp, const em_bcast_t *b, em_str_t data, em_buf_t *const *atts,
+                     size_t natt)
+{
+    em_pkt_t   pkt;
+    em_buf_t **refs = calloc(natt + 1, sizeof(em_buf_t *));
+
+    if (refs == NULL) {
+        em_log(EM_LOG_ERR, 0, "calloc() for a broadcast to %s failed", nsp->name);
+        return;
+    }
+    for (size_t i = 0; i < natt; i++) {
+        refs[i] = em_buf_ref(atts[i]);
+    }
+    if (em_sio_pkt_build_raw(&pkt, EM_SIO_EVENT, (em_str_t) { nsp->name, nsp->name_len },
+                             EM_SIO_NO_ID, data, refs, natt) == EM_OK) {
+        em_adapter_broadcast(nsp, b, &pkt);
+        em_pkt_release(&pkt);
+    }
+}
+
 int
 em_sio_pkt_build(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id, json_t *data,
                  em_buf_t **atts, size_t natt)

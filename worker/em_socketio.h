@@ -63,6 +63,13 @@ int em_sio_pkt_build(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id
 int em_sio_pkt_build_raw(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id,
                          em_str_t data, em_buf_t **atts, size_t natt);
 
+/* Broadcast an EVENT whose JSON array (and attachments) were encoded once
+ * elsewhere, framed for namespace nsp: a parameterised namespace's other
+ * instances, or a record relayed by the broker. The attachments are shared,
+ * not copied. */
+void em_sio_broadcast_raw(em_nsp_t *nsp, const em_bcast_t *b, em_str_t data, em_buf_t *const *atts,
+                          size_t natt);
+
 /* Send a packet to one socket (held back while it is still connecting). */
 void em_sio_socket_send(em_sio_socket_t *s, const em_pkt_t *pkt);
 
@@ -73,7 +80,7 @@ void em_sio_socket_disconnect(em_sio_socket_t *s, int close_conn);
 /* Find a namespace of this worker by name. */
 em_nsp_t *em_nsp_find(const char *name, size_t len);
 
-/* Iterate the worker's namespaces made from configured namespace conf_index. */
+/* The first of the worker's namespaces (iterate with ->hh.next). */
 em_nsp_t *em_nsp_first(void);
 
 /* The Engine.IO session a socket belongs to. */

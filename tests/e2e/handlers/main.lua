@@ -67,6 +67,7 @@ function on_connect(socket)
       id = socket.id,
       nsp = socket.nsp,
       nsp_name = nsp.name,
+      params = socket.params,
       worker = emitd.worker,
       auth = socket.handshake.auth,
       query = socket.handshake.query,
