@@ -232,7 +232,10 @@ em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
     s->transport = transport;
     s->timer = evtimer_new(em_w.base, em_session_timer_cb, s);
     s->upgrade_timer = evtimer_new(em_w.base, em_session_upgrade_timeout_cb, s);
-    if (getpeername(bufferevent_getfd(c->bev), (struct sockaddr *) &ss, &sl) == 0) {
+    /* Only namespace scripts read socket.handshake: keep the address and
+     * the request head for them, and nothing when there are none. */
+    int keep = !s->endpoint->raw && em_lua_nsp_scripts();
+    if (keep && getpeername(bufferevent_getfd(c->bev), (struct sockaddr *) &ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
             inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, addr, sizeof(addr));
         } else if (ss.ss_family == AF_INET6) {
@@ -240,17 +243,19 @@ em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
         }
     }
     size_t alen = strlen(addr) + 1;
-    s->handshake_len = alen + req->head_len;
-    s->handshake = malloc(s->handshake_len);
-    if (s->timer == NULL || s->upgrade_timer == NULL || s->handshake == NULL) {
+    s->handshake_len = keep ? alen + req->head_len : 0;
+    s->handshake = keep ? malloc(s->handshake_len) : NULL;
+    if (s->timer == NULL || s->upgrade_timer == NULL || (keep && s->handshake == NULL)) {
         if (s->timer) event_free(s->timer);
         if (s->upgrade_timer) event_free(s->upgrade_timer);
         free(s->handshake);
         free(s);
         return NULL;
     }
-    memcpy(s->handshake, addr, alen);
-    memcpy(s->handshake + alen, req->method_str.data, req->head_len);
+    if (keep) {
+        memcpy(s->handshake, addr, alen);
+        memcpy(s->handshake + alen, req->method_str.data, req->head_len);
+    }
     HASH_ADD(hh, em_w.sessions, sid, EM_SID_LEN, s);
     em_w.nsessions++;
     em_worker_load_changed();

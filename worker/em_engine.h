@@ -35,7 +35,8 @@ struct em_session {
     size_t                     q_bytes;
     struct event              *timer;         /* ping interval / pong timeout */
     struct event              *upgrade_timer;
-    char                      *handshake;     /* "address\0request head", or NULL */
+    char                      *handshake;     /* "address\0request head" when a namespace
+                                                 script may read it, else NULL */
     size_t                     handshake_len;
     void                      *upper;         /* Socket.IO client or raw script object */
     em_session_t              *reap_next;

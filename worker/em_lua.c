@@ -47,6 +47,7 @@ static int       *em_lua_nsp_env;      /* per configured namespace: env ref or L
 static int       *em_lua_ep_env;       /* per endpoint (raw ones): env ref or LUA_NOREF */
 static struct timespec em_lua_deadline;
 static int        em_lua_depth;
+static int        em_lua_any_nsp;      /* some namespace has a script */
 
 static const char *const em_lua_reserved[] = {
     "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener", NULL
@@ -767,6 +768,12 @@ em_lua_has_script(size_t conf_index)
     return L != NULL && em_lua_nsp_env[conf_index] != LUA_NOREF;
 }
 
+int
+em_lua_nsp_scripts(void)
+{
+    return em_lua_any_nsp;
+}
+
 static void
 em_lua_push_str_map(em_str_t query)
 {
@@ -1387,6 +1394,7 @@ em_lua_init(void)
             if (em_lua_nsp_env[i] == LUA_NOREF) {
                 return EM_ERROR;
             }
+            em_lua_any_nsp = 1;
         }
     }
     for (size_t i = 0; i < conf->nendpoints; i++) {
@@ -1411,6 +1419,7 @@ em_lua_shutdown(void)
     free(em_lua_nsp_env);
     free(em_lua_ep_env);
     em_lua_nsp_env = em_lua_ep_env = NULL;
+    em_lua_any_nsp = 0;
 }
 
 int

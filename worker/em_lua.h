@@ -28,6 +28,9 @@ void em_lua_shutdown(void);
 /* Whether configured namespace conf_index has a script. */
 int  em_lua_has_script(size_t conf_index);
 
+/* Whether any configured namespace has one (socket.handshake is needed). */
+int  em_lua_nsp_scripts(void);
+
 /*
  * Run on_connect for a new socket. EM_OK: accepted. EM_DECLINED: rejected,
  * *reject is the CONNECT_ERROR data object {"message": ..., "data": ...}.

@@ -199,6 +199,12 @@ test('emitd with no arguments listens on 127.0.0.1:3000', async (t) => {
     assert.equal(r.status, 200);
     const { sid } = parseOpen(r.body);
     assert.match(sid, /^[A-Za-z0-9_-]{20}$/);
+    /* The embedded default: "/" open, no script; the real client connects. */
+    for (const transport of ['websocket', 'polling']) {
+      const s = await connect('http://127.0.0.1:3000', '/', transport);
+      assert.ok(s.connected);
+      closeAll(s);
+    }
   } finally {
     assert.deepEqual(await stopAndCheck(d), []);
   }
