@@ -30,6 +30,8 @@ static struct {
     em_ring_t          down[EM_MAX_WORKERS];
     unsigned char     *rec;
     size_t             rec_cap;
+    em_state_t        *state;
+    int64_t            keep;
 } em_b;
 
 /* Room for len more bytes in every down ring but the origin's? */
@@ -134,6 +136,15 @@ em_broker_again_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+em_broker_tidy_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    (void) arg;
+    em_session_expire(em_b.state, em_state_now(), em_b.keep);
+}
+
+static void
 em_broker_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void) what;
@@ -143,9 +154,10 @@ em_broker_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 int
-em_broker_run(em_shm_t *shm, int bell, const int *worker_bells)
+em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *state, int64_t keep)
 {
-    struct event *sigterm, *sigint;
+    struct event  *sigterm, *sigint, *tidy;
+    struct timeval second = { 1, 0 };
 
     em_log_set_role("broker");
     em_proc_title_set("emitd: broker");
@@ -153,6 +165,8 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells)
     em_b.shm = shm;
     em_b.bell = bell;
     em_b.worker_bells = worker_bells;
+    em_b.state = state;
+    em_b.keep = keep;
     for (unsigned i = 0; i < shm->nworkers; i++) {
         if (em_shm_ring(shm, i, EM_SHM_UP, &em_b.up[i]) != EM_OK
             || em_shm_ring(shm, i, EM_SHM_DOWN, &em_b.down[i]) != EM_OK) {
@@ -171,9 +185,10 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells)
     em_b.again_ev = event_new(em_b.base, -1, 0, em_broker_again_cb, NULL);
     sigterm = evsignal_new(em_b.base, SIGTERM, em_broker_signal, NULL);
     sigint = evsignal_new(em_b.base, SIGINT, em_broker_signal, NULL);
+    tidy = event_new(em_b.base, -1, EV_PERSIST, em_broker_tidy_cb, NULL);
     if (em_b.bell_ev == NULL || em_b.again_ev == NULL || sigterm == NULL || sigint == NULL
-        || event_add(em_b.bell_ev, NULL) != 0 || evsignal_add(sigterm, NULL) != 0
-        || evsignal_add(sigint, NULL) != 0) {
+        || tidy == NULL || event_add(em_b.bell_ev, NULL) != 0 || evsignal_add(sigterm, NULL) != 0
+        || evsignal_add(sigint, NULL) != 0 || event_add(tidy, &second) != 0) {
         em_log(EM_LOG_ERR, 0, "cannot set up the broker's events");
         return 1;
     }
@@ -183,6 +198,7 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells)
 
     event_free(sigterm);
     event_free(sigint);
+    event_free(tidy);
     event_free(em_b.bell_ev);
     event_free(em_b.again_ev);
     event_base_free(em_b.base);

@@ -1,10 +1,12 @@
 /*
  * em_broker.h - the broker process and the shared segment it serves.
  *
- * The broker relays what one worker publishes (today: room broadcasts) to
- * the other workers, through the rings of the shared segment. It keeps no
- * state of its own, so a broker that is killed and restarted carries on
- * from the records left in the rings.
+ * The broker relays what one worker publishes (room broadcasts) to the
+ * other workers, through the rings of the shared segment, and keeps the
+ * cluster-wide state segment (em_state.h) tidy: expired recovery sessions
+ * and old log records go once a second. It keeps nothing in its own memory,
+ * so a broker that is killed and restarted carries on from the records left
+ * in the rings and the state left in the segment.
  */
 #ifndef EM_BROKER_H
 #define EM_BROKER_H
@@ -14,6 +16,7 @@
 #include "em_broker-t.h"
 #include "em_conf.h"
 #include "em_ring.h"
+#include "em_state.h"
 
 /* The shared segment as a process maps it. */
 typedef struct {
@@ -45,8 +48,10 @@ int em_brk_wants(em_shm_t *shm, unsigned slot, const void *rec, size_t len);
 /*
  * The broker's process cycle: relay records until SIGTERM or until the
  * master is gone (PR_SET_PDEATHSIG). `bell` is the broker's eventfd; worker_bells[i] is worker
- * i's. Returns the exit status.
+ * i's; `keep` is how long (ms) recovery sessions and log records live.
+ * Returns the exit status.
  */
-int em_broker_run(em_shm_t *shm, int bell, const int *worker_bells);
+int em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *state,
+                  int64_t keep);
 
 #endif

@@ -268,7 +268,11 @@ em_conf_check_keys(const config_setting_t *g, const char *const *known, const ch
     return 0;
 }
 
-static const char *const em_conf_nsp_keys[] = { "name", "script", NULL };
+static const char *const em_conf_nsp_keys[] = { "name", "script", "connect_limit", NULL };
+static const char *const em_conf_limit_keys[] = { "max", "window", "block", NULL };
+static const char *const em_conf_recovery_keys[] = {
+    "max_disconnection", "buffer", "sessions", NULL
+};
 static const char *const em_conf_cors_keys[] = { "origins", "credentials", NULL };
 static const char *const em_conf_engineio_keys[] = {
     "path", "script", "ping_interval", "ping_timeout", "max_payload", "transports",
@@ -289,6 +293,52 @@ em_conf_nsp_name_ok(const char *name)
         }
     }
     return 1;
+}
+
+/* connect_limit = { max = 5; window = 300000; block = 900000; } (ms) */
+static int
+em_conf_read_limit(config_setting_t *g, em_conf_limit_t *l, const char *file, char *err,
+                   size_t errlen)
+{
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g,
+                            "a limit must be a group { max = 5; window = 300000; block = 900000; }");
+    }
+    l->window = 60000;
+    if (em_conf_check_keys(g, em_conf_limit_keys, "a limit", file, err, errlen) != 0
+        || em_conf_get_uint(g, "max", 1, 1000000000, &l->max, file, err, errlen) != 0
+        || em_conf_get_uint(g, "window", 1, 86400000, &l->window, file, err, errlen) != 0
+        || em_conf_get_uint(g, "block", 0, 86400000, &l->block, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (l->max == 0) {
+        return em_conf_fail(err, errlen, file, g, "a limit needs \"max\" (hits per window)");
+    }
+    return 0;
+}
+
+/* recovery = { max_disconnection = 120000; buffer = 8388608; sessions = 16384; } */
+static int
+em_conf_read_recovery(config_setting_t *g, em_conf_t *conf, const char *file, char *err,
+                      size_t errlen)
+{
+    unsigned buffer = (unsigned) conf->recovery_buffer;
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g,
+                            "\"recovery\" must be a group { max_disconnection = 120000; }");
+    }
+    if (em_conf_check_keys(g, em_conf_recovery_keys, "recovery", file, err, errlen) != 0
+        || em_conf_get_uint(g, "max_disconnection", 1000, 86400000,
+                            &conf->recovery_max_disconnection, file, err, errlen) != 0
+        || em_conf_get_uint(g, "buffer", 65536, 1U << 30, &buffer, file, err, errlen) != 0
+        || em_conf_get_uint(g, "sessions", 16, 4194304, &conf->recovery_sessions, file, err,
+                            errlen) != 0) {
+        return -1;
+    }
+    conf->recovery_buffer = buffer;
+    conf->recovery = 1;
+    return 0;
 }
 
 static int
@@ -326,6 +376,10 @@ em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, const char *fil
             }
         }
         em_conf_nsp_t *nsp = &conf->nsps[conf->nnsps++];
+        config_setting_t *lim = config_setting_get_member(g, "connect_limit");
+        if (lim != NULL && em_conf_read_limit(lim, &nsp->connect_limit, file, err, errlen) != 0) {
+            return -1;
+        }
         nsp->name = em_conf_strdup(name);
         nsp->dynamic = strstr(name, "/:") != NULL;
         if (script != NULL) {
@@ -420,7 +474,8 @@ em_conf_read_listen(config_setting_t *s, em_conf_t *conf, const char *file, char
 
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
-    "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio", NULL
+    "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
+    "recovery", NULL
 };
 
 static int
@@ -469,6 +524,11 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     }
     if ((s = config_setting_get_member(root, "cors")) != NULL) {
         if (em_conf_read_cors(s, conf, file, err, errlen) != 0) {
+            return -1;
+        }
+    }
+    if ((s = config_setting_get_member(root, "recovery")) != NULL) {
+        if (em_conf_read_recovery(s, conf, file, err, errlen) != 0) {
             return -1;
         }
     }
@@ -538,6 +598,9 @@ em_conf_load(const char *file, char *err, size_t errlen)
 
     conf->workers = (ncpu > 0) ? (unsigned) EM_MIN_U(ncpu, EM_MAX_WORKERS) : 1;
     conf->log_level = EM_LOG_INFO;
+    conf->recovery_max_disconnection = 120000;
+    conf->recovery_buffer = 8u * 1024 * 1024;
+    conf->recovery_sessions = 16384;
     conf->endpoints = em_conf_calloc(1, sizeof(em_conf_endpoint_t));
     conf->nendpoints = 1;
     conf->endpoints[0] = (em_conf_endpoint_t) {
@@ -626,6 +689,17 @@ em_conf_endpoint(const em_conf_t *conf, const char *path, size_t len)
         }
     }
     return NULL;
+}
+
+int
+em_conf_has_connect_limits(const em_conf_t *conf)
+{
+    for (size_t i = 0; i < conf->nnsps; i++) {
+        if (conf->nsps[i].connect_limit.max != 0) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int

@@ -13,10 +13,19 @@
 
 #define EM_MAX_WORKERS 64
 
+/* A rate limit: at most `max` hits per `window` ms; going over blocks the
+ * key for `block` ms (0: until the window ends). max 0: no limit. */
 typedef struct {
-    char     *name;        /* "/chat", or a pattern with ":param" segments */
-    char     *script;      /* absolute path of the handler script, or NULL */
-    unsigned  dynamic:1;   /* name has ":param" segments */
+    unsigned  max;
+    unsigned  window;
+    unsigned  block;
+} em_conf_limit_t;
+
+typedef struct {
+    char           *name;           /* "/chat", or a pattern with ":param" segments */
+    char           *script;         /* absolute path of the handler script, or NULL */
+    unsigned        dynamic:1;      /* name has ":param" segments */
+    em_conf_limit_t connect_limit;  /* CONNECT attempts per client IP, all workers */
 } em_conf_nsp_t;
 
 /* One Engine.IO endpoint: the Socket.IO one, or a raw Engine.IO one. */
@@ -49,6 +58,12 @@ typedef struct {
     em_conf_nsp_t      *nsps;
     size_t              nnsps;
 
+    /* Socket.IO connection-state recovery (the "recovery" group). */
+    unsigned            recovery:1;
+    unsigned            recovery_max_disconnection;   /* ms */
+    size_t              recovery_buffer;              /* bytes of the packet log */
+    unsigned            recovery_sessions;            /* sessions and tokens kept */
+
     unsigned            cors_enabled:1;
     unsigned            cors_any:1;
     unsigned            cors_credentials:1;
@@ -66,6 +81,9 @@ void em_conf_free(em_conf_t *conf);
 
 /* Find the endpoint whose path equals the request path (slices allowed). */
 const em_conf_endpoint_t *em_conf_endpoint(const em_conf_t *conf, const char *path, size_t len);
+
+/* Whether a namespace has a connection limit (the client address is kept). */
+int em_conf_has_connect_limits(const em_conf_t *conf);
 
 /* True when the Origin value is allowed by the CORS settings. */
 int em_conf_origin_allowed(const em_conf_t *conf, const char *origin, size_t len);

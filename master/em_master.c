@@ -75,6 +75,7 @@ typedef struct {
 static struct {
     em_conf_t          *conf;
     em_shm_t            shm;
+    em_state_t          state;
     int                 have_broker;
     int                 broker_bell;
     int                 worker_bells[EM_MAX_WORKERS];
@@ -451,13 +452,16 @@ em_master_broker_respawn_cb(evutil_socket_t fd, short what, void *arg)
 static void
 em_master_spawn_broker(void)
 {
-    int   fds[2 + EM_MAX_WORKERS];
+    int   fds[3 + EM_MAX_WORKERS];
     pid_t pid;
 
+    /* Child: 3 = shared segment, 4 = its bell, 5 = state segment, then the
+     * workers' bells. */
     fds[0] = em_m.shm.fd;
     fds[1] = em_m.broker_bell;
+    fds[2] = em_m.state.fd;
     for (unsigned i = 0; i < em_m.nslots; i++) {
-        fds[2 + i] = em_m.worker_bells[i];
+        fds[3 + i] = em_m.worker_bells[i];
     }
     pid = fork();
     if (pid < 0) {
@@ -465,16 +469,17 @@ em_master_spawn_broker(void)
         return;
     }
     if (pid == 0) {
-        int      bells[EM_MAX_WORKERS];
-        em_shm_t shm;
-        em_master_child_fds(fds, 2 + (int) em_m.nslots);
+        int        bells[EM_MAX_WORKERS];
+        em_shm_t   shm;
+        em_state_t state;
+        em_master_child_fds(fds, 3 + (int) em_m.nslots);
         for (unsigned i = 0; i < em_m.nslots; i++) {
-            bells[i] = 5 + (int) i;
+            bells[i] = 6 + (int) i;
         }
-        if (em_shm_map(&shm, 3) != EM_OK) {
+        if (em_shm_map(&shm, 3) != EM_OK || em_state_map(&state, 5) != EM_OK) {
             exit(1);
         }
-        exit(em_broker_run(&shm, 4, bells));
+        exit(em_broker_run(&shm, 4, bells, &state, em_m.conf->recovery_max_disconnection));
     }
     em_m.broker.pid = pid;
     em_m.broker.started = time(NULL);
@@ -499,13 +504,15 @@ em_master_spawn(unsigned slot)
         return;
     }
     if (pid == 0) {
-        /* Child: 3 = channel, then (with a broker) 4 = shared segment,
-         * 5 = our bell, 6 = the broker's bell. */
-        int keep[4] = { fds[1], em_m.shm.fd, em_m.worker_bells[slot], em_m.broker_bell };
-        em_master_child_fds(keep, em_m.have_broker ? 4 : 1);
-        exit(em_worker_run(em_m.conf, slot, em_m.nslots, 3, em_m.have_broker ? 4 : -1, 5, 6));
+        /* Child: 3 = channel, 4 = state segment, then (with a broker)
+         * 5 = shared segment, 6 = our bell, 7 = the broker's bell. */
+        int keep[5] = { fds[1], em_m.state.fd, em_m.shm.fd, em_m.worker_bells[slot],
+                        em_m.broker_bell };
+        em_master_child_fds(keep, em_m.have_broker ? 5 : 2);
+        exit(em_worker_run(em_m.conf, slot, em_m.nslots, 3, 4, em_m.have_broker ? 5 : -1, 6, 7));
     }
     close(fds[1]);
+    em_state_slot_set(&em_m.state, slot, (uint32_t) pid);
     s->pid = pid;
     s->chan = fds[0];
     s->started = time(NULL);
@@ -556,6 +563,7 @@ em_master_reap(void)
                        WEXITSTATUS(status));
             }
             s->pid = 0;
+            em_state_slot_set(&em_m.state, i, 0);
             if (s->chan_ev != NULL) {
                 event_free(s->chan_ev);
                 s->chan_ev = NULL;
@@ -721,6 +729,15 @@ em_master_run(em_conf_t *conf)
     em_m.shm.fd = em_m.broker_bell = -1;
     for (unsigned i = 0; i < EM_MAX_WORKERS; i++) {
         em_m.worker_bells[i] = -1;
+    }
+    /* The cluster-wide state (presence, rooms, recovery sessions, rate
+     * limits, monitoring) outlives any worker or broker. */
+    em_state_sizes_t sizes;
+    em_state_default_sizes(&sizes);
+    sizes.sessions = conf->recovery_sessions;
+    sizes.log_bytes = conf->recovery ? conf->recovery_buffer : 65536;
+    if (em_state_create(&em_m.state, em_m.nslots, &sizes) != EM_OK) {
+        return 1;
     }
     if (em_m.nslots > 1) {
         if (em_shm_create(&em_m.shm, em_m.nslots) != EM_OK

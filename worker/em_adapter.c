@@ -11,6 +11,7 @@
 
 #include "em_adapter.h"
 #include "em_bus.h"
+#include "em_cluster.h"
 #include "em_log.h"
 #include "em_socketio.h"
 
@@ -74,6 +75,7 @@ em_adapter_join(em_sio_socket_t *s, em_str_t name)
     s->rooms = m;
     HASH_ADD_PTR(r->members, sock, m);
     r->nmembers++;
+    em_cluster_room_joined(s, (em_str_t) { r->name, r->len });
     return EM_OK;
 }
 
@@ -82,10 +84,10 @@ em_member_remove(em_nsp_t *nsp, em_member_t *m)
 {
     em_room_t *r = m->room;
 
+    em_cluster_room_left(m->sock, (em_str_t) { r->name, r->len });
     HASH_DELETE(hh, r->members, m);
     free(m);
     if (--r->nmembers == 0) {
-        em_bus_key_del(nsp->name, nsp->name_len, r->name, r->len);
         em_bus_key_del(nsp->name, nsp->name_len, r->name, r->len);
         HASH_DELETE(hh, nsp->rooms, r);
         free(r->name);

@@ -232,9 +232,11 @@ em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
     s->transport = transport;
     s->timer = evtimer_new(em_w.base, em_session_timer_cb, s);
     s->upgrade_timer = evtimer_new(em_w.base, em_session_upgrade_timeout_cb, s);
-    /* Only namespace scripts read socket.handshake: keep the address and
-     * the request head for them, and nothing when there are none. */
-    int keep = !s->endpoint->raw && em_lua_nsp_scripts();
+    /* Only namespace scripts read socket.handshake (and the monitoring
+     * figures with addresses and user agents), and a connection limit needs
+     * the address: keep the address and the request head for them, and
+     * nothing when there are none. */
+    int keep = !s->endpoint->raw && (em_lua_nsp_scripts() || em_conf_has_connect_limits(em_w.conf));
     if (keep && getpeername(bufferevent_getfd(c->bev), (struct sockaddr *) &ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
             inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, addr, sizeof(addr));

@@ -22,13 +22,14 @@
 #include <time.h>
 
 #include "em_bus.h"
+#include "em_cluster.h"
 #include "em_http.h"
 #include "em_log.h"
 #include "em_lua.h"
+#include "em_lua_int.h"
 #include "em_luajson.h"
 #include "em_socketio.h"
 
-#define EM_LUA_SOCKET_MT "emitd.socket"
 #define EM_LUA_CONN_MT   "emitd.conn"
 #define EM_LUA_BCAST_MT  "emitd.bcast"
 #define EM_LUA_TIME_LIMIT_MS 2000
@@ -43,7 +44,7 @@ typedef struct {
 } em_lua_conn_box_t;
 
 static lua_State *L;
-static int       *em_lua_nsp_env;      /* per configured namespace: env ref or LUA_NOREF */
+int              *em_lua_nsp_env;      /* per configured namespace: env ref or LUA_NOREF */
 static int       *em_lua_ep_env;       /* per endpoint (raw ones): env ref or LUA_NOREF */
 static struct timespec em_lua_deadline;
 static int        em_lua_depth;
@@ -81,7 +82,7 @@ em_lua_traceback(lua_State *l)
 }
 
 /* Call the function below nargs arguments; keeps nres results on success. */
-static int
+int
 em_lua_call(int nargs, int nres, const char *what)
 {
     int base = lua_gettop(L) - nargs;
@@ -112,8 +113,11 @@ em_lua_call(int nargs, int nres, const char *what)
 /* ---- building packets from Lua arguments ---- */
 
 /* JSON array of stack values [first, last] (plus `event` first if not NULL). */
+/* With `log`, an EVENT without ack goes through em_cluster_event_pkt (an
+ * offset for connection-state recovery); b / self say who receives it. */
 static int
-em_lua_args_pkt(em_pkt_t *pkt, em_sio_type_t type, em_str_t nsp, int64_t id, int first, int last)
+em_lua_args_pkt(em_pkt_t *pkt, em_sio_type_t type, em_str_t nsp, int64_t id, int first, int last,
+                int log, const em_bcast_t *b, const em_sio_socket_t *self)
 {
     em_lua_bins_t bins = { 0 };
     json_t       *arr = json_array();
@@ -131,7 +135,9 @@ em_lua_args_pkt(em_pkt_t *pkt, em_sio_type_t type, em_str_t nsp, int64_t id, int
         }
         json_array_append_new(arr, v);
     }
-    int rc = em_sio_pkt_build(pkt, type, nsp, id, arr, bins.att, bins.n);
+    int rc = (log && type == EM_SIO_EVENT && id == EM_SIO_NO_ID)
+                 ? em_cluster_event_pkt(pkt, nsp, arr, bins.att, bins.n, b, self)
+                 : em_sio_pkt_build(pkt, type, nsp, id, arr, bins.att, bins.n);
     json_decref(arr);
     if (rc != EM_OK) {
         return luaL_error(L, "cannot encode the packet");
@@ -141,7 +147,7 @@ em_lua_args_pkt(em_pkt_t *pkt, em_sio_type_t type, em_str_t nsp, int64_t id, int
 
 /* ---- socket objects ---- */
 
-static em_sio_socket_t *
+em_sio_socket_t *
 em_lua_check_socket(lua_State *l, int idx)
 {
     em_lua_sock_box_t *box = luaL_checkudata(l, idx, EM_LUA_SOCKET_MT);
@@ -210,7 +216,8 @@ em_lua_socket_emit(lua_State *l)
         lua_pop(l, 2);
         top--;
     }
-    em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { s->nsp->name, s->nsp->name_len }, id, 2, top);
+    em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { s->nsp->name, s->nsp->name_len }, id, 2, top,
+                    1, NULL, s);
     em_sio_socket_send(s, &pkt);
     em_pkt_release(&pkt);
     lua_pushboolean(l, 1);
@@ -359,6 +366,20 @@ em_lua_socket_index(lua_State *l)
             lua_pushboolean(l, s != NULL && !s->closed);
             return 1;
         }
+        if (strcmp(key, "recovered") == 0) {
+            em_sio_socket_t *s = em_lua_check_socket(l, 1);
+            lua_pushboolean(l, s != NULL && s->recovered);
+            return 1;
+        }
+        if (strcmp(key, "user") == 0) {
+            em_sio_socket_t *s = em_lua_check_socket(l, 1);
+            if (s != NULL && s->user != NULL) {
+                lua_pushstring(l, s->user);
+            } else {
+                lua_pushnil(l);
+            }
+            return 1;
+        }
         lua_pushvalue(l, lua_upvalueindex(1));   /* methods */
         if (lua_getfield(l, -1, key) != LUA_TNIL) {
             return 1;
@@ -377,7 +398,8 @@ em_lua_socket_newindex(lua_State *l)
     const char *key = lua_tostring(l, 2);
 
     if (key != NULL && (strcmp(key, "id") == 0 || strcmp(key, "nsp") == 0
-                        || strcmp(key, "handshake") == 0 || key[0] == '_')) {
+                        || strcmp(key, "handshake") == 0 || strcmp(key, "user") == 0
+                        || strcmp(key, "recovered") == 0 || key[0] == '_')) {
         return luaL_error(l, "socket.%s is read-only", key);
     }
     lua_getiuservalue(l, 1, 1);
@@ -532,7 +554,8 @@ em_lua_bcast_emit(lua_State *l)
         encname = em_w.conf->nsps[conf].name;
         enclen = strlen(encname);
     }
-    em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { encname, enclen }, EM_SIO_NO_ID, 2, nargs);
+    em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { encname, enclen }, EM_SIO_NO_ID, 2, nargs, 1,
+                    &b, NULL);
     em_str_t data = { pkt.text->data + pkt.data_off, pkt.text->len - pkt.data_off };
     if (nspname != NULL) {
         em_nsp_t *nsp = em_nsp_find(nspname, nsplen);
@@ -954,7 +977,7 @@ em_lua_ack_fn(lua_State *l)
     lua_pushboolean(l, 1);
     lua_replace(l, lua_upvalueindex(3));
     em_lua_args_pkt(&pkt, EM_SIO_ACK, (em_str_t) { s->nsp->name, s->nsp->name_len }, id, 1,
-                    lua_gettop(l));
+                    lua_gettop(l), 0, NULL, NULL);
     em_sio_socket_send(s, &pkt);
     em_pkt_release(&pkt);
     return 0;
@@ -1261,6 +1284,7 @@ em_lua_metatables(void)
     /* socket */
     luaL_newmetatable(L, EM_LUA_SOCKET_MT);
     luaL_newlib(L, em_lua_socket_methods);
+    luaL_setfuncs(L, em_lua_cluster_socket_methods, 0);
     lua_pushcclosure(L, em_lua_socket_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, em_lua_socket_newindex);
@@ -1276,6 +1300,7 @@ em_lua_metatables(void)
     /* broadcast operator */
     luaL_newmetatable(L, EM_LUA_BCAST_MT);
     luaL_newlib(L, em_lua_bcast_methods);
+    luaL_setfuncs(L, em_lua_cluster_nsp_methods, 0);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     /* buffer */
@@ -1331,6 +1356,12 @@ em_lua_load(const char *path, const char *nsp_name, lua_Integer conf_index)
     return luaL_ref(L, LUA_REGISTRYINDEX);        /* pops env */
 }
 
+lua_State *
+em_lua_state(void)
+{
+    return L;
+}
+
 int
 em_lua_init(void)
 {
@@ -1374,6 +1405,7 @@ em_lua_init(void)
     lua_pushcfunction(L, em_lua_print);
     lua_setglobal(L, "print");
     luaL_newlib(L, em_lua_emitd_fns);
+    luaL_setfuncs(L, em_lua_cluster_emitd_fns, 0);
     lua_pushlightuserdata(L, &em_lua_null_sentinel);
     lua_setfield(L, -2, "null");
     lua_pushinteger(L, em_w.slot + 1);

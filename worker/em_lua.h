@@ -13,6 +13,7 @@
 
 #include "em_core.h"
 #include "em_engine.h"
+#include "em_state.h"
 
 typedef struct em_sio_socket em_sio_socket_t;
 
@@ -49,6 +50,9 @@ void em_lua_socket_event(em_sio_socket_t *s, const char *event, const char *reas
 
 /* The socket is gone: its script object stops working. */
 void em_lua_socket_release(em_sio_socket_t *s);
+
+/* A presence change (em_state.h) for the namespace's on_presence handlers. */
+void em_lua_presence_event(const em_pchange_t *change);
 
 /* Raw Engine.IO endpoints. */
 void em_lua_raw_open(em_session_t *s);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "em_bus.h"
+#include "em_cluster.h"
 #include "em_log.h"
 #include "em_lua.h"
 #include "em_socketio.h"
@@ -41,6 +42,15 @@ em_nsp_find(const char *name, size_t len)
 
     HASH_FIND(hh, em_nsps, name, len, n);
     return n;
+}
+
+em_sio_socket_t *
+em_nsp_socket_find(em_nsp_t *nsp, const char *id)
+{
+    em_sio_socket_t *s;
+
+    HASH_FIND(hh, nsp->sockets, id, EM_SID_LEN, s);
+    return s;
 }
 
 em_nsp_t *
@@ -78,7 +88,7 @@ em_nsp_match(const char *pattern, const char *name, size_t len)
     return *p == '\0' && n == end;
 }
 
-static int
+int
 em_nsp_conf_index(const char *name, size_t len, size_t *index)
 {
     const em_conf_t *conf = em_w.conf;
@@ -319,6 +329,7 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
         em_lua_socket_event(s, "disconnecting", reason);
     }
     em_adapter_leave_all(s);
+    em_cluster_socket_gone(s, s->counted ? reason : NULL);
     for (em_sio_socket_t **p = &c->sockets; *p != NULL; p = &(*p)->next) {
         if (*p == s) {
             *p = s->next;
@@ -338,6 +349,10 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
     }
     em_sio_drop_held(s);
     em_nsp_release_if_empty(nsp);
+    free(s->user);
+    free(s->pid);
+    free(s->token);
+    s->user = s->pid = s->token = NULL;
     if (!s->connecting) {
         free(s);        /* else em_sio_connect() frees it when on_connect returns */
     }
@@ -425,6 +440,30 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     s->client = c;
     s->lref = LUA_NOREF;
     s->connecting = 1;
+
+    /* Over the namespace's connection limit for this address? */
+    int64_t retry = 0;
+    if (em_cluster_connect_limit(s, &retry) != EM_OK) {
+        json_t *err = json_pack("{s:s,s:{s:I}}", "message",
+                                "Too many connection attempts. Please try again later.", "data",
+                                "retryAfter", (json_int_t) ((retry + 999) / 1000));
+        em_cluster_connect_failed(s, "rate_limit", "connection rate limit");
+        em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, p->nsp, err);
+        json_decref(err);
+        json_decref(auth);
+        free(s);
+        em_nsp_release_if_empty(nsp);
+        return EM_OK;
+    }
+
+    /* A client coming back with {pid, offset}: its old id, rooms and the
+     * packets it missed. */
+    char          *rbuf = NULL;
+    em_str_t      *rooms = NULL;
+    size_t         nrooms = 0;
+    em_plog_pkt_t *missed = NULL;
+    em_cluster_recover(s, auth, &rbuf, &rooms, &nrooms, &missed);
+
     s->next = c->sockets;
     c->sockets = s;
     HASH_ADD(hh, nsp->sockets, id, EM_SID_LEN, s);
@@ -433,25 +472,63 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     if (nsp->nsockets++ == 0) {
         em_bus_key_add(nsp->name, nsp->name_len, NULL, 0);
     }
+    for (size_t i = 1; i < nrooms; i++) {
+        em_adapter_join(s, rooms[i]);
+    }
+    free(rbuf);
+    free(rooms);
 
     if (em_lua_has_script(conf_index)) {
         if (auth == NULL) {
             auth = json_object();
         }
         if (em_lua_connect(s, auth, &reject) != EM_OK) {
+            json_t *m = json_object_get(reject, "message");
+            em_cluster_connect_failed(s, "auth_failure", json_string_value(m));
             em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, p->nsp, reject);
             json_decref(reject);
             json_decref(auth);
+            em_plog_pkts_free(missed);
             em_sio_socket_remove(s, NULL);
             free(s);
             return EM_OK;
         }
     }
     json_decref(auth);
-    ok = json_pack("{s:s}", "sid", s->id);
+    if (s->closed) {
+        /* on_connect disconnected it for good (its connection closed). */
+        em_plog_pkts_free(missed);
+        free(s);
+        return EM_OK;
+    }
+    em_cluster_socket_connected(s);
+    ok = s->pid ? json_pack("{s:s,s:s}", "sid", s->id, "pid", s->pid)
+                : json_pack("{s:s}", "sid", s->id);
     em_sio_send_simple(c, EM_SIO_CONNECT, (em_str_t) { nsp->name, nsp->name_len }, ok);
     json_decref(ok);
     s->connecting = 0;
+    /* What it missed comes first, then what on_connect sent. */
+    for (em_plog_pkt_t *m = missed; m != NULL; m = m->next) {
+        em_buf_t **atts = m->natt ? calloc(m->natt, sizeof(*atts)) : NULL;
+        em_pkt_t   pkt;
+        size_t     na = 0;
+        while (atts != NULL && na < m->natt
+               && (atts[na] = em_buf_copy(m->atts[na].data, m->atts[na].len, 1)) != NULL) {
+            na++;
+        }
+        if (na == m->natt && em_sio_pkt_build_raw(&pkt, EM_SIO_EVENT,
+                                                  (em_str_t) { nsp->name, nsp->name_len },
+                                                  EM_SIO_NO_ID, m->data, atts, na) == EM_OK) {
+            em_sio_socket_send(s, &pkt);
+            em_pkt_release(&pkt);
+        } else if (na != m->natt) {
+            for (size_t i = 0; i < na; i++) {
+                em_buf_unref(atts[i]);
+            }
+            free(atts);
+        }
+    }
+    em_plog_pkts_free(missed);
     for (size_t i = 0; i < s->nheld; i++) {
         em_session_send(c->eio, s->held[i]);
     }

@@ -43,6 +43,12 @@ struct em_sio_socket {
     em_member_t          *rooms;
     uint32_t              stamp;          /* last broadcast that reached it */
     int64_t               next_ack;
+    char                 *user;           /* presence identity a script gave it, or NULL */
+    char                 *pid;            /* its recovery session (recovery on), or NULL */
+    char                 *token;          /* an application recovery token, or NULL */
+    int64_t               connected_at;   /* ms */
+    unsigned              recovered:1;    /* restored from a recovery session */
+    unsigned              counted:1;      /* in the cluster-wide namespace count */
     UT_hash_handle        hh;
 };
 
@@ -77,8 +83,14 @@ void em_sio_socket_send(em_sio_socket_t *s, const em_pkt_t *pkt);
  * disconnect" to the script; close_conn also closes the whole connection. */
 void em_sio_socket_disconnect(em_sio_socket_t *s, int close_conn);
 
+/* The socket of nsp with that id in this worker, or NULL. */
+em_sio_socket_t *em_nsp_socket_find(em_nsp_t *nsp, const char *id);
+
 /* Find a namespace of this worker by name. */
 em_nsp_t *em_nsp_find(const char *name, size_t len);
+
+/* The configured namespace (index into conf->nsps) a name belongs to. */
+int em_nsp_conf_index(const char *name, size_t len, size_t *index);
 
 /* The first of the worker's namespaces (iterate with ->hh.next). */
 em_nsp_t *em_nsp_first(void);

@@ -12,6 +12,7 @@
 
 #include "em_bus.h"
 #include "em_chan.h"
+#include "em_cluster.h"
 #include "em_conn.h"
 #include "em_engine.h"
 #include "em_log.h"
@@ -154,8 +155,8 @@ em_worker_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 int
-em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan, int shm_fd,
-              int bell, int broker_bell)
+em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan, int state_fd,
+              int shm_fd, int bell, int broker_bell)
 {
     char          role[32];
     struct event *sigterm, *sigint;
@@ -173,10 +174,14 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
         em_log(EM_LOG_ERR, 0, "event_base_new() failed");
         return 1;
     }
+    if (em_cluster_init(state_fd) != EM_OK) {
+        return 1;
+    }
     if (em_lua_init() != EM_OK) {
         em_log(EM_LOG_ERR, 0, "handler scripts failed to load: worker exiting");
         return EM_WORKER_EXIT_FATAL;
     }
+    em_cluster_start();
     if (em_bus_init(shm_fd, bell, broker_bell) != EM_OK) {
         return 1;
     }
@@ -197,5 +202,6 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
 
     em_worker_reap(-1, 0, NULL);
     em_lua_shutdown();
+    em_cluster_shutdown();
     return 0;
 }

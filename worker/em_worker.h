@@ -36,8 +36,8 @@ extern em_worker_t em_w;
 #define EM_WORKER_EXIT_FATAL 2
 
 /* Entry point after fork(): never returns to the master's code. */
-int em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan, int shm_fd,
-                  int bell, int broker_bell);
+int em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan, int state_fd,
+                  int shm_fd, int bell, int broker_bell);
 
 /* Hand a connection back to the master for worker `slot` (fd + bytes read). */
 int em_worker_handoff(int fd, unsigned slot, const void *data, size_t len);

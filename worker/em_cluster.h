@@ -1,0 +1,85 @@
+/*
+ * em_cluster.h - a worker's side of the cluster-wide state (em_state.h):
+ * namespace and room counts, presence, the connection rate limit,
+ * monitoring, and Socket.IO connection-state recovery (sessions saved while
+ * a socket lives, events logged with offsets, missed events replayed).
+ */
+#ifndef EM_CLUSTER_H
+#define EM_CLUSTER_H
+
+#include <jansson.h>
+
+#include "em_adapter.h"
+#include "em_state.h"
+
+typedef struct em_sio_socket em_sio_socket_t;
+
+extern em_state_t em_cluster;
+
+/* Map the state segment (descriptor fd) as worker `slot`. */
+int  em_cluster_init(int fd);
+
+/* After the scripts are loaded: take the share of a previous worker of this
+ * slot that died out of presence (its users' offline events go to the
+ * scripts) and start the housekeeping timer. */
+void em_cluster_start(void);
+
+void em_cluster_shutdown(void);
+
+/* The client address and User-Agent of a socket ("" when not kept). */
+em_str_t em_cluster_socket_ip(const em_sio_socket_t *s);
+em_str_t em_cluster_socket_ua(const em_sio_socket_t *s);
+
+/* The namespace's connect_limit for this socket's address: EM_OK to go on,
+ * EM_DECLINED when refused (*retry_after ms). */
+int  em_cluster_connect_limit(em_sio_socket_t *s, int64_t *retry_after);
+
+/*
+ * A CONNECT that carries {pid, offset}: restore the session if it can be.
+ * On success the socket has its old id (s->id rewritten: call before it is
+ * hashed), s->recovered is set, (*rooms)[1..*nrooms) are the rooms to join
+ * again ((*rooms)[0] is its own id; free *buf and *rooms) and *missed the
+ * packets to send after the CONNECT reply. EM_DECLINED: connect as a new
+ * socket.
+ */
+int  em_cluster_recover(em_sio_socket_t *s, json_t *auth, char **buf, em_str_t **rooms,
+                        size_t *nrooms, struct em_plog_pkt **missed);
+
+/* The socket is connected (after on_connect accepted it). */
+void em_cluster_socket_connected(em_sio_socket_t *s);
+
+/* A connection attempt was refused (type: "auth_failure", "rate_limit", "error"). */
+void em_cluster_connect_failed(em_sio_socket_t *s, const char *type, const char *message);
+
+/* The socket is going (reason NULL: it never connected); after its rooms
+ * were left. */
+void em_cluster_socket_gone(em_sio_socket_t *s, const char *reason);
+
+/* Room membership changed (after the local adapter's change). */
+void em_cluster_room_joined(em_sio_socket_t *s, em_str_t room);
+void em_cluster_room_left(em_sio_socket_t *s, em_str_t room);
+
+/* Give the socket a presence identity (user empty: none); info is a JSON
+ * object's text or NULL. */
+int  em_cluster_set_user(em_sio_socket_t *s, em_str_t user, em_str_t info);
+
+/* Application recovery tokens: make one for the socket (or return its own),
+ * and redeem one (EM_OK: *out filled, the rooms to join are in out->rooms,
+ * *queued the events sent to them since). */
+const char *em_cluster_token(em_sio_socket_t *s);
+int  em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out,
+                       struct em_plog_pkt **queued);
+
+/*
+ * Build an EVENT without ack for nsp, logging it with an offset when
+ * recovery is on: the offset (a string) is appended to args first. `b`
+ * says who gets it (NULL: the one socket `self`). Takes the attachments'
+ * references as em_sio_pkt_build does. Returns EM_OK or EM_ERROR.
+ */
+int  em_cluster_event_pkt(em_pkt_t *pkt, em_str_t nsp, json_t *args, em_buf_t **atts, size_t natt,
+                          const em_bcast_t *b, const em_sio_socket_t *self);
+
+/* Report presence changes to the scripts, then free them. */
+void em_cluster_fire(em_pchanges_t *chg);
+
+#endif
