@@ -1,6 +1,7 @@
 /*
  * em_limit.c - rate limits shared by every worker: a fixed window per key,
- * opened by the key's first hit, and an optional block once it is exceeded.
+ * opened by the key's first hit, and an optional block once it is exceeded;
+ * when the block ends the key starts a fresh window.
  * Keys are LRU-evicted when the table is full (a key whose window and block
  * are over first: it has nothing left to remember).
  */
@@ -40,7 +41,9 @@ em_limit_hit(em_state_t *st, const char *key, size_t len, uint32_t max, int64_t 
         em_state_unlock(st, EM_ZONE_COUNTERS);
         return;
     }
-    if (created || now - l->window_start >= window || now < l->window_start) {
+    /* A new key, a window that ended, or a block that ended: start afresh. */
+    if (created || now - l->window_start >= window || now < l->window_start
+        || l->blocked_until != 0) {
         l->window_start = now;
         l->count = 0;
         l->blocked_until = 0;

@@ -84,7 +84,7 @@ typedef struct {
 } em_limit_result_t;
 
 /* Count a hit on key: at most max per window ms; going over blocks the key
- * for block ms (0: until the window ends). */
+ * for block ms (0: until the window ends), after which it starts afresh. */
 void em_limit_hit(em_state_t *st, const char *key, size_t len, uint32_t max, int64_t window,
                   int64_t block, int64_t now, em_limit_result_t *r);
 void em_limit_reset(em_state_t *st, const char *key, size_t len);

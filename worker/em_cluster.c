@@ -534,7 +534,7 @@ const char *
 em_cluster_token(em_sio_socket_t *s)
 {
     unsigned char raw[24];
-    char          tok[40];
+    char          tok[2 * sizeof(raw) + 1];
 
     if (s->token != NULL) {
         return s->token;

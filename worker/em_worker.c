@@ -181,10 +181,11 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
         em_log(EM_LOG_ERR, 0, "handler scripts failed to load: worker exiting");
         return EM_WORKER_EXIT_FATAL;
     }
-    em_cluster_start();
     if (em_bus_init(shm_fd, bell, broker_bell) != EM_OK) {
         return 1;
     }
+    /* After the bus: what the sweep tells the scripts may be broadcast. */
+    em_cluster_start();
     em_w.reap_ev = event_new(em_w.base, -1, 0, em_worker_reap, NULL);
     em_worker_load_ev = evtimer_new(em_w.base, em_worker_send_load, NULL);
     em_worker_chan_ev = event_new(em_w.base, chan, EV_READ | EV_PERSIST, em_worker_chan_read, NULL);
