@@ -41,7 +41,9 @@ _Static_assert(offsetof(em_shm_hdr_t, ring_size) == 8, "em_shm_hdr_t layout chan
  * Membership filters, after the rings: per worker, EM_SHM_FILTER_SLOTS
  * counters. Slot em_brk_key_hash(nsp, room) counts the rooms of that worker
  * (a socket's own id counts as a room) that hash there, and slot
- * em_brk_key_hash(nsp, NULL) the namespaces with sockets. Only the worker
+ * em_brk_key_hash(nsp, NULL) the namespaces with sockets (a parameterised
+ * namespace's instances also count under its pattern, "/device/:id", which
+ * is how a broadcast to every instance is routed). Only the worker
  * writes its filter (it zeroes it when it starts); the broker reads them to
  * forward a broadcast only to workers that may have members. A collision
  * only forwards a record that the worker then drops; a counter that reaches

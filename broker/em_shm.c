@@ -129,12 +129,14 @@ em_brk_wants(em_shm_t *shm, unsigned slot, const void *rec, size_t len)
     }
     memcpy(&h, p, sizeof(h));
     p += sizeof(h);
-    if ((h.flags & EM_BRK_F_CONF) || (size_t) (end - p) < h.nsp_len) {
-        return 1;       /* instances of a pattern: names differ per worker */
+    if ((size_t) (end - p) < h.nsp_len) {
+        return 1;
     }
     nsp = (const char *) p;
     p += h.nsp_len;
-    if (h.nrooms == 0) {
+    /* Every instance of a parameterised namespace (nsp is its pattern):
+     * instance names differ per worker, so only "has an instance" counts. */
+    if (h.nrooms == 0 || (h.flags & EM_BRK_F_CONF)) {
         return __atomic_load_n(&f[em_brk_key_hash(nsp, h.nsp_len, NULL, 0)], __ATOMIC_ACQUIRE) != 0;
     }
     for (unsigned i = 0; i < h.nrooms; i++) {

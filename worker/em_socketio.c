@@ -314,6 +314,23 @@ em_sio_drop_held(em_sio_socket_t *s)
     s->nheld = 0;
 }
 
+/* An instance of a parameterised namespace with sockets also counts under
+ * its pattern ("/device/:id"), so that the broker sends a broadcast to
+ * every instance only to workers that have one. */
+static void
+em_sio_pattern_key(const em_nsp_t *nsp, int add)
+{
+    const em_conf_nsp_t *cn = &em_w.conf->nsps[nsp->conf_index];
+
+    if (cn->dynamic) {
+        if (add) {
+            em_bus_key_add(cn->name, strlen(cn->name), NULL, 0);
+        } else {
+            em_bus_key_del(cn->name, strlen(cn->name), NULL, 0);
+        }
+    }
+}
+
 /* Unlink a socket from everything and free it. `reason` NULL: no events. */
 static void
 em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
@@ -340,6 +357,7 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
     em_bus_key_del(nsp->name, nsp->name_len, s->id, EM_SID_LEN);
     if (--nsp->nsockets == 0) {
         em_bus_key_del(nsp->name, nsp->name_len, NULL, 0);
+        em_sio_pattern_key(nsp, 0);
     }
     if (s->lref != LUA_NOREF) {
         if (reason != NULL) {
@@ -471,6 +489,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     em_bus_key_add(nsp->name, nsp->name_len, s->id, EM_SID_LEN);
     if (nsp->nsockets++ == 0) {
         em_bus_key_add(nsp->name, nsp->name_len, NULL, 0);
+        em_sio_pattern_key(nsp, 1);
     }
     for (size_t i = 1; i < nrooms; i++) {
         em_adapter_join(s, rooms[i]);

@@ -31,6 +31,33 @@ async function waitFor(cond, what, ms = 5000) {
   }
 }
 
+/* First, on a fresh server: no instance of the pattern exists anywhere yet. */
+test('a broadcast to every instance skips a worker that has none', async () => {
+  const sockets = [];
+  try {
+    const d = await connect(emitd.url, '/dev/9', 'websocket');
+    const [dw] = await ack(d, 'whoami');
+    sockets.push(d);
+    /* A "/" client on the other worker, to read that worker's counts. */
+    let other = null;
+    for (let i = 0; i < 8 && !other; i++) {
+      const s = await connect(emitd.url, '/', 'websocket');
+      sockets.push(s);
+      const [w] = await ack(s, 'whoami');
+      if (w.worker !== dw.worker) other = s;
+    }
+    assert.ok(other, 'a client on the other worker');
+    await ack(d, 'join', 'fleet');
+    const [before] = await ack(other, 'broker_counts');
+    for (let k = 0; k < 5; k++) await ack(d, 'nsp_to_room', 'fleet', 'ping', k);
+    await waitFor(() => d.seen.filter((e) => e[0] === 'ping').length === 5, 'the local deliveries');
+    const [after] = await ack(other, 'broker_counts');
+    assert.equal(after.received, before.received, 'the worker with no /dev instance got no record');
+  } finally {
+    closeAll(sockets);
+  }
+});
+
 test('socket.params and nsp:to(room) across instances and workers', async () => {
   const sockets = [];
   try {
