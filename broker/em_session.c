@@ -433,7 +433,8 @@ em_plog_replay(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nroom
 {
     em_plog_t      *lg;
     em_plog_pkt_t  *head = NULL, **tail = &head;
-    int             found = from_offset;
+    int             found = from_offset, gap = 0;
+    uint64_t        first = 0;
 
     *out = NULL;
     em_state_lock(st, EM_ZONE_SESSIONS);
@@ -448,6 +449,9 @@ em_plog_replay(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nroom
         pos += n;
         if (r.offset == 0) {
             continue;
+        }
+        if (first == 0) {
+            first = r.offset;
         }
         if (!found) {
             found = r.offset == offset;
@@ -468,13 +472,16 @@ em_plog_replay(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nroom
             tail = &pk->next;
         }
     }
+    /* From an offset: records from it on that are gone may have been for
+     * this session (the log cannot tell any more). */
+    gap = from_offset && offset < lg->next_offset && (first == 0 || first > offset);
     em_state_unlock(st, EM_ZONE_SESSIONS);
     if (!found) {
         em_plog_pkts_free(head);
         return EM_DECLINED;
     }
     *out = head;
-    return EM_OK;
+    return gap ? EM_DECLINED : EM_OK;
 }
 
 void

@@ -10,8 +10,6 @@
 
 #include "em_state.h"
 
-#define EM_SHTAB_EVICT_SCAN 64
-
 static uint32_t
 em_shtab_hash(const void *key, size_t len)
 {
@@ -182,21 +180,29 @@ em_shtab_put(em_shtab_t *t, const void *key, size_t len, int *created, em_shtab_
         em_shtab_lru_front(t, i, e);
         return em_shtab_ent_value(t, e);
     }
-    if (t->free_head == 0 && t->high == t->capacity) {
-        /* Full: drop the least recently used entry the caller lets go. */
-        uint32_t v = t->lru_tail;
-        for (int n = 0; v != 0 && n < EM_SHTAB_EVICT_SCAN; n++) {
-            em_shent_t *ve = em_shtab_ent(t, v);
-            if (can_evict != NULL && can_evict(em_shtab_ent_value(t, ve))) {
+    if (t->free_head == 0 && t->high == t->capacity && can_evict != NULL) {
+        /*
+         * Full: drop the least recently used entry the caller lets go.
+         * Entries it refuses (an online user, a held session) move to the
+         * front as they are passed, so they do not pile up at the tail and
+         * the next scan starts among the ones that may go.
+         */
+        uint32_t v = t->lru_tail, live = t->used;
+        for (uint32_t n = 0; v != 0 && n < live; n++) {     /* each entry once */
+            em_shent_t     *ve = em_shtab_ent(t, v);
+            uint32_t        prev = ve->lprev;
+            if (can_evict(em_shtab_ent_value(t, ve))) {
                 em_shtab_del(t, em_shtab_ent_value(t, ve));
                 t->evicted++;
                 break;
             }
-            v = ve->lprev;
+            em_shtab_lru_unlink(t, v, ve);
+            em_shtab_lru_front(t, v, ve);
+            v = prev;
         }
-        if (t->free_head == 0) {
-            return NULL;
-        }
+    }
+    if (t->free_head == 0 && t->high == t->capacity) {
+        return NULL;
     }
     if (t->free_head != 0) {
         i = t->free_head;

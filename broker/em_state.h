@@ -216,7 +216,9 @@ typedef struct em_plog_pkt {
  * The packets of nsp a socket in `rooms` (its own id among them) would have
  * received after `offset` (exclusive: the record with that offset must still
  * be in the log, else EM_DECLINED) or from `offset` (inclusive: from_offset
- * set), oldest first, as a list to free with em_plog_pkts_free().
+ * set), oldest first, as a list to free with em_plog_pkts_free(). In the
+ * inclusive mode the list is always given, and EM_DECLINED says that records
+ * from `offset` on were dropped already (some may be missing).
  */
 int  em_plog_replay(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nrooms,
                     uint64_t offset, int from_offset, em_plog_pkt_t **out);

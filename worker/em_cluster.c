@@ -553,13 +553,15 @@ em_cluster_token(em_sio_socket_t *s)
 }
 
 int
-em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out, em_plog_pkt_t **queued)
+em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out, em_plog_pkt_t **queued,
+                  int *lost)
 {
     em_str_t *strs = NULL;
     char     *list = NULL;
     size_t    n = 0;
 
     *queued = NULL;
+    *lost = 0;
     if (token.len == 0 || token.len >= 64
         || em_session_take(&em_cluster, token, EM_ST_SESSION_TOKEN, em_w.slot, (uint32_t) getpid(),
                            em_state_now(), out) != EM_OK) {
@@ -570,8 +572,10 @@ em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out, em_p
     }
     /* Events sent to the session's rooms (or its old socket) since it went. */
     if (em_cluster_session_list(out, &list, &n, &strs) == EM_OK) {
-        if (out->offset != 0) {
-            em_plog_replay(&em_cluster, em_cluster_nsp(s), strs, n, out->offset, 1, queued);
+        if (out->offset != 0
+            && em_plog_replay(&em_cluster, em_cluster_nsp(s), strs, n, out->offset, 1, queued)
+                   != EM_OK) {
+            *lost = 1;
         }
         free(list);
         free(strs);

@@ -65,10 +65,11 @@ int  em_cluster_set_user(em_sio_socket_t *s, em_str_t user, em_str_t info);
 
 /* Application recovery tokens: make one for the socket (or return its own),
  * and redeem one (EM_OK: *out filled, the rooms to join are in out->rooms,
- * *queued the events sent to them since). */
+ * *queued the events sent to them since; *lost set when some of those had
+ * left the bounded log already). */
 const char *em_cluster_token(em_sio_socket_t *s);
 int  em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out,
-                       struct em_plog_pkt **queued);
+                       struct em_plog_pkt **queued, int *lost);
 
 /*
  * Build an EVENT without ack for nsp, logging it with an offset when

@@ -255,7 +255,9 @@ em_lua_socket_create_session(lua_State *l)
 }
 
 /* socket:recover_session(token) -> session | nil, message. Joins the
- * session's rooms; session.messageQueue holds what was sent to them since. */
+ * session's rooms; session.messageQueue holds what was sent to them since,
+ * and session.messagesLost is true when some of it had already left the
+ * bounded log. */
 static int
 em_lua_socket_recover_session(lua_State *l)
 {
@@ -270,7 +272,8 @@ em_lua_socket_recover_session(lua_State *l)
         lua_pushliteral(l, "socket is gone");
         return 2;
     }
-    if (em_cluster_redeem(s, tok, e, &queued) != EM_OK) {
+    int lost = 0;
+    if (em_cluster_redeem(s, tok, e, &queued, &lost) != EM_OK) {
         free(e);
         lua_pushnil(l);
         lua_pushliteral(l, "Invalid or expired recovery token");
@@ -288,6 +291,8 @@ em_lua_socket_recover_session(lua_State *l)
         p += rl;
     }
     em_lua_push_session(l, s, e, queued);
+    lua_pushboolean(l, lost);
+    lua_setfield(l, -2, "messagesLost");
     em_plog_pkts_free(queued);
     free(e);
     return 1;
