@@ -231,7 +231,6 @@ em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
     s->endpoint = c->endpoint;
     s->transport = transport;
     s->timer = evtimer_new(em_w.base, em_session_timer_cb, s);
-    s->upgrade_timer = evtimer_new(em_w.base, em_session_upgrade_timeout_cb, s);
     /* Only namespace scripts read socket.handshake (and the monitoring
      * figures with addresses and user agents), and a connection limit needs
      * the address: keep the address and the request head for them, and
@@ -247,9 +246,8 @@ em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
     size_t alen = strlen(addr) + 1;
     s->handshake_len = keep ? alen + req->head_len : 0;
     s->handshake = keep ? malloc(s->handshake_len) : NULL;
-    if (s->timer == NULL || s->upgrade_timer == NULL || (keep && s->handshake == NULL)) {
+    if (s->timer == NULL || (keep && s->handshake == NULL)) {
         if (s->timer) event_free(s->timer);
-        if (s->upgrade_timer) event_free(s->upgrade_timer);
         free(s->handshake);
         free(s);
         return NULL;
@@ -277,6 +275,17 @@ em_session_free_queue(em_session_t *s)
 }
 
 /* Drop the session from the worker; memory goes at the next reap. */
+/* The upgrade timer exists only while an upgrade is under way: an idle
+ * session does not carry it. */
+static void
+em_session_upgrade_timer_free(em_session_t *s)
+{
+    if (s->upgrade_timer != NULL) {
+        event_free(s->upgrade_timer);
+        s->upgrade_timer = NULL;
+    }
+}
+
 static void
 em_session_finish(em_session_t *s)
 {
@@ -287,7 +296,7 @@ em_session_finish(em_session_t *s)
     s->closed = 1;
     em_upper_close(s, "transport close");
     evtimer_del(s->timer);
-    evtimer_del(s->upgrade_timer);
+    em_session_upgrade_timer_free(s);
     if (s->get != NULL) {
         /* Release a parked GET as Node's engine.io does: a noop when the
          * client itself closed, the close packet when we end the session. */
@@ -321,7 +330,7 @@ void
 em_session_reap(em_session_t *s)
 {
     event_free(s->timer);
-    event_free(s->upgrade_timer);
+    em_session_upgrade_timer_free(s);
     free(s->handshake);
     free(s);
 }
@@ -370,7 +379,7 @@ em_session_conn_lost(em_session_t *s, em_conn_t *c)
     if (c == s->probe) {
         s->probe = NULL;
         s->upgrading = 0;
-        evtimer_del(s->upgrade_timer);
+        em_session_upgrade_timer_free(s);
         return;
     }
     if (c == s->get) {
@@ -402,7 +411,7 @@ em_session_complete_upgrade(em_session_t *s)
 
     s->probe = NULL;
     s->upgrading = 0;
-    evtimer_del(s->upgrade_timer);
+    em_session_upgrade_timer_free(s);
     s->transport = EM_TRANSPORT_WEBSOCKET;
     s->ws = ws;
     if (s->get != NULL) {
@@ -621,7 +630,15 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
         s->probe = c;
         c->session = s;
         struct timeval tv = { EM_ENGINE_UPGRADE_TIMEOUT / 1000, 0 };
-        evtimer_add(s->upgrade_timer, &tv);
+        if (s->upgrade_timer == NULL) {
+            s->upgrade_timer = evtimer_new(em_w.base, em_session_upgrade_timeout_cb, s);
+        }
+        if (s->upgrade_timer == NULL || evtimer_add(s->upgrade_timer, &tv) != 0) {
+            em_log(EM_LOG_ERR, 0, "cannot arm the upgrade timer of session %s", s->sid);
+            s->probe = NULL;
+            c->session = NULL;
+            em_ws_close(c, 1011, NULL);
+        }
         return;
     }
     if (s->transport != EM_TRANSPORT_POLLING) {

@@ -34,7 +34,7 @@ struct em_session {
     em_outq_t                 *q_head, *q_tail;
     size_t                     q_bytes;
     struct event              *timer;         /* ping interval / pong timeout */
-    struct event              *upgrade_timer;
+    struct event              *upgrade_timer; /* only while an upgrade is under way */
     char                      *handshake;     /* "address\0request head" when a namespace
                                                  script may read it, else NULL */
     size_t                     handshake_len;
