@@ -2,10 +2,17 @@
  * em_conn.c - client connections in a worker: reading HTTP/1.1 request heads
  * and bodies, routing a request for another worker's session back through the
  * master, CORS, writing responses, keep-alive, and the close/reap life cycle.
+ *
+ * The socket I/O is a single libevent event per connection (read, write and
+ * the timeout) and two evbuffers that exist only while they hold bytes: an
+ * idle WebSocket costs its em_conn_t and that event, not a bufferevent with
+ * two standing buffers. What to wait for follows from the state: reading
+ * unless draining or the input reached its bound, writing while output is
+ * queued, a 30 s timeout while a request is being read or output waits.
  */
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,19 +36,91 @@ typedef struct em_conn_chunked {
     size_t             body_len;
 } em_conn_chunked_t;
 
-static void em_conn_read_cb(struct bufferevent *bev, void *arg);
-static void em_conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void em_conn_io_cb(evutil_socket_t fd, short what, void *arg);
 static void em_conn_process(em_conn_t *c);
 
-static void
-em_conn_set_timeouts(em_conn_t *c)
+/* The most input a state may buffer before reading pauses. */
+static size_t
+em_conn_input_bound(const em_conn_t *c)
 {
-    struct timeval rd = { EM_CONN_HEAD_TIMEOUT, 0 };
-    struct timeval wr = { EM_CONN_WRITE_TIMEOUT, 0 };
-    int            reading = (c->state == EM_CONN_HEAD || c->state == EM_CONN_BODY
-                              || c->state == EM_CONN_CHUNKED);
+    switch (c->state) {
+    case EM_CONN_BODY:
+        return c->head_len + c->body_len;
+    case EM_CONN_WS:
+        return c->endpoint->max_payload + 64 * 1024;
+    default:
+        return EM_CHAN_MAX_DATA;
+    }
+}
 
-    bufferevent_set_timeouts(c->bev, reading ? &rd : NULL, &wr);
+/* Register what the connection waits for now (and restart its timeout). */
+static void
+em_conn_io_update(em_conn_t *c)
+{
+    struct timeval tv = { EM_CONN_HEAD_TIMEOUT, 0 };
+    short          what = 0;
+    int            timed;
+
+    if (c->state == EM_CONN_CLOSED) {
+        return;
+    }
+    if (c->state != EM_CONN_DRAIN
+        && (c->in == NULL || evbuffer_get_length(c->in) < em_conn_input_bound(c))) {
+        what |= EV_READ;
+    }
+    if (c->write_wanted || (c->out != NULL && evbuffer_get_length(c->out) > 0)) {
+        what |= EV_WRITE;
+    }
+    timed = (what & EV_WRITE) || c->state == EM_CONN_HEAD || c->state == EM_CONN_BODY
+            || c->state == EM_CONN_CHUNKED;
+    if (!c->io_registered || what != c->io_what) {
+        if (c->io_registered) {
+            event_del(&c->ev);
+        }
+        event_assign(&c->ev, em_w.base, c->fd, (short) (what | EV_PERSIST), em_conn_io_cb, c);
+        c->io_what = what;
+        c->io_registered = 1;
+    }
+    if (event_add(&c->ev, timed ? &tv : NULL) != 0) {
+        em_log(EM_LOG_ERR, 0, "event_add() for a connection failed");
+    }
+}
+
+struct evbuffer *
+em_conn_input(em_conn_t *c)
+{
+    if (c->in == NULL) {
+        c->in = evbuffer_new();
+    }
+    return c->in;
+}
+
+struct evbuffer *
+em_conn_output(em_conn_t *c)
+{
+    if (c->out == NULL) {
+        c->out = evbuffer_new();
+    }
+    if (!c->write_wanted && c->state != EM_CONN_CLOSED) {
+        /* The caller is about to add bytes: wait for the socket to take them. */
+        c->write_wanted = 1;
+        em_conn_io_update(c);
+    }
+    return c->out;
+}
+
+/* Buffers go as soon as they are empty. */
+static void
+em_conn_trim(em_conn_t *c)
+{
+    if (c->in != NULL && evbuffer_get_length(c->in) == 0) {
+        evbuffer_free(c->in);
+        c->in = NULL;
+    }
+    if (c->out != NULL && evbuffer_get_length(c->out) == 0) {
+        evbuffer_free(c->out);
+        c->out = NULL;
+    }
 }
 
 void
@@ -54,33 +133,32 @@ em_conn_accept(int fd, const char *data, size_t len, int noroute)
         close(fd);
         return;
     }
-    c->bev = bufferevent_socket_new(em_w.base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (c->bev == NULL) {
-        em_log(EM_LOG_ERR, 0, "bufferevent_socket_new() failed");
+    if (evutil_make_socket_nonblocking(fd) != 0) {
+        em_log(EM_LOG_ERR, errno, "cannot make a client socket non-blocking");
         close(fd);
         free(c);
         return;
     }
+    c->fd = fd;
     c->state = EM_CONN_HEAD;
     c->noroute = noroute ? 1 : 0;
-    bufferevent_setcb(c->bev, em_conn_read_cb, NULL, em_conn_event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, EM_CHAN_MAX_DATA);
-    em_conn_set_timeouts(c);
-    /* The bytes the master already read go first. bufferevent keeps the end
-     * of its input frozen against writers other than itself. */
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    evbuffer_unfreeze(in, 0);
-    int rc = (len > 0) ? evbuffer_add(in, data, len) : 0;
-    evbuffer_freeze(in, 0);
-    if (rc != 0) {
+    /* The bytes the master already read go first. */
+    if (len > 0 && (em_conn_input(c) == NULL || evbuffer_add(c->in, data, len) != 0)) {
         em_log(EM_LOG_ERR, 0, "evbuffer_add() failed");
-        bufferevent_free(c->bev);
+        if (c->in != NULL) {
+            evbuffer_free(c->in);
+        }
+        close(fd);
         free(c);
         return;
     }
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    em_conn_io_update(c);
     if (len > 0) {
         em_conn_process(c);
+        if (c->state != EM_CONN_CLOSED) {
+            em_conn_trim(c);
+            em_conn_io_update(c);
+        }
     }
 }
 
@@ -91,8 +169,10 @@ em_conn_close(em_conn_t *c)
         return;
     }
     c->state = EM_CONN_CLOSED;
-    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    if (c->io_registered) {
+        event_del(&c->ev);
+        c->io_registered = 0;
+    }
     if (c->session != NULL) {
         em_session_t *s = c->session;
         c->session = NULL;
@@ -119,27 +199,15 @@ em_conn_reap(em_conn_t *c)
 {
     em_conn_chunked_free(c);
     em_ws_free(c);
-    bufferevent_free(c->bev);
+    if (c->in != NULL) {
+        evbuffer_free(c->in);
+    }
+    if (c->out != NULL) {
+        evbuffer_free(c->out);
+    }
+    close(c->fd);
     free(c->origin);
     free(c);
-}
-
-static void
-em_conn_drained_cb(struct bufferevent *bev, void *arg)
-{
-    em_conn_t *c = arg;
-
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-        em_conn_close(c);
-    }
-}
-
-static void
-em_conn_drain_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    (void) bev;
-    (void) what;
-    em_conn_close(arg);
 }
 
 void
@@ -157,19 +225,17 @@ em_conn_drain(em_conn_t *c)
         }
     }
     c->state = EM_CONN_DRAIN;
-    bufferevent_disable(c->bev, EV_READ);
-    bufferevent_setcb(c->bev, NULL, em_conn_drained_cb, em_conn_drain_event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    em_conn_set_timeouts(c);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (c->out == NULL || evbuffer_get_length(c->out) == 0) {
         em_conn_close(c);
+        return;
     }
+    em_conn_io_update(c);
 }
 
 static void
 em_conn_write_head(em_conn_t *c, int status, const char *ctype, size_t len)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = em_conn_output(c);
     const em_conf_t *conf = em_w.conf;
 
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, em_http_reason(status));
@@ -200,10 +266,8 @@ em_conn_request_done(em_conn_t *c)
     c->state = EM_CONN_HEAD;
     c->session = NULL;
     c->served++;
-    bufferevent_setwatermark(c->bev, EV_READ, 0, EM_CHAN_MAX_DATA);
-    bufferevent_enable(c->bev, EV_READ);
-    em_conn_set_timeouts(c);
-    if (!c->in_process && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+    em_conn_io_update(c);
+    if (!c->in_process && c->in != NULL && evbuffer_get_length(c->in) > 0) {
         em_conn_process(c);
     }
 }
@@ -216,7 +280,7 @@ em_conn_respond(em_conn_t *c, int status, const char *ctype, const char *body, s
     }
     em_conn_write_head(c, status, ctype, len);
     if (len > 0) {
-        evbuffer_add(bufferevent_get_output(c->bev), body, len);
+        evbuffer_add(em_conn_output(c), body, len);
     }
     em_conn_request_done(c);
 }
@@ -228,7 +292,7 @@ em_conn_respond_parts(em_conn_t *c, struct evbuffer *body)
         return;
     }
     em_conn_write_head(c, 200, "text/plain; charset=UTF-8", evbuffer_get_length(body));
-    evbuffer_add_buffer(bufferevent_get_output(c->bev), body);
+    evbuffer_add_buffer(em_conn_output(c), body);
     em_conn_request_done(c);
 }
 
@@ -270,7 +334,7 @@ em_conn_cors(em_conn_t *c, const em_http_req_t *req)
 static void
 em_conn_preflight(em_conn_t *c, const em_http_req_t *req)
 {
-    struct evbuffer        *out = bufferevent_get_output(c->bev);
+    struct evbuffer        *out = em_conn_output(c);
     const em_http_header_t *h = em_http_header(req, "access-control-request-headers");
 
     evbuffer_add_printf(out, "HTTP/1.1 204 No Content\r\n");
@@ -297,10 +361,10 @@ em_conn_preflight(em_conn_t *c, const em_http_req_t *req)
 static void
 em_conn_handoff(em_conn_t *c, unsigned slot)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = em_conn_input(c);
     size_t           len = evbuffer_get_length(in);
     const char      *data = (const char *) evbuffer_pullup(in, -1);
-    int              fd = bufferevent_getfd(c->bev);
+    int              fd = c->fd;
 
     if (len > EM_CHAN_MAX_DATA || em_worker_handoff(fd, slot, data, len) != EM_OK) {
         em_conn_fail(c, 503);
@@ -387,7 +451,6 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
         c->state = EM_CONN_BODY;
         c->head_len = req->head_len;
         c->body_len = (size_t) req->content_length;
-        bufferevent_setwatermark(c->bev, EV_READ, 0, c->head_len + c->body_len);
         return 0;
     }
     em_engine_request(c, req, NULL, 0);
@@ -398,9 +461,13 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
 static void
 em_conn_process(em_conn_t *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = em_conn_input(c);
     em_http_req_t    req;
 
+    if (in == NULL) {
+        em_conn_close(c);
+        return;
+    }
     c->in_process = 1;
     for (int rounds = 0; rounds < 64 && c->state != EM_CONN_CLOSED; rounds++) {
         size_t len = evbuffer_get_length(in);
@@ -483,24 +550,79 @@ em_conn_process(em_conn_t *c)
     c->in_process = 0;
 }
 
-static void
-em_conn_read_cb(struct bufferevent *bev, void *arg)
+static int
+em_conn_retriable(int err)
 {
-    (void) bev;
-    em_conn_process(arg);
+    return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+/* Read what the socket has (bounded by the state's input bound). */
+static void
+em_conn_do_read(em_conn_t *c)
+{
+    struct evbuffer *in = em_conn_input(c);
+    size_t           have, bound = em_conn_input_bound(c);
+    int              n;
+
+    if (in == NULL) {
+        em_conn_close(c);
+        return;
+    }
+    have = evbuffer_get_length(in);
+    if (have >= bound) {
+        return;
+    }
+    n = evbuffer_read(in, c->fd, (int) EM_MIN(bound - have, (size_t) 65536));
+    if (n == 0 || (n < 0 && !em_conn_retriable(errno))) {
+        em_conn_close(c);       /* EOF or error */
+        return;
+    }
+    if (n > 0) {
+        em_conn_process(c);
+    }
 }
 
 static void
-em_conn_event_cb(struct bufferevent *bev, short what, void *arg)
+em_conn_do_write(em_conn_t *c)
 {
-    em_conn_t *c = arg;
-    (void) bev;
-
-    if (what & BEV_EVENT_TIMEOUT) {
-        if (c->state == EM_CONN_HEAD && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
-            em_conn_fail(c, 408);
+    c->write_wanted = 0;
+    if (c->out != NULL && evbuffer_get_length(c->out) > 0) {
+        if (evbuffer_write(c->out, c->fd) < 0 && !em_conn_retriable(errno)) {
+            em_conn_close(c);
             return;
         }
     }
-    em_conn_close(c);
+    if (c->state == EM_CONN_DRAIN && (c->out == NULL || evbuffer_get_length(c->out) == 0)) {
+        em_conn_close(c);
+    }
+}
+
+static void
+em_conn_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+    em_conn_t *c = arg;
+    (void) fd;
+
+    if (what & EV_TIMEOUT) {
+        if (c->state == EM_CONN_HEAD && c->in != NULL && evbuffer_get_length(c->in) > 0
+            && (c->out == NULL || evbuffer_get_length(c->out) == 0)) {
+            em_conn_fail(c, 408);
+            if (c->state != EM_CONN_CLOSED) {
+                em_conn_io_update(c);
+            }
+            return;
+        }
+        em_conn_close(c);
+        return;
+    }
+    if (what & EV_WRITE) {
+        em_conn_do_write(c);
+    }
+    if ((what & EV_READ) && c->state != EM_CONN_CLOSED && c->state != EM_CONN_DRAIN) {
+        em_conn_do_read(c);
+    }
+    if (c->state != EM_CONN_CLOSED) {
+        em_conn_trim(c);
+        em_conn_io_update(c);
+    }
 }

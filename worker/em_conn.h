@@ -9,7 +9,9 @@
 #ifndef EM_CONN_H
 #define EM_CONN_H
 
-#include <event2/bufferevent.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
 #include <wslay/wslay.h>
 
 #include "em_buf.h"
@@ -27,7 +29,13 @@ typedef enum {
 } em_conn_state_t;
 
 struct em_conn {
-    struct bufferevent        *bev;
+    int                        fd;
+    struct event               ev;            /* read / write / timeout (em_conn.c) */
+    struct evbuffer           *in;            /* input, NULL while empty */
+    struct evbuffer           *out;           /* output, NULL while empty */
+    short                      io_what;       /* EV_READ / EV_WRITE registered */
+    unsigned                   io_registered:1;
+    unsigned                   write_wanted:1; /* output is being added */
     em_conn_state_t            state;
     unsigned                   noroute:1;     /* serve the next request here */
     unsigned                   keep_alive:1;
@@ -49,6 +57,12 @@ struct em_conn {
 
 /* Take a connection from the master: fd plus bytes it already read. */
 void em_conn_accept(int fd, const char *data, size_t len, int noroute);
+
+/* The connection's input and output buffers (made when missing; output
+ * also makes the connection wait for the socket to take what is added).
+ * NULL only when out of memory. */
+struct evbuffer *em_conn_input(em_conn_t *c);
+struct evbuffer *em_conn_output(em_conn_t *c);
 
 /* Close now (no more output); the memory goes at the next reap. */
 void em_conn_close(em_conn_t *c);

@@ -236,7 +236,7 @@ em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
      * the address: keep the address and the request head for them, and
      * nothing when there are none. */
     int keep = !s->endpoint->raw && (em_lua_nsp_scripts() || em_conf_has_connect_limits(em_w.conf));
-    if (keep && getpeername(bufferevent_getfd(c->bev), (struct sockaddr *) &ss, &sl) == 0) {
+    if (keep && getpeername(c->fd, (struct sockaddr *) &ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
             inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, addr, sizeof(addr));
         } else if (ss.ss_family == AF_INET6) {
@@ -654,8 +654,7 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
         }
         s->get = c;
         c->session = s;
-        c->state = EM_CONN_POLL;
-        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        c->state = EM_CONN_POLL;     /* no timeout while parked (em_conn.c) */
         if (s->q_head != NULL || s->upgrading) {
             em_session_flush_get(s, 1);
         } else if (s->closed) {

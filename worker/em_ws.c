@@ -34,7 +34,7 @@ em_ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, 
     (void) flags;
 
     if (c->ws_feed > 0) {
-        n = evbuffer_remove(bufferevent_get_input(c->bev), buf, EM_MIN(len, c->ws_feed));
+        n = evbuffer_remove(c->in, buf, EM_MIN(len, c->ws_feed));
     }
     if (n > 0) {
         c->ws_feed -= (size_t) n;
@@ -52,7 +52,7 @@ em_ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int 
     em_conn_t *c = user;
     (void) flags;
 
-    if (evbuffer_add(bufferevent_get_output(c->bev), data, len) != 0) {
+    if (evbuffer_add(em_conn_output(c), data, len) != 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
@@ -100,16 +100,14 @@ em_ws_accept(em_conn_t *c, const em_http_req_t *req)
     }
     accept[em_eio_b64_encode(digest, 20, accept)] = '\0';
 
-    evbuffer_add_printf(bufferevent_get_output(c->bev),
+    evbuffer_add_printf(em_conn_output(c),
                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
     c->state = EM_CONN_WS;
     c->keep_alive = 0;
-    /* Liveness is Engine.IO's ping/pong from now on. A frame is fed to wslay
-     * only when whole, so the input must be able to hold the largest one. */
-    struct timeval wr = { 30, 0 };
-    bufferevent_set_timeouts(c->bev, NULL, &wr);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, c->endpoint->max_payload + 64 * 1024);
+    /* Liveness is Engine.IO's ping/pong from now on (no read timeout). A
+     * frame is fed to wslay only when whole, so the input may hold the
+     * largest one (em_conn_input_bound()). */
     return EM_OK;
 }
 
@@ -146,8 +144,8 @@ em_ws_flush(em_conn_t *c)
 void
 em_ws_on_read(em_conn_t *c)
 {
-    struct evbuffer  *in = bufferevent_get_input(c->bev);
-    size_t            len = evbuffer_get_length(in);
+    struct evbuffer  *in = c->in;
+    size_t            len = in != NULL ? evbuffer_get_length(in) : 0;
     unsigned char     head[14];
     em_wsframe_scan_t scan;
     int               rc;
@@ -209,8 +207,8 @@ em_ws_send(em_conn_t *c, em_buf_t *buf)
     if (c->state != EM_CONN_WS || c->ws_closing) {
         return EM_ERROR;
     }
-    out = bufferevent_get_output(c->bev);
-    if (evbuffer_get_length(out) > EM_WS_OUTPUT_HARD_LIMIT) {
+    out = em_conn_output(c);
+    if (out == NULL || evbuffer_get_length(out) > EM_WS_OUTPUT_HARD_LIMIT) {
         em_log(EM_LOG_WARN, 0, "closing a WebSocket client: output buffer over %u bytes",
                EM_WS_OUTPUT_HARD_LIMIT);
         em_conn_close(c);
@@ -262,7 +260,7 @@ em_ws_close(em_conn_t *c, uint16_t code, const char *reason)
         if (rlen) {
             memcpy(frame + 4, reason, rlen);
         }
-        evbuffer_add(bufferevent_get_output(c->bev), frame, 4 + rlen);
+        evbuffer_add(em_conn_output(c), frame, 4 + rlen);
         em_conn_drain(c);
         return;
     }
