@@ -150,8 +150,8 @@ em_cluster_connect_limit(em_sio_socket_t *s, int64_t *retry_after)
     if (l->max == 0 || ip.len == 0) {
         return EM_OK;
     }
-    n = snprintf(key, sizeof(key), "connect\n%s\n%.*s", em_w.conf->nsps[s->nsp->conf_index].name,
-                 (int) ip.len, ip.data);
+    n = snprintf(key, sizeof(key), "connect\n%zu\n%.*s", s->nsp->conf_index, (int) ip.len,
+                 ip.data);
     if (n < 0 || (size_t) n >= sizeof(key)) {
         return EM_OK;
     }

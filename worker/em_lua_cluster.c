@@ -5,6 +5,7 @@
  * (emitd.limit) and monitoring figures (emitd.metrics, ...). Every call
  * reads or changes the shared segment, so every worker sees the same.
  */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -604,6 +605,26 @@ const luaL_Reg em_lua_cluster_nsp_methods[] = {
 
 /* ---- emitd.* ---- */
 
+#define EM_LUA_LIMIT_KEY_HASHED (2 + 2 * 16 + 1)
+
+/* A key longer than the shared table keeps is kept as "#\n" and the hex of
+ * its 128-bit BLAKE2b hash. */
+static const char *
+em_lua_limit_key(const char *key, size_t *len, char hashed[EM_LUA_LIMIT_KEY_HASHED])
+{
+    unsigned char h[16];
+
+    if (*len <= 120) {
+        return key;
+    }
+    crypto_generichash(h, sizeof(h), (const unsigned char *) key, *len, NULL, 0);
+    hashed[0] = '#';
+    hashed[1] = '\n';
+    sodium_bin2hex(hashed + 2, EM_LUA_LIMIT_KEY_HASHED - 2, h, sizeof(h));
+    *len = EM_LUA_LIMIT_KEY_HASHED - 1;
+    return hashed;
+}
+
 /* emitd.limit(key, max, window_ms [, block_ms]) -> allowed, remaining, retry_after_ms */
 static int
 em_lua_limit(lua_State *l)
@@ -617,6 +638,8 @@ em_lua_limit(lua_State *l)
     if (max < 1 || max > UINT32_MAX || window < 1 || block < 0) {
         return luaL_error(l, "emitd.limit: max >= 1, window_ms >= 1, block_ms >= 0");
     }
+    char hashed[EM_LUA_LIMIT_KEY_HASHED];
+    key = em_lua_limit_key(key, &len, hashed);
     em_limit_hit(&em_cluster, key, len, (uint32_t) max, window, block, em_state_now(), &r);
     lua_pushboolean(l, r.allowed);
     lua_pushinteger(l, r.remaining);
@@ -629,7 +652,9 @@ em_lua_limit_reset(lua_State *l)
 {
     size_t      len;
     const char *key = luaL_checklstring(l, 1, &len);
+    char        hashed[EM_LUA_LIMIT_KEY_HASHED];
 
+    key = em_lua_limit_key(key, &len, hashed);
     em_limit_reset(&em_cluster, key, len);
     return 0;
 }

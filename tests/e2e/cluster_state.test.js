@@ -355,6 +355,13 @@ test('per-user message and typing limits are shared by both workers', { skip }, 
     for (let i = 0; i < 11; i++) typing.push((await ack(tabs[i % 2], 'typing:start', { chatId: 'c' }))[0]);
     assert.equal(typing.filter((r) => r.success).length, 10);
     assert.equal(typing[10].success, false);
+    /* A user id that makes the key longer than the table keeps (hashed). */
+    const [long] = await spread(['u'.repeat(127)]);
+    const longReplies = [];
+    for (let i = 0; i < 101; i++) longReplies.push((await ack(long, 'message:send', { content: 'x' }))[0]);
+    assert.equal(longReplies.filter((r) => r.success).length, 100);
+    assert.equal(longReplies[100].success, false);
+    closeAll(long);
     /* Another user has a budget of their own. */
     const [other] = await spread(['judy']);
     const [r] = await ack(other, 'message:send', { chatId: 'c', content: 'hi' });
