@@ -353,9 +353,10 @@ em_presence_stats(em_state_t *st, em_str_t nsp, uint64_t counts[4])
     em_state_unlock(st, EM_ZONE_PRESENCE);
 }
 
-void
-em_room_add(em_state_t *st, unsigned slot, em_str_t nsp, em_str_t room, em_str_t user,
-            em_pchanges_t *chg)
+/* A socket of user joined (delta 1) or left (-1) a room. */
+static void
+em_room_change(em_state_t *st, unsigned slot, em_str_t nsp, em_str_t room, em_str_t user,
+               int delta, em_pchanges_t *chg)
 {
     char   key[EM_KEY_MAX];
     size_t klen;
@@ -365,34 +366,27 @@ em_room_add(em_state_t *st, unsigned slot, em_str_t nsp, em_str_t room, em_str_t
     }
     em_state_lock(st, EM_ZONE_PRESENCE);
     if ((klen = em_key(key, nsp, &room, NULL)) != 0) {
-        em_room_count(st, slot, key, klen, 1);
+        em_room_count(st, slot, key, klen, delta);
     }
     if (user.len > 0 && (klen = em_key(key, nsp, &room, &user)) != 0
-        && em_room_count(st, slot, key, klen, 1)) {
-        em_pchange(chg, EM_PCHG_ROOM_IN, nsp, room, user);
+        && em_room_count(st, slot, key, klen, delta)) {
+        em_pchange(chg, delta > 0 ? EM_PCHG_ROOM_IN : EM_PCHG_ROOM_OUT, nsp, room, user);
     }
     em_state_unlock(st, EM_ZONE_PRESENCE);
+}
+
+void
+em_room_add(em_state_t *st, unsigned slot, em_str_t nsp, em_str_t room, em_str_t user,
+            em_pchanges_t *chg)
+{
+    em_room_change(st, slot, nsp, room, user, 1, chg);
 }
 
 void
 em_room_del(em_state_t *st, unsigned slot, em_str_t nsp, em_str_t room, em_str_t user,
             em_pchanges_t *chg)
 {
-    char   key[EM_KEY_MAX];
-    size_t klen;
-
-    if (slot >= EM_STATE_SLOTS || room.len == 0) {
-        return;
-    }
-    em_state_lock(st, EM_ZONE_PRESENCE);
-    if ((klen = em_key(key, nsp, &room, NULL)) != 0) {
-        em_room_count(st, slot, key, klen, -1);
-    }
-    if (user.len > 0 && (klen = em_key(key, nsp, &room, &user)) != 0
-        && em_room_count(st, slot, key, klen, -1)) {
-        em_pchange(chg, EM_PCHG_ROOM_OUT, nsp, room, user);
-    }
-    em_state_unlock(st, EM_ZONE_PRESENCE);
+    em_room_change(st, slot, nsp, room, user, -1, chg);
 }
 
 uint32_t

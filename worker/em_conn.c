@@ -6,9 +6,11 @@
  * The socket I/O is a single libevent event per connection (read, write and
  * the timeout) and two evbuffers that exist only while they hold bytes: an
  * idle WebSocket costs its em_conn_t and that event, not a bufferevent with
- * two standing buffers. What to wait for follows from the state: reading
- * unless draining or the input reached its bound, writing while output is
- * queued, a 30 s timeout while a request is being read or output waits.
+ * two standing buffers. Output is written straight to the socket at the end
+ * of the loop pass that made it (em_conn_flush_later); what to wait for
+ * follows from the state: reading unless draining or the input reached its
+ * bound, EV_WRITE only while the socket has not taken all the output, and a
+ * 30 s timeout while a request is being read or output waits.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -38,6 +40,7 @@ typedef struct em_conn_chunked {
 
 static void em_conn_io_cb(evutil_socket_t fd, short what, void *arg);
 static void em_conn_process(em_conn_t *c);
+static void em_conn_trim(em_conn_t *c);
 
 /* The most input a state may buffer before reading pauses. */
 static size_t
@@ -68,8 +71,8 @@ em_conn_io_update(em_conn_t *c)
         && (c->in == NULL || evbuffer_get_length(c->in) < em_conn_input_bound(c))) {
         what |= EV_READ;
     }
-    if (c->write_wanted || (c->out != NULL && evbuffer_get_length(c->out) > 0)) {
-        what |= EV_WRITE;
+    if (!c->flush_queued && c->out != NULL && evbuffer_get_length(c->out) > 0) {
+        what |= EV_WRITE;       /* the socket did not take it all */
     }
     timed = (what & EV_WRITE) || c->state == EM_CONN_HEAD || c->state == EM_CONN_BODY
             || c->state == EM_CONN_CHUNKED;
@@ -95,17 +98,76 @@ em_conn_input(em_conn_t *c)
     return c->in;
 }
 
+/*
+ * Output is written at the end of the loop iteration that made it, straight
+ * to the socket: a reply or a broadcast costs one write() per connection and
+ * no epoll change. Only what the socket does not take makes the connection
+ * wait for EV_WRITE. em_conn_close() takes a connection off the queue.
+ */
+static em_conn_t   **em_conn_flushq;
+static size_t        em_conn_nflush, em_conn_flushcap;
+static struct event *em_conn_flush_ev;
+
+static void em_conn_do_write(em_conn_t *c);
+
+static void
+em_conn_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    (void) arg;
+
+    for (size_t i = 0; i < em_conn_nflush; i++) {
+        em_conn_t *c = em_conn_flushq[i];
+        if (c == NULL) {
+            continue;           /* closed since */
+        }
+        c->flush_queued = 0;
+        em_conn_do_write(c);
+        if (c->state != EM_CONN_CLOSED) {
+            em_conn_trim(c);
+            em_conn_io_update(c);
+        }
+    }
+    em_conn_nflush = 0;
+}
+
+static void
+em_conn_flush_later(em_conn_t *c)
+{
+    if (c->flush_queued || c->state == EM_CONN_CLOSED) {
+        return;
+    }
+    if (em_conn_nflush == em_conn_flushcap) {
+        size_t      cap = em_conn_flushcap ? em_conn_flushcap * 2 : 256;
+        em_conn_t **q = realloc(em_conn_flushq, cap * sizeof(*q));
+        if (q == NULL) {
+            em_conn_io_update(c);   /* no queue: let EV_WRITE do it */
+            return;
+        }
+        em_conn_flushq = q;
+        em_conn_flushcap = cap;
+    }
+    if (em_conn_flush_ev == NULL
+        && (em_conn_flush_ev = event_new(em_w.base, -1, 0, em_conn_flush_cb, NULL)) == NULL) {
+        em_conn_io_update(c);
+        return;
+    }
+    c->flush_queued = 1;
+    c->flush_idx = (uint32_t) em_conn_nflush;
+    em_conn_flushq[em_conn_nflush++] = c;
+    if (em_conn_nflush == 1) {
+        event_active(em_conn_flush_ev, EV_TIMEOUT, 0);
+    }
+}
+
 struct evbuffer *
 em_conn_output(em_conn_t *c)
 {
     if (c->out == NULL) {
         c->out = evbuffer_new();
     }
-    if (!c->write_wanted && c->state != EM_CONN_CLOSED) {
-        /* The caller is about to add bytes: wait for the socket to take them. */
-        c->write_wanted = 1;
-        em_conn_io_update(c);
-    }
+    em_conn_flush_later(c);
     return c->out;
 }
 
@@ -172,6 +234,10 @@ em_conn_close(em_conn_t *c)
     if (c->io_registered) {
         event_del(&c->ev);
         c->io_registered = 0;
+    }
+    if (c->flush_queued) {
+        em_conn_flushq[c->flush_idx] = NULL;
+        c->flush_queued = 0;
     }
     if (c->session != NULL) {
         em_session_t *s = c->session;
@@ -585,7 +651,6 @@ em_conn_do_read(em_conn_t *c)
 static void
 em_conn_do_write(em_conn_t *c)
 {
-    c->write_wanted = 0;
     if (c->out != NULL && evbuffer_get_length(c->out) > 0) {
         if (evbuffer_write(c->out, c->fd) < 0 && !em_conn_retriable(errno)) {
             em_conn_close(c);

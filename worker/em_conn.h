@@ -35,7 +35,8 @@ struct em_conn {
     struct evbuffer           *out;           /* output, NULL while empty */
     short                      io_what;       /* EV_READ / EV_WRITE registered */
     unsigned                   io_registered:1;
-    unsigned                   write_wanted:1; /* output is being added */
+    unsigned                   flush_queued:1; /* output to write at the end of this loop pass */
+    uint32_t                   flush_idx;      /* its place in that queue */
     em_conn_state_t            state;
     unsigned                   noroute:1;     /* serve the next request here */
     unsigned                   keep_alive:1;

@@ -169,16 +169,23 @@ em_lua_socket_on(lua_State *l)
     luaL_checktype(l, 3, LUA_TFUNCTION);
     lua_getiuservalue(l, 1, 1);
     lua_getfield(l, -1, "_h");
+    em_lua_handler_add(l, ev, 3);
+    lua_settop(l, 1);
+    return 1;
+}
+
+void
+em_lua_handler_add(lua_State *l, const char *ev, int fn)
+{
     if (lua_getfield(l, -1, ev) != LUA_TTABLE) {
         lua_pop(l, 1);
         lua_newtable(l);
         lua_pushvalue(l, -1);
         lua_setfield(l, -3, ev);
     }
-    lua_pushvalue(l, 3);
+    lua_pushvalue(l, fn);
     lua_rawseti(l, -2, (lua_Integer) lua_rawlen(l, -2) + 1);
-    lua_settop(l, 1);
-    return 1;
+    lua_pop(l, 1);
 }
 
 static int

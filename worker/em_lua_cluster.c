@@ -465,14 +465,7 @@ em_lua_nsp_on_presence(lua_State *l)
         lua_pushvalue(l, -1);
         lua_rawseti(l, -3, conf);
     }
-    if (lua_getfield(l, -1, ev) != LUA_TTABLE) {
-        lua_pop(l, 1);
-        lua_newtable(l);
-        lua_pushvalue(l, -1);
-        lua_setfield(l, -3, ev);
-    }
-    lua_pushvalue(l, 3);
-    lua_rawseti(l, -2, (lua_Integer) lua_rawlen(l, -2) + 1);
+    em_lua_handler_add(l, ev, 3);
     lua_settop(l, 1);
     return 1;
 }

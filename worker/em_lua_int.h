@@ -22,6 +22,10 @@ lua_State       *em_lua_state(void);
  * `what`); keeps nres results on success. */
 int              em_lua_call(int nargs, int nres, const char *what);
 
+/* Append the function at index fn to the list under key ev of the table on
+ * top of the stack (made when missing); the stack is left as it was. */
+void             em_lua_handler_add(lua_State *l, const char *ev, int fn);
+
 /* The socket of the socket object at idx (NULL once it is gone). */
 em_sio_socket_t *em_lua_check_socket(lua_State *l, int idx);
 
