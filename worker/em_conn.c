@@ -4,9 +4,11 @@
  * master, CORS, writing responses, keep-alive, and the close/reap life cycle.
  *
  * The socket I/O is a single libevent event per connection (read, write and
- * the timeout) and two evbuffers that exist only while they hold bytes: an
- * idle WebSocket costs its em_conn_t and that event, not a bufferevent with
- * two standing buffers. Output is written straight to the socket at the end
+ * the timeout), an input evbuffer that exists only while it holds bytes and
+ * an output evbuffer kept once the connection has written (re-making it for
+ * every message of a broadcast costs more than its 130 bytes): an idle
+ * WebSocket costs its em_conn_t, that event and an empty output buffer, not
+ * a bufferevent. Output is written straight to the socket at the end
  * of the loop pass that made it (em_conn_flush_later); what to wait for
  * follows from the state: reading unless draining or the input reached its
  * bound, EV_WRITE only while the socket has not taken all the output, and a
@@ -171,17 +173,13 @@ em_conn_output(em_conn_t *c)
     return c->out;
 }
 
-/* Buffers go as soon as they are empty. */
+/* The input buffer goes as soon as it is empty. */
 static void
 em_conn_trim(em_conn_t *c)
 {
     if (c->in != NULL && evbuffer_get_length(c->in) == 0) {
         evbuffer_free(c->in);
         c->in = NULL;
-    }
-    if (c->out != NULL && evbuffer_get_length(c->out) == 0) {
-        evbuffer_free(c->out);
-        c->out = NULL;
     }
 }
 
