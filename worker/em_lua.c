@@ -161,14 +161,40 @@ em_lua_push_socket(em_sio_socket_t *s)
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->lref);
 }
 
+/*
+ * Push table `field` of the socket object at index sock's user value (its
+ * handler lists "_h", its pending acks "_acks"), made on first use when
+ * `create`; 0 with nil pushed when absent. A socket with no handlers or
+ * acks carries no empty tables.
+ */
+static int
+em_lua_sock_table(lua_State *l, int sock, const char *field, int create)
+{
+    lua_getiuservalue(l, sock, 1);
+    if (lua_getfield(l, -1, field) == LUA_TTABLE) {
+        lua_remove(l, -2);
+        return 1;
+    }
+    lua_pop(l, 1);
+    if (!create) {
+        lua_pop(l, 1);
+        lua_pushnil(l);
+        return 0;
+    }
+    lua_newtable(l);
+    lua_pushvalue(l, -1);
+    lua_setfield(l, -3, field);
+    lua_remove(l, -2);
+    return 1;
+}
+
 static int
 em_lua_socket_on(lua_State *l)
 {
     const char *ev = luaL_checkstring(l, 2);
 
     luaL_checktype(l, 3, LUA_TFUNCTION);
-    lua_getiuservalue(l, 1, 1);
-    lua_getfield(l, -1, "_h");
+    em_lua_sock_table(l, 1, "_h", 1);
     em_lua_handler_add(l, ev, 3);
     lua_settop(l, 1);
     return 1;
@@ -193,10 +219,10 @@ em_lua_socket_off(lua_State *l)
 {
     const char *ev = luaL_checkstring(l, 2);
 
-    lua_getiuservalue(l, 1, 1);
-    lua_getfield(l, -1, "_h");
-    lua_pushnil(l);
-    lua_setfield(l, -2, ev);
+    if (em_lua_sock_table(l, 1, "_h", 0)) {
+        lua_pushnil(l);
+        lua_setfield(l, -2, ev);
+    }
     lua_settop(l, 1);
     return 1;
 }
@@ -216,11 +242,10 @@ em_lua_socket_emit(lua_State *l)
     }
     if (lua_type(l, top) == LUA_TFUNCTION && top > 2) {
         id = s->next_ack++;
-        lua_getiuservalue(l, 1, 1);
-        lua_getfield(l, -1, "_acks");
+        em_lua_sock_table(l, 1, "_acks", 1);
         lua_pushvalue(l, top);
         lua_rawseti(l, -2, id);
-        lua_pop(l, 2);
+        lua_pop(l, 1);
         top--;
     }
     em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { s->nsp->name, s->nsp->name_len }, id, 2, top,
@@ -358,6 +383,8 @@ static const luaL_Reg em_lua_socket_methods[] = {
     { NULL, NULL }
 };
 
+static void em_lua_socket_lazy(lua_State *l, const char *key);
+
 static int
 em_lua_socket_index(lua_State *l)
 {
@@ -395,7 +422,9 @@ em_lua_socket_index(lua_State *l)
     }
     lua_getiuservalue(l, 1, 1);
     lua_pushvalue(l, 2);
-    lua_rawget(l, -2);
+    if (lua_rawget(l, -2) == LUA_TNIL && key != NULL) {
+        em_lua_socket_lazy(l, key);
+    }
     return 1;
 }
 
@@ -805,88 +834,117 @@ em_lua_nsp_scripts(void)
 }
 
 static void
-em_lua_push_str_map(em_str_t query)
+em_lua_push_str_map(lua_State *l, em_str_t query)
 {
     size_t   pos = 0;
     em_str_t k, v;
     char     key[256], val[4096];
 
-    lua_newtable(L);
+    lua_newtable(l);
     while (em_http_query_next(query, &pos, &k, &v)) {
         ssize_t kl = em_http_pct_decode(k, key, sizeof(key));
         ssize_t vl = em_http_pct_decode(v, val, sizeof(val));
         if (kl > 0 && vl >= 0) {
-            lua_pushlstring(L, key, (size_t) kl);
-            lua_pushlstring(L, val, (size_t) vl);
-            lua_rawset(L, -3);
+            lua_pushlstring(l, key, (size_t) kl);
+            lua_pushlstring(l, val, (size_t) vl);
+            lua_rawset(l, -3);
         }
     }
 }
 
-/* socket.handshake from the head saved at the Engine.IO handshake. */
+/* socket.handshake from the head saved at the Engine.IO handshake; uv is
+ * the index of the socket's user value (auth and issued time). */
 static void
-em_lua_push_handshake(em_sio_socket_t *s, json_t *auth)
+em_lua_push_handshake(lua_State *l, em_sio_socket_t *s, int uv)
 {
     em_session_t  *es = em_sio_socket_session(s);
-    const char    *addr = es->handshake;
+    const char    *addr = es->handshake ? es->handshake : "";
     size_t         alen = strlen(addr) + 1;
     em_http_req_t  req;
 
-    lua_createtable(L, 0, 8);
-    if (em_lua_push_json(L, auth, NULL, 0) != EM_OK) {
-        lua_newtable(L);
+    lua_createtable(l, 0, 8);
+    if (lua_getfield(l, uv, "_auth") != LUA_TTABLE) {
+        lua_pop(l, 1);
+        lua_newtable(l);
     }
-    lua_setfield(L, -2, "auth");
-    lua_pushstring(L, addr);
-    lua_setfield(L, -2, "address");
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    lua_pushinteger(L, (lua_Integer) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-    lua_setfield(L, -2, "issued");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "secure");
-    if (em_http_parse(es->handshake + alen, es->handshake_len - alen, &req) == EM_OK) {
-        lua_pushlstring(L, req.target.data, req.target.len);
-        lua_setfield(L, -2, "url");
-        em_lua_push_str_map(req.query);
-        lua_setfield(L, -2, "query");
-        lua_createtable(L, 0, (int) req.nheaders);
+    lua_setfield(l, -2, "auth");
+    lua_pushstring(l, addr);
+    lua_setfield(l, -2, "address");
+    lua_getfield(l, uv, "_issued");
+    lua_setfield(l, -2, "issued");
+    lua_pushboolean(l, 0);
+    lua_setfield(l, -2, "secure");
+    if (es->handshake != NULL
+        && em_http_parse(es->handshake + alen, es->handshake_len - alen, &req) == EM_OK) {
+        lua_pushlstring(l, req.target.data, req.target.len);
+        lua_setfield(l, -2, "url");
+        em_lua_push_str_map(l, req.query);
+        lua_setfield(l, -2, "query");
+        lua_createtable(l, 0, (int) req.nheaders);
         for (size_t i = 0; i < req.nheaders; i++) {
             luaL_Buffer b;
-            luaL_buffinit(L, &b);
+            luaL_buffinit(l, &b);
             for (size_t k = 0; k < req.headers[i].name.len; k++) {
                 char ch = req.headers[i].name.data[k];
                 luaL_addchar(&b, (ch >= 'A' && ch <= 'Z') ? (char) (ch + 32) : ch);
             }
             luaL_pushresult(&b);
-            lua_pushlstring(L, req.headers[i].value.data, req.headers[i].value.len);
-            lua_rawset(L, -3);
+            lua_pushlstring(l, req.headers[i].value.data, req.headers[i].value.len);
+            lua_rawset(l, -3);
         }
-        lua_setfield(L, -2, "headers");
+        lua_setfield(l, -2, "headers");
     }
 }
 
 /* socket.params for a parameterised namespace ("/device/:id" -> {id = "42"}). */
 static void
-em_lua_push_params(em_sio_socket_t *s)
+em_lua_push_params(lua_State *l, em_sio_socket_t *s)
 {
     const char *p = em_w.conf->nsps[s->nsp->conf_index].name;
     const char *n = s->nsp->name, *end = n + s->nsp->name_len;
 
-    lua_newtable(L);
+    lua_newtable(l);
     while (*p != '\0' && n < end) {
         if (p[0] == ':' && p[-1] == '/') {
             const char *k = ++p, *v = n;
             while (*p != '\0' && *p != '/') p++;
             while (n < end && *n != '/') n++;
-            lua_pushlstring(L, k, (size_t) (p - k));
-            lua_pushlstring(L, v, (size_t) (n - v));
-            lua_rawset(L, -3);
+            lua_pushlstring(l, k, (size_t) (p - k));
+            lua_pushlstring(l, v, (size_t) (n - v));
+            lua_rawset(l, -3);
             continue;
         }
         p++;
         n++;
     }
+}
+
+/*
+ * socket.handshake, socket.params and socket.data, made on first read:
+ * stack [socket, key, user value, nil] -> the value replaces the nil.
+ */
+static void
+em_lua_socket_lazy(lua_State *l, const char *key)
+{
+    em_sio_socket_t *s = em_lua_check_socket(l, 1);
+    int              uv = lua_gettop(l) - 1;
+
+    if (strcmp(key, "handshake") != 0 && strcmp(key, "params") != 0 && strcmp(key, "data") != 0) {
+        return;
+    }
+    if (strcmp(key, "data") != 0 && s == NULL) {
+        return;     /* gone: its handshake cannot be read any more */
+    }
+    lua_pop(l, 1);
+    if (key[0] == 'h') {
+        em_lua_push_handshake(l, s, uv);
+    } else if (key[0] == 'p') {
+        em_lua_push_params(l, s);
+    } else {
+        lua_newtable(l);
+    }
+    lua_pushvalue(l, -1);
+    lua_setfield(l, uv, key);
 }
 
 int
@@ -901,21 +959,20 @@ em_lua_connect(em_sio_socket_t *s, json_t *auth, json_t **reject)
     box = lua_newuserdatauv(L, sizeof(*box), 1);
     box->s = s;
     luaL_setmetatable(L, EM_LUA_SOCKET_MT);
-    lua_createtable(L, 0, 8);
+    /* handshake, params and data are made when a script first reads them
+     * (em_lua_socket_lazy); until then only the auth object is kept. */
+    lua_createtable(L, 0, 4);
     lua_pushstring(L, s->id);
     lua_setfield(L, -2, "id");
     lua_pushlstring(L, s->nsp->name, s->nsp->name_len);
     lua_setfield(L, -2, "nsp");
-    em_lua_push_handshake(s, auth);
-    lua_setfield(L, -2, "handshake");
-    em_lua_push_params(s);
-    lua_setfield(L, -2, "params");
-    lua_newtable(L);
-    lua_setfield(L, -2, "data");
-    lua_newtable(L);
-    lua_setfield(L, -2, "_h");
-    lua_newtable(L);
-    lua_setfield(L, -2, "_acks");
+    if (json_object_size(auth) > 0 && em_lua_push_json(L, auth, NULL, 0) == EM_OK) {
+        lua_setfield(L, -2, "_auth");
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    lua_pushinteger(L, (lua_Integer) now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    lua_setfield(L, -2, "_issued");
     lua_setiuservalue(L, -2, 1);
     lua_pushvalue(L, -1);
     s->lref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -1004,8 +1061,10 @@ em_lua_event(em_sio_socket_t *s, json_t *args, const em_str_t *atts, size_t natt
     }
     em_lua_push_socket(s);
     int sock = lua_gettop(L);
-    lua_getiuservalue(L, sock, 1);
-    lua_getfield(L, -1, "_h");
+    if (!em_lua_sock_table(L, sock, "_h", 0)) {
+        lua_settop(L, base);
+        return EM_OK;
+    }
     lua_getfield(L, -1, ev);
     int list = lua_gettop(L);
     if (!lua_istable(L, list)) {
@@ -1045,8 +1104,10 @@ em_lua_ack(em_sio_socket_t *s, int64_t id, json_t *args, const em_str_t *atts, s
     int base = lua_gettop(L);
 
     em_lua_push_socket(s);
-    lua_getiuservalue(L, -1, 1);
-    lua_getfield(L, -1, "_acks");
+    if (!em_lua_sock_table(L, lua_gettop(L), "_acks", 0)) {
+        lua_settop(L, base);
+        return EM_OK;   /* it asked for none */
+    }
     int acks = lua_gettop(L);
     if (lua_rawgeti(L, acks, id) != LUA_TFUNCTION) {
         lua_settop(L, base);
@@ -1070,9 +1131,7 @@ em_lua_socket_event(em_sio_socket_t *s, const char *event, const char *reason)
     int base = lua_gettop(L);
 
     em_lua_push_socket(s);
-    lua_getiuservalue(L, -1, 1);
-    lua_getfield(L, -1, "_h");
-    if (lua_getfield(L, -1, event) == LUA_TTABLE) {
+    if (em_lua_sock_table(L, lua_gettop(L), "_h", 0) && lua_getfield(L, -1, event) == LUA_TTABLE) {
         int         list = lua_gettop(L);
         lua_Integer nh = (lua_Integer) lua_rawlen(L, list);
         for (lua_Integer h = 1; h <= nh; h++) {
