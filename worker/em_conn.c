@@ -636,7 +636,21 @@ em_conn_do_read(em_conn_t *c)
     if (have >= bound) {
         return;
     }
-    n = evbuffer_read(in, c->fd, (int) EM_MIN(bound - have, (size_t) 65536));
+    /* Straight into the buffer's free space (evbuffer_read would first ask
+     * the kernel how much there is: one more system call per message). */
+    struct evbuffer_iovec v;
+    size_t                want = EM_MIN(bound - have, (size_t) 16384);
+    if (evbuffer_reserve_space(in, (ev_ssize_t) want, &v, 1) < 1) {
+        em_conn_close(c);
+        return;
+    }
+    n = (int) read(c->fd, v.iov_base, EM_MIN(v.iov_len, want));
+    if (n > 0) {
+        v.iov_len = (size_t) n;
+        evbuffer_commit_space(in, &v, 1);
+    } else {
+        evbuffer_commit_space(in, NULL, 0);
+    }
     if (n == 0 || (n < 0 && !em_conn_retriable(errno))) {
         em_conn_close(c);       /* EOF or error */
         return;

@@ -81,9 +81,19 @@ em_lua_traceback(lua_State *l)
     return 1;
 }
 
+static int em_lua_call_named(int nargs, int nres, const char *what, const char *name);
+
 /* Call the function below nargs arguments; keeps nres results on success. */
 int
 em_lua_call(int nargs, int nres, const char *what)
+{
+    return em_lua_call_named(nargs, nres, what, NULL);
+}
+
+/* The same; an error names `what` followed by `name` in quotes (when given),
+ * formatted only if there is an error. */
+static int
+em_lua_call_named(int nargs, int nres, const char *what, const char *name)
 {
     int base = lua_gettop(L) - nargs;
     int rc;
@@ -103,7 +113,12 @@ em_lua_call(int nargs, int nres, const char *what)
     lua_remove(L, base);
     em_lua_depth--;
     if (rc != LUA_OK) {
-        em_log(EM_LOG_ERR, 0, "script error in %s: %s", what, lua_tostring(L, -1));
+        if (name != NULL) {
+            em_log(EM_LOG_ERR, 0, "script error in %s\"%.100s\": %s", what, name,
+                   lua_tostring(L, -1));
+        } else {
+            em_log(EM_LOG_ERR, 0, "script error in %s: %s", what, lua_tostring(L, -1));
+        }
         lua_pop(L, 1);
         return EM_ERROR;
     }
@@ -1090,9 +1105,7 @@ em_lua_event(em_sio_socket_t *s, json_t *args, const em_str_t *atts, size_t natt
         for (int i = 0; i < nargs; i++) {
             lua_pushvalue(L, first + i);
         }
-        char what[160];
-        snprintf(what, sizeof(what), "handler of \"%.100s\"", ev);
-        em_lua_call(nargs, 0, what);
+        em_lua_call_named(nargs, 0, "handler of ", ev);
     }
     lua_settop(L, base);
     return EM_OK;
