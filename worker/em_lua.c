@@ -215,18 +215,44 @@ em_lua_socket_on(lua_State *l)
     return 1;
 }
 
+/* One handler is kept as the function itself; a second makes a list. */
 void
 em_lua_handler_add(lua_State *l, const char *ev, int fn)
 {
-    if (lua_getfield(l, -1, ev) != LUA_TTABLE) {
+    int t = lua_getfield(l, -1, ev);
+
+    if (t == LUA_TNIL) {
         lua_pop(l, 1);
-        lua_newtable(l);
+        lua_pushvalue(l, fn);
+        lua_setfield(l, -2, ev);
+        return;
+    }
+    if (t != LUA_TTABLE) {
+        lua_createtable(l, 2, 0);
+        lua_insert(l, -2);
+        lua_rawseti(l, -2, 1);
         lua_pushvalue(l, -1);
         lua_setfield(l, -3, ev);
     }
     lua_pushvalue(l, fn);
     lua_rawseti(l, -2, (lua_Integer) lua_rawlen(l, -2) + 1);
     lua_pop(l, 1);
+}
+
+lua_Integer
+em_lua_handler_count(lua_State *l, int idx)
+{
+    return lua_isfunction(l, idx) ? 1 : lua_istable(l, idx) ? (lua_Integer) lua_rawlen(l, idx) : 0;
+}
+
+void
+em_lua_handler_push(lua_State *l, int idx, lua_Integer i)
+{
+    if (lua_isfunction(l, idx)) {
+        lua_pushvalue(l, idx);
+    } else {
+        lua_rawgeti(l, idx, i);
+    }
 }
 
 static int
@@ -1082,7 +1108,8 @@ em_lua_event(em_sio_socket_t *s, json_t *args, const em_str_t *atts, size_t natt
     }
     lua_getfield(L, -1, ev);
     int list = lua_gettop(L);
-    if (!lua_istable(L, list)) {
+    lua_Integer nh = em_lua_handler_count(L, list);
+    if (nh == 0) {
         lua_settop(L, base);
         return EM_OK;
     }
@@ -1099,9 +1126,8 @@ em_lua_event(em_sio_socket_t *s, json_t *args, const em_str_t *atts, size_t natt
         lua_pushcclosure(L, em_lua_ack_fn, 3);
         nargs++;
     }
-    lua_Integer nh = (lua_Integer) lua_rawlen(L, list);
     for (lua_Integer h = 1; h <= nh; h++) {
-        lua_rawgeti(L, list, h);
+        em_lua_handler_push(L, list, h);
         for (int i = 0; i < nargs; i++) {
             lua_pushvalue(L, first + i);
         }
@@ -1144,11 +1170,11 @@ em_lua_socket_event(em_sio_socket_t *s, const char *event, const char *reason)
     int base = lua_gettop(L);
 
     em_lua_push_socket(s);
-    if (em_lua_sock_table(L, lua_gettop(L), "_h", 0) && lua_getfield(L, -1, event) == LUA_TTABLE) {
+    if (em_lua_sock_table(L, lua_gettop(L), "_h", 0) && lua_getfield(L, -1, event) != LUA_TNIL) {
         int         list = lua_gettop(L);
-        lua_Integer nh = (lua_Integer) lua_rawlen(L, list);
+        lua_Integer nh = em_lua_handler_count(L, list);
         for (lua_Integer h = 1; h <= nh; h++) {
-            lua_rawgeti(L, list, h);
+            em_lua_handler_push(L, list, h);
             lua_pushstring(L, reason);
             em_lua_call(1, 0, event);
         }

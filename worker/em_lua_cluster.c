@@ -477,7 +477,7 @@ em_lua_presence_handlers(lua_State *l, lua_Integer conf, const char *ev)
     int top = lua_gettop(l);
 
     if (lua_getfield(l, LUA_REGISTRYINDEX, EM_LUA_PRESENCE_KEY) == LUA_TTABLE
-        && lua_rawgeti(l, -1, conf) == LUA_TTABLE && lua_getfield(l, -1, ev) == LUA_TTABLE) {
+        && lua_rawgeti(l, -1, conf) == LUA_TTABLE && lua_getfield(l, -1, ev) != LUA_TNIL) {
         lua_replace(l, top + 1);
         lua_settop(l, top + 1);
         return 1;
@@ -492,8 +492,8 @@ em_lua_presence_run(lua_State *l, int nargs, const char *what)
 {
     int list = lua_gettop(l), first = list - nargs;
 
-    for (lua_Integer i = 1; i <= (lua_Integer) lua_rawlen(l, list); i++) {
-        lua_rawgeti(l, list, i);
+    for (lua_Integer i = 1; i <= em_lua_handler_count(l, list); i++) {
+        em_lua_handler_push(l, list, i);
         for (int a = 0; a < nargs; a++) {
             lua_pushvalue(l, first + a);
         }

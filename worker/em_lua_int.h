@@ -22,9 +22,13 @@ lua_State       *em_lua_state(void);
  * `what`); keeps nres results on success. */
 int              em_lua_call(int nargs, int nres, const char *what);
 
-/* Append the function at index fn to the list under key ev of the table on
- * top of the stack (made when missing); the stack is left as it was. */
+/* Add the function at index fn to the handlers under key ev of the table on
+ * top of the stack (one handler is stored as the function itself, more as
+ * a list); the stack is left as it was. em_lua_handler_count() and
+ * em_lua_handler_push() read such an entry (at idx) back, 1-based. */
 void             em_lua_handler_add(lua_State *l, const char *ev, int fn);
+lua_Integer      em_lua_handler_count(lua_State *l, int idx);
+void             em_lua_handler_push(lua_State *l, int idx, lua_Integer i);
 
 /* The socket of the socket object at idx (NULL once it is gone). */
 em_sio_socket_t *em_lua_check_socket(lua_State *l, int idx);

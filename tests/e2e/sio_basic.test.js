@@ -202,6 +202,22 @@ for (const transport of Object.keys(TRANSPORTS)) {
   }
 }
 
+test('two handlers of one event both run, in order; off() removes them', async () => {
+  const s = await connect(emitd.url, '/', 'websocket');
+  try {
+    assert.deepEqual(await ack(s, 'twice'), [['first', 'second']]);
+    assert.deepEqual(await ack(s, 'twice'), [['first', 'second', 'first', 'second']]);
+    await ack(s, 'twice_off');
+    /* No handler now: no answer within a round trip of another event. */
+    let answered = false;
+    s.emit('twice', () => { answered = true; });
+    await ack(s, 'echo', 'barrier');
+    assert.equal(answered, false);
+  } finally {
+    closeAll(s);
+  }
+});
+
 for (const nsp of NAMESPACES) {
   test(`upgrade ${nsp}: events sent while the transport upgrades all arrive in order`, async () => {
     const { io } = require('./lib/clients');

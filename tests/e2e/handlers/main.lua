@@ -50,6 +50,16 @@ function on_connect(socket)
     end
   end)
 
+  -- Two handlers of one event run in the order they were added, and off()
+  -- removes both.
+  local order = {}
+  socket:on("twice", function() order[#order + 1] = "first" end)
+  socket:on("twice", function(ack)
+    order[#order + 1] = "second"
+    if type(ack) == "function" then ack(emitd.array(order)) end
+  end)
+  socket:on("twice_off", function(ack) socket:off("twice"); ack(true) end)
+
   socket:on("describe", function(...)
     local args, ack = split_ack(...)
     local r = {}
