@@ -4,11 +4,10 @@
  * master, CORS, writing responses, keep-alive, and the close/reap life cycle.
  *
  * The socket I/O is a single libevent event per connection (read, write and
- * the timeout), an input evbuffer that exists only while it holds bytes and
- * an output evbuffer kept once the connection has written (re-making it for
- * every message of a broadcast costs more than its 130 bytes): an idle
- * WebSocket costs its em_conn_t, that event and an empty output buffer, not
- * a bufferevent. Output is written straight to the socket at the end
+ * the timeout) and evbuffers that a connection holds only while they hold
+ * bytes (empty output buffers wait in a pool for the next connection that
+ * writes): an idle WebSocket costs its em_conn_t and that event, not a
+ * bufferevent. Output is written straight to the socket at the end
  * of the loop pass that made it (em_conn_flush_later); what to wait for
  * follows from the state: reading unless draining or the input reached its
  * bound, EV_WRITE only while the socket has not taken all the output, and a
@@ -163,23 +162,50 @@ em_conn_flush_later(em_conn_t *c)
     }
 }
 
+/*
+ * Empty output buffers go back to a small per-worker pool: a connection with
+ * nothing to send holds none, and a broadcast to thousands of connections
+ * takes them from the pool instead of making and freeing one each time.
+ */
+#define EM_CONN_OUT_POOL 4096
+
+static struct evbuffer *em_conn_out_pool[EM_CONN_OUT_POOL];
+static size_t           em_conn_out_pooled;
+
+static void
+em_conn_out_release(em_conn_t *c)
+{
+    if (c->out == NULL) {
+        return;
+    }
+    if (evbuffer_get_length(c->out) == 0 && em_conn_out_pooled < EM_CONN_OUT_POOL) {
+        em_conn_out_pool[em_conn_out_pooled++] = c->out;
+    } else {
+        evbuffer_free(c->out);
+    }
+    c->out = NULL;
+}
+
 struct evbuffer *
 em_conn_output(em_conn_t *c)
 {
     if (c->out == NULL) {
-        c->out = evbuffer_new();
+        c->out = em_conn_out_pooled > 0 ? em_conn_out_pool[--em_conn_out_pooled] : evbuffer_new();
     }
     em_conn_flush_later(c);
     return c->out;
 }
 
-/* The input buffer goes as soon as it is empty. */
+/* Buffers go as soon as they are empty (the output one to the pool). */
 static void
 em_conn_trim(em_conn_t *c)
 {
     if (c->in != NULL && evbuffer_get_length(c->in) == 0) {
         evbuffer_free(c->in);
         c->in = NULL;
+    }
+    if (c->out != NULL && evbuffer_get_length(c->out) == 0) {
+        em_conn_out_release(c);
     }
 }
 
@@ -266,9 +292,7 @@ em_conn_reap(em_conn_t *c)
     if (c->in != NULL) {
         evbuffer_free(c->in);
     }
-    if (c->out != NULL) {
-        evbuffer_free(c->out);
-    }
+    em_conn_out_release(c);
     close(c->fd);
     free(c->origin);
     free(c);

@@ -32,7 +32,7 @@ struct em_conn {
     int                        fd;
     struct event               ev;            /* read / write / timeout (em_conn.c) */
     struct evbuffer           *in;            /* input, NULL while empty */
-    struct evbuffer           *out;           /* output, NULL until the first write */
+    struct evbuffer           *out;           /* output, NULL while empty */
     short                      io_what;       /* EV_READ / EV_WRITE registered */
     unsigned                   io_registered:1;
     unsigned                   flush_queued:1; /* output to write at the end of this loop pass */
