@@ -34,8 +34,12 @@
 #define EM_LUA_BCAST_MT  "emitd.bcast"
 #define EM_LUA_TIME_LIMIT_MS 2000
 
+/* A socket object: its id and handshake time live here (they outlast the
+ * socket), everything else in its user value table. */
 typedef struct {
     em_sio_socket_t *s;
+    int64_t          issued;            /* ms since the epoch */
+    char             id[EM_SID_LEN + 1];
 } em_lua_sock_box_t;
 
 typedef struct {
@@ -439,6 +443,11 @@ em_lua_socket_index(lua_State *l)
         if (strcmp(key, "connected") == 0) {
             em_sio_socket_t *s = em_lua_check_socket(l, 1);
             lua_pushboolean(l, s != NULL && !s->closed);
+            return 1;
+        }
+        if (strcmp(key, "id") == 0) {
+            em_lua_sock_box_t *box = lua_touserdata(l, 1);
+            lua_pushstring(l, box->id);
             return 1;
         }
         if (strcmp(key, "recovered") == 0) {
@@ -893,8 +902,9 @@ em_lua_push_str_map(lua_State *l, em_str_t query)
     }
 }
 
-/* socket.handshake from the head saved at the Engine.IO handshake; uv is
- * the index of the socket's user value (auth and issued time). */
+/* socket.handshake from the head saved at the Engine.IO handshake, for the
+ * socket object at index 1 (called from its __index); uv is the index of
+ * its user value (the auth object). */
 static void
 em_lua_push_handshake(lua_State *l, em_sio_socket_t *s, int uv)
 {
@@ -911,7 +921,7 @@ em_lua_push_handshake(lua_State *l, em_sio_socket_t *s, int uv)
     lua_setfield(l, -2, "auth");
     lua_pushstring(l, addr);
     lua_setfield(l, -2, "address");
-    lua_getfield(l, uv, "_issued");
+    lua_pushinteger(l, ((em_lua_sock_box_t *) lua_touserdata(l, 1))->issued);
     lua_setfield(l, -2, "issued");
     lua_pushboolean(l, 0);
     lua_setfield(l, -2, "secure");
@@ -999,21 +1009,19 @@ em_lua_connect(em_sio_socket_t *s, json_t *auth, json_t **reject)
     *reject = NULL;
     box = lua_newuserdatauv(L, sizeof(*box), 1);
     box->s = s;
+    memcpy(box->id, s->id, sizeof(box->id));
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    box->issued = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
     luaL_setmetatable(L, EM_LUA_SOCKET_MT);
     /* handshake, params and data are made when a script first reads them
      * (em_lua_socket_lazy); until then only the auth object is kept. */
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, s->id);
-    lua_setfield(L, -2, "id");
+    lua_createtable(L, 0, 2);
     lua_pushlstring(L, s->nsp->name, s->nsp->name_len);
     lua_setfield(L, -2, "nsp");
     if (json_object_size(auth) > 0 && em_lua_push_json(L, auth, NULL, 0) == EM_OK) {
         lua_setfield(L, -2, "_auth");
     }
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    lua_pushinteger(L, (lua_Integer) now.tv_sec * 1000 + now.tv_nsec / 1000000);
-    lua_setfield(L, -2, "_issued");
     lua_setiuservalue(L, -2, 1);
     lua_pushvalue(L, -1);
     s->lref = luaL_ref(L, LUA_REGISTRYINDEX);
