@@ -49,7 +49,7 @@ em_conn_input_bound(const em_conn_t *c)
 {
     switch (c->state) {
     case EM_CONN_BODY:
-        return c->head_len + c->body_len;
+        return (size_t) c->head_len + c->body_len;
     case EM_CONN_WS:
         return c->endpoint->max_payload + 64 * 1024;
     default:
@@ -537,8 +537,8 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
             return req->head_len;
         }
         c->state = EM_CONN_BODY;
-        c->head_len = req->head_len;
-        c->body_len = (size_t) req->content_length;
+        c->head_len = (uint32_t) req->head_len;
+        c->body_len = (uint32_t) req->content_length;   /* <= max_payload (1 GiB) */
         return 0;
     }
     em_engine_request(c, req, NULL, 0);
@@ -580,7 +580,7 @@ em_conn_process(em_conn_t *c)
             }
             consumed = em_conn_request(c, &req);
         } else if (c->state == EM_CONN_BODY) {
-            size_t total = c->head_len + c->body_len;
+            size_t total = (size_t) c->head_len + c->body_len;
             if (len < total) {
                 break;
             }

@@ -28,31 +28,33 @@ typedef enum {
     EM_CONN_CLOSED
 } em_conn_state_t;
 
+/* Field order and widths keep the struct at 224 bytes (a 240-byte malloc
+ * chunk, not 256): it is the largest per-connection object. */
 struct em_conn {
     int                        fd;
+    em_conn_state_t            state;
     struct event               ev;            /* read / write / timeout (em_conn.c) */
     struct evbuffer           *in;            /* input, NULL while empty */
     struct evbuffer           *out;           /* output, NULL while empty */
     short                      io_what;       /* EV_READ / EV_WRITE registered */
     unsigned                   io_registered:1;
     unsigned                   flush_queued:1; /* output to write at the end of this loop pass */
-    uint32_t                   flush_idx;      /* its place in that queue */
-    em_conn_state_t            state;
     unsigned                   noroute:1;     /* serve the next request here */
     unsigned                   keep_alive:1;
     unsigned                   ws_closing:1;
     unsigned                   in_process:1;  /* inside em_conn_process() */
     unsigned                   in_ws_recv:1;  /* inside wslay_event_recv() */
     unsigned                   ws_fragmented:1; /* a fragmented message is open */
-    unsigned                   served;        /* requests answered on this connection */
+    uint32_t                   flush_idx;     /* its place in that queue */
+    uint32_t                   served;        /* requests answered on this connection */
+    uint32_t                   head_len;      /* BODY: head bytes still in input */
+    uint32_t                   body_len;      /* BODY: Content-Length (<= max_payload) */
+    uint32_t                   ws_feed;       /* bytes wslay may still take */
     em_session_t              *session;       /* POLL, BODY (POST) or WS */
     const em_conf_endpoint_t  *endpoint;
-    size_t                     head_len;      /* BODY: head bytes still in input */
-    size_t                     body_len;      /* BODY: Content-Length */
     char                      *origin;        /* allowed CORS origin to echo, or NULL */
     struct em_conn_chunked    *chunked;       /* CHUNKED: head copy, state, body */
     wslay_event_context_ptr    ws;            /* only while a frame is in flight */
-    size_t                     ws_feed;       /* bytes wslay may still take */
     em_conn_t                 *reap_next;
 };
 

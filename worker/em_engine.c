@@ -229,7 +229,7 @@ em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
         }
     } while (1);
     s->endpoint = c->endpoint;
-    s->transport = transport;
+    s->transport = (uint8_t) transport;
     s->timer = evtimer_new(em_w.base, em_session_timer_cb, s);
     /* Only namespace scripts read socket.handshake (and the monitoring
      * figures with addresses and user agents), and a connection limit needs

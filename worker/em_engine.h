@@ -19,15 +19,16 @@ typedef struct em_outq {
     em_buf_t       *buf;
 } em_outq_t;
 
+/* The flags sit in the bytes after the sid: 184 bytes, a 192-byte chunk. */
 struct em_session {
     char                       sid[EM_SID_LEN + 1];
+    uint8_t                    transport;     /* EM_TRANSPORT_* in use */
+    uint8_t                    upgrading:1;   /* a probe WebSocket answered 3probe */
+    uint8_t                    awaiting_pong:1;
+    uint8_t                    closed:1;      /* closing: sends are dropped */
+    uint8_t                    finished:1;    /* out of the table, awaiting reap */
+    uint8_t                    client_closed:1; /* the client sent a close packet */
     const em_conf_endpoint_t  *endpoint;
-    unsigned                   transport;     /* EM_TRANSPORT_* in use */
-    unsigned                   upgrading:1;   /* a probe WebSocket answered 3probe */
-    unsigned                   awaiting_pong:1;
-    unsigned                   closed:1;      /* closing: sends are dropped */
-    unsigned                   finished:1;    /* out of the table, awaiting reap */
-    unsigned                   client_closed:1; /* the client sent a close packet */
     em_conn_t                 *ws;            /* transport WEBSOCKET */
     em_conn_t                 *get;           /* a parked polling GET */
     em_conn_t                 *probe;         /* WebSocket being upgraded to */

@@ -28,27 +28,28 @@ struct em_nsp {
     UT_hash_handle        hh;
 };
 
-/* One client's membership of one namespace. */
+/* One client's membership of one namespace. The flags sit in the bytes
+ * after the id: 176 bytes, a 192-byte chunk. */
 struct em_sio_socket {
     char                  id[EM_SID_LEN + 1];
+    uint8_t               connecting:1;   /* inside on_connect: sends wait */
+    uint8_t               closed:1;
+    uint8_t               disconnect_pending:2;  /* 1: leave, 2: and close */
+    uint8_t               recovered:1;    /* restored from a recovery session */
+    uint8_t               counted:1;      /* in the cluster-wide namespace count */
     em_nsp_t             *nsp;
     em_sio_client_t      *client;
     em_sio_socket_t      *next;           /* in the client's list */
     int                   lref;           /* the script's socket object, or LUA_NOREF */
-    unsigned              connecting:1;   /* inside on_connect: sends wait */
-    unsigned              closed:1;
-    unsigned              disconnect_pending:2;  /* 1: leave, 2: and close */
+    uint32_t              stamp;          /* last broadcast that reached it */
     em_buf_t            **held;           /* sends made during on_connect */
     size_t                nheld;
     em_member_t          *rooms;
-    uint32_t              stamp;          /* last broadcast that reached it */
     int64_t               next_ack;
     char                 *user;           /* presence identity a script gave it, or NULL */
     char                 *pid;            /* its recovery session (recovery on), or NULL */
     char                 *token;          /* an application recovery token, or NULL */
     int64_t               connected_at;   /* ms */
-    unsigned              recovered:1;    /* restored from a recovery session */
-    unsigned              counted:1;      /* in the cluster-wide namespace count */
     UT_hash_handle        hh;
 };
 

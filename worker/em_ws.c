@@ -161,7 +161,7 @@ em_ws_on_read(em_conn_t *c)
     }
     em_wsframe_scan(evbuffer_pullup(in, (ssize_t) len), len, c->endpoint->max_payload,
                     c->ws_fragmented, &scan);
-    c->ws_feed = scan.oversized ? len : scan.complete;
+    c->ws_feed = (uint32_t) (scan.oversized ? len : scan.complete);   /* <= the input bound */
     if (c->ws_feed == 0 || em_ws_ctx(c) != EM_OK) {
         return;
     }
