@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -6,15 +7,42 @@
 static const char em_b64url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+/*
+ * Random bytes for ids come from libsodium in blocks (one getrandom() per
+ * dozen ids instead of one per id). The block belongs to the process that
+ * drew it: a forked child forgets it (pthread_atfork) and draws its own, so
+ * no two processes hand out the same bytes.
+ */
+static unsigned char em_sid_pool[16 * EM_SID_LEN];
+static size_t        em_sid_pool_left;
+static int           em_sid_pool_atfork;
+
+/* In a new child: forget the parent's block. */
+static void
+em_sid_pool_forget(void)
+{
+    sodium_memzero(em_sid_pool, sizeof(em_sid_pool));
+    em_sid_pool_left = 0;
+}
+
 void
 em_sid_random(char *out)
 {
-    unsigned char rnd[EM_SID_LEN];
+    const unsigned char *rnd;
 
-    randombytes_buf(rnd, sizeof(rnd));
+    if (!em_sid_pool_atfork) {
+        em_sid_pool_atfork = pthread_atfork(NULL, NULL, em_sid_pool_forget) == 0;
+    }
+    if (em_sid_pool_left < EM_SID_LEN || !em_sid_pool_atfork) {
+        randombytes_buf(em_sid_pool, sizeof(em_sid_pool));
+        em_sid_pool_left = sizeof(em_sid_pool);
+    }
+    rnd = em_sid_pool + sizeof(em_sid_pool) - em_sid_pool_left;
     for (size_t i = 0; i < EM_SID_LEN; i++) {
         out[i] = em_b64url[rnd[i] & 63];
     }
+    sodium_memzero((void *) rnd, EM_SID_LEN);     /* used bytes do not linger */
+    em_sid_pool_left -= EM_SID_LEN;
     out[EM_SID_LEN] = '\0';
 }
 

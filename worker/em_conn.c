@@ -219,12 +219,8 @@ em_conn_accept(int fd, const char *data, size_t len, int noroute)
         close(fd);
         return;
     }
-    if (evutil_make_socket_nonblocking(fd) != 0) {
-        em_log(EM_LOG_ERR, errno, "cannot make a client socket non-blocking");
-        close(fd);
-        free(c);
-        return;
-    }
+    /* Already non-blocking: the master's accept4(SOCK_NONBLOCK) set it on
+     * the open file description that SCM_RIGHTS hands over. */
     c->fd = fd;
     c->state = EM_CONN_HEAD;
     c->noroute = noroute ? 1 : 0;
