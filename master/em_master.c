@@ -304,9 +304,8 @@ em_master_accept(evutil_socket_t lfd, short what, void *arg)
             }
             return;
         }
-        int one = 1;
-        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-
+        /* TCP_NODELAY comes from the listener (Linux copies it to every
+         * accepted socket): no setsockopt() per connection. */
         em_pending_t *p = malloc(sizeof(*p));
         if (p == NULL) {
             em_log(EM_LOG_ERR, errno, "malloc() for a new connection failed");
@@ -701,8 +700,9 @@ em_master_run(em_conf_t *conf)
             em_log(EM_LOG_ERR, 0, "cannot listen on %s: exiting", conf->listen[i].text);
             return 1;
         }
-        int secs = EM_MASTER_READ_TIMEOUT;
+        int secs = EM_MASTER_READ_TIMEOUT, one = 1;
         (void) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));   /* inherited */
         em_m.listeners[em_m.nlisteners++].fd = fd;
         em_log(EM_LOG_INFO, 0, "listening on %s", conf->listen[i].text);
     }
