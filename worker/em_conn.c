@@ -77,14 +77,19 @@ em_conn_io_update(em_conn_t *c)
     }
     timed = (what & EV_WRITE) || c->state == EM_CONN_HEAD || c->state == EM_CONN_BODY
             || c->state == EM_CONN_CHUNKED;
-    if (!c->io_registered || what != c->io_what) {
+    /* event_add() with no timeout keeps a timeout set before: dropping one
+     * (an upgraded WebSocket, a parked GET) takes a new registration. */
+    if (!c->io_registered || what != c->io_what || (c->io_timed && !timed)) {
         if (c->io_registered) {
             event_del(&c->ev);
         }
         event_assign(&c->ev, em_w.base, c->fd, (short) (what | EV_PERSIST), em_conn_io_cb, c);
         c->io_what = what;
         c->io_registered = 1;
+    } else if (!timed) {
+        return;             /* registered as wanted, with no timeout */
     }
+    c->io_timed = timed ? 1 : 0;
     if (event_add(&c->ev, timed ? &tv : NULL) != 0) {
         em_log(EM_LOG_ERR, 0, "event_add() for a connection failed");
     }

@@ -38,6 +38,7 @@ struct em_conn {
     struct evbuffer           *out;           /* output, NULL while empty */
     short                      io_what;       /* EV_READ / EV_WRITE registered */
     unsigned                   io_registered:1;
+    unsigned                   io_timed:1;     /* registered with the 30 s timeout */
     unsigned                   flush_queued:1; /* output to write at the end of this loop pass */
     unsigned                   noroute:1;     /* serve the next request here */
     unsigned                   keep_alive:1;
