@@ -305,18 +305,24 @@ em_plog_commit(em_state_t *st, uint64_t offset, em_str_t nsp, const em_str_t *ro
     em_plog_rec_t  r;
     unsigned char *w;
 
+    int too_long = 0;
     for (size_t i = 0; i < nrooms; i++) {
         need += 2 + rooms[i].len;
+        too_long |= rooms[i].len > UINT16_MAX;
     }
     for (size_t i = 0; i < nexcept; i++) {
         need += 2 + except[i].len;
+        too_long |= except[i].len > UINT16_MAX;
+    }
+    for (size_t i = 0; i < natt; i++) {
+        too_long |= atts[i].len > UINT32_MAX;
     }
     for (size_t i = 0; i < natt; i++) {
         need += 4 + atts[i].len;
     }
     need = (need + 7) & ~(uint64_t) 7;
     lg->next_offset = offset + 1;
-    if (need > lg->size / 4 || nrooms > UINT16_MAX || nexcept > UINT16_MAX || natt > UINT16_MAX
+    if (too_long || need > lg->size / 4 || nrooms > UINT16_MAX || nexcept > UINT16_MAX || natt > UINT16_MAX
         || nsp.len > UINT16_MAX || data.len > UINT32_MAX) {
         lg->too_big++;
         em_state_unlock(st, EM_ZONE_SESSIONS);
@@ -369,6 +375,47 @@ em_plog_commit(em_state_t *st, uint64_t offset, em_str_t nsp, const em_str_t *ro
     lg->head += need;
     lg->records++;
     em_state_unlock(st, EM_ZONE_SESSIONS);
+}
+
+/* Do the variable parts of record r (starting at p, after the header) stay
+ * within its length? */
+static int
+em_plog_rec_valid(const em_plog_rec_t *r, const unsigned char *p)
+{
+    const unsigned char *end = p + (r->len - sizeof(*r));
+    size_t               n = r->nrooms + (size_t) r->nexcept;
+
+    if ((size_t) (end - p) < r->nsp_len) {
+        return 0;
+    }
+    p += r->nsp_len;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t l;
+        if (end - p < 2) {
+            return 0;
+        }
+        memcpy(&l, p, 2);
+        if ((size_t) (end - p - 2) < l) {
+            return 0;
+        }
+        p += 2 + l;
+    }
+    if ((size_t) (end - p) < r->data_len) {
+        return 0;
+    }
+    p += r->data_len;
+    for (unsigned i = 0; i < r->natt; i++) {
+        uint32_t l;
+        if (end - p < 4) {
+            return 0;
+        }
+        memcpy(&l, p, 4);
+        if ((size_t) (end - p - 4) < l) {
+            return 0;
+        }
+        p += 4 + l;
+    }
+    return 1;
 }
 
 /* Does a list of (uint16 len, bytes) at *p name any of rooms? Advances *p. */
@@ -456,6 +503,9 @@ em_plog_replay(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nroom
         if (!found) {
             found = r.offset == offset;
             continue;
+        }
+        if (!em_plog_rec_valid(&r, p)) {
+            break;      /* not a record we wrote: stop here rather than read past it */
         }
         if (r.offset < offset || r.nsp_len != nsp.len || memcmp(p, nsp.data, nsp.len) != 0) {
             continue;

@@ -495,8 +495,9 @@ em_cluster_set_user(em_sio_socket_t *s, em_str_t user, em_str_t info)
     char         *copy = NULL;
     int           rc = EM_OK;
 
-    if (user.len >= EM_ST_NAME_MAX || (user.len && memchr(user.data, '\0', user.len) != NULL)) {
-        return EM_ERROR;
+    if (s->closed || user.len >= EM_ST_NAME_MAX
+        || (user.len && memchr(user.data, '\0', user.len) != NULL)) {
+        return EM_ERROR;        /* a socket being removed takes no new identity */
     }
     if (s->user != NULL && strlen(s->user) == user.len && memcmp(s->user, user.data, user.len) == 0) {
         if (info.data != NULL) {
@@ -506,8 +507,15 @@ em_cluster_set_user(em_sio_socket_t *s, em_str_t user, em_str_t info)
         }
         return EM_OK;
     }
-    if (user.len > 0 && (copy = strndup(user.data, user.len)) == NULL) {
-        return EM_ERROR;
+    if (user.len > 0) {
+        /* The new identity first: if it cannot be recorded nothing moves. */
+        if ((copy = strndup(user.data, user.len)) == NULL
+            || em_presence_connect(&em_cluster, em_w.slot, em_cluster_nsp(s), user, info, now,
+                                   &chg) != EM_OK) {
+            free(copy);
+            em_cluster_fire(&chg);
+            return EM_ERROR;
+        }
     }
     em_cluster_move_t m = { s, em_cluster_user(s), user, &chg };
     em_adapter_socket_rooms(s, em_cluster_move_room, &m);
@@ -515,17 +523,8 @@ em_cluster_set_user(em_sio_socket_t *s, em_str_t user, em_str_t info)
         em_presence_disconnect(&em_cluster, em_w.slot, em_cluster_nsp(s), em_cluster_user(s), now,
                                &chg);
         free(s->user);
-        s->user = NULL;
     }
-    if (copy != NULL) {
-        if (em_presence_connect(&em_cluster, em_w.slot, em_cluster_nsp(s), user, info, now, &chg)
-            == EM_OK) {
-            s->user = copy;
-        } else {
-            free(copy);
-            rc = EM_ERROR;
-        }
-    }
+    s->user = copy;
     em_cluster_fire(&chg);
     return rc;
 }
@@ -568,6 +567,8 @@ em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out, em_p
         return EM_DECLINED;
     }
     if (out->nsp_len != s->nsp->name_len || memcmp(out->nsp, s->nsp->name, out->nsp_len) != 0) {
+        /* Not this namespace's: give it back as it was (not held). */
+        em_session_release(&em_cluster, token, em_state_now(), em_cluster_keep());
         return EM_DECLINED;
     }
     /* Events sent to the session's rooms (or its old socket) since it went. */

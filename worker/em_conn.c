@@ -129,7 +129,16 @@ em_conn_flush_cb(evutil_socket_t fd, short what, void *arg)
             continue;           /* closed since */
         }
         c->flush_queued = 0;
+        if (c->close_pending) {
+            em_conn_close(c);       /* asked for inside a send: done now */
+            continue;
+        }
         em_conn_do_write(c);
+        if (c->process_pending && c->state != EM_CONN_CLOSED) {
+            /* Requests pipelined behind one answered from a send. */
+            c->process_pending = 0;
+            em_conn_process(c);
+        }
         if (c->state != EM_CONN_CLOSED) {
             em_conn_trim(c);
             em_conn_io_update(c);
@@ -199,6 +208,20 @@ em_conn_output(em_conn_t *c)
     }
     em_conn_flush_later(c);
     return c->out;
+}
+
+void
+em_conn_process_later(em_conn_t *c)
+{
+    c->process_pending = 1;
+    em_conn_flush_later(c);
+}
+
+void
+em_conn_close_later(em_conn_t *c)
+{
+    c->close_pending = 1;
+    em_conn_flush_later(c);
 }
 
 /* Buffers go as soon as they are empty (the output one to the pool). */
@@ -357,7 +380,10 @@ em_conn_request_done(em_conn_t *c)
     c->served++;
     em_conn_io_update(c);
     if (!c->in_process && c->in != NULL && evbuffer_get_length(c->in) > 0) {
-        em_conn_process(c);
+        /* Pipelined requests wait for the end of this loop pass: this may be
+         * inside a send (a broadcast, a script) that must not see sessions
+         * change under it. */
+        em_conn_process_later(c);
     }
 }
 
@@ -558,7 +584,8 @@ em_conn_process(em_conn_t *c)
         return;
     }
     c->in_process = 1;
-    for (int rounds = 0; rounds < 64 && c->state != EM_CONN_CLOSED; rounds++) {
+    int rounds;
+    for (rounds = 0; rounds < 64 && c->state != EM_CONN_CLOSED; rounds++) {
         size_t len = evbuffer_get_length(in);
         size_t consumed;
 
@@ -637,6 +664,9 @@ em_conn_process(em_conn_t *c)
         evbuffer_drain(in, consumed);
     }
     c->in_process = 0;
+    if (rounds == 64 && c->state == EM_CONN_HEAD && evbuffer_get_length(in) > 0) {
+        em_conn_process_later(c);   /* more pipelined requests: next pass */
+    }
 }
 
 static int

@@ -39,6 +39,8 @@ struct em_conn {
     short                      io_what;       /* EV_READ / EV_WRITE registered */
     unsigned                   io_registered:1;
     unsigned                   io_timed:1;     /* registered with the 30 s timeout */
+    unsigned                   process_pending:1; /* buffered requests wait for the flush pass */
+    unsigned                   close_pending:1;   /* close at the flush pass */
     unsigned                   flush_queued:1; /* output to write at the end of this loop pass */
     unsigned                   noroute:1;     /* serve the next request here */
     unsigned                   keep_alive:1;
@@ -67,6 +69,11 @@ void em_conn_accept(int fd, const char *data, size_t len, int noroute);
  * NULL only when out of memory. */
 struct evbuffer *em_conn_input(em_conn_t *c);
 struct evbuffer *em_conn_output(em_conn_t *c);
+
+/* Handle buffered input, or close, at the end of this loop pass (from
+ * code that may run inside a send, which must not see sessions go). */
+void em_conn_process_later(em_conn_t *c);
+void em_conn_close_later(em_conn_t *c);
 
 /* Close now (no more output); the memory goes at the next reap. */
 void em_conn_close(em_conn_t *c);

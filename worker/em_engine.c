@@ -88,6 +88,10 @@ em_session_timer_cb(evutil_socket_t fd, short what, void *arg)
         em_session_finish(s);
         return;
     }
+    if (s->overflow) {
+        em_session_abort(s, "transport error");
+        return;
+    }
     if (s->awaiting_pong) {
         em_session_abort(s, "ping timeout");
         return;
@@ -183,10 +187,16 @@ em_session_send(em_session_t *s, em_buf_t *buf)
         }
         return;
     }
+    if (s->overflow) {
+        return;             /* closing once the sender is done */
+    }
     if (s->q_bytes + buf->len > EM_ENGINE_QUEUE_LIMIT) {
+        /* Not now: the caller (a broadcast loop, a script) still uses this
+         * session's sockets. The timer callback closes it right after. */
         em_log(EM_LOG_WARN, 0, "session %s: polling queue over %u bytes, closing", s->sid,
                EM_ENGINE_QUEUE_LIMIT);
-        em_session_abort(s, "transport error");
+        s->overflow = 1;
+        event_active(s->timer, EV_TIMEOUT, 0);
         return;
     }
     em_outq_t *q = malloc(sizeof(*q));

@@ -28,6 +28,7 @@ struct em_session {
     uint8_t                    closed:1;      /* closing: sends are dropped */
     uint8_t                    finished:1;    /* out of the table, awaiting reap */
     uint8_t                    client_closed:1; /* the client sent a close packet */
+    uint8_t                    overflow:1;    /* output over its bound: closing next */
     const em_conf_endpoint_t  *endpoint;
     em_conn_t                 *ws;            /* transport WEBSOCKET */
     em_conn_t                 *get;           /* a parked polling GET */

@@ -306,10 +306,16 @@ em_lua_socket_join(lua_State *l)
 {
     em_sio_socket_t *s = em_lua_check_socket(l, 1);
 
-    if (s != NULL) {
+    /* A socket being removed joins nothing. A join may run presence
+     * handlers that disconnect the socket: look it up again each time. */
+    if (s != NULL && !s->closed) {
         if (lua_istable(l, 2)) {
             for (lua_Integer i = 1; i <= (lua_Integer) lua_rawlen(l, 2); i++) {
-                size_t      len;
+                size_t len;
+                s = em_lua_check_socket(l, 1);
+                if (s == NULL || s->closed) {
+                    break;
+                }
                 lua_rawgeti(l, 2, i);
                 const char *room = luaL_checklstring(l, -1, &len);
                 em_adapter_join(s, (em_str_t) { room, len });

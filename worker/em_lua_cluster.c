@@ -268,7 +268,7 @@ em_lua_socket_recover_session(lua_State *l)
     em_plog_pkt_t   *queued = NULL;
 
     tok.data = luaL_checklstring(l, 2, &tok.len);
-    if (s == NULL || (e = malloc(sizeof(*e))) == NULL) {
+    if (s == NULL || s->closed || (e = malloc(sizeof(*e))) == NULL) {
         lua_pushnil(l);
         lua_pushliteral(l, "socket is gone");
         return 2;
@@ -290,6 +290,14 @@ em_lua_socket_recover_session(lua_State *l)
         }
         em_adapter_join(s, (em_str_t) { (const char *) p, rl });
         p += rl;
+        /* A presence handler run by the join may have disconnected it. */
+        if ((s = em_lua_check_socket(l, 1)) == NULL || s->closed) {
+            em_plog_pkts_free(queued);
+            free(e);
+            lua_pushnil(l);
+            lua_pushliteral(l, "socket is gone");
+            return 2;
+        }
     }
     em_lua_push_session(l, s, e, queued);
     lua_pushboolean(l, lost);

@@ -29,7 +29,11 @@ struct em_sio_client {
     unsigned          bin_have;
     em_str_t         *bin_att;      /* malloc'd copies */
     size_t            bin_bytes;
+    unsigned          removing;     /* sockets in em_sio_socket_remove() now */
+    unsigned          dead:1;       /* its session closed meanwhile: free at the end */
 };
+
+static void em_sio_client_free(em_sio_client_t *c);
 
 static em_nsp_t *em_nsps;
 
@@ -342,17 +346,20 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
         return;
     }
     s->closed = 1;      /* first: a handler below cannot remove it twice */
-    if (reason != NULL && s->lref != LUA_NOREF) {
-        em_lua_socket_event(s, "disconnecting", reason);
-    }
-    em_adapter_leave_all(s);
-    em_cluster_socket_gone(s, s->counted ? reason : NULL);
+    c->removing++;      /* a handler may close the whole client meanwhile */
+    /* Off the client's list before any handler runs, so that a loop over
+     * the client's sockets never meets one that is half removed. */
     for (em_sio_socket_t **p = &c->sockets; *p != NULL; p = &(*p)->next) {
         if (*p == s) {
             *p = s->next;
             break;
         }
     }
+    if (reason != NULL && s->lref != LUA_NOREF) {
+        em_lua_socket_event(s, "disconnecting", reason);
+    }
+    em_adapter_leave_all(s);
+    em_cluster_socket_gone(s, s->counted ? reason : NULL);
     HASH_DELETE(hh, nsp->sockets, s);
     em_bus_key_del(nsp->name, nsp->name_len, s->id, EM_SID_LEN);
     if (--nsp->nsockets == 0) {
@@ -373,6 +380,9 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
     s->user = s->pid = s->token = NULL;
     if (!s->connecting) {
         free(s);        /* else em_sio_connect() frees it when on_connect returns */
+    }
+    if (--c->removing == 0 && c->dead) {
+        em_sio_client_free(c);
     }
 }
 
@@ -754,6 +764,16 @@ em_sio_close(em_session_t *s, const char *reason)
     while (c->sockets != NULL) {
         em_sio_socket_remove(c->sockets, reason);
     }
+    if (c->removing > 0) {
+        c->dead = 1;    /* closed from a handler of a socket being removed */
+        return;
+    }
+    em_sio_client_free(c);
+}
+
+static void
+em_sio_client_free(em_sio_client_t *c)
+{
     em_sio_bin_reset(c);
     if (c->connect_timer != NULL) {
         event_free(c->connect_timer);

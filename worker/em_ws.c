@@ -207,11 +207,16 @@ em_ws_send(em_conn_t *c, em_buf_t *buf)
     if (c->state != EM_CONN_WS || c->ws_closing) {
         return EM_ERROR;
     }
+    if (c->close_pending) {
+        return EM_ERROR;
+    }
     out = em_conn_output(c);
     if (out == NULL || evbuffer_get_length(out) > EM_WS_OUTPUT_HARD_LIMIT) {
+        /* Closed at the end of the pass: the caller may be a broadcast
+         * that still walks this client's sockets. */
         em_log(EM_LOG_WARN, 0, "closing a WebSocket client: output buffer over %u bytes",
                EM_WS_OUTPUT_HARD_LIMIT);
-        em_conn_close(c);
+        em_conn_close_later(c);
         return EM_ERROR;
     }
     hdr[0] = 0x80 | (buf->binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME);
