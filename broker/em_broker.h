@@ -27,6 +27,10 @@ typedef struct {
     size_t       ring_size;
 } em_shm_t;
 
+/* A new memfd of `size` zero bytes, mapped shared; NULL (logged) on error.
+ * Used for the rings' segment and the state segment. */
+void *em_shm_segment_new(const char *name, size_t size, int *fd);
+
 /* Master: create and format the segment for nworkers (rings empty). */
 int em_shm_create(em_shm_t *shm, unsigned nworkers);
 

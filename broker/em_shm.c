@@ -11,6 +11,32 @@
 #include "em_broker.h"
 #include "em_log.h"
 
+void *
+em_shm_segment_new(const char *name, size_t size, int *fd)
+{
+    void *base;
+
+    *fd = memfd_create(name, MFD_CLOEXEC);
+    if (*fd < 0) {
+        em_log(EM_LOG_ERR, errno, "memfd_create(\"%s\") failed", name);
+        return NULL;
+    }
+    if (ftruncate(*fd, (off_t) size) != 0) {
+        em_log(EM_LOG_ERR, errno, "ftruncate() of segment %s to %zu bytes failed", name, size);
+        close(*fd);
+        *fd = -1;
+        return NULL;
+    }
+    base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+    if (base == MAP_FAILED) {
+        em_log(EM_LOG_ERR, errno, "mmap() of segment %s failed", name);
+        close(*fd);
+        *fd = -1;
+        return NULL;
+    }
+    return base;
+}
+
 int
 em_shm_create(em_shm_t *shm, unsigned nworkers)
 {
@@ -20,20 +46,7 @@ em_shm_create(em_shm_t *shm, unsigned nworkers)
     shm->ring_size = em_ring_size(EM_SHM_RING_CAPACITY);
     shm->nworkers = nworkers;
     shm->size = EM_SHM_FILTER_OFFSET(nworkers, nworkers, shm->ring_size);
-    shm->fd = memfd_create("emitd-shm", MFD_CLOEXEC);
-    if (shm->fd < 0) {
-        em_log(EM_LOG_ERR, errno, "memfd_create() failed");
-        return EM_ERROR;
-    }
-    if (ftruncate(shm->fd, (off_t) shm->size) != 0) {
-        em_log(EM_LOG_ERR, errno, "ftruncate() of the shared segment to %zu bytes failed", shm->size);
-        close(shm->fd);
-        return EM_ERROR;
-    }
-    shm->base = mmap(NULL, shm->size, PROT_READ | PROT_WRITE, MAP_SHARED, shm->fd, 0);
-    if (shm->base == MAP_FAILED) {
-        em_log(EM_LOG_ERR, errno, "mmap() of the shared segment failed");
-        close(shm->fd);
+    if ((shm->base = em_shm_segment_new("emitd-shm", shm->size, &shm->fd)) == NULL) {
         return EM_ERROR;
     }
     hdr = shm->base;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "em_broker.h"
 #include "em_log.h"
 #include "em_state.h"
 
@@ -90,23 +91,7 @@ em_state_create(em_state_t *st, unsigned nworkers, const em_state_sizes_t *sz)
     off = EM_ALIGN64(off + em_shtab_size(sz->ips, 160, sizeof(uint64_t)));
 
     st->size = off;
-    st->fd = memfd_create("emitd-state", MFD_CLOEXEC);
-    if (st->fd < 0) {
-        em_log(EM_LOG_ERR, errno, "memfd_create() of the state segment failed");
-        return EM_ERROR;
-    }
-    if (ftruncate(st->fd, (off_t) st->size) != 0) {
-        em_log(EM_LOG_ERR, errno, "ftruncate() of the state segment to %zu bytes failed", st->size);
-        close(st->fd);
-        st->fd = -1;
-        return EM_ERROR;
-    }
-    st->hdr = mmap(NULL, st->size, PROT_READ | PROT_WRITE, MAP_SHARED, st->fd, 0);
-    if (st->hdr == MAP_FAILED) {
-        em_log(EM_LOG_ERR, errno, "mmap() of the state segment failed");
-        close(st->fd);
-        st->fd = -1;
-        st->hdr = NULL;
+    if ((st->hdr = em_shm_segment_new("emitd-state", st->size, &st->fd)) == NULL) {
         return EM_ERROR;
     }
     h = st->hdr;

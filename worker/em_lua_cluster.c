@@ -661,11 +661,10 @@ em_lua_limit_reset(lua_State *l)
 }
 
 static void
-em_lua_push_metrics(lua_State *l)
+em_lua_push_metrics(lua_State *l, const em_monitor_figures_t *fp)
 {
-    em_monitor_figures_t f;
+    em_monitor_figures_t f = *fp;
 
-    em_monitor_read(&em_cluster, em_state_now(), &f);
     lua_createtable(l, 0, 7);
     lua_pushinteger(l, (lua_Integer) f.total);
     lua_setfield(l, -2, "totalConnections");
@@ -687,7 +686,10 @@ em_lua_push_metrics(lua_State *l)
 static int
 em_lua_metrics(lua_State *l)
 {
-    em_lua_push_metrics(l);
+    em_monitor_figures_t f;
+
+    em_monitor_read(&em_cluster, em_state_now(), &f);
+    em_lua_push_metrics(l, &f);
     return 1;
 }
 
@@ -783,8 +785,9 @@ em_lua_monitor_stats(lua_State *l)
     em_monitor_figures_t f;
     em_lua_evfilter_t    none = { NULL, NULL, NULL };
 
+    em_monitor_read(&em_cluster, em_state_now(), &f);
     lua_createtable(l, 0, 5);
-    em_lua_push_metrics(l);
+    em_lua_push_metrics(l, &f);
     lua_setfield(l, -2, "metrics");
     em_lua_push_events(l, 10, &none);
     lua_setfield(l, -2, "recentEvents");
@@ -801,7 +804,6 @@ em_lua_monitor_stats(lua_State *l)
         }
         lua_setfield(l, -2, which ? "topUserAgents" : "topIPs");
     }
-    em_monitor_read(&em_cluster, em_state_now(), &f);
     lua_pushnumber(l, f.total + f.failed ? (double) f.failed / (double) (f.total + f.failed) : 0.0);
     lua_setfield(l, -2, "errorRate");
     return 1;
