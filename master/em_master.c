@@ -406,15 +406,20 @@ em_master_respawn_cb(evutil_socket_t fd, short what, void *arg)
 static void
 em_master_child_fds(const int *fds, int n)
 {
-    int high[16];
+    int high[3 + EM_MAX_WORKERS];     /* the broker's: 3 + a bell per worker */
 
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_IGN);      /* reload is the master's business */
     signal(SIGCHLD, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
+    if (n < 0 || (size_t) n > sizeof(high) / sizeof(high[0])) {
+        _exit(1);
+    }
+    /* Copies above the target range first, so that no dup2() below can
+     * overwrite a descriptor still to be moved. */
     for (int i = 0; i < n; i++) {
-        high[i] = fcntl(fds[i], F_DUPFD, 1000);
+        high[i] = fcntl(fds[i], F_DUPFD, 3 + n);
         if (high[i] < 0) {
             _exit(1);
         }
