@@ -151,6 +151,15 @@ em_monitor_record(em_state_t *st, const em_st_event_t *ev)
 }
 
 void
+em_monitor_violation(em_state_t *st, const em_st_event_t *ev)
+{
+    em_state_lock(st, EM_ZONE_MONITOR);
+    em_mon(st)->violations++;
+    em_mon_push(em_mon(st), ev);
+    em_state_unlock(st, EM_ZONE_MONITOR);
+}
+
+void
 em_monitor_sweep_slot(em_state_t *st, unsigned slot)
 {
     if (slot >= EM_STATE_SLOTS) {
@@ -174,6 +183,7 @@ em_monitor_read(em_state_t *st, int64_t now, em_monitor_figures_t *out)
     out->failed = m->failed;
     out->peak = m->peak;
     out->closed = m->closed;
+    out->violations = m->violations;
     out->avg_duration = m->closed ? m->duration_sum / m->closed : 0;
     for (unsigned i = 0; i < EM_STATE_SLOTS; i++) {
         out->active += m->active[i];
@@ -197,7 +207,7 @@ em_monitor_reset(em_state_t *st, int64_t now)
         active += m->active[i];
     }
     m->last_reset = now;
-    m->total = m->failed = m->closed = m->duration_sum = 0;
+    m->total = m->failed = m->closed = m->duration_sum = m->violations = 0;
     m->peak = active;
     memset(m->second_count, 0, sizeof(m->second_count));
     em_state_unlock(st, EM_ZONE_MONITOR);

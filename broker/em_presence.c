@@ -83,6 +83,7 @@ em_pchange(em_pchanges_t *c, int what, em_str_t nsp, em_str_t room, em_str_t use
         size_t        cap = c->cap ? c->cap * 2 : 8;
         em_pchange_t *v = realloc(c->v, cap * sizeof(*v));
         if (v == NULL) {
+            c->lost++;
             return;
         }
         c->v = v;
@@ -93,9 +94,10 @@ em_pchange(em_pchanges_t *c, int what, em_str_t nsp, em_str_t room, em_str_t use
     p->nsp = em_strndup0(nsp.data, nsp.len);
     p->room = room.data ? em_strndup0(room.data, room.len) : NULL;
     p->user = em_strndup0(user.data, user.len);
-    if (p->nsp != NULL && p->user != NULL) {
+    if (p->nsp != NULL && p->user != NULL && (room.data == NULL || p->room != NULL)) {
         c->n++;
     } else {
+        c->lost++;
         free(p->nsp);
         free(p->room);
         free(p->user);

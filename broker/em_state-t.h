@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define EM_STATE_MAGIC    0x454d5354u    /* "EMST" */
-#define EM_STATE_VERSION  1
+#define EM_STATE_VERSION  2
 #define EM_STATE_SLOTS    64             /* = EM_MAX_WORKERS */
 
 /* ---- generic table: a hash of fixed-size entries with an LRU list ---- */
@@ -211,7 +211,7 @@ typedef struct {
     uint64_t duration_sum;  /* ms, over the closed ones */
     uint64_t peak;          /* most at once */
     uint64_t events_next;   /* events written so far */
-    uint64_t reserved;
+    uint64_t violations;    /* clients closed for breaking a limit or the protocol */
     uint32_t active[EM_STATE_SLOTS];   /* per worker slot */
     uint32_t second_count[64];        /* connects in the second second_at[i] */
     int64_t  second_at[64];
@@ -220,13 +220,20 @@ typedef struct {
 
 _Static_assert(offsetof(em_st_monitor_t, active) == 64, "em_st_monitor_t layout changed");
 
-/* A zone's lock: a process-shared robust mutex, padded to a cache line. */
-typedef union {
-    pthread_mutex_t mu;
-    uint8_t         pad[64];
+/* A zone's lock: a process-shared robust mutex, and the pid of the one
+ * process remaking it after it became unrecoverable (0: nobody), in a
+ * cache line. */
+typedef struct {
+    union {
+        pthread_mutex_t mu;
+        uint8_t         mu_space[48];
+    };
+    uint32_t            remaking;
+    uint8_t             pad[12];
 } em_st_lock_t;
 
-_Static_assert(sizeof(pthread_mutex_t) <= 64, "pthread_mutex_t does not fit its slot");
+_Static_assert(sizeof(pthread_mutex_t) <= 48, "pthread_mutex_t does not fit its slot");
+_Static_assert(sizeof(em_st_lock_t) == 64, "em_st_lock_t layout changed");
 
 #define EM_ZONE_COUNTERS 0
 #define EM_ZONE_PRESENCE 1

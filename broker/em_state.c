@@ -9,6 +9,8 @@
  * consistent, so one crash never wedges or corrupts the others.
  */
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -215,17 +217,88 @@ em_state_repair(em_state_t *st, int zone)
     }
 }
 
+/*
+ * A lock that is not recoverable (ENOTRECOVERABLE: its holder died and the
+ * next one released it without making it consistent) stays so for every
+ * process. One process at a time (the CAS on `remaking`) makes it anew and
+ * rebuilds the zone; the others wait for it, and take over from one that
+ * died at it.
+ */
+static void
+em_state_lock_remake(em_state_t *st, int zone)
+{
+    em_st_lock_t *l = &st->hdr->locks[zone];
+    uint32_t      none = 0, me = (uint32_t) getpid();
+
+    if (__atomic_compare_exchange_n(&l->remaking, &none, me, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        int rc = pthread_mutex_trylock(&l->mu);
+        if (rc == ENOTRECOVERABLE) {
+            em_log(EM_LOG_WARN, 0, "shared-state zone %d's lock is not recoverable: making it anew",
+                   zone);
+            em_state_lock_init(l);
+            rc = pthread_mutex_lock(&l->mu);
+            if (rc == 0 || rc == EOWNERDEAD) {
+                em_state_repair(st, zone);
+                if (rc == EOWNERDEAD) {
+                    pthread_mutex_consistent(&l->mu);
+                }
+                pthread_mutex_unlock(&l->mu);
+            }
+        } else if (rc == 0 || rc == EOWNERDEAD) {
+            if (rc == EOWNERDEAD) {
+                em_state_repair(st, zone);
+                pthread_mutex_consistent(&l->mu);
+            }
+            pthread_mutex_unlock(&l->mu);   /* made anew by someone else already */
+        }
+        __atomic_store_n(&l->remaking, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    /* Someone else is at it: wait (bounded), or take over if it died. */
+    for (int i = 0; i < 2000; i++) {
+        uint32_t who = __atomic_load_n(&l->remaking, __ATOMIC_ACQUIRE);
+        if (who == 0) {
+            return;
+        }
+        if (kill((pid_t) who, 0) != 0 && errno == ESRCH) {
+            __atomic_compare_exchange_n(&l->remaking, &who, 0, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE);
+            return;
+        }
+        usleep(1000);
+    }
+}
+
 void
 em_state_lock(em_state_t *st, int zone)
 {
-    int rc = pthread_mutex_lock(&st->hdr->locks[zone].mu);
+    em_st_lock_t *l = &st->hdr->locks[zone];
 
-    if (rc == EOWNERDEAD) {
-        em_state_repair(st, zone);
-        pthread_mutex_consistent(&st->hdr->locks[zone].mu);
-    } else if (rc != 0) {
+    for (int attempt = 0; attempt < 8; attempt++) {
+        if (__atomic_load_n(&l->remaking, __ATOMIC_ACQUIRE) != 0) {
+            em_state_lock_remake(st, zone);     /* waits for the one at it */
+        }
+        int rc = pthread_mutex_lock(&l->mu);
+        if (rc == 0) {
+            return;
+        }
+        if (rc == EOWNERDEAD) {
+            em_state_repair(st, zone);
+            pthread_mutex_consistent(&l->mu);
+            return;
+        }
+        if (rc == ENOTRECOVERABLE) {
+            em_state_lock_remake(st, zone);
+            continue;
+        }
         em_log(EM_LOG_ERR, rc, "pthread_mutex_lock() of shared-state zone %d failed", zone);
+        break;
     }
+    /* Going on without the lock could corrupt what every process shares:
+     * end this process instead (the master restarts it). */
+    em_log(EM_LOG_ERR, 0, "cannot lock shared-state zone %d: exiting", zone);
+    abort();
 }
 
 void

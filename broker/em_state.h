@@ -118,6 +118,7 @@ typedef struct {
 typedef struct {
     em_pchange_t *v;
     size_t        n, cap;
+    size_t        lost;     /* changes that could not be kept (out of memory) */
 } em_pchanges_t;
 
 void em_pchanges_free(em_pchanges_t *c);
@@ -238,6 +239,7 @@ typedef struct {
     uint64_t per_minute;    /* connects in the last 60 s */
     uint64_t avg_duration;  /* ms */
     uint64_t closed;
+    uint64_t violations;    /* clients closed for breaking a limit or the protocol */
 } em_monitor_figures_t;
 
 /* Fill an event's text fields (each truncated to fit). */
@@ -249,6 +251,9 @@ void em_monitor_disconnect(em_state_t *st, unsigned slot, int64_t duration,
                            const em_st_event_t *ev);
 void em_monitor_failed(em_state_t *st, const em_st_event_t *ev);
 void em_monitor_record(em_state_t *st, const em_st_event_t *ev);
+/* A client was closed for breaking a limit or the protocol: counted, and
+ * the event (type "limit") goes into the ring. */
+void em_monitor_violation(em_state_t *st, const em_st_event_t *ev);
 void em_monitor_read(em_state_t *st, int64_t now, em_monitor_figures_t *out);
 void em_monitor_reset(em_state_t *st, int64_t now);
 /* Up to max events, newest first, that pass fn (NULL: all); returns how many. */
