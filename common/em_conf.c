@@ -273,6 +273,11 @@ static const char *const em_conf_limit_keys[] = { "max", "window", "block", NULL
 static const char *const em_conf_recovery_keys[] = {
     "max_disconnection", "buffer", "sessions", NULL
 };
+static const char *const em_conf_limits_keys[] = {
+    "event_args", "attachments", "json_depth", "event_name", "namespaces", "rooms",
+    "pending_acks", "request_timeout", "write_timeout", "output_soft", "output_soft_time",
+    "output_hard", "script_memory", "script_time", NULL
+};
 static const char *const em_conf_cors_keys[] = { "origins", "credentials", NULL };
 static const char *const em_conf_engineio_keys[] = {
     "path", "script", "ping_interval", "ping_timeout", "max_payload", "transports",
@@ -338,6 +343,47 @@ em_conf_read_recovery(config_setting_t *g, em_conf_t *conf, const char *file, ch
     }
     conf->recovery_buffer = buffer;
     conf->recovery = 1;
+    return 0;
+}
+
+/* limits = { event_args = 1024; ... } (see em_conf_limits_t) */
+static int
+em_conf_read_limits(config_setting_t *g, em_conf_limits_t *l, const char *file, char *err,
+                    size_t errlen)
+{
+    unsigned soft = (unsigned) l->output_soft, hard = (unsigned) l->output_hard;
+    unsigned mem = (unsigned) l->script_memory;
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g, "\"limits\" must be a group { event_args = 1024; }");
+    }
+    if (em_conf_check_keys(g, em_conf_limits_keys, "limits", file, err, errlen) != 0
+        || em_conf_get_uint(g, "event_args", 1, 100000, &l->event_args, file, err, errlen)
+        || em_conf_get_uint(g, "attachments", 0, EM_CONF_MAX_ATTACHMENTS, &l->attachments, file,
+                            err, errlen)
+        || em_conf_get_uint(g, "json_depth", 1, EM_CONF_MAX_JSON_DEPTH, &l->json_depth, file, err,
+                            errlen)
+        || em_conf_get_uint(g, "event_name", 1, 1U << 20, &l->event_name, file, err, errlen)
+        || em_conf_get_uint(g, "namespaces", 1, 100000, &l->namespaces, file, err, errlen)
+        || em_conf_get_uint(g, "rooms", 1, 10000000, &l->rooms, file, err, errlen)
+        || em_conf_get_uint(g, "pending_acks", 1, 10000000, &l->pending_acks, file, err, errlen)
+        || em_conf_get_uint(g, "request_timeout", 100, 3600000, &l->request_timeout, file, err,
+                            errlen)
+        || em_conf_get_uint(g, "write_timeout", 100, 3600000, &l->write_timeout, file, err, errlen)
+        || em_conf_get_uint(g, "output_soft", 4096, 1U << 31, &soft, file, err, errlen)
+        || em_conf_get_uint(g, "output_soft_time", 0, 3600000, &l->output_soft_time, file, err,
+                            errlen)
+        || em_conf_get_uint(g, "output_hard", 4096, 1U << 31, &hard, file, err, errlen)
+        || em_conf_get_uint(g, "script_memory", 1U << 20, UINT_MAX, &mem, file, err, errlen)
+        || em_conf_get_uint(g, "script_time", 10, 600000, &l->script_time, file, err, errlen)) {
+        return -1;
+    }
+    if (soft > hard) {
+        return em_conf_fail(err, errlen, file, g, "\"output_soft\" must not exceed \"output_hard\"");
+    }
+    l->output_soft = soft;
+    l->output_hard = hard;
+    l->script_memory = mem;
     return 0;
 }
 
@@ -475,7 +521,7 @@ em_conf_read_listen(config_setting_t *s, em_conf_t *conf, const char *file, char
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", NULL
+    "recovery", "limits", NULL
 };
 
 static int
@@ -529,6 +575,11 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     }
     if ((s = config_setting_get_member(root, "recovery")) != NULL) {
         if (em_conf_read_recovery(s, conf, file, err, errlen) != 0) {
+            return -1;
+        }
+    }
+    if ((s = config_setting_get_member(root, "limits")) != NULL) {
+        if (em_conf_read_limits(s, &conf->limits, file, err, errlen) != 0) {
             return -1;
         }
     }
@@ -601,6 +652,22 @@ em_conf_load(const char *file, char *err, size_t errlen)
     conf->recovery_max_disconnection = 120000;
     conf->recovery_buffer = 8u * 1024 * 1024;
     conf->recovery_sessions = 16384;
+    conf->limits = (em_conf_limits_t) {
+        .event_args = 1024,
+        .attachments = 10,          /* socket.io-parser's maxAttachments */
+        .json_depth = 64,
+        .event_name = 1024,
+        .namespaces = 64,
+        .rooms = 4096,
+        .pending_acks = 1024,
+        .request_timeout = 30000,
+        .write_timeout = 30000,
+        .output_soft = 4u * 1024 * 1024,
+        .output_soft_time = 10000,
+        .output_hard = 16u * 1024 * 1024,
+        .script_memory = 256u * 1024 * 1024,
+        .script_time = 2000,
+    };
     conf->endpoints = em_conf_calloc(1, sizeof(em_conf_endpoint_t));
     conf->nendpoints = 1;
     conf->endpoints[0] = (em_conf_endpoint_t) {

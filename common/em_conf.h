@@ -41,6 +41,34 @@ typedef struct {
     size_t    max_payload;      /* bytes */
 } em_conf_endpoint_t;
 
+/*
+ * Bounds on what one client may make a worker hold or do (the "limits"
+ * group of emitd.conf(5)). Every count or length that arrives from the
+ * network is checked against one of these before it sizes an allocation, a
+ * copy or a push onto the Lua stack; a client that goes over one is
+ * disconnected with a reason, logged and counted (SECURITY.md).
+ */
+typedef struct {
+    unsigned  event_args;       /* arguments of one event or ack */
+    unsigned  attachments;      /* binary attachments of one packet */
+    unsigned  json_depth;       /* nesting of a packet's JSON data */
+    unsigned  event_name;       /* bytes of an event name */
+    unsigned  namespaces;       /* namespaces one connection is in at once */
+    unsigned  rooms;            /* rooms one socket is in (besides its own id) */
+    unsigned  pending_acks;     /* server emits a socket has not answered yet */
+    unsigned  request_timeout;  /* ms to send a whole request head and body */
+    unsigned  write_timeout;    /* ms a client may take none of its output */
+    size_t    output_soft;      /* bytes waiting for one client ... */
+    unsigned  output_soft_time; /* ... for longer than this (ms) close it */
+    size_t    output_hard;      /* bytes waiting for one client: over it closes it */
+    size_t    script_memory;    /* bytes a worker's scripts may hold */
+    unsigned  script_time;      /* ms one call into a script may run */
+} em_conf_limits_t;
+
+/* Ceilings of the limits above that the code itself relies on. */
+#define EM_CONF_MAX_ATTACHMENTS 1000    /* EM_SIO_MAX_ATTACHMENTS */
+#define EM_CONF_MAX_JSON_DEPTH  200
+
 typedef struct {
     char    *host;      /* numeric address */
     char    *port;
@@ -69,6 +97,8 @@ typedef struct {
     unsigned            cors_credentials:1;
     char              **cors_origins;
     size_t              ncors_origins;
+
+    em_conf_limits_t    limits;
 } em_conf_t;
 
 /*

@@ -45,9 +45,22 @@ int
 em_adapter_join(em_sio_socket_t *s, em_str_t name)
 {
     em_nsp_t    *nsp = s->nsp;
-    em_room_t   *r = em_room_find(nsp, name);
+    em_room_t   *r;
     em_member_t *m;
 
+    if (name.len > EM_ROOM_NAME_MAX) {
+        return EM_ERROR;
+    }
+    r = em_room_find(nsp, name);
+    if (r != NULL) {
+        HASH_FIND_PTR(r->members, &s, m);
+        if (m != NULL) {
+            return EM_OK;
+        }
+    }
+    if (s->nrooms >= em_w.conf->limits.rooms) {
+        return EM_DECLINED;
+    }
     if (r == NULL) {
         r = calloc(1, sizeof(*r));
         if (r == NULL || (r->name = malloc(name.len + 1)) == NULL) {
@@ -59,14 +72,15 @@ em_adapter_join(em_sio_socket_t *s, em_str_t name)
         r->len = name.len;
         HASH_ADD_KEYPTR(hh, nsp->rooms, r->name, r->len, r);
         em_bus_key_add(nsp->name, nsp->name_len, r->name, r->len);
-    } else {
-        HASH_FIND_PTR(r->members, &s, m);
-        if (m != NULL) {
-            return EM_OK;
-        }
     }
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
+        if (r->nmembers == 0) {
+            em_bus_key_del(nsp->name, nsp->name_len, r->name, r->len);
+            HASH_DELETE(hh, nsp->rooms, r);
+            free(r->name);
+            free(r);
+        }
         return EM_ERROR;
     }
     m->sock = s;
@@ -75,6 +89,7 @@ em_adapter_join(em_sio_socket_t *s, em_str_t name)
     s->rooms = m;
     HASH_ADD_PTR(r->members, sock, m);
     r->nmembers++;
+    s->nrooms++;
     em_cluster_room_joined(s, (em_str_t) { r->name, r->len });
     return EM_OK;
 }
@@ -85,6 +100,7 @@ em_member_remove(em_nsp_t *nsp, em_member_t *m)
     em_room_t *r = m->room;
 
     em_cluster_room_left(m->sock, (em_str_t) { r->name, r->len });
+    m->sock->nrooms--;
     HASH_DELETE(hh, r->members, m);
     free(m);
     if (--r->nmembers == 0) {

@@ -26,6 +26,12 @@ typedef struct {
     const em_sio_socket_t  *skip;
 } em_bcast_t;
 
+/* The longest room name (the broker's records carry 16-bit lengths). */
+#define EM_ROOM_NAME_MAX 65535
+
+/* Join a room: EM_OK (also when a member already), EM_DECLINED when the
+ * socket is in limits.rooms rooms already, EM_ERROR when the name is over
+ * EM_ROOM_NAME_MAX bytes or memory ran out. */
 int  em_adapter_join(em_sio_socket_t *s, em_str_t room);
 void em_adapter_leave(em_sio_socket_t *s, em_str_t room);
 void em_adapter_leave_all(em_sio_socket_t *s);

@@ -40,6 +40,22 @@ em_cluster_init(int fd)
     return EM_OK;
 }
 
+static int em_cluster_private;
+
+int
+em_cluster_init_private(void)
+{
+    em_state_sizes_t sz = {
+        .limits = 256, .users = 256, .rooms = 256, .sessions = 64, .log_bytes = 65536, .ips = 64
+    };
+
+    if (em_state_create(&em_cluster, 1, &sz) != EM_OK) {
+        return EM_ERROR;
+    }
+    em_cluster_private = 1;
+    return EM_OK;
+}
+
 static int64_t
 em_cluster_keep(void)
 {
@@ -83,11 +99,20 @@ em_cluster_shutdown(void)
         em_cluster_tidy_ev = NULL;
     }
     em_state_unmap(&em_cluster);
+    if (em_cluster_private) {
+        close(em_cluster.fd);
+        em_cluster.fd = -1;
+        em_cluster_private = 0;
+    }
 }
 
 void
 em_cluster_fire(em_pchanges_t *chg)
 {
+    if (chg->lost > 0) {
+        em_log(EM_LOG_ERR, 0, "out of memory: %zu presence changes were not reported to the scripts",
+               chg->lost);
+    }
     for (size_t i = 0; i < chg->n; i++) {
         em_lua_presence_event(&chg->v[i]);
     }
@@ -595,19 +620,33 @@ int
 em_cluster_event_pkt(em_pkt_t *pkt, em_str_t nsp, json_t *args, em_buf_t **atts, size_t natt,
                      const em_bcast_t *b, const em_sio_socket_t *self)
 {
-    char     offs[24];
-    uint64_t offset;
-    em_str_t one, *except = NULL, atts_s[64];
-    size_t   nexcept = 0;
-    int      rc;
+    char      tail[32];
+    uint64_t  offset;
+    em_str_t  one, *except = NULL, atts_s[EM_CONF_MAX_ATTACHMENTS];
+    size_t    nexcept = 0;
+    em_buf_t *text;
+    int       n;
 
-    if (!em_w.conf->recovery || natt > 64) {
-        return em_sio_pkt_build(pkt, EM_SIO_EVENT, nsp, EM_SIO_NO_ID, args, atts, natt);
+    /* Encode first, with no lock held: only the offset's few bytes are
+     * added under the lock of the log, whose order is the offsets'. */
+    if (em_sio_pkt_build(pkt, EM_SIO_EVENT, nsp, EM_SIO_NO_ID, args, atts, natt) != EM_OK) {
+        return EM_ERROR;
+    }
+    if (!em_w.conf->recovery) {
+        return EM_OK;
+    }
+    if (pkt->natt > EM_CONF_MAX_ATTACHMENTS || pkt->text->len < pkt->data_off + 2
+        || pkt->text->data[pkt->text->len - 1] != ']') {
+        em_log(EM_LOG_ERR, 0, "an event for %.*s cannot be logged for recovery", (int) nsp.len,
+               nsp.data);
+        return EM_OK;
     }
     if (b != NULL && (b->nexcept > 0 || b->skip != NULL)) {
         except = calloc(b->nexcept + 1, sizeof(*except));
         if (except == NULL) {
-            return em_sio_pkt_build(pkt, EM_SIO_EVENT, nsp, EM_SIO_NO_ID, args, atts, natt);
+            em_log(EM_LOG_ERR, 0, "out of memory: an event for %.*s is not logged for recovery",
+                   (int) nsp.len, nsp.data);
+            return EM_OK;
         }
         for (size_t i = 0; i < b->nexcept; i++) {
             except[nexcept++] = b->except[i];
@@ -616,23 +655,29 @@ em_cluster_event_pkt(em_pkt_t *pkt, em_str_t nsp, json_t *args, em_buf_t **atts,
             except[nexcept++] = (em_str_t) { b->skip->id, EM_SID_LEN };
         }
     }
-    offset = em_plog_begin(&em_cluster);
-    snprintf(offs, sizeof(offs), "%llu", (unsigned long long) offset);
-    json_array_append_new(args, json_string(offs));
-    rc = em_sio_pkt_build(pkt, EM_SIO_EVENT, nsp, EM_SIO_NO_ID, args, atts, natt);
-    if (rc != EM_OK) {
-        em_plog_abort(&em_cluster);
-        free(except);
-        return rc;
-    }
     for (size_t i = 0; i < pkt->natt; i++) {
         atts_s[i] = (em_str_t) { pkt->att[i]->data, pkt->att[i]->len };
     }
     one = self ? (em_str_t) { self->id, EM_SID_LEN } : (em_str_t) { "", 0 };
+
+    offset = em_plog_begin(&em_cluster);        /* locks the log */
+    n = snprintf(tail, sizeof(tail), ",\"%llu\"]", (unsigned long long) offset);
+    text = em_buf_new(pkt->text->len - 1 + (size_t) n);
+    if (text == NULL) {
+        em_plog_abort(&em_cluster);
+        free(except);
+        em_log(EM_LOG_ERR, 0, "out of memory: an event for %.*s is not logged for recovery",
+               (int) nsp.len, nsp.data);
+        return EM_OK;
+    }
+    memcpy(text->data, pkt->text->data, pkt->text->len - 1);
+    memcpy(text->data + pkt->text->len - 1, tail, (size_t) n);
+    text->len = pkt->text->len - 1 + (size_t) n;
+    em_buf_unref(pkt->text);
+    pkt->text = text;
     em_plog_commit(&em_cluster, offset, nsp, b ? b->rooms : &one, b ? b->nrooms : 1, except,
-                   nexcept, (em_str_t) { pkt->text->data + pkt->data_off,
-                                         pkt->text->len - pkt->data_off },
-                   atts_s, pkt->natt, em_state_now());
+                   nexcept, (em_str_t) { text->data + pkt->data_off, text->len - pkt->data_off },
+                   atts_s, pkt->natt, em_state_now());      /* unlocks */
     free(except);
     return EM_OK;
 }

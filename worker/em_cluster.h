@@ -24,6 +24,11 @@ int  em_cluster_init(int fd);
  * scripts) and start the housekeeping timer. */
 void em_cluster_start(void);
 
+/* For emitd -t: a private, empty segment of its own (no master, no other
+ * process), so that a script's top-level code may call the emitd.* state
+ * functions as it would in a worker. Undone by em_cluster_shutdown(). */
+int  em_cluster_init_private(void);
+
 void em_cluster_shutdown(void);
 
 /* The client address and User-Agent of a socket ("" when not kept). */

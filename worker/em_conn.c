@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "em_chan-t.h"
@@ -27,8 +28,7 @@
 #include "em_log.h"
 #include "em_sid.h"
 
-#define EM_CONN_HEAD_TIMEOUT  30    /* s to send a request head or body */
-#define EM_CONN_WRITE_TIMEOUT 30    /* s for the client to take our output */
+_Static_assert(sizeof(em_conn_t) <= 232, "em_conn_t outgrew its 240-byte malloc chunk");
 
 /* A chunked request body being decoded (rare: only raw HTTP clients send one). */
 typedef struct em_conn_chunked {
@@ -37,6 +37,7 @@ typedef struct em_conn_chunked {
     size_t             head_len;
     char              *body;        /* decoded, up to the endpoint's max_payload */
     size_t             body_len;
+    size_t             body_cap;    /* grows with what arrives, never past max_payload */
 } em_conn_chunked_t;
 
 static void em_conn_io_cb(evutil_socket_t fd, short what, void *arg);
@@ -57,26 +58,74 @@ em_conn_input_bound(const em_conn_t *c)
     }
 }
 
-/* Register what the connection waits for now (and restart its timeout). */
+uint32_t
+em_conn_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t) ((uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000);
+}
+
+/* Reading a request (head or body): it must be whole within request_timeout
+ * of its start, however slowly its bytes trickle in. */
+static int
+em_conn_reading_request(const em_conn_t *c)
+{
+    return c->state == EM_CONN_HEAD || c->state == EM_CONN_BODY || c->state == EM_CONN_CHUNKED;
+}
+
+/* Output waits for the socket: the client must take some of it within
+ * write_timeout of the last progress. */
+static int
+em_conn_writing(const em_conn_t *c)
+{
+    return !c->flush_queued && c->out != NULL && evbuffer_get_length(c->out) > 0;
+}
+
+/* ms until the earliest deadline of what the connection waits for (0 when
+ * one has passed), or -1 for none. Deadlines are absolute: bytes that
+ * trickle in do not move the request's, reads do not move the write's. */
+static int64_t
+em_conn_timeout_ms(const em_conn_t *c, uint32_t now)
+{
+    const em_conf_limits_t *lim = &em_w.conf->limits;
+    int64_t                 ms = -1;
+
+    if (em_conn_reading_request(c)) {
+        ms = (int64_t) lim->request_timeout - (int64_t) (uint32_t) (now - c->req_since);
+    }
+    if (em_conn_writing(c)) {
+        int64_t w = (int64_t) lim->write_timeout - (int64_t) (uint32_t) (now - c->write_since);
+        ms = (ms < 0 || w < ms) ? w : ms;
+    }
+    return ms < 0 && (em_conn_reading_request(c) || em_conn_writing(c)) ? 0 : ms;
+}
+
+/* Register what the connection waits for now, with the time left to its
+ * earliest deadline. */
 static void
 em_conn_io_update(em_conn_t *c)
 {
-    struct timeval tv = { EM_CONN_HEAD_TIMEOUT, 0 };
+    struct timeval tv;
     short          what = 0;
     int            timed;
+    int64_t        ms;
 
     if (c->state == EM_CONN_CLOSED) {
         return;
     }
-    if (c->state != EM_CONN_DRAIN
+    if (c->state != EM_CONN_DRAIN && !c->eof
         && (c->in == NULL || evbuffer_get_length(c->in) < em_conn_input_bound(c))) {
         what |= EV_READ;
     }
-    if (!c->flush_queued && c->out != NULL && evbuffer_get_length(c->out) > 0) {
+    if (em_conn_writing(c)) {
         what |= EV_WRITE;       /* the socket did not take it all */
     }
-    timed = (what & EV_WRITE) || c->state == EM_CONN_HEAD || c->state == EM_CONN_BODY
-            || c->state == EM_CONN_CHUNKED;
+    ms = em_conn_timeout_ms(c, em_conn_now());
+    timed = ms >= 0;
+    tv.tv_sec = timed ? ms / 1000 : 0;
+    tv.tv_usec = timed ? (ms % 1000) * 1000 : 0;
     /* event_add() with no timeout keeps a timeout set before: dropping one
      * (an upgraded WebSocket, a parked GET) takes a new registration. */
     if (!c->io_registered || what != c->io_what || (c->io_timed && !timed)) {
@@ -91,7 +140,9 @@ em_conn_io_update(em_conn_t *c)
     }
     c->io_timed = timed ? 1 : 0;
     if (event_add(&c->ev, timed ? &tv : NULL) != 0) {
+        /* Without its event the connection would hang: close it. */
         em_log(EM_LOG_ERR, 0, "event_add() for a connection failed");
+        em_conn_close(c);
     }
 }
 
@@ -147,6 +198,22 @@ em_conn_flush_cb(evutil_socket_t fd, short what, void *arg)
     em_conn_nflush = 0;
 }
 
+/* Without room in the flush queue (out of memory): run the connection's
+ * own callback at the end of this pass, as if the socket were writable; it
+ * writes, closes or processes what the flush pass would have. */
+static void
+em_conn_flush_fallback(em_conn_t *c)
+{
+    if (c->io_registered) {
+        event_active(&c->ev, EV_WRITE, 0);
+    } else {
+        em_conn_io_update(c);
+        if (c->state != EM_CONN_CLOSED && c->io_registered) {
+            event_active(&c->ev, EV_WRITE, 0);
+        }
+    }
+}
+
 static void
 em_conn_flush_later(em_conn_t *c)
 {
@@ -157,7 +224,7 @@ em_conn_flush_later(em_conn_t *c)
         size_t      cap = em_conn_flushcap ? em_conn_flushcap * 2 : 256;
         em_conn_t **q = realloc(em_conn_flushq, cap * sizeof(*q));
         if (q == NULL) {
-            em_conn_io_update(c);   /* no queue: let EV_WRITE do it */
+            em_conn_flush_fallback(c);
             return;
         }
         em_conn_flushq = q;
@@ -165,7 +232,7 @@ em_conn_flush_later(em_conn_t *c)
     }
     if (em_conn_flush_ev == NULL
         && (em_conn_flush_ev = event_new(em_w.base, -1, 0, em_conn_flush_cb, NULL)) == NULL) {
-        em_conn_io_update(c);
+        em_conn_flush_fallback(c);
         return;
     }
     c->flush_queued = 1;
@@ -205,6 +272,13 @@ em_conn_output(em_conn_t *c)
 {
     if (c->out == NULL) {
         c->out = em_conn_out_pooled > 0 ? em_conn_out_pool[--em_conn_out_pooled] : evbuffer_new();
+        if (c->out == NULL) {
+            em_log(EM_LOG_ERR, 0, "evbuffer_new() for a connection's output failed");
+            return NULL;
+        }
+    }
+    if (evbuffer_get_length(c->out) == 0) {
+        c->write_since = em_conn_now();     /* the write deadline starts now */
     }
     em_conn_flush_later(c);
     return c->out;
@@ -251,6 +325,7 @@ em_conn_accept(int fd, const char *data, size_t len, int noroute)
      * the open file description that SCM_RIGHTS hands over. */
     c->fd = fd;
     c->state = EM_CONN_HEAD;
+    c->req_since = em_conn_now();
     c->noroute = noroute ? 1 : 0;
     /* The bytes the master already read go first. */
     if (len > 0 && (em_conn_input(c) == NULL || evbuffer_add(c->in, data, len) != 0)) {
@@ -344,12 +419,18 @@ em_conn_drain(em_conn_t *c)
     em_conn_io_update(c);
 }
 
-static void
+/* The status line and headers; EM_ERROR (the connection closed) when out
+ * of memory. */
+static int
 em_conn_write_head(em_conn_t *c, int status, const char *ctype, size_t len)
 {
     struct evbuffer *out = em_conn_output(c);
     const em_conf_t *conf = em_w.conf;
 
+    if (out == NULL) {
+        em_conn_close(c);
+        return EM_ERROR;
+    }
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, em_http_reason(status));
     if (ctype != NULL) {
         evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
@@ -361,7 +442,13 @@ em_conn_write_head(em_conn_t *c, int status, const char *ctype, size_t len)
             evbuffer_add_printf(out, "Access-Control-Allow-Credentials: true\r\n");
         }
     }
-    evbuffer_add_printf(out, "Connection: %s\r\n\r\n", c->keep_alive ? "keep-alive" : "close");
+    if (evbuffer_add_printf(out, "Connection: %s\r\n\r\n", c->keep_alive ? "keep-alive" : "close")
+        < 0) {
+        em_log(EM_LOG_ERR, 0, "cannot write a response head: out of memory");
+        em_conn_close(c);
+        return EM_ERROR;
+    }
+    return EM_OK;
 }
 
 /* After a response: read the next request, or close. */
@@ -376,6 +463,7 @@ em_conn_request_done(em_conn_t *c)
         return;
     }
     c->state = EM_CONN_HEAD;
+    c->req_since = em_conn_now();
     c->session = NULL;
     c->served++;
     em_conn_io_update(c);
@@ -393,9 +481,13 @@ em_conn_respond(em_conn_t *c, int status, const char *ctype, const char *body, s
     if (c->state == EM_CONN_CLOSED || c->state == EM_CONN_DRAIN) {
         return;
     }
-    em_conn_write_head(c, status, ctype, len);
-    if (len > 0) {
-        evbuffer_add(em_conn_output(c), body, len);
+    if (em_conn_write_head(c, status, ctype, len) != EM_OK) {
+        return;
+    }
+    if (len > 0 && evbuffer_add(c->out, body, len) != 0) {
+        em_log(EM_LOG_ERR, 0, "cannot write a response body of %zu bytes: out of memory", len);
+        em_conn_close(c);
+        return;
     }
     em_conn_request_done(c);
 }
@@ -406,8 +498,14 @@ em_conn_respond_parts(em_conn_t *c, struct evbuffer *body)
     if (c->state == EM_CONN_CLOSED || c->state == EM_CONN_DRAIN) {
         return;
     }
-    em_conn_write_head(c, 200, "text/plain; charset=UTF-8", evbuffer_get_length(body));
-    evbuffer_add_buffer(em_conn_output(c), body);
+    if (em_conn_write_head(c, 200, "text/plain; charset=UTF-8", evbuffer_get_length(body)) != EM_OK) {
+        return;
+    }
+    if (evbuffer_add_buffer(c->out, body) != 0) {
+        em_log(EM_LOG_ERR, 0, "cannot write a polling response: out of memory");
+        em_conn_close(c);
+        return;
+    }
     em_conn_request_done(c);
 }
 
@@ -426,6 +524,15 @@ em_conn_fail(em_conn_t *c, int status)
     c->keep_alive = 0;
     em_conn_respond(c, status, "text/plain; charset=UTF-8", em_http_reason(status),
                     strlen(em_http_reason(status)));
+}
+
+/* A request broke the protocol or a bound: say so (logged, counted), answer
+ * `status` and close. */
+static void
+em_conn_refuse(em_conn_t *c, int status, em_limit_t limit, const char *why)
+{
+    em_worker_violation(c->fd, NULL, limit, "%s: answered %d", why, status);
+    em_conn_fail(c, status);
 }
 
 /* Note the request's Origin if CORS allows it, to echo in the response. */
@@ -452,6 +559,10 @@ em_conn_preflight(em_conn_t *c, const em_http_req_t *req)
     struct evbuffer        *out = em_conn_output(c);
     const em_http_header_t *h = em_http_header(req, "access-control-request-headers");
 
+    if (out == NULL) {
+        em_conn_close(c);
+        return;
+    }
     evbuffer_add_printf(out, "HTTP/1.1 204 No Content\r\n");
     if (c->origin != NULL) {
         evbuffer_add_printf(out,
@@ -467,8 +578,11 @@ em_conn_preflight(em_conn_t *c, const em_http_req_t *req)
                                 h->value.data);
         }
     }
-    evbuffer_add_printf(out, "Content-Length: 0\r\nConnection: %s\r\n\r\n",
-                        c->keep_alive ? "keep-alive" : "close");
+    if (evbuffer_add_printf(out, "Content-Length: 0\r\nConnection: %s\r\n\r\n",
+                            c->keep_alive ? "keep-alive" : "close") < 0) {
+        em_conn_close(c);
+        return;
+    }
     em_conn_request_done(c);
 }
 
@@ -536,18 +650,14 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
     c->endpoint = ep;
     if (req->chunked) {
         if (req->method != EM_HTTP_POST) {
-            em_conn_fail(c, 400);
+            em_conn_refuse(c, 400, EM_LIMIT_PROTOCOL, "a chunked body on a request other than POST");
             return req->head_len;
         }
         /* Keep a copy of the head: the body is decoded as it arrives and
          * the input it came in is dropped. */
         em_conn_chunked_t *ch = calloc(1, sizeof(*ch));
-        if (ch == NULL || (ch->head = malloc(req->head_len)) == NULL
-            || (ch->body = malloc(ep->max_payload)) == NULL) {
-            if (ch != NULL) {
-                free(ch->head);
-                free(ch);
-            }
+        if (ch == NULL || (ch->head = malloc(req->head_len)) == NULL) {
+            free(ch);
             em_conn_fail(c, 503);
             return req->head_len;
         }
@@ -559,6 +669,9 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
     }
     if (req->method == EM_HTTP_POST && req->content_length > 0) {
         if ((size_t) req->content_length > ep->max_payload) {
+            em_worker_violation(c->fd, NULL, EM_LIMIT_REQUEST_SIZE,
+                                "a request body of %lld bytes (max_payload %zu): answered 413",
+                                (long long) req->content_length, ep->max_payload);
             c->keep_alive = 0;
             em_conn_respond(c, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
             return req->head_len;
@@ -598,12 +711,17 @@ em_conn_process(em_conn_t *c)
             int         rc = em_http_parse(buf, want, &req);
             if (rc == EM_AGAIN) {
                 if (want >= EM_HTTP_MAX_HEAD) {
-                    em_conn_fail(c, 431);
+                    em_conn_refuse(c, 431, EM_LIMIT_REQUEST_SIZE, "a request head over 16 KiB");
                 }
                 break;
             }
             if (rc != EM_OK) {
-                em_conn_fail(c, rc == EM_DECLINED ? 431 : 400);
+                if (rc == EM_DECLINED) {
+                    em_conn_refuse(c, 431, EM_LIMIT_REQUEST_SIZE,
+                                   "a request head over 16 KiB or 64 headers");
+                } else {
+                    em_conn_refuse(c, 400, EM_LIMIT_PROTOCOL, "a malformed request head");
+                }
                 break;
             }
             consumed = em_conn_request(c, &req);
@@ -625,6 +743,22 @@ em_conn_process(em_conn_t *c)
             if (len == 0) {
                 break;
             }
+            /* A call decodes at most as many bytes as it reads: the body
+             * grows with the input, never to max_payload at once. */
+            size_t need = EM_MIN(c->endpoint->max_payload, ch->body_len + len);
+            if (need > ch->body_cap) {
+                size_t cap = EM_MIN(c->endpoint->max_payload, EM_MAX(need, ch->body_cap * 2));
+                char  *nb = realloc(ch->body, cap);
+                if (nb == NULL) {
+                    em_worker_violation(c->fd, NULL, EM_LIMIT_MEMORY,
+                                        "no memory for a chunked body of %zu bytes", cap);
+                    em_conn_chunked_free(c);
+                    em_conn_fail(c, 503);
+                    break;
+                }
+                ch->body = nb;
+                ch->body_cap = cap;
+            }
             const char *buf = (const char *) evbuffer_pullup(in, (ssize_t) len);
             int rc = em_http_chunked_parse(&ch->st, buf, len, &used, ch->body,
                                            c->endpoint->max_payload, &ch->body_len);
@@ -636,9 +770,12 @@ em_conn_process(em_conn_t *c)
                 em_conn_chunked_free(c);
                 c->keep_alive = 0;
                 if (rc == EM_DECLINED) {
+                    em_worker_violation(c->fd, NULL, EM_LIMIT_REQUEST_SIZE,
+                                        "a chunked body over max_payload (%zu): answered 413",
+                                        c->endpoint->max_payload);
                     em_conn_respond(c, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
                 } else {
-                    em_conn_fail(c, 400);
+                    em_conn_refuse(c, 400, EM_LIMIT_PROTOCOL, "a malformed chunked body");
                 }
                 break;
             }
@@ -675,6 +812,28 @@ em_conn_retriable(int err)
     return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
 }
 
+/*
+ * The client shut its sending side. A request it already sent is still
+ * answered: a parked GET waits for its data, a response being written is
+ * written out; then the connection closes. A request cut short, or a
+ * WebSocket, ends now.
+ */
+static void
+em_conn_peer_eof(em_conn_t *c)
+{
+    c->eof = 1;
+    c->keep_alive = 0;
+    if (c->state == EM_CONN_POLL) {
+        return;         /* em_conn_request_done() drains it after the answer */
+    }
+    if (c->state == EM_CONN_HEAD && c->out != NULL && evbuffer_get_length(c->out) > 0
+        && (c->in == NULL || evbuffer_get_length(c->in) == 0)) {
+        em_conn_drain(c);
+        return;
+    }
+    em_conn_close(c);
+}
+
 /* Read what the socket has (bounded by the state's input bound). */
 static void
 em_conn_do_read(em_conn_t *c)
@@ -706,8 +865,12 @@ em_conn_do_read(em_conn_t *c)
     } else {
         evbuffer_commit_space(in, NULL, 0);
     }
-    if (n == 0 || (n < 0 && !em_conn_retriable(errno))) {
-        em_conn_close(c);       /* EOF or error */
+    if (n == 0) {
+        em_conn_peer_eof(c);
+        return;
+    }
+    if (n < 0 && !em_conn_retriable(errno)) {
+        em_conn_close(c);       /* a reset or another error */
         return;
     }
     if (n > 0) {
@@ -715,11 +878,55 @@ em_conn_do_read(em_conn_t *c)
     }
 }
 
+/*
+ * What a WebSocket client left unread after a write: over output_hard, or
+ * over output_soft for output_soft_time, it is closed (EM_ERROR; logged and
+ * counted here). Only what the kernel did not take counts, so a burst that
+ * a reading client takes at once never trips it.
+ */
+static int
+em_conn_output_over(em_conn_t *c)
+{
+    const em_conf_limits_t *lim = &em_w.conf->limits;
+    size_t                  left = evbuffer_get_length(c->out);
+    uint32_t                now;
+
+    if (left <= lim->output_soft) {
+        c->soft_since = 0;
+        return EM_OK;
+    }
+    if (left > lim->output_hard) {
+        em_worker_violation(c->fd, c->session ? c->session->sid : NULL, EM_LIMIT_OUTPUT,
+                            "%zu bytes of output unread (output_hard %zu)", left, lim->output_hard);
+        return EM_ERROR;
+    }
+    now = em_conn_now();
+    if (c->soft_since == 0) {
+        c->soft_since = now | 1;        /* 0 means "under the soft limit" */
+        return EM_OK;
+    }
+    if ((uint32_t) (now - c->soft_since) >= lim->output_soft_time) {
+        em_worker_violation(c->fd, c->session ? c->session->sid : NULL, EM_LIMIT_OUTPUT,
+                            "over %zu bytes of output unread for %u ms (output_soft)",
+                            lim->output_soft, lim->output_soft_time);
+        return EM_ERROR;
+    }
+    return EM_OK;
+}
+
 static void
 em_conn_do_write(em_conn_t *c)
 {
     if (c->out != NULL && evbuffer_get_length(c->out) > 0) {
-        if (evbuffer_write(c->out, c->fd) < 0 && !em_conn_retriable(errno)) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n < 0 && !em_conn_retriable(errno)) {
+            em_conn_close(c);
+            return;
+        }
+        if (n > 0) {
+            c->write_since = em_conn_now();     /* progress: the write deadline moves */
+        }
+        if (c->state == EM_CONN_WS && em_conn_output_over(c) != EM_OK) {
             em_conn_close(c);
             return;
         }
@@ -729,26 +936,61 @@ em_conn_do_write(em_conn_t *c)
     }
 }
 
+/* A deadline of em_conn_timeout_ms() passed (or was moved: then wait again). */
+static void
+em_conn_timed_out(em_conn_t *c)
+{
+    const em_conf_limits_t *lim = &em_w.conf->limits;
+    uint32_t                now = em_conn_now();
+
+    if (em_conn_writing(c) && (uint32_t) (now - c->write_since) >= lim->write_timeout) {
+        em_worker_violation(c->fd, c->session ? c->session->sid : NULL, EM_LIMIT_WRITE_TIMEOUT,
+                            "took none of its %zu bytes of output for %u ms",
+                            evbuffer_get_length(c->out), lim->write_timeout);
+        em_conn_close(c);
+        return;
+    }
+    if (em_conn_reading_request(c) && (uint32_t) (now - c->req_since) >= lim->request_timeout) {
+        int started = c->state != EM_CONN_HEAD || (c->in != NULL && evbuffer_get_length(c->in) > 0);
+        if (!started) {
+            em_conn_close(c);   /* an idle keep-alive connection, or one that sent nothing */
+            return;
+        }
+        em_worker_violation(c->fd, NULL, EM_LIMIT_REQUEST_TIMEOUT,
+                            "sent no whole request within %u ms", lim->request_timeout);
+        c->keep_alive = 0;
+        em_conn_chunked_free(c);
+        c->state = EM_CONN_HEAD;
+        c->session = NULL;
+        em_conn_fail(c, 408);
+        return;
+    }
+    em_conn_io_update(c);
+}
+
 static void
 em_conn_io_cb(evutil_socket_t fd, short what, void *arg)
 {
     em_conn_t *c = arg;
     (void) fd;
 
+    if (c->close_pending) {
+        em_conn_close(c);       /* asked for when the flush queue had no room */
+        return;
+    }
     if (what & EV_TIMEOUT) {
-        if (c->state == EM_CONN_HEAD && c->in != NULL && evbuffer_get_length(c->in) > 0
-            && (c->out == NULL || evbuffer_get_length(c->out) == 0)) {
-            em_conn_fail(c, 408);
-            if (c->state != EM_CONN_CLOSED) {
-                em_conn_io_update(c);
-            }
-            return;
+        em_conn_timed_out(c);
+        if (c->state != EM_CONN_CLOSED) {
+            em_conn_trim(c);
         }
-        em_conn_close(c);
         return;
     }
     if (what & EV_WRITE) {
         em_conn_do_write(c);
+        if (c->process_pending && c->state != EM_CONN_CLOSED) {
+            c->process_pending = 0;
+            em_conn_process(c);
+        }
     }
     if ((what & EV_READ) && c->state != EM_CONN_CLOSED && c->state != EM_CONN_DRAIN) {
         em_conn_do_read(c);

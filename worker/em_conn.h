@@ -28,8 +28,8 @@ typedef enum {
     EM_CONN_CLOSED
 } em_conn_state_t;
 
-/* Field order and widths keep the struct at 224 bytes (a 240-byte malloc
- * chunk, not 256): it is the largest per-connection object. */
+/* Field order and widths keep the struct at 232 bytes at most (a 240-byte
+ * malloc chunk, not 256): it is the largest per-connection object. */
 struct em_conn {
     int                        fd;
     em_conn_state_t            state;
@@ -48,11 +48,21 @@ struct em_conn {
     unsigned                   in_process:1;  /* inside em_conn_process() */
     unsigned                   in_ws_recv:1;  /* inside wslay_event_recv() */
     unsigned                   ws_fragmented:1; /* a fragmented message is open */
+    unsigned                   eof:1;         /* the client shut its side: read no more */
     uint32_t                   flush_idx;     /* its place in that queue */
     uint32_t                   served;        /* requests answered on this connection */
-    uint32_t                   head_len;      /* BODY: head bytes still in input */
-    uint32_t                   body_len;      /* BODY: Content-Length (<= max_payload) */
-    uint32_t                   ws_feed;       /* bytes wslay may still take */
+    uint32_t                   req_since;     /* em_conn_now(): the request head began (HEAD..) */
+    uint32_t                   write_since;   /* em_conn_now(): output waits, or last progress */
+    union {
+        struct {                              /* BODY */
+            uint32_t           head_len;      /* head bytes still in input */
+            uint32_t           body_len;      /* Content-Length (<= max_payload) */
+        };
+        struct {                              /* WS */
+            uint32_t           ws_feed;       /* bytes wslay may still take */
+            uint32_t           soft_since;    /* em_conn_now() + 1: output over output_soft, or 0 */
+        };
+    };
     em_session_t              *session;       /* POLL, BODY (POST) or WS */
     const em_conf_endpoint_t  *endpoint;
     char                      *origin;        /* allowed CORS origin to echo, or NULL */
@@ -66,9 +76,13 @@ void em_conn_accept(int fd, const char *data, size_t len, int noroute);
 
 /* The connection's input and output buffers (made when missing; output
  * also makes the connection wait for the socket to take what is added).
- * NULL only when out of memory. */
+ * NULL only when out of memory: the caller closes the connection. */
 struct evbuffer *em_conn_input(em_conn_t *c);
 struct evbuffer *em_conn_output(em_conn_t *c);
+
+/* Milliseconds of a coarse monotonic clock, wrapping at 2^32: compare two
+ * readings by their difference only. */
+uint32_t em_conn_now(void);
 
 /* Handle buffered input, or close, at the end of this loop pass (from
  * code that may run inside a send, which must not see sessions go). */

@@ -12,6 +12,7 @@
  */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +25,15 @@
 
 #define EM_ENGINE_UPGRADE_TIMEOUT 10000          /* ms for "5" after "2probe" */
 #define EM_ENGINE_CLOSE_TIMEOUT   30000          /* ms to deliver the last packets */
-#define EM_ENGINE_QUEUE_LIMIT     (16u * 1024 * 1024)
+
+_Static_assert(sizeof(em_session_t) <= 184, "em_session_t outgrew its 192-byte malloc chunk");
+
+/* The POST whose packets are being handled, so that a limit broken by one
+ * of them is reported with that connection's address. */
+static em_conn_t *em_engine_post_conn;
 
 static em_buf_t *em_engine_pkt(const char *text);
+static void em_session_free_queue(em_session_t *s);
 static void em_session_finish(em_session_t *s);
 static void em_session_abort(em_session_t *s, const char *reason);
 
@@ -123,10 +130,30 @@ em_session_upgrade_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- sending ---- */
 
+/* The descriptor of the connection a session's client is on now, for the
+ * client's address (-1: none at the moment). */
+static int
+em_session_fd(const em_session_t *s)
+{
+    const em_conn_t *c = s->ws ? s->ws : s->get ? s->get : s->probe ? s->probe : em_engine_post_conn;
+
+    return c != NULL ? c->fd : -1;
+}
+
 static em_buf_t *
 em_engine_pkt(const char *text)
 {
     return em_buf_copy(text, strlen(text), 0);
+}
+
+/* Close a polling session that cannot take more output, from its timer:
+ * the caller (a broadcast loop, a script) may still use its sockets. */
+static void
+em_session_overflow(em_session_t *s, em_limit_t why)
+{
+    s->refused = (uint8_t) why;
+    s->overflow = 1;
+    event_active(s->timer, EV_TIMEOUT, 0);
 }
 
 /* Answer the parked GET with every queued packet (or a noop). */
@@ -141,33 +168,39 @@ em_session_flush_get(em_session_t *s, int noop_if_empty)
     }
     body = evbuffer_new();
     if (body == NULL) {
-        return;
+        em_log(EM_LOG_ERR, 0, "evbuffer_new() for a polling response failed");
+        return;     /* the packets stay queued for the next try */
     }
     if (s->q_head == NULL || s->upgrading) {
         evbuffer_add(body, "6", 1);
     } else {
-        for (em_outq_t *q = s->q_head, *next; q != NULL; q = next) {
-            next = q->next;
-            if (q != s->q_head) {
-                evbuffer_add(body, "\x1e", 1);
-            }
+        for (em_outq_t *q = s->q_head; q != NULL; q = q->next) {
+            int ok = q == s->q_head || evbuffer_add(body, "\x1e", 1) == 0;
             if (q->buf->binary) {
                 size_t blen = em_eio_b64_encoded_len(q->buf->len);
                 struct evbuffer_iovec v;
-                evbuffer_add(body, "b", 1);
-                if (evbuffer_reserve_space(body, (ev_ssize_t) blen, &v, 1) == 1) {
+                ok = ok && evbuffer_add(body, "b", 1) == 0
+                     && evbuffer_reserve_space(body, (ev_ssize_t) blen, &v, 1) == 1;
+                if (ok) {
                     v.iov_len = em_eio_b64_encode((const unsigned char *) q->buf->data,
                                                   q->buf->len, v.iov_base);
-                    evbuffer_commit_space(body, &v, 1);
+                    ok = evbuffer_commit_space(body, &v, 1) == 0;
                 }
             } else {
-                evbuffer_add(body, q->buf->data, q->buf->len);
+                ok = ok && evbuffer_add(body, q->buf->data, q->buf->len) == 0;
             }
-            em_buf_unref(q->buf);
-            free(q);
+            if (!ok) {
+                /* A payload with a packet missing would be worse than none:
+                 * the session closes (from its timer: this may be inside a
+                 * send) and the client recovers. */
+                evbuffer_free(body);
+                em_worker_violation(c->fd, s->sid, EM_LIMIT_MEMORY,
+                                    "no memory for a polling response of %zu bytes", s->q_bytes);
+                em_session_overflow(s, EM_LIMIT_MEMORY);
+                return;
+            }
         }
-        s->q_head = s->q_tail = NULL;
-        s->q_bytes = 0;
+        em_session_free_queue(s);   /* all in the body now */
     }
     s->get = NULL;
     c->session = NULL;
@@ -190,17 +223,22 @@ em_session_send(em_session_t *s, em_buf_t *buf)
     if (s->overflow) {
         return;             /* closing once the sender is done */
     }
-    if (s->q_bytes + buf->len > EM_ENGINE_QUEUE_LIMIT) {
-        /* Not now: the caller (a broadcast loop, a script) still uses this
-         * session's sockets. The timer callback closes it right after. */
-        em_log(EM_LOG_WARN, 0, "session %s: polling queue over %u bytes, closing", s->sid,
-               EM_ENGINE_QUEUE_LIMIT);
-        s->overflow = 1;
-        event_active(s->timer, EV_TIMEOUT, 0);
-        return;
-    }
-    em_outq_t *q = malloc(sizeof(*q));
+    size_t     hard = em_w.conf->limits.output_hard;
+    int        over = s->q_bytes > 0 && s->q_bytes + buf->len > hard;
+    em_outq_t *q = over ? NULL : malloc(sizeof(*q));
     if (q == NULL) {
+        /* Not now: the caller (a broadcast loop, a script) still uses this
+         * session's sockets. The timer callback closes it right after; a
+         * packet lost to a full queue or to memory is never silent. */
+        if (over) {
+            em_worker_violation(em_session_fd(s), s->sid, EM_LIMIT_OUTPUT,
+                                "%zu bytes wait for the next poll (output_hard %zu)",
+                                s->q_bytes + buf->len, hard);
+        } else {
+            em_worker_violation(em_session_fd(s), s->sid, EM_LIMIT_MEMORY,
+                                "no memory to queue a %zu-byte packet", buf->len);
+        }
+        em_session_overflow(s, over ? EM_LIMIT_OUTPUT : EM_LIMIT_MEMORY);
         return;
     }
     q->next = NULL;
@@ -319,7 +357,12 @@ em_session_finish(em_session_t *s)
         em_conn_t *c = s->ws;
         s->ws = NULL;
         c->session = NULL;
-        em_ws_close(c, 1000, NULL);
+        if (s->refused) {
+            em_ws_close(c, s->refused == EM_LIMIT_PROTOCOL ? 1002 : 1008,
+                        em_limit_name((em_limit_t) s->refused));
+        } else {
+            em_ws_close(c, 1000, NULL);
+        }
     }
     if (s->probe != NULL) {
         em_conn_t *c = s->probe;
@@ -381,6 +424,23 @@ em_session_close(em_session_t *s, const char *reason)
     }
     /* Nothing left to deliver: a parked GET gets the close packet now. */
     em_session_finish(s);
+}
+
+void
+em_session_refuse(em_session_t *s, em_limit_t limit, const char *fmt, ...)
+{
+    char    why[200];
+    va_list ap;
+
+    if (s->closed) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    em_worker_violation(em_session_fd(s), s->sid, limit, "%s", why);
+    s->refused = (uint8_t) limit;
+    em_session_close(s, limit == EM_LIMIT_PROTOCOL ? "parse error" : "forced server close");
 }
 
 void
@@ -459,6 +519,8 @@ em_session_packet(em_session_t *s, const em_eio_packet_t *p)
     case EM_EIO_PING:
         break;
     default:
+        em_worker_violation(em_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
+                            "an Engine.IO packet of type %d from a client", (int) p->type);
         em_session_abort(s, "parse error");
         break;
     }
@@ -476,6 +538,7 @@ em_session_ws_message(em_session_t *s, em_conn_t *c, const char *data, size_t le
         p.data.data = data;
         p.data.len = len;
     } else if (em_eio_decode(data, len, &p) != EM_OK) {
+        em_worker_violation(c->fd, s->sid, EM_LIMIT_PROTOCOL, "a malformed Engine.IO packet");
         em_session_abort(s, "parse error");
         return;
     }
@@ -514,6 +577,7 @@ em_engine_post(em_conn_t *c, em_session_t *s, const char *body, size_t len)
     if (s->closed) {
         return;
     }
+    em_engine_post_conn = c->state != EM_CONN_CLOSED ? c : NULL;
     while ((rc = em_eio_payload_next(body, len, &pos, &p)) == EM_OK && !s->closed) {
         if (p.base64) {
             ssize_t n;
@@ -535,8 +599,11 @@ em_engine_post(em_conn_t *c, em_session_t *s, const char *body, size_t len)
     }
     free(bin);
     if (rc == EM_ERROR && !s->closed) {
+        em_worker_violation(em_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
+                            "a malformed polling payload");
         em_session_abort(s, "parse error");
     }
+    em_engine_post_conn = NULL;
 }
 
 void

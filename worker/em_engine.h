@@ -29,6 +29,7 @@ struct em_session {
     uint8_t                    finished:1;    /* out of the table, awaiting reap */
     uint8_t                    client_closed:1; /* the client sent a close packet */
     uint8_t                    overflow:1;    /* output over its bound: closing next */
+    uint8_t                    refused;       /* em_limit_t it was closed for, or 0 */
     const em_conf_endpoint_t  *endpoint;
     em_conn_t                 *ws;            /* transport WEBSOCKET */
     em_conn_t                 *get;           /* a parked polling GET */
@@ -53,6 +54,17 @@ void em_session_send(em_session_t *s, em_buf_t *buf);
 
 /* Close the session: the upper layer hears on_close(reason) once. */
 void em_session_close(em_session_t *s, const char *reason);
+
+/*
+ * Close the session because its client broke `limit` (or the protocol):
+ * logged with the client's address and counted (em_worker_violation), the
+ * layer above hears "parse error" (protocol) or "forced server close", and a
+ * WebSocket is closed with code 1002 (protocol) or 1008 and the limit's name
+ * as the reason. Safe inside a send or a handler: the session is freed
+ * later, like any closed one.
+ */
+void em_session_refuse(em_session_t *s, em_limit_t limit, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* A transport connection went away (EOF, error, timeout). */
 void em_session_conn_lost(em_session_t *s, em_conn_t *c);

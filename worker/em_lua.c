@@ -15,6 +15,7 @@
  * runs away.
  */
 #include <lauxlib.h>
+#include <limits.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,6 @@
 
 #define EM_LUA_CONN_MT   "emitd.conn"
 #define EM_LUA_BCAST_MT  "emitd.bcast"
-#define EM_LUA_TIME_LIMIT_MS 2000
 
 /* A socket object: its id and handshake time live here (they outlast the
  * socket), everything else in its user value table. */
@@ -53,12 +53,52 @@ static int       *em_lua_ep_env;       /* per endpoint (raw ones): env ref or LU
 static struct timespec em_lua_deadline;
 static int        em_lua_depth;
 static int        em_lua_any_nsp;      /* some namespace has a script */
+static size_t     em_lua_mem;          /* bytes the state holds */
 
 static const char *const em_lua_reserved[] = {
     "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener", NULL
 };
 
 /* ---- calling scripts ---- */
+
+/*
+ * The state's allocator. While a script runs (inside em_lua_call), growing
+ * past limits.script_memory fails, which Lua turns into a "not enough
+ * memory" error of that call after an emergency collection; what C code
+ * pushes outside a call (sockets' objects, a packet's arguments, already
+ * bounded by the other limits) is never refused, so an unprotected API call
+ * cannot fail.
+ */
+static void *
+em_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    size_t old = ptr != NULL ? osize : 0;
+    void  *p;
+    (void) ud;
+
+    if (nsize == 0) {
+        free(ptr);
+        em_lua_mem -= old;
+        return NULL;
+    }
+    if (nsize > old && em_lua_depth > 0
+        && em_lua_mem - old + nsize > em_w.conf->limits.script_memory) {
+        return NULL;
+    }
+    p = realloc(ptr, nsize);
+    if (p != NULL) {
+        em_lua_mem = em_lua_mem - old + nsize;
+    }
+    return p;
+}
+
+static int
+em_lua_panic(lua_State *l)
+{
+    em_log(EM_LOG_ERR, 0, "unprotected error in a Lua call: %s",
+           lua_type(l, -1) == LUA_TSTRING ? lua_tostring(l, -1) : "(not a string)");
+    return 0;       /* Lua aborts the process */
+}
 
 static void
 em_lua_hook(lua_State *l, lua_Debug *ar)
@@ -69,7 +109,7 @@ em_lua_hook(lua_State *l, lua_Debug *ar)
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (now.tv_sec > em_lua_deadline.tv_sec
         || (now.tv_sec == em_lua_deadline.tv_sec && now.tv_nsec > em_lua_deadline.tv_nsec)) {
-        luaL_error(l, "handler ran longer than %d ms", EM_LUA_TIME_LIMIT_MS);
+        luaL_error(l, "handler ran longer than %u ms", em_w.conf->limits.script_time);
     }
 }
 
@@ -103,9 +143,10 @@ em_lua_call_named(int nargs, int nres, const char *what, const char *name)
     int rc;
 
     if (em_lua_depth++ == 0) {
+        unsigned ms = em_w.conf->limits.script_time;
         clock_gettime(CLOCK_MONOTONIC, &em_lua_deadline);
-        em_lua_deadline.tv_sec += EM_LUA_TIME_LIMIT_MS / 1000;
-        em_lua_deadline.tv_nsec += (EM_LUA_TIME_LIMIT_MS % 1000) * 1000000L;
+        em_lua_deadline.tv_sec += ms / 1000;
+        em_lua_deadline.tv_nsec += (long) (ms % 1000) * 1000000L;
         if (em_lua_deadline.tv_nsec >= 1000000000L) {
             em_lua_deadline.tv_sec++;
             em_lua_deadline.tv_nsec -= 1000000000L;
@@ -153,6 +194,14 @@ em_lua_args_pkt(em_pkt_t *pkt, em_sio_type_t type, em_str_t nsp, int64_t id, int
             return luaL_error(L, "argument %d: %s", i - first + 1, err);
         }
         json_array_append_new(arr, v);
+    }
+    if (bins.n > em_w.conf->limits.attachments) {
+        /* Clients refuse them as servers do (socket.io-parser's
+         * maxAttachments): say so here rather than have them disconnect. */
+        json_decref(arr);
+        em_lua_bins_free(&bins);
+        return luaL_error(L, "%d binary arguments in one packet: more than limits.attachments (%d)",
+                          (int) bins.n, (int) em_w.conf->limits.attachments);
     }
     int rc = (log && type == EM_SIO_EVENT && id == EM_SIO_NO_ID)
                  ? em_cluster_event_pkt(pkt, nsp, arr, bins.att, bins.n, b, self)
@@ -286,6 +335,15 @@ em_lua_socket_emit(lua_State *l)
         return 1;
     }
     if (lua_type(l, top) == LUA_TFUNCTION && top > 2) {
+        if (s->nacks >= em_w.conf->limits.pending_acks) {
+            /* The client does not answer: it is closed, not grown for. */
+            em_session_refuse(em_sio_socket_session(s), EM_LIMIT_PENDING_ACKS,
+                              "%u acks asked for and not answered (limit %u)", s->nacks,
+                              em_w.conf->limits.pending_acks);
+            lua_pushboolean(l, 0);
+            return 1;
+        }
+        s->nacks++;
         id = s->next_ack++;
         em_lua_sock_table(l, 1, "_acks", 1);
         lua_pushvalue(l, top);
@@ -299,6 +357,25 @@ em_lua_socket_emit(lua_State *l)
     em_pkt_release(&pkt);
     lua_pushboolean(l, 1);
     return 1;
+}
+
+/* One room: over limits.rooms the client is closed (what it asked to join
+ * is its doing); a name over 65,535 bytes is the script's error. */
+static void
+em_lua_join_one(lua_State *l, em_sio_socket_t *s, em_str_t room)
+{
+    int rc = em_adapter_join(s, room);
+
+    if (rc == EM_DECLINED) {
+        em_session_refuse(em_sio_socket_session(s), EM_LIMIT_ROOMS,
+                          "a join beyond %u rooms", em_w.conf->limits.rooms);
+    } else if (rc != EM_OK) {
+        if (room.len > EM_ROOM_NAME_MAX) {
+            luaL_error(l, "join: a room name of %d bytes is too long (at most %d)", (int) room.len,
+                       EM_ROOM_NAME_MAX);
+        }
+        luaL_error(l, "join: out of memory");
+    }
 }
 
 static int
@@ -318,13 +395,13 @@ em_lua_socket_join(lua_State *l)
                 }
                 lua_rawgeti(l, 2, i);
                 const char *room = luaL_checklstring(l, -1, &len);
-                em_adapter_join(s, (em_str_t) { room, len });
+                em_lua_join_one(l, s, (em_str_t) { room, len });
                 lua_pop(l, 1);
             }
         } else {
             size_t      len;
             const char *room = luaL_checklstring(l, 2, &len);
-            em_adapter_join(s, (em_str_t) { room, len });
+            em_lua_join_one(l, s, (em_str_t) { room, len });
         }
     }
     lua_settop(l, 1);
@@ -1070,7 +1147,9 @@ em_lua_push_args(json_t *args, size_t from, const em_str_t *atts, size_t natt)
 {
     int n = 0;
 
-    if (!lua_checkstack(L, (int) json_array_size(args) + 8)) {
+    /* The arguments, plus the ack function, a handler and the traceback of
+     * em_lua_event(); the count is bounded by limits.event_args. */
+    if (json_array_size(args) > (size_t) INT_MAX - 16 || !lua_checkstack(L, (int) json_array_size(args) + 8)) {
         return -1;
     }
     for (size_t i = from; i < json_array_size(args); i++, n++) {
@@ -1141,6 +1220,12 @@ em_lua_event(em_sio_socket_t *s, json_t *args, const em_str_t *atts, size_t natt
         nargs++;
     }
     for (lua_Integer h = 1; h <= nh; h++) {
+        /* Each handler gets its own copies: room for them, the function
+         * and the traceback, every time. */
+        if (!lua_checkstack(L, nargs + 4)) {
+            lua_settop(L, base);
+            return EM_ERROR;
+        }
         em_lua_handler_push(L, list, h);
         for (int i = 0; i < nargs; i++) {
             lua_pushvalue(L, first + i);
@@ -1168,6 +1253,9 @@ em_lua_ack(em_sio_socket_t *s, int64_t id, json_t *args, const em_str_t *atts, s
     }
     lua_pushnil(L);
     lua_rawseti(L, acks, id);
+    if (s->nacks > 0) {
+        s->nacks--;
+    }
     int nargs = em_lua_push_args(args, 0, atts, natt);
     if (nargs < 0) {
         lua_settop(L, base);
@@ -1496,11 +1584,13 @@ em_lua_init(void)
     if (!need) {
         return EM_OK;
     }
-    L = luaL_newstate();
+    em_lua_mem = 0;
+    L = lua_newstate(em_lua_alloc, NULL);
     if (L == NULL) {
-        em_log(EM_LOG_ERR, 0, "luaL_newstate() failed");
+        em_log(EM_LOG_ERR, 0, "lua_newstate() failed");
         return EM_ERROR;
     }
+    lua_atpanic(L, em_lua_panic);
     luaL_openlibs(L);
     /* A script must not end or block its worker: no os.exit, os.execute,
      * io.popen, io.read from stdin. */
@@ -1580,11 +1670,18 @@ em_lua_check_scripts(const em_conf_t *conf, int run, char *err, size_t errlen)
     int        rc = EM_OK;
 
     if (run) {
-        /* Load them as a worker would, top-level code included. */
+        /* Load them as a worker would, top-level code included, against a
+         * private empty state (the emitd.* state functions work). */
         const em_conf_t *saved = em_w.conf;
         em_w.conf = conf;
+        if (em_cluster_init_private() != EM_OK) {
+            em_w.conf = saved;
+            snprintf(err, errlen, "cannot make a state segment to run the scripts in");
+            return EM_ERROR;
+        }
         rc = em_lua_init();
         em_lua_shutdown();
+        em_cluster_shutdown();
         em_w.conf = saved;
         if (rc != EM_OK) {
             snprintf(err, errlen, "the handler scripts failed to load (see the error above)");

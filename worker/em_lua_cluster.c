@@ -665,7 +665,7 @@ em_lua_push_metrics(lua_State *l, const em_monitor_figures_t *fp)
 {
     em_monitor_figures_t f = *fp;
 
-    lua_createtable(l, 0, 7);
+    lua_createtable(l, 0, 8);
     lua_pushinteger(l, (lua_Integer) f.total);
     lua_setfield(l, -2, "totalConnections");
     lua_pushinteger(l, (lua_Integer) f.active);
@@ -678,6 +678,8 @@ em_lua_push_metrics(lua_State *l, const em_monitor_figures_t *fp)
     lua_setfield(l, -2, "peakConnections");
     lua_pushinteger(l, (lua_Integer) f.per_minute);
     lua_setfield(l, -2, "connectionsPerMinute");
+    lua_pushinteger(l, (lua_Integer) f.violations);
+    lua_setfield(l, -2, "limitViolations");
     lua_pushinteger(l, f.last_reset);
     lua_setfield(l, -2, "lastReset");
 }

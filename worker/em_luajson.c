@@ -4,9 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "em_conf.h"
 #include "em_luajson.h"
 
-#define EM_LUA_JSON_MAX_DEPTH 64
+/* Data from clients is checked against limits.json_depth (at most
+ * EM_CONF_MAX_JSON_DEPTH) before it gets here; a script's own values against
+ * this. */
+#define EM_LUA_JSON_MAX_DEPTH EM_CONF_MAX_JSON_DEPTH
 
 char em_lua_null_sentinel;
 
@@ -60,7 +64,9 @@ em_lua_push_json_depth(lua_State *L, json_t *v, const em_str_t *atts, size_t nat
         json_t     *ph = json_object_get(v, "_placeholder");
         const char *key;
         json_t     *val;
-        if (ph != NULL && json_is_true(ph) && json_object_size(v) == 2) {
+        /* Placeholders mean attachments only in a binary packet, as in
+         * Node's socket.io-parser. */
+        if (atts != NULL && ph != NULL && json_is_true(ph) && json_object_size(v) == 2) {
             json_t *num = json_object_get(v, "num");
             if (num == NULL || !json_is_integer(num) || json_integer_value(num) < 0
                 || (size_t) json_integer_value(num) >= natt) {

@@ -29,6 +29,7 @@ struct em_sio_client {
     unsigned          bin_have;
     em_str_t         *bin_att;      /* malloc'd copies */
     size_t            bin_bytes;
+    unsigned          nsockets;     /* namespaces it is in (limits.namespaces) */
     unsigned          removing;     /* sockets in em_sio_socket_remove() now */
     unsigned          dead:1;       /* its session closed meanwhile: free at the end */
 };
@@ -264,16 +265,21 @@ em_sio_socket_session(const em_sio_socket_t *s)
     return s->client->eio;
 }
 
-static void
+/* Keep a send made during on_connect; a packet that cannot be kept closes
+ * the session (never a silent gap in what the client receives). */
+static int
 em_sio_hold(em_sio_socket_t *s, em_buf_t *b)
 {
     em_buf_t **held = realloc(s->held, (s->nheld + 1) * sizeof(*held));
 
     if (held == NULL) {
-        return;
+        em_session_refuse(s->client->eio, EM_LIMIT_MEMORY,
+                          "no memory to hold a packet sent during on_connect");
+        return EM_ERROR;
     }
     s->held = held;
     s->held[s->nheld++] = em_buf_ref(b);
+    return EM_OK;
 }
 
 void
@@ -283,9 +289,13 @@ em_sio_socket_send(em_sio_socket_t *s, const em_pkt_t *pkt)
         return;
     }
     if (s->connecting) {
-        em_sio_hold(s, pkt->text);
+        if (em_sio_hold(s, pkt->text) != EM_OK) {
+            return;
+        }
         for (size_t i = 0; i < pkt->natt; i++) {
-            em_sio_hold(s, pkt->att[i]);
+            if (em_sio_hold(s, pkt->att[i]) != EM_OK) {
+                return;
+            }
         }
         return;
     }
@@ -301,10 +311,13 @@ em_sio_send_simple(em_sio_client_t *c, em_sio_type_t type, em_str_t nsp, json_t 
     size_t    off;
     em_buf_t *b = em_sio_encode(type, 0, nsp, EM_SIO_NO_ID, data, &off);
 
-    if (b != NULL) {
-        em_session_send(c->eio, b);
-        em_buf_unref(b);
+    if (b == NULL) {
+        em_session_refuse(c->eio, EM_LIMIT_MEMORY, "no memory to encode a packet of type %d",
+                          (int) type);
+        return;
     }
+    em_session_send(c->eio, b);
+    em_buf_unref(b);
 }
 
 static void
@@ -352,6 +365,7 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
     for (em_sio_socket_t **p = &c->sockets; *p != NULL; p = &(*p)->next) {
         if (*p == s) {
             *p = s->next;
+            c->nsockets--;
             break;
         }
     }
@@ -433,6 +447,8 @@ em_sio_connect_error(em_sio_client_t *c, em_str_t nsp, const char *message)
     json_decref(err);
 }
 
+static em_limit_t em_sio_data_check(const json_t *v, unsigned depth, int binary, size_t natt);
+
 /* CONNECT to a namespace; returns EM_ERROR if the connection must close. */
 static int
 em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
@@ -445,11 +461,22 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     if (em_sio_client_socket(c, p->nsp) != NULL) {
         return EM_OK;   /* already connected: ignored, as Node does */
     }
+    if (c->nsockets >= em_w.conf->limits.namespaces) {
+        em_session_refuse(c->eio, EM_LIMIT_NAMESPACES, "a CONNECT to a namespace beyond %u at once",
+                          em_w.conf->limits.namespaces);
+        return EM_OK;
+    }
     if (p->data.len > 0) {
         auth = em_sio_json_parse(p->data.data, p->data.len);
         if (auth == NULL || !json_is_object(auth)) {
             json_decref(auth);
             return EM_ERROR;
+        }
+        if (em_sio_data_check(auth, 1, 0, 0) != EM_LIMIT_NONE) {
+            em_session_refuse(c->eio, EM_LIMIT_JSON_DEPTH, "CONNECT data nested deeper than %u",
+                              em_w.conf->limits.json_depth);
+            json_decref(auth);
+            return EM_OK;
         }
     }
     if (em_nsp_conf_index(p->nsp.data, p->nsp.len, &conf_index) != EM_OK
@@ -494,6 +521,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
 
     s->next = c->sockets;
     c->sockets = s;
+    c->nsockets++;
     HASH_ADD(hh, nsp->sockets, id, EM_SID_LEN, s);
     /* A socket is also the room named by its id; the namespace has sockets. */
     em_bus_key_add(nsp->name, nsp->name_len, s->id, EM_SID_LEN);
@@ -572,6 +600,82 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     return EM_OK;
 }
 
+/*
+ * Check a packet's JSON data against the limits before anything acts on it:
+ * nesting within json_depth, and in a binary packet every placeholder
+ * {"_placeholder":true,"num":n} naming one of its natt attachments. Returns
+ * EM_LIMIT_NONE, EM_LIMIT_JSON_DEPTH or EM_LIMIT_PROTOCOL.
+ */
+static em_limit_t
+em_sio_data_check(const json_t *v, unsigned depth, int binary, size_t natt)
+{
+    if (json_is_array(v)) {
+        size_t        i;
+        const json_t *e;
+        if (depth >= em_w.conf->limits.json_depth && json_array_size(v) > 0) {
+            return EM_LIMIT_JSON_DEPTH;
+        }
+        json_array_foreach(v, i, e) {
+            em_limit_t l = em_sio_data_check(e, depth + 1, binary, natt);
+            if (l != EM_LIMIT_NONE) {
+                return l;
+            }
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t     *e;
+        json_t     *ph = json_object_get(v, "_placeholder");
+        if (binary && ph != NULL && json_is_true(ph) && json_object_size(v) == 2) {
+            json_t *num = json_object_get(v, "num");
+            return (num != NULL && json_is_integer(num) && json_integer_value(num) >= 0
+                    && (size_t) json_integer_value(num) < natt)
+                       ? EM_LIMIT_NONE : EM_LIMIT_PROTOCOL;
+        }
+        if (depth >= em_w.conf->limits.json_depth && json_object_size(v) > 0) {
+            return EM_LIMIT_JSON_DEPTH;
+        }
+        json_object_foreach((json_t *) v, k, e) {
+            em_limit_t l = em_sio_data_check(e, depth + 1, binary, natt);
+            if (l != EM_LIMIT_NONE) {
+                return l;
+            }
+        }
+    }
+    return EM_LIMIT_NONE;
+}
+
+/* An EVENT's or ACK's arguments within the limits? Refuses the session
+ * (EM_DECLINED) when not. */
+static int
+em_sio_args_check(em_sio_client_t *c, const em_sio_packet_t *p, const json_t *args, size_t natt)
+{
+    const em_conf_limits_t *lim = &em_w.conf->limits;
+    int                     event = p->type == EM_SIO_EVENT || p->type == EM_SIO_BINARY_EVENT;
+    size_t                  nargs = json_array_size(args) - (event ? 1 : 0);
+    em_limit_t              l;
+
+    if (event && json_string_length(json_array_get(args, 0)) > lim->event_name) {
+        em_session_refuse(c->eio, EM_LIMIT_EVENT_NAME, "an event name of %zu bytes (limit %u)",
+                          json_string_length(json_array_get(args, 0)), lim->event_name);
+        return EM_DECLINED;
+    }
+    if (nargs > lim->event_args) {
+        em_session_refuse(c->eio, EM_LIMIT_EVENT_ARGS, "an %s with %zu arguments (limit %u)",
+                          event ? "event" : "ack", nargs, lim->event_args);
+        return EM_DECLINED;
+    }
+    l = em_sio_data_check(args, 1, natt > 0, natt);
+    if (l == EM_LIMIT_JSON_DEPTH) {
+        em_session_refuse(c->eio, l, "packet data nested deeper than %u", lim->json_depth);
+        return EM_DECLINED;
+    }
+    if (l != EM_LIMIT_NONE) {
+        em_session_refuse(c->eio, l, "a placeholder for an attachment the packet does not have");
+        return EM_DECLINED;
+    }
+    return EM_OK;
+}
+
 /* A complete packet (attachments gathered). EM_ERROR closes the connection. */
 static int
 em_sio_dispatch(em_sio_client_t *c, const em_sio_packet_t *p, const em_str_t *atts, size_t natt)
@@ -600,11 +704,16 @@ em_sio_dispatch(em_sio_client_t *c, const em_sio_packet_t *p, const em_str_t *at
             json_decref(args);
             return EM_ERROR;
         }
+        if ((p->type == EM_SIO_EVENT || p->type == EM_SIO_BINARY_EVENT)
+            && (json_array_size(args) == 0 || !json_is_string(json_array_get(args, 0)))) {
+            json_decref(args);
+            return EM_ERROR;
+        }
+        if (em_sio_args_check(c, p, args, natt) != EM_OK) {
+            json_decref(args);
+            return EM_OK;       /* refused: closed already */
+        }
         if (p->type == EM_SIO_EVENT || p->type == EM_SIO_BINARY_EVENT) {
-            if (json_array_size(args) == 0 || !json_is_string(json_array_get(args, 0))) {
-                json_decref(args);
-                return EM_ERROR;
-            }
             rc = (s->lref != LUA_NOREF) ? em_lua_event(s, args, atts, natt, p->id) : EM_OK;
         } else {
             rc = (s->lref != LUA_NOREF) ? em_lua_ack(s, p->id, args, atts, natt) : EM_OK;
@@ -638,6 +747,11 @@ em_sio_text(em_sio_client_t *c, const char *data, size_t len)
     if (c->bin_need > 0 || em_sio_decode(data, len, &p) != EM_OK) {
         return EM_ERROR;
     }
+    if (p.nattach > em_w.conf->limits.attachments) {
+        em_session_refuse(c->eio, EM_LIMIT_ATTACHMENTS, "a packet announcing %u attachments (limit %u)",
+                          p.nattach, em_w.conf->limits.attachments);
+        return EM_OK;
+    }
     if ((p.type == EM_SIO_BINARY_EVENT || p.type == EM_SIO_BINARY_ACK) && p.nattach > 0) {
         c->bin_text = malloc(len);
         c->bin_att = calloc(p.nattach, sizeof(em_str_t));
@@ -665,7 +779,10 @@ em_sio_attachment(em_sio_client_t *c, const char *data, size_t len)
     }
     c->bin_bytes += len;
     if (c->bin_bytes > c->eio->endpoint->max_payload * 4) {
-        return EM_ERROR;
+        em_session_refuse(c->eio, EM_LIMIT_ATTACHMENTS,
+                          "attachments of over %zu bytes in one packet (4 x max_payload)",
+                          c->eio->endpoint->max_payload * 4);
+        return EM_OK;
     }
     copy = malloc(len ? len : 1);
     if (copy == NULL) {
@@ -747,8 +864,8 @@ em_sio_message(em_session_t *s, const char *data, size_t len, int binary)
     }
     rc = binary ? em_sio_attachment(c, data, len) : em_sio_text(c, data, len);
     if (rc != EM_OK && !s->closed) {
-        em_log_debug("session %s: malformed Socket.IO packet, closing", s->sid);
-        em_session_close(s, "parse error");
+        em_session_refuse(s, EM_LIMIT_PROTOCOL, "a malformed Socket.IO %s of %zu bytes",
+                          binary ? "attachment" : "packet", len);
     }
 }
 

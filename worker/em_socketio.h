@@ -29,7 +29,7 @@ struct em_nsp {
 };
 
 /* One client's membership of one namespace. The flags sit in the bytes
- * after the id: 176 bytes, a 192-byte chunk. */
+ * after the id: 184 bytes, a 192-byte chunk. */
 struct em_sio_socket {
     char                  id[EM_SID_LEN + 1];
     uint8_t               connecting:1;   /* inside on_connect: sends wait */
@@ -50,6 +50,8 @@ struct em_sio_socket {
     char                 *pid;            /* its recovery session (recovery on), or NULL */
     char                 *token;          /* an application recovery token, or NULL */
     int64_t               connected_at;   /* ms */
+    uint32_t              nrooms;         /* rooms it is in (limits.rooms) */
+    uint32_t              nacks;          /* server emits waiting for its ack (limits.pending_acks) */
     UT_hash_handle        hh;
 };
 

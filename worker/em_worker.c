@@ -3,8 +3,12 @@
  * reaper that frees connections and sessions after the callbacks that closed
  * them, load reports, and an orderly exit on SIGTERM.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +72,69 @@ em_worker_handoff(int fd, unsigned slot, const void *data, size_t len)
     msg.slot = (uint16_t) slot;
     msg.len = (uint32_t) len;
     return em_chan_send(em_w.chan, &msg, data, fd);
+}
+
+static const char *const em_limit_names[EM_LIMIT_COUNT] = {
+    "none", "protocol", "event_args", "attachments", "json_depth", "event_name", "namespaces",
+    "rooms", "pending_acks", "output", "write_timeout", "request_timeout", "request_size",
+    "memory"
+};
+
+const char *
+em_limit_name(em_limit_t limit)
+{
+    return (unsigned) limit < EM_LIMIT_COUNT ? em_limit_names[limit] : "unknown";
+}
+
+#define EM_WORKER_VIOLATION_LOGS 10     /* lines per second, then counted only */
+
+void
+em_worker_violation(int fd, const char *sid, em_limit_t limit, const char *fmt, ...)
+{
+    static time_t   second;
+    static unsigned logged, suppressed;
+    char            why[200], ip[INET6_ADDRSTRLEN] = "", details[240];
+    struct sockaddr_storage ss;
+    socklen_t       sl = sizeof(ss);
+    va_list         ap;
+    time_t          now = time(NULL);
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *) &ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, ip, sizeof(ip));
+        } else if (ss.ss_family == AF_INET6) {
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, ip, sizeof(ip));
+        }
+    }
+    if (now != second) {
+        if (suppressed > 0) {
+            em_log(EM_LOG_WARN, 0, "%u more clients closed for breaking limits in the last second "
+                   "(not logged one by one)", suppressed);
+        }
+        second = now;
+        logged = suppressed = 0;
+    }
+    if (logged < EM_WORKER_VIOLATION_LOGS) {
+        logged++;
+        em_log(EM_LOG_WARN, 0, "closing client %s%s%s: %s (limit \"%s\")", ip[0] ? ip : "?",
+               sid ? " session " : "", sid ? sid : "", why, em_limit_name(limit));
+    } else {
+        suppressed++;
+    }
+    if (em_cluster.hdr != NULL) {
+        em_st_event_t ev;
+        /* The reason is our own text: no quotes or backslashes to escape. */
+        int n = snprintf(details, sizeof(details), "{\"limit\":\"%s\",\"reason\":\"%s\"}",
+                         em_limit_name(limit), why);
+        em_monitor_event_fill(&ev, "limit", (em_str_t) { sid, sid ? strlen(sid) : 0 }, EM_STR(""),
+                              EM_STR(""), (em_str_t) { ip, strlen(ip) }, EM_STR(""),
+                              n > 0 && (size_t) n < sizeof(details) ? (em_str_t) { details, (size_t) n }
+                                                                       : (em_str_t) { NULL, 0 });
+        em_monitor_violation(&em_cluster, &ev);
+    }
 }
 
 static void

@@ -17,13 +17,12 @@
 
 #include "em_conn.h"
 #include "em_eio.h"
+#include "em_utf8.h"
 #include "em_wsframe.h"
 #include "em_engine.h"
 #include "em_log.h"
 
 #define EM_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-/* Output beyond this many bytes means the client is not reading: close it. */
-#define EM_WS_OUTPUT_HARD_LIMIT (64u * 1024 * 1024)
 
 /* Hands wslay at most the whole frames em_ws_on_read() measured. */
 static ssize_t
@@ -49,10 +48,11 @@ em_ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, 
 static ssize_t
 em_ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
 {
-    em_conn_t *c = user;
+    em_conn_t       *c = user;
+    struct evbuffer *out = em_conn_output(c);
     (void) flags;
 
-    if (evbuffer_add(em_conn_output(c), data, len) != 0) {
+    if (out == NULL || evbuffer_add(out, data, len) != 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
@@ -69,6 +69,13 @@ em_ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_a
         return;     /* ping/pong/close: wslay answers them */
     }
     if (c->session == NULL || c->ws_closing) {
+        return;
+    }
+    if (arg->opcode == WSLAY_TEXT_FRAME && !em_utf8_valid((const char *) arg->msg, arg->msg_length)) {
+        /* RFC 6455 8.1: fail the connection (1007), as Node's ws does. */
+        em_worker_violation(c->fd, c->session->sid, EM_LIMIT_PROTOCOL,
+                            "a text message of %zu bytes that is not valid UTF-8", arg->msg_length);
+        em_ws_close(c, 1007, "invalid UTF-8");
         return;
     }
     em_session_ws_message(c->session, c, (const char *) arg->msg, arg->msg_length,
@@ -100,9 +107,14 @@ em_ws_accept(em_conn_t *c, const em_http_req_t *req)
     }
     accept[em_eio_b64_encode(digest, 20, accept)] = '\0';
 
-    evbuffer_add_printf(em_conn_output(c),
-                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", accept);
+    struct evbuffer *out = em_conn_output(c);
+    if (out == NULL
+        || evbuffer_add_printf(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                               "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                               accept) < 0) {
+        em_log(EM_LOG_ERR, 0, "cannot write a WebSocket handshake: out of memory");
+        return EM_ERROR;
+    }
     c->state = EM_CONN_WS;
     c->keep_alive = 0;
     /* Liveness is Engine.IO's ping/pong from now on (no read timeout). A
@@ -210,12 +222,17 @@ em_ws_send(em_conn_t *c, em_buf_t *buf)
     if (c->close_pending) {
         return EM_ERROR;
     }
+    /* What waits after a write is bounded by output_hard (em_conn.c); within
+     * one loop pass, before any write, twice that. Over it the client is
+     * closed at the end of the pass: the caller may be a broadcast that still
+     * walks this client's sockets. */
     out = em_conn_output(c);
-    if (out == NULL || evbuffer_get_length(out) > EM_WS_OUTPUT_HARD_LIMIT) {
-        /* Closed at the end of the pass: the caller may be a broadcast
-         * that still walks this client's sockets. */
-        em_log(EM_LOG_WARN, 0, "closing a WebSocket client: output buffer over %u bytes",
-               EM_WS_OUTPUT_HARD_LIMIT);
+    if (out == NULL || evbuffer_get_length(out) > 2 * em_w.conf->limits.output_hard) {
+        if (out != NULL) {
+            em_worker_violation(c->fd, c->session ? c->session->sid : NULL, EM_LIMIT_OUTPUT,
+                                "%zu bytes of output in one pass (twice output_hard)",
+                                evbuffer_get_length(out));
+        }
         em_conn_close_later(c);
         return EM_ERROR;
     }
@@ -235,13 +252,22 @@ em_ws_send(em_conn_t *c, em_buf_t *buf)
         }
         hlen = 10;
     }
-    evbuffer_add(out, hdr, hlen);
-    if (buf->len < 512) {
-        evbuffer_add(out, buf->data, buf->len);
-    } else {
+    int rc = evbuffer_add(out, hdr, hlen);
+    if (rc == 0 && buf->len < 512) {
+        rc = evbuffer_add(out, buf->data, buf->len);
+    } else if (rc == 0) {
         em_buf_ref(buf);
-        evbuffer_add_reference(out, buf->data, buf->len,
-                               em_ws_unref_cb, buf);
+        rc = evbuffer_add_reference(out, buf->data, buf->len, em_ws_unref_cb, buf);
+        if (rc != 0) {
+            em_buf_unref(buf);
+        }
+    }
+    if (rc != 0) {
+        /* A frame header without its payload would break the stream. */
+        em_worker_violation(c->fd, c->session ? c->session->sid : NULL, EM_LIMIT_MEMORY,
+                            "no memory to queue a %zu-byte message", buf->len);
+        em_conn_close_later(c);
+        return EM_ERROR;
     }
     return EM_OK;
 }
@@ -265,7 +291,11 @@ em_ws_close(em_conn_t *c, uint16_t code, const char *reason)
         if (rlen) {
             memcpy(frame + 4, reason, rlen);
         }
-        evbuffer_add(em_conn_output(c), frame, 4 + rlen);
+        struct evbuffer *out = em_conn_output(c);
+        if (out == NULL || evbuffer_add(out, frame, 4 + rlen) != 0) {
+            em_conn_close(c);
+            return;
+        }
         em_conn_drain(c);
         return;
     }
