@@ -198,10 +198,11 @@ em_lua_args_pkt(em_pkt_t *pkt, em_sio_type_t type, em_str_t nsp, int64_t id, int
     if (bins.n > em_w.conf->limits.attachments) {
         /* Clients refuse them as servers do (socket.io-parser's
          * maxAttachments): say so here rather than have them disconnect. */
+        int n = (int) bins.n;
         json_decref(arr);
         em_lua_bins_free(&bins);
         return luaL_error(L, "%d binary arguments in one packet: more than limits.attachments (%d)",
-                          (int) bins.n, (int) em_w.conf->limits.attachments);
+                          n, (int) em_w.conf->limits.attachments);
     }
     int rc = (log && type == EM_SIO_EVENT && id == EM_SIO_NO_ID)
                  ? em_cluster_event_pkt(pkt, nsp, arr, bins.att, bins.n, b, self)

@@ -602,7 +602,8 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
 
 /*
  * Check a packet's JSON data against the limits before anything acts on it:
- * nesting within json_depth, and in a binary packet every placeholder
+ * arrays and objects nested at most json_depth deep (v, the argument list or
+ * the CONNECT object, is at `depth` 1), and in a binary packet every placeholder
  * {"_placeholder":true,"num":n} naming one of its natt attachments. Returns
  * EM_LIMIT_NONE, EM_LIMIT_JSON_DEPTH or EM_LIMIT_PROTOCOL.
  */
@@ -612,7 +613,7 @@ em_sio_data_check(const json_t *v, unsigned depth, int binary, size_t natt)
     if (json_is_array(v)) {
         size_t        i;
         const json_t *e;
-        if (depth >= em_w.conf->limits.json_depth && json_array_size(v) > 0) {
+        if (depth > em_w.conf->limits.json_depth) {
             return EM_LIMIT_JSON_DEPTH;
         }
         json_array_foreach(v, i, e) {
@@ -631,7 +632,7 @@ em_sio_data_check(const json_t *v, unsigned depth, int binary, size_t natt)
                     && (size_t) json_integer_value(num) < natt)
                        ? EM_LIMIT_NONE : EM_LIMIT_PROTOCOL;
         }
-        if (depth >= em_w.conf->limits.json_depth && json_object_size(v) > 0) {
+        if (depth > em_w.conf->limits.json_depth) {
             return EM_LIMIT_JSON_DEPTH;
         }
         json_object_foreach((json_t *) v, k, e) {
