@@ -54,6 +54,13 @@ function on_connect(socket)
     reply(ack, ok, ok and "" or tostring(err))
   end)
 
+  -- n events of `size` bytes each, to this socket.
+  socket:on("flood", function(n, size, ack)
+    local blob = string.rep("x", size)
+    for i = 1, n do socket:emit("blob", i, blob) end
+    reply(ack, n)
+  end)
+
   -- A broadcast to everyone else in "all".
   socket:on("shout", function(value, ack)
     socket:to("all"):emit("shouted", value, emitd.worker)
