@@ -665,7 +665,7 @@ em_conf_load(const char *file, char *err, size_t errlen)
         .output_soft = 4u * 1024 * 1024,
         .output_soft_time = 10000,
         .output_hard = 16u * 1024 * 1024,
-        .script_memory = 256u * 1024 * 1024,
+        .script_memory = 1024u * 1024 * 1024,
         .script_time = 2000,
     };
     conf->endpoints = em_conf_calloc(1, sizeof(em_conf_endpoint_t));
