@@ -23,10 +23,59 @@ em_sessions(em_state_t *st)
     return (em_shtab_t *) ((char *) st->hdr + st->hdr->sessions_off);
 }
 
+/* Positions never come near this (2^63 bytes written): beyond it, adding a
+ * record's length could wrap around. */
+#define EM_PLOG_POS_MAX (UINT64_MAX / 2)
+
+/*
+ * The packet log, its header made safe to use first. Any process may have
+ * died in the middle of an update or scribbled over the segment, so the
+ * header's numbers are held against what this process knows itself: the
+ * data area lies between the header and the monitor zone and inside the
+ * segment's size (st->size, from this process's own fstat()); positions are
+ * 8-aligned, below EM_PLOG_POS_MAX, with tail <= head <= tail + size. A size that is wrong is put
+ * back to the area's and a span that is wrong empties the log (its records
+ * are lost, nothing is read from them). NULL when the segment's offsets
+ * leave no room for a log at all.
+ */
 static em_plog_t *
 em_plog(em_state_t *st)
 {
-    return (em_plog_t *) ((char *) st->hdr + st->hdr->plog_off);
+    const em_state_hdr_t *h = st->hdr;
+    uint64_t              end, area;
+    em_plog_t            *lg;
+
+    end = h->monitor_off > h->plog_off && h->monitor_off <= st->size ? h->monitor_off : st->size;
+    if (h->plog_off % 8 != 0 || h->plog_off > end
+        || end - h->plog_off < sizeof(em_plog_t) + 2 * sizeof(em_plog_rec_t)) {
+        return NULL;
+    }
+    area = (end - h->plog_off - sizeof(em_plog_t)) & ~(uint64_t) 7;
+    lg = (em_plog_t *) ((char *) st->hdr + h->plog_off);
+    if (lg->size < 2 * sizeof(em_plog_rec_t) || lg->size % 8 != 0 || lg->size > area) {
+        lg->size = area;
+        lg->head = lg->tail = 0;
+        lg->records = 0;
+    }
+    if (lg->head > EM_PLOG_POS_MAX || lg->tail > EM_PLOG_POS_MAX) {
+        lg->head = lg->tail = 0;
+        lg->records = 0;
+    }
+    if (lg->head % 8 != 0 || lg->tail % 8 != 0 || lg->tail > lg->head
+        || lg->head - lg->tail > lg->size) {
+        lg->head = lg->tail = EM_MAX(lg->head, lg->tail) & ~(uint64_t) 7;
+        lg->records = 0;
+    }
+    return lg;
+}
+
+/* The offset the next log record gets (0: there is no log). */
+static uint64_t
+em_plog_next(em_state_t *st)
+{
+    em_plog_t *lg = em_plog(st);
+
+    return lg != NULL ? lg->next_offset : 0;
 }
 
 /* Only an expired session may make room for another. */
@@ -54,6 +103,31 @@ em_session_save(em_state_t *st, em_str_t key, const em_st_session_t *s, int64_t 
     return e != NULL ? EM_OK : EM_ERROR;
 }
 
+/*
+ * Copy a session entry out of the segment. Its lengths are held against
+ * the arrays they describe: another process may have died in the middle of
+ * writing the entry, or scribbled over it, and the copy sizes the reads of
+ * whoever uses it (a length out of range reads as an empty field, and an
+ * over-long room list as one that overflowed).
+ */
+static void
+em_session_copy(em_st_session_t *out, const em_st_session_t *e)
+{
+    memcpy(out, e, sizeof(*out));
+    out->sid[sizeof(out->sid) - 1] = '\0';
+    if (out->nsp_len > EM_ST_NAME_MAX) {
+        out->nsp_len = 0;
+    }
+    if (out->user_len > EM_ST_NAME_MAX) {
+        out->user_len = 0;
+    }
+    if (out->rooms_len > EM_ST_ROOMS_MAX) {
+        out->rooms_len = 0;
+        out->nrooms = 0;
+        out->overflow = 1;
+    }
+}
+
 int
 em_session_get(em_state_t *st, em_str_t key, em_st_session_t *out)
 {
@@ -62,7 +136,7 @@ em_session_get(em_state_t *st, em_str_t key, em_st_session_t *out)
     em_state_lock(st, EM_ZONE_SESSIONS);
     e = em_shtab_get(em_sessions(st), key.data, key.len);
     if (e != NULL) {
-        memcpy(out, e, sizeof(*out));
+        em_session_copy(out, e);
     }
     em_state_unlock(st, EM_ZONE_SESSIONS);
     return e != NULL ? EM_OK : EM_DECLINED;
@@ -89,9 +163,9 @@ em_session_take(em_state_t *st, em_str_t key, int kind, unsigned slot, uint32_t 
         if (em_state_slot_pid(st, e->owner_slot) == e->owner_pid) {
             goto done;
         }
-        e->offset = em_plog(st)->next_offset;
+        e->offset = em_plog_next(st);
     }
-    memcpy(out, e, sizeof(*out));
+    em_session_copy(out, e);
     if (kind == EM_ST_SESSION_PID) {
         em_shtab_del(em_sessions(st), e);
     } else {
@@ -139,7 +213,7 @@ em_session_release(em_state_t *st, em_str_t key, int64_t now, int64_t keep)
     if (e != NULL && e->expires == 0) {
         e->expires = now + keep;
         e->last_activity = now;
-        e->offset = em_plog(st)->next_offset;
+        e->offset = em_plog_next(st);
     }
     em_state_unlock(st, EM_ZONE_SESSIONS);
 }
@@ -167,7 +241,7 @@ em_session_sweep_slot(em_state_t *st, unsigned slot, int64_t now, int64_t keep)
     while ((e = em_shtab_next(em_sessions(st), &it)) != NULL) {
         if (e->expires == 0 && e->owner_slot == slot && e->owner_pid != me) {
             e->expires = now + keep;
-            e->offset = em_plog(st)->next_offset;
+            e->offset = em_plog_next(st);
         }
     }
     em_state_unlock(st, EM_ZONE_SESSIONS);
@@ -200,7 +274,7 @@ em_plog_pop(em_plog_t *lg)
     em_plog_rec_t r;
     uint64_t      n = em_plog_at(lg, lg->tail, &r);
 
-    if (n == 0 || lg->tail + n > lg->head) {
+    if (n == 0 || n > lg->head - lg->tail) {
         lg->tail = lg->head;        /* cannot happen; start afresh */
         lg->records = 0;
         return;
@@ -227,7 +301,7 @@ em_session_expire(em_state_t *st, int64_t now, int64_t keep)
         }
     }
     lg = em_plog(st);
-    while (lg->tail < lg->head) {
+    while (lg != NULL && lg->tail < lg->head) {
         em_plog_rec_t r;
         uint64_t      n = em_plog_at(lg, lg->tail, &r);
         if (n != 0 && r.offset != 0 && r.time >= now - keep) {
@@ -258,9 +332,12 @@ em_session_stats(em_state_t *st, int64_t now, em_session_stats_t *out)
         out->held += e->expires == 0;
         out->age_sum += now - e->created;
     }
-    out->log_records = em_plog(st)->records;
-    out->log_evicted = em_plog(st)->evicted;
-    out->log_bytes = em_plog(st)->head - em_plog(st)->tail;
+    em_plog_t *lg = em_plog(st);
+    if (lg != NULL) {
+        out->log_records = lg->records;
+        out->log_evicted = lg->evicted;
+        out->log_bytes = lg->head - lg->tail;
+    }
     em_state_unlock(st, EM_ZONE_SESSIONS);
 }
 
@@ -268,7 +345,7 @@ uint64_t
 em_plog_begin(em_state_t *st)
 {
     em_state_lock(st, EM_ZONE_SESSIONS);
-    return em_plog(st)->next_offset;
+    return em_plog_next(st);
 }
 
 void
@@ -283,7 +360,7 @@ em_plog_next_offset(em_state_t *st)
     uint64_t o;
 
     em_state_lock(st, EM_ZONE_SESSIONS);
-    o = em_plog(st)->next_offset;
+    o = em_plog_next(st);
     em_state_unlock(st, EM_ZONE_SESSIONS);
     return o;
 }
@@ -291,7 +368,9 @@ em_plog_next_offset(em_state_t *st)
 static void
 em_plog_put(unsigned char **w, const void *p, size_t n)
 {
-    memcpy(*w, p, n);
+    if (n != 0) {       /* p may be NULL then */
+        memcpy(*w, p, n);
+    }
     *w += n;
 }
 
@@ -321,6 +400,10 @@ em_plog_commit(em_state_t *st, uint64_t offset, em_str_t nsp, const em_str_t *ro
         need += 4 + atts[i].len;
     }
     need = (need + 7) & ~(uint64_t) 7;
+    if (lg == NULL) {
+        em_state_unlock(st, EM_ZONE_SESSIONS);
+        return;
+    }
     lg->next_offset = offset + 1;
     if (too_long || need > lg->size / 4 || nrooms > UINT16_MAX || nexcept > UINT16_MAX || natt > UINT16_MAX
         || nsp.len > UINT16_MAX || data.len > UINT32_MAX) {
@@ -333,7 +416,11 @@ em_plog_commit(em_state_t *st, uint64_t offset, em_str_t nsp, const em_str_t *ro
     while (lg->head - lg->tail + pad + need > lg->size) {
         em_plog_pop(lg);
         if (lg->tail == lg->head) {
-            lg->tail = lg->head = 0;   /* empty: start at the beginning */
+            /* Empty: start at the beginning. head goes first, so that a
+             * process dying in between leaves tail > head, which the next
+             * locker takes for an empty log (never head - tail > size). */
+            lg->head = 0;
+            __atomic_store_n(&lg->tail, 0, __ATOMIC_RELEASE);
             at = 0;
             pad = 0;
             break;
@@ -429,7 +516,7 @@ em_plog_list_hits(const unsigned char **p, unsigned n, const em_str_t *rooms, si
         memcpy(&l, *p, 2);
         *p += 2;
         for (size_t j = 0; !hit && j < nrooms; j++) {
-            hit = rooms[j].len == l && memcmp(rooms[j].data, *p, l) == 0;
+            hit = rooms[j].len == l && (l == 0 || memcmp(rooms[j].data, *p, l) == 0);
         }
         *p += l;
     }
@@ -486,13 +573,14 @@ em_plog_replay(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nroom
     *out = NULL;
     em_state_lock(st, EM_ZONE_SESSIONS);
     lg = em_plog(st);
-    for (uint64_t pos = lg->tail; pos < lg->head;) {
+    for (uint64_t pos = lg != NULL ? lg->tail : 0; lg != NULL && pos < lg->head;) {
         em_plog_rec_t        r;
         uint64_t             n = em_plog_at(lg, pos, &r);
-        const unsigned char *p = (const unsigned char *) (lg + 1) + pos % lg->size + sizeof(r);
-        if (n == 0) {
-            break;
+        const unsigned char *p;
+        if (n == 0 || n > lg->head - pos) {
+            break;      /* not a record, or one that runs past what was committed */
         }
+        p = (const unsigned char *) (lg + 1) + pos % lg->size + sizeof(r);
         pos += n;
         if (r.offset == 0) {
             continue;
@@ -507,7 +595,8 @@ em_plog_replay(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nroom
         if (!em_plog_rec_valid(&r, p)) {
             break;      /* not a record we wrote: stop here rather than read past it */
         }
-        if (r.offset < offset || r.nsp_len != nsp.len || memcmp(p, nsp.data, nsp.len) != 0) {
+        if (r.offset < offset || r.nsp_len != nsp.len
+            || (nsp.len != 0 && memcmp(p, nsp.data, nsp.len) != 0)) {
             continue;
         }
         p += r.nsp_len;
@@ -524,7 +613,7 @@ em_plog_replay(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nroom
     }
     /* From an offset: records from it on that are gone may have been for
      * this session (the log cannot tell any more). */
-    gap = from_offset && offset < lg->next_offset && (first == 0 || first > offset);
+    gap = from_offset && (lg == NULL || (offset < lg->next_offset && (first == 0 || first > offset)));
     em_state_unlock(st, EM_ZONE_SESSIONS);
     if (!found) {
         em_plog_pkts_free(head);

@@ -232,7 +232,11 @@ em_state_lock_remake(em_state_t *st, int zone)
 
     if (__atomic_compare_exchange_n(&l->remaking, &none, me, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE)) {
-        int rc = pthread_mutex_trylock(&l->mu);
+        /* Still unrecoverable, or made anew by another process since?
+         * pthread_mutex_lock() tells and leaves the lock as it was; glibc's
+         * trylock would leave an unrecoverable lock's word holding our
+         * thread id, on which a process locking now would sleep forever. */
+        int rc = pthread_mutex_lock(&l->mu);
         if (rc == ENOTRECOVERABLE) {
             em_log(EM_LOG_WARN, 0, "shared-state zone %d's lock is not recoverable: making it anew",
                    zone);

@@ -1482,6 +1482,49 @@ START_TEST(test_session_rooms)
 END_TEST
 
 /* A full table makes room only by dropping expired sessions. */
+/* An entry another process scribbled over: its lengths are clamped on the
+ * way out, so nobody reads past its arrays. */
+START_TEST(test_session_bad_lengths)
+{
+    em_st_session_t s, out;
+
+    sess(&s, EM_ST_SESSION_TOKEN, 0, 1, 5, 100, "X");
+    memset(s.sid, 'x', sizeof(s.sid));      /* no NUL */
+    s.nsp_len = EM_ST_NAME_MAX + 1;
+    s.user_len = 65535;
+    s.rooms_len = EM_ST_ROOMS_MAX + 1;
+    s.nrooms = 9;
+    ck_assert_int_eq(em_session_save(&st, EM_STR("bad"), &s, 5), EM_OK);
+    ck_assert_int_eq(em_session_get(&st, EM_STR("bad"), &out), EM_OK);
+    ck_assert_uint_eq(strlen(out.sid), sizeof(out.sid) - 1);
+    ck_assert_uint_eq(out.nsp_len, 0);
+    ck_assert_uint_eq(out.user_len, 0);
+    ck_assert_uint_eq(out.rooms_len, 0);
+    ck_assert_uint_eq(out.nrooms, 0);
+    ck_assert_uint_eq(out.overflow, 1);
+    memset(&out, 0, sizeof(out));
+    ck_assert_int_eq(em_session_take(&st, EM_STR("bad"), EM_ST_SESSION_TOKEN, 1, 2, 50, &out), EM_OK);
+    ck_assert_uint_eq(out.nsp_len, 0);
+    ck_assert_uint_eq(out.rooms_len, 0);
+    ck_assert_uint_eq(out.overflow, 1);
+
+    /* The largest lengths that fit are kept. */
+    sess(&s, EM_ST_SESSION_TOKEN, 0, 1, 5, 100, "Y");
+    s.nsp_len = EM_ST_NAME_MAX;
+    s.user_len = EM_ST_NAME_MAX;
+    s.rooms_len = EM_ST_ROOMS_MAX;
+    s.nrooms = 3;
+    em_session_save(&st, EM_STR("full"), &s, 5);
+    ck_assert_int_eq(em_session_get(&st, EM_STR("full"), &out), EM_OK);
+    ck_assert_str_eq(out.sid, "Y");
+    ck_assert_uint_eq(out.nsp_len, EM_ST_NAME_MAX);
+    ck_assert_uint_eq(out.user_len, EM_ST_NAME_MAX);
+    ck_assert_uint_eq(out.rooms_len, EM_ST_ROOMS_MAX);
+    ck_assert_uint_eq(out.nrooms, 3);
+    ck_assert_uint_eq(out.overflow, 0);
+}
+END_TEST
+
 START_TEST(test_session_eviction)
 {
     em_st_session_t s, out;
@@ -2368,6 +2411,51 @@ START_TEST(test_xproc_dead_holder_corrupt)
 }
 END_TEST
 
+/* A child dies holding a zone's lock and a second takes it (EOWNERDEAD) and
+ * lets it go without making it consistent, so the lock is unrecoverable
+ * for every process (ENOTRECOVERABLE): the next locker makes it anew,
+ * repairs the zone once, and everyone goes on locking it. */
+START_TEST(test_xproc_unrecoverable)
+{
+    int           zone = _i;
+    em_st_lock_t *l = &st.hdr->locks[zone];
+
+    zones_fill();
+    kids[0] = spawn();
+    if (kids[0] == 0) {
+        em_state_lock(&st, zone);
+        _exit(0);
+    }
+    ck_child_ok(&kids[0]);
+    kids[0] = spawn();
+    if (kids[0] == 0) {
+        int rc = pthread_mutex_lock(&l->mu);
+        if (rc != EOWNERDEAD) {
+            _exit(2);
+        }
+        pthread_mutex_unlock(&l->mu);
+        _exit(0);
+    }
+    ck_child_ok(&kids[0]);
+    ck_assert_int_eq(pthread_mutex_lock(&l->mu), ENOTRECOVERABLE);
+
+    zones_check(zone, 0);
+    ck_assert_uint_eq(st.hdr->repairs[zone], 1);
+    ck_assert_uint_eq(l->remaking, 0);
+    zones_check(zone, 1);
+    ck_assert_uint_eq(st.hdr->repairs[zone], 1);
+    kids[0] = spawn();
+    if (kids[0] == 0) {
+        em_state_lock(&st, zone);       /* another process takes it too */
+        em_state_unlock(&st, zone);
+        _exit(0);
+    }
+    ck_child_ok(&kids[0]);
+    ck_assert_int_eq(pthread_mutex_trylock(&l->mu), 0);
+    pthread_mutex_unlock(&l->mu);
+}
+END_TEST
+
 /* ---- the suite ------------------------------------------------------------------------------ */
 
 static Suite *
@@ -2415,6 +2503,7 @@ state_suite(void)
     tcase_add_test(tc, test_session_take_pid);
     tcase_add_test(tc, test_session_take_token);
     tcase_add_test(tc, test_session_rooms);
+    tcase_add_test(tc, test_session_bad_lengths);
     tcase_add_test(tc, test_session_eviction);
     tcase_add_test(tc, test_session_stats_expire);
     tcase_add_loop_test(tc, test_plog_replay, 0, EM_NELEMS(replays));
@@ -2438,6 +2527,7 @@ state_suite(void)
     tcase_add_test(tc, test_xproc_race);
     tcase_add_loop_test(tc, test_xproc_dead_holder, 0, EM_ZONES);
     tcase_add_test(tc, test_xproc_dead_holder_corrupt);
+    tcase_add_loop_test(tc, test_xproc_unrecoverable, 0, EM_ZONES);
     suite_add_tcase(s, tc);
 
     return s;
