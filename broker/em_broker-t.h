@@ -4,15 +4,17 @@
  * The shared segment (a memfd the master creates before it forks anyone, so
  * a restarted broker or worker maps the same bytes again) holds a header and
  * then, for every worker slot, two rings (em_ring-t.h): "up" (worker ->
- * broker) and "down" (broker -> worker). Records on the rings are the
- * versioned structs below, each followed by variable parts whose lengths the
- * struct gives; every field is validated on receipt.
+ * broker) and "down" (broker -> worker). Records on the rings are
+ * versioned structs (em_brkrec-t.h), each followed by variable parts whose
+ * lengths the struct gives; every field is validated on receipt.
  */
 #ifndef EM_BROKER_T_H
 #define EM_BROKER_T_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "em_brkrec-t.h"
 
 #define EM_SHM_MAGIC         0x454d5348u      /* "EMSH" */
 #define EM_SHM_VERSION       2
@@ -58,32 +60,8 @@ typedef uint16_t em_shm_filter_t[EM_SHM_FILTER_SLOTS];
 
 _Static_assert(sizeof(em_shm_filter_t) == 2 * EM_SHM_FILTER_SLOTS, "filter layout changed");
 
-/* Ring record types. */
-#define EM_BRK_REC_BCAST 1
-
-#define EM_BRK_VERSION   1
-#define EM_BRK_F_CONF    0x1    /* every instance of configured namespace conf_index */
-
-/*
- * A broadcast: the Socket.IO EVENT's JSON array once, for the receiving
- * worker to frame for its own sockets. Followed by: nsp (nsp_len bytes),
- * nrooms x (uint16 len, bytes), nexcept x (uint16 len, bytes), data
- * (data_len bytes of JSON), natt x (uint32 len, bytes).
- */
-typedef struct {
-    uint16_t version;       /* EM_BRK_VERSION */
-    uint16_t flags;         /* EM_BRK_F_* */
-    uint16_t origin;        /* the worker slot it came from */
-    uint16_t nsp_len;
-    uint32_t conf_index;
-    uint16_t nrooms;
-    uint16_t nexcept;
-    uint32_t natt;
-    uint32_t data_len;
-    uint32_t reserved;
-} em_brk_bcast_t;
-
-_Static_assert(sizeof(em_brk_bcast_t) == 28, "em_brk_bcast_t layout changed");
-_Static_assert(offsetof(em_brk_bcast_t, data_len) == 20, "em_brk_bcast_t layout changed");
+/* Ring records: the broadcast record (EM_BRK_REC_BCAST, em_brk_bcast_t and
+ * what follows it) is laid out in em_brkrec-t.h and read and written only by
+ * the codec of em_brkrec.h. */
 
 #endif

@@ -46,7 +46,9 @@ uint16_t *em_shm_filter(em_shm_t *shm, unsigned slot);
 /* The filter slot of a room of a namespace (room NULL: the namespace). */
 uint32_t em_brk_key_hash(const char *nsp, size_t nsp_len, const char *room, size_t room_len);
 
-/* May worker `slot` have members for this broadcast record? */
+/* May worker `slot` have members for this broadcast record? Decoded with
+ * em_brkrec_decode(); a record that does not decode is forwarded (1): the
+ * worker logs and drops it. */
 int em_brk_wants(em_shm_t *shm, unsigned slot, const void *rec, size_t len);
 
 /*

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "em_brkrec.h"
 #include "em_broker.h"
 #include "em_log.h"
 
@@ -132,41 +133,24 @@ em_brk_key_hash(const char *nsp, size_t nsp_len, const char *room, size_t room_l
 int
 em_brk_wants(em_shm_t *shm, unsigned slot, const void *rec, size_t len)
 {
-    const unsigned char *p = rec, *end = p + len;
-    const uint16_t      *f = em_shm_filter(shm, slot);
-    em_brk_bcast_t       h;
-    const char          *nsp;
+    const uint16_t *f = em_shm_filter(shm, slot);
+    em_brk_view_t   v;
+    em_str_t        room;
 
-    if (len < sizeof(h)) {
-        return 1;       /* let the worker judge it */
+    if (em_brkrec_decode(rec, len, &v) != EM_OK) {
+        return 1;       /* let the worker judge it: it logs and drops it */
     }
-    memcpy(&h, p, sizeof(h));
-    p += sizeof(h);
-    if ((size_t) (end - p) < h.nsp_len) {
-        return 1;
-    }
-    nsp = (const char *) p;
-    p += h.nsp_len;
     /* Every instance of a parameterised namespace (nsp is its pattern):
      * instance names differ per worker, so only "has an instance" counts. */
-    if (h.nrooms == 0 || (h.flags & EM_BRK_F_CONF)) {
-        return __atomic_load_n(&f[em_brk_key_hash(nsp, h.nsp_len, NULL, 0)], __ATOMIC_ACQUIRE) != 0;
+    if (v.rooms.n == 0 || (v.flags & EM_BRK_F_CONF)) {
+        return __atomic_load_n(&f[em_brk_key_hash(v.nsp.data, v.nsp.len, NULL, 0)],
+                               __ATOMIC_ACQUIRE) != 0;
     }
-    for (unsigned i = 0; i < h.nrooms; i++) {
-        uint16_t rl;
-        if ((size_t) (end - p) < 2) {
-            return 1;
-        }
-        memcpy(&rl, p, 2);
-        p += 2;
-        if ((size_t) (end - p) < rl) {
-            return 1;
-        }
-        if (__atomic_load_n(&f[em_brk_key_hash(nsp, h.nsp_len, (const char *) p, rl)],
+    while (em_brk_list_next(&v.rooms, &room)) {
+        if (__atomic_load_n(&f[em_brk_key_hash(v.nsp.data, v.nsp.len, room.data, room.len)],
                             __ATOMIC_ACQUIRE) != 0) {
             return 1;
         }
-        p += rl;
     }
     return 0;
 }

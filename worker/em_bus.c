@@ -1,8 +1,8 @@
 /*
  * em_bus.c - the worker's end of its two rings to the broker.
  *
- * Publishing serialises an em_brk_bcast_t record and writes it to the "up"
- * ring; if the ring is full the record waits in a local queue (kept in
+ * Publishing encodes a broadcast record (em_brkrec.h) and writes it to the
+ * "up" ring; if the ring is full the record waits in a local queue (kept in
  * order, flushed when the broker rings our bell) so the event loop never
  * blocks. Records arriving on the "down" ring are delivered to this worker's
  * sockets with the same adapter code as local broadcasts.
@@ -10,11 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "em_brkrec.h"
 #include "em_broker.h"
 #include "em_bus.h"
 #include "em_log.h"
+#include "em_sio.h"
 #include "em_socketio.h"
 #include "em_worker.h"
+
+_Static_assert(EM_BRK_ATT_MAX >= EM_SIO_MAX_ATTACHMENTS,
+               "a broadcast record must carry every attachment a packet may have");
 
 /* Broadcasts waiting for room on the ring, at most (then dropped, logged). */
 #define EM_BUS_QUEUE_LIMIT (64u * 1024 * 1024)
@@ -66,39 +71,86 @@ em_bus_flush(void)
     }
 }
 
+/* Say why a broadcast has no record for the other workers. */
 static void
-em_bus_put16(unsigned char **p, size_t v)
+em_bus_log_fault(const em_brk_fault_t *f)
 {
-    uint16_t x = (uint16_t) v;
-    memcpy(*p, &x, 2);
-    *p += 2;
+    switch (f->what) {
+    case EM_BRK_BAD_NSP:
+        em_log(EM_LOG_ERR, 0, "namespace name of %zu bytes is too long for the other workers",
+               f->value);
+        break;
+    case EM_BRK_BAD_NROOMS:
+        em_log(EM_LOG_ERR, 0, "a broadcast to %zu rooms names too many for the other workers",
+               f->value);
+        break;
+    case EM_BRK_BAD_ROOM:
+        em_log(EM_LOG_ERR, 0, "room name of %zu bytes is too long for the other workers", f->value);
+        break;
+    case EM_BRK_BAD_NEXCEPT:
+        em_log(EM_LOG_ERR, 0, "a broadcast excepting %zu rooms names too many for the other workers",
+               f->value);
+        break;
+    case EM_BRK_BAD_EXCEPT:
+        em_log(EM_LOG_ERR, 0, "except-room name of %zu bytes is too long for the other workers",
+               f->value);
+        break;
+    case EM_BRK_BAD_NATT:
+        em_log(EM_LOG_ERR, 0, "a broadcast with %zu attachments has too many for the other workers",
+               f->value);
+        break;
+    default:
+        em_log(EM_LOG_ERR, 0, "a broadcast is too large for the other workers (%zu bytes in part %d)",
+               f->value, f->what);
+        break;
+    }
 }
 
 void
 em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data,
                em_buf_t *const *att, size_t natt)
 {
-    em_brk_bcast_t    h;
-    size_t            len = sizeof(h) + nsp.len + data.len;
+    em_str_t          small[8], *atts = small;
+    em_brk_msg_t      m;
+    em_brk_fault_t    fault;
     em_bus_pending_t *p;
-    unsigned char    *w;
+    size_t            len;
 
     if (!em_bus.active) {
         return;
     }
-    for (size_t i = 0; i < b->nrooms; i++) {
-        len += 2 + EM_MIN(b->rooms[i].len, 65535u);
+    if (natt > EM_SIO_MAX_ATTACHMENTS) {
+        em_log(EM_LOG_ERR, 0, "a broadcast with %zu attachments has too many for the other workers",
+               natt);
+        return;
     }
-    for (size_t i = 0; i < b->nexcept; i++) {
-        len += 2 + EM_MIN(b->except[i].len, 65535u);
+    if (natt > EM_NELEMS(small) && (atts = malloc(natt * sizeof(*atts))) == NULL) {
+        em_log(EM_LOG_ERR, 0, "malloc() of %zu attachment slices failed", natt);
+        return;
     }
     for (size_t i = 0; i < natt; i++) {
-        len += 4 + att[i]->len;
+        atts[i] = (em_str_t) { att[i]->data, att[i]->len };
     }
-    if (len > em_ring_max_payload(&em_bus.up) || b->nrooms > 65535 || b->nexcept > 65535
-        || nsp.len > 65535) {
+    m = (em_brk_msg_t) {
+        .origin = (uint16_t) em_w.slot,
+        .flags = conf_index >= 0 ? EM_BRK_F_CONF : 0,
+        .conf_index = conf_index >= 0 ? (uint32_t) conf_index : 0,
+        .nsp = nsp,
+        .rooms = b->rooms,
+        .nrooms = b->nrooms,
+        .except = b->except,
+        .nexcept = b->nexcept,
+        .data = data,
+        .att = atts,
+        .natt = natt,
+    };
+    if (em_brkrec_size(&m, &len, &fault) != EM_OK) {
+        em_bus_log_fault(&fault);
+        goto done;
+    }
+    if (len > em_ring_max_payload(&em_bus.up)) {
         em_log(EM_LOG_ERR, 0, "a broadcast of %zu bytes is too large for the other workers", len);
-        return;
+        goto done;
     }
     if (em_bus.q_bytes + len > EM_BUS_QUEUE_LIMIT) {
         /* The broker has not taken anything for a long while: say so, once
@@ -108,49 +160,18 @@ em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data
                    "dropped so far (%zu bytes waiting)", (unsigned long long) em_bus.dropped,
                    em_bus.q_bytes);
         }
-        return;
+        goto done;
     }
     p = malloc(sizeof(*p) + len);
     if (p == NULL) {
         em_log(EM_LOG_ERR, 0, "malloc() of a %zu-byte broadcast failed", len);
-        return;
+        goto done;
     }
-    memset(&h, 0, sizeof(h));
-    h.version = EM_BRK_VERSION;
-    h.flags = conf_index >= 0 ? EM_BRK_F_CONF : 0;
-    h.origin = (uint16_t) em_w.slot;
-    h.nsp_len = (uint16_t) nsp.len;
-    h.conf_index = conf_index >= 0 ? (uint32_t) conf_index : 0;
-    h.nrooms = (uint16_t) b->nrooms;
-    h.nexcept = (uint16_t) b->nexcept;
-    h.natt = (uint32_t) natt;
-    h.data_len = (uint32_t) data.len;
-    w = p->data;
-    memcpy(w, &h, sizeof(h));
-    w += sizeof(h);
-    memcpy(w, nsp.data, nsp.len);
-    w += nsp.len;
-    for (size_t i = 0; i < b->nrooms; i++) {
-        size_t l = EM_MIN(b->rooms[i].len, 65535u);
-        em_bus_put16(&w, l);
-        memcpy(w, b->rooms[i].data, l);
-        w += l;
+    if (em_brkrec_encode(&m, p->data, len, &p->len) != EM_OK || p->len != len) {
+        em_log(EM_LOG_ERR, 0, "em_brkrec_encode() of a %zu-byte broadcast failed", len);
+        free(p);
+        goto done;
     }
-    for (size_t i = 0; i < b->nexcept; i++) {
-        size_t l = EM_MIN(b->except[i].len, 65535u);
-        em_bus_put16(&w, l);
-        memcpy(w, b->except[i].data, l);
-        w += l;
-    }
-    memcpy(w, data.data, data.len);
-    w += data.len;
-    for (size_t i = 0; i < natt; i++) {
-        uint32_t l = (uint32_t) att[i]->len;
-        memcpy(w, &l, 4);
-        memcpy(w + 4, att[i]->data, l);
-        w += 4 + l;
-    }
-    p->len = len;
     p->next = NULL;
     if (em_bus.q_tail) {
         em_bus.q_tail->next = p;
@@ -160,106 +181,66 @@ em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data
     em_bus.q_tail = p;
     em_bus.q_bytes += len;
     em_bus_flush();
-}
-
-/* Read n bytes of a record; NULL if it is shorter than it claims. */
-static const unsigned char *
-em_bus_take(const unsigned char **p, const unsigned char *end, size_t n)
-{
-    const unsigned char *r = *p;
-
-    if ((size_t) (end - r) < n) {
-        return NULL;
+done:
+    if (atts != small) {
+        free(atts);
     }
-    *p = r + n;
-    return r;
-}
-
-static int
-em_bus_take_list(const unsigned char **p, const unsigned char *end, em_str_t *out, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char *l = em_bus_take(p, end, 2);
-        uint16_t             len;
-        if (l == NULL) {
-            return EM_ERROR;
-        }
-        memcpy(&len, l, 2);
-        out[i].data = (const char *) em_bus_take(p, end, len);
-        out[i].len = len;
-        if (out[i].data == NULL) {
-            return EM_ERROR;
-        }
-    }
-    return EM_OK;
 }
 
 /* Deliver one broadcast record from another worker to our sockets. */
 static void
 em_bus_deliver(const unsigned char *rec, size_t len)
 {
-    const unsigned char *p = rec, *end = rec + len;
-    em_brk_bcast_t       h;
-    em_bcast_t           b = { 0 };
-    em_str_t             nsp, data;
-    em_str_t            *rooms = NULL;
-    em_buf_t           **att = NULL;
-    int                  ok = 0;
+    em_brk_view_t v;
+    em_bcast_t    b = { 0 };
+    em_str_t     *rooms = NULL, a;
+    em_buf_t    **att = NULL;
+    size_t        nrooms, nexcept, natt = 0, n = 0;
+    int           ok = 0;
 
-    if (len < sizeof(h)) {
+    if (em_brkrec_decode(rec, len, &v) != EM_OK
+        || ((v.flags & EM_BRK_F_CONF) && v.conf_index >= em_w.conf->nnsps)) {
         goto bad;
     }
-    memcpy(&h, p, sizeof(h));
-    p += sizeof(h);
-    if (h.version != EM_BRK_VERSION || h.natt > EM_SIO_MAX_ATTACHMENTS
-        || ((h.flags & EM_BRK_F_CONF) && h.conf_index >= em_w.conf->nnsps)) {
-        goto bad;
-    }
-    rooms = calloc((size_t) h.nrooms + h.nexcept + 1, sizeof(em_str_t));
-    att = calloc((size_t) h.natt + 1, sizeof(em_buf_t *));
+    nrooms = v.rooms.n;
+    nexcept = v.except.n;
+    rooms = calloc(nrooms + nexcept + 1, sizeof(em_str_t));
+    att = calloc(v.att.n + 1, sizeof(em_buf_t *));
     if (rooms == NULL || att == NULL) {
         goto bad;
     }
-    nsp.data = (const char *) em_bus_take(&p, end, h.nsp_len);
-    nsp.len = h.nsp_len;
-    if (nsp.data == NULL || em_bus_take_list(&p, end, rooms, h.nrooms) != EM_OK
-        || em_bus_take_list(&p, end, rooms + h.nrooms, h.nexcept) != EM_OK
-        || (data.data = (const char *) em_bus_take(&p, end, h.data_len)) == NULL) {
-        goto bad;
+    while (n < nrooms && em_brk_list_next(&v.rooms, &rooms[n])) {
+        n++;
     }
-    data.len = h.data_len;
-    for (uint32_t i = 0; i < h.natt; i++) {
-        const unsigned char *l = em_bus_take(&p, end, 4);
-        uint32_t             alen;
-        if (l == NULL) {
+    while (n < nrooms + nexcept && em_brk_list_next(&v.except, &rooms[n])) {
+        n++;
+    }
+    while (em_brk_list_next(&v.att, &a)) {
+        if ((att[natt] = em_buf_copy(a.data, a.len, 1)) == NULL) {
             goto bad;
         }
-        memcpy(&alen, l, 4);
-        const unsigned char *a = em_bus_take(&p, end, alen);
-        if (a == NULL || (att[i] = em_buf_copy(a, alen, 1)) == NULL) {
-            goto bad;
-        }
+        natt++;
     }
     b.rooms = rooms;
-    b.nrooms = h.nrooms;
-    b.except = rooms + h.nrooms;
-    b.nexcept = h.nexcept;
+    b.nrooms = nrooms;
+    b.except = rooms + nrooms;
+    b.nexcept = nexcept;
     ok = 1;
     /* A named namespace is one lookup; "every instance" walks the worker's. */
-    em_nsp_t *named = (h.flags & EM_BRK_F_CONF) ? NULL : em_nsp_find(nsp.data, nsp.len);
-    for (em_nsp_t *n = (h.flags & EM_BRK_F_CONF) ? em_nsp_first() : named, *next; n != NULL;
-         n = next) {
-        next = named ? NULL : n->hh.next;
-        if (!named && n->conf_index != h.conf_index) {
+    em_nsp_t *named = (v.flags & EM_BRK_F_CONF) ? NULL : em_nsp_find(v.nsp.data, v.nsp.len);
+    for (em_nsp_t *ns = (v.flags & EM_BRK_F_CONF) ? em_nsp_first() : named, *next; ns != NULL;
+         ns = next) {
+        next = named ? NULL : ns->hh.next;
+        if (!named && ns->conf_index != v.conf_index) {
             continue;
         }
-        em_sio_broadcast_raw(n, &b, data, att, h.natt);
+        em_sio_broadcast_raw(ns, &b, v.data, att, natt);
     }
 bad:
     if (!ok) {
         em_log(EM_LOG_ERR, 0, "a malformed broadcast record (%zu bytes) from the broker was dropped", len);
     }
-    for (uint32_t i = 0; att != NULL && i < h.natt; i++) {
+    for (size_t i = 0; i < natt; i++) {
         em_buf_unref(att[i]);
     }
     free(att);

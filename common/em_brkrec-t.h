@@ -1,0 +1,70 @@
+/*
+ * em_brkrec-t.h - the layout of the broadcast record a worker puts on its
+ * "up" ring for the broker, which relays it unchanged to the other workers'
+ * "down" rings (em_broker-t.h). Written by em_brkrec_encode() only, read by
+ * em_brkrec_decode() only (em_brkrec.h), in the byte order of the host: the
+ * rings never leave the machine.
+ *
+ *     em_brk_bcast_t    28 bytes, fields below
+ *     nsp               nsp_len bytes
+ *     rooms             nrooms  x (uint16 len, len bytes)
+ *     except            nexcept x (uint16 len, len bytes)
+ *     data              data_len bytes: the EVENT's JSON array
+ *     attachments       natt    x (uint32 len, len bytes)
+ *
+ * Nothing follows the last attachment: the record's length (the ring's) is
+ * exactly the sum of its parts. reserved is 0, and conf_index is 0 unless
+ * EM_BRK_F_CONF is set; a record that breaks any of these is refused, so a
+ * decoded record always re-encodes to the same bytes.
+ */
+#ifndef EM_BRKREC_T_H
+#define EM_BRKREC_T_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Ring record types. */
+#define EM_BRK_REC_BCAST 1
+
+#define EM_BRK_VERSION   1      /* bump on any change to this file */
+#define EM_BRK_F_CONF    0x1    /* every instance of configured namespace conf_index */
+#define EM_BRK_F_KNOWN   EM_BRK_F_CONF
+
+/* The 16-bit length and count fields: a namespace, a room or except name of
+ * more bytes, or more rooms or excepts than this, has no record. */
+#define EM_BRK_NAME_MAX  65535u
+#define EM_BRK_LIST_MAX  65535u
+/* Attachments per record: as many as a Socket.IO packet may carry
+ * (EM_SIO_MAX_ATTACHMENTS, asserted where both are known: worker/em_bus.c). */
+#define EM_BRK_ATT_MAX   1000u
+
+/*
+ * A broadcast: the Socket.IO EVENT's JSON array once, for the receiving
+ * worker to frame for its own sockets (the variable parts above follow it).
+ */
+typedef struct {
+    uint16_t version;       /* EM_BRK_VERSION */
+    uint16_t flags;         /* EM_BRK_F_* */
+    uint16_t origin;        /* the worker slot it came from */
+    uint16_t nsp_len;
+    uint32_t conf_index;
+    uint16_t nrooms;
+    uint16_t nexcept;
+    uint32_t natt;          /* at most EM_BRK_ATT_MAX */
+    uint32_t data_len;
+    uint32_t reserved;      /* 0 */
+} em_brk_bcast_t;
+
+_Static_assert(sizeof(em_brk_bcast_t) == 28, "em_brk_bcast_t layout changed");
+_Static_assert(offsetof(em_brk_bcast_t, version) == 0, "em_brk_bcast_t layout changed");
+_Static_assert(offsetof(em_brk_bcast_t, flags) == 2, "em_brk_bcast_t layout changed");
+_Static_assert(offsetof(em_brk_bcast_t, origin) == 4, "em_brk_bcast_t layout changed");
+_Static_assert(offsetof(em_brk_bcast_t, nsp_len) == 6, "em_brk_bcast_t layout changed");
+_Static_assert(offsetof(em_brk_bcast_t, conf_index) == 8, "em_brk_bcast_t layout changed");
+_Static_assert(offsetof(em_brk_bcast_t, nrooms) == 12, "em_brk_bcast_t layout changed");
+_Static_assert(offsetof(em_brk_bcast_t, nexcept) == 14, "em_brk_bcast_t layout changed");
+_Static_assert(offsetof(em_brk_bcast_t, natt) == 16, "em_brk_bcast_t layout changed");
+_Static_assert(offsetof(em_brk_bcast_t, data_len) == 20, "em_brk_bcast_t layout changed");
+_Static_assert(offsetof(em_brk_bcast_t, reserved) == 24, "em_brk_bcast_t layout changed");
+
+#endif
