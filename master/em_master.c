@@ -35,7 +35,6 @@
 #include "em_sid.h"
 #include "em_worker.h"
 
-#define EM_MASTER_READ_TIMEOUT   10    /* s to send a request line */
 #define EM_MASTER_KILL_TIMEOUT   10    /* s between SIGTERM and SIGKILL at exit */
 #define EM_MASTER_ACCEPT_BATCH   64
 
@@ -329,7 +328,10 @@ em_master_accept(evutil_socket_t lfd, short what, void *arg)
                 continue;
             }
         }
-        struct timeval tv = { EM_MASTER_READ_TIMEOUT, 0 };
+        /* limits.request_timeout to send the request line, as the worker
+         * gives the rest of the request. */
+        unsigned       ms = em_m.conf->limits.request_timeout;
+        struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
         p->ev = event_new(em_m.base, fd, EV_READ | EV_PERSIST, em_pending_read, p);
         if (p->ev == NULL || event_add(p->ev, &tv) != 0) {
             em_log(EM_LOG_ERR, 0, "event_add() for a new connection failed");
@@ -705,7 +707,9 @@ em_master_run(em_conf_t *conf)
             em_log(EM_LOG_ERR, 0, "cannot listen on %s: exiting", conf->listen[i].text);
             return 1;
         }
-        int secs = EM_MASTER_READ_TIMEOUT, one = 1;
+        /* The kernel holds a connection that sends nothing for about as
+         * long before the master sees it (then the pending timeout runs). */
+        int secs = (int) ((conf->limits.request_timeout + 999) / 1000), one = 1;
         (void) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));   /* inherited */
         em_m.listeners[em_m.nlisteners++].fd = fd;
