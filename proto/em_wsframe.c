@@ -36,6 +36,7 @@ em_wsframe_scan(const unsigned char *buf, size_t len, size_t max_payload, int fr
         hlen += masked ? 4 : 0;
         if (plen > max_payload) {
             out->oversized = 1;
+            out->badlength = (plen >> 63) != 0;
             break;
         }
         if (len - pos < hlen || len - pos - hlen < plen) {

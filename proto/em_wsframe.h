@@ -17,6 +17,7 @@ typedef struct {
     unsigned frames;        /* how many whole frames that is */
     unsigned fragmented:1;  /* the last whole data frame left a message open (FIN=0) */
     unsigned oversized:1;   /* the next frame declares more than max_payload bytes */
+    unsigned badlength:1;   /* ... and its 64-bit length has the top bit set (RFC 6455 5.2) */
     unsigned control:1;     /* a whole frame is a control frame (close, ping, pong) */
 } em_wsframe_scan_t;
 

@@ -590,6 +590,21 @@ em_lua_socket_tostring(lua_State *l)
 
 /* ---- broadcast operators ---- */
 
+/* A room name for to() / except(): a string no room can be too long for
+ * (the broker's records carry 16-bit lengths; join refuses longer ones). */
+static void
+em_lua_check_room(lua_State *l, int idx, const char *field)
+{
+    size_t len;
+
+    luaL_checklstring(l, idx, &len);
+    if (len > EM_ROOM_NAME_MAX) {
+        luaL_error(l, "%s: a room name of %d bytes is too long (at most %d)",
+                   strcmp(field, "_rooms") == 0 ? "to" : "except", (int) EM_MIN(len, (size_t) INT_MAX),
+                   EM_ROOM_NAME_MAX);
+    }
+}
+
 static int
 em_lua_bcast_add(lua_State *l, const char *field)
 {
@@ -624,11 +639,11 @@ em_lua_bcast_add(lua_State *l, const char *field)
         if (lua_istable(l, i)) {
             for (lua_Integer k = 1; k <= (lua_Integer) lua_rawlen(l, i); k++) {
                 lua_rawgeti(l, i, k);
-                luaL_checkstring(l, -1);
+                em_lua_check_room(l, -1, field);
                 lua_rawseti(l, -2, (lua_Integer) lua_rawlen(l, -2) + 1);
             }
         } else {
-            luaL_checkstring(l, i);
+            em_lua_check_room(l, i, field);
             lua_pushvalue(l, i);
             lua_rawseti(l, -2, (lua_Integer) lua_rawlen(l, -2) + 1);
         }

@@ -173,6 +173,11 @@ em_ws_on_read(em_conn_t *c)
     }
     em_wsframe_scan(evbuffer_pullup(in, (ssize_t) len), len, c->endpoint->max_payload,
                     c->ws_fragmented, &scan);
+    if (scan.badlength) {
+        /* wslay would refuse it too, but with a close frame without a code. */
+        em_ws_close(c, 1002, "frame length over 2^63");
+        return;
+    }
     c->ws_feed = (uint32_t) (scan.oversized ? len : scan.complete);   /* <= the input bound */
     if (c->ws_feed == 0 || em_ws_ctx(c) != EM_OK) {
         return;

@@ -90,6 +90,25 @@ START_TEST(test_scan_max_boundary)
 }
 END_TEST
 
+/* A 64-bit length with the top bit set is flagged (a protocol error, not
+ * just too big); 2^63 - 1 is only oversized. */
+START_TEST(test_scan_top_bit)
+{
+    unsigned char     f[14] = { 0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4 };
+    em_wsframe_scan_t s;
+
+    em_wsframe_scan(f, sizeof(f), MAX, 0, &s);
+    ck_assert(s.oversized && s.badlength);
+    memset(f + 2, 0xff, 8);                     /* 2^64 - 1 */
+    em_wsframe_scan(f, sizeof(f), MAX, 0, &s);
+    ck_assert(s.oversized && s.badlength);
+    f[2] = 0x7f;                                /* 2^63 - 1 */
+    em_wsframe_scan(f, sizeof(f), MAX, 0, &s);
+    ck_assert(s.oversized && !s.badlength);
+    ck_assert_uint_eq(s.complete, 0);
+}
+END_TEST
+
 /* Scanning any prefix finds the whole frames inside it, never more. */
 START_TEST(test_scan_every_prefix)
 {
@@ -129,6 +148,7 @@ wsframe_suite(void)
 
     tcase_add_loop_test(tc, test_scan_table, 0, EM_NELEMS(scan_cases));
     tcase_add_test(tc, test_scan_max_boundary);
+    tcase_add_test(tc, test_scan_top_bit);
     tcase_add_test(tc, test_scan_every_prefix);
     suite_add_tcase(s, tc);
     return s;

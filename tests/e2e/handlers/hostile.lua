@@ -31,6 +31,12 @@ function on_connect(socket)
     reply(ack, n)
   end)
 
+  -- A text to every subscriber, on every worker.
+  socket:on("relay", function(text, ack)
+    nsp:to("feed"):emit("relay", text)
+    reply(ack, true)
+  end)
+
   socket:on("join", function(room, ack)
     socket:join(room)
     reply(ack, #socket:rooms())
@@ -40,8 +46,10 @@ function on_connect(socket)
   -- more of "s"): a name too long for the broker must not reach the room
   -- named by its first 65,535 bytes on another worker.
   socket:on("to_long_room", function(len, ack)
-    nsp:to(string.rep("r", len)):emit("long_room", len)
-    reply(ack, true)
+    local ok, err = pcall(function()
+      nsp:to(string.rep("r", len)):emit("long_room", len)
+    end)
+    reply(ack, ok, ok and "" or tostring(err))
   end)
 
   socket:on("spin", function(ack)
