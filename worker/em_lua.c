@@ -109,7 +109,7 @@ em_lua_hook(lua_State *l, lua_Debug *ar)
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (now.tv_sec > em_lua_deadline.tv_sec
         || (now.tv_sec == em_lua_deadline.tv_sec && now.tv_nsec > em_lua_deadline.tv_nsec)) {
-        luaL_error(l, "handler ran longer than %u ms", em_w.conf->limits.script_time);
+        luaL_error(l, "handler ran longer than %d ms", (int) em_w.conf->limits.script_time);
     }
 }
 

@@ -17,12 +17,11 @@ const {
   connect, ack, once, closeAll, openWs, waitClosed, httpRequest, parseOpen, WAIT_MS,
 } = require('./lib/clients');
 const {
-  Bystander, wsFrame, rawWebSocket, serverFrames, closeCode, rssOf, violations,
+  Bystander, wsFrame, joinedWebSocket, serverFrames, closeCode, rssOf, violations,
 } = require('./lib/hostile');
 
 const MAX_PAYLOAD = 100000;
 const OUTPUT_HARD = 1 << 20;
-const WS = '/socket.io/?EIO=4&transport=websocket';
 const POLL = '/socket.io/?EIO=4&transport=polling';
 
 let emitd;
@@ -42,13 +41,7 @@ test.after(async () => {
   if (emitd) await emitd.stop();
 });
 
-/* A raw WebSocket that has joined "/" (OPEN read, CONNECT answered). */
-async function rawSocket() {
-  const c = await rawWebSocket(emitd.port, WS);
-  c.send(wsFrame(1, '40'));
-  await c.waitFor(/"sid"[\s\S]*40\{"sid"/);
-  return c;
-}
+const rawSocket = () => joinedWebSocket(emitd.port);
 
 /* Send frames on a fresh joined socket: the close code the server sends. */
 async function closedWith(...frames) {

@@ -173,6 +173,14 @@ async function rawWebSocket(port, path) {
   return c;
 }
 
+/* A raw WebSocket whose "/" CONNECT has been answered (OPEN, then 40{sid}). */
+async function joinedWebSocket(port, path = '/socket.io/?EIO=4&transport=websocket') {
+  const c = await rawWebSocket(port, path);
+  c.send(wsFrame(1, '40'));
+  await c.waitFor(/"sid"[\s\S]*40\{"sid"/);
+  return c;
+}
+
 /* Parse the server frames in bytes (after the 101 head): [{opcode, payload}]. */
 function serverFrames(bytes) {
   let p = bytes.indexOf('\r\n\r\n');
@@ -216,5 +224,5 @@ async function violations(socket) {
 }
 
 module.exports = {
-  Bystander, RawTcp, statusOf, wsFrame, rawWebSocket, serverFrames, closeCode, rssOf, violations,
+  Bystander, RawTcp, statusOf, wsFrame, rawWebSocket, joinedWebSocket, serverFrames, closeCode, rssOf, violations,
 };
