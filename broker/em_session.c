@@ -565,6 +565,13 @@ int
 em_plog_replay(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nrooms, uint64_t offset,
                int from_offset, em_plog_pkt_t **out)
 {
+    return em_plog_replay_upto(st, nsp, rooms, nrooms, offset, from_offset, out, NULL);
+}
+
+int
+em_plog_replay_upto(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nrooms,
+                    uint64_t offset, int from_offset, em_plog_pkt_t **out, uint64_t *upto)
+{
     em_plog_t      *lg;
     em_plog_pkt_t  *head = NULL, **tail = &head;
     int             found = from_offset, gap = 0;
@@ -614,6 +621,9 @@ em_plog_replay(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nroom
     /* From an offset: records from it on that are gone may have been for
      * this session (the log cannot tell any more). */
     gap = from_offset && (lg == NULL || (offset < lg->next_offset && (first == 0 || first > offset)));
+    if (upto != NULL) {
+        *upto = lg != NULL && lg->next_offset > 0 ? lg->next_offset - 1 : 0;
+    }
     em_state_unlock(st, EM_ZONE_SESSIONS);
     if (!found) {
         em_plog_pkts_free(head);

@@ -223,6 +223,11 @@ typedef struct em_plog_pkt {
  */
 int  em_plog_replay(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nrooms,
                     uint64_t offset, int from_offset, em_plog_pkt_t **out);
+/* The same; *upto is set to the last offset given out when the log was read
+ * (every record up to it was in the log then: one for these rooms is in the
+ * list, one delivered later, from another worker, is a duplicate). */
+int  em_plog_replay_upto(em_state_t *st, em_str_t nsp, const em_str_t *rooms, size_t nrooms,
+                         uint64_t offset, int from_offset, em_plog_pkt_t **out, uint64_t *upto);
 void em_plog_pkts_free(em_plog_pkt_t *p);
 
 /* ---- em_monitor.c: connection figures ---- */

@@ -28,7 +28,8 @@
 
 #define EM_BRK_VERSION   1      /* bump on any change to this file */
 #define EM_BRK_F_CONF    0x1    /* every instance of configured namespace conf_index */
-#define EM_BRK_F_KNOWN   EM_BRK_F_CONF
+#define EM_BRK_F_OFFSET  0x2    /* the data's last element is its recovery log offset */
+#define EM_BRK_F_KNOWN   (EM_BRK_F_CONF | EM_BRK_F_OFFSET)
 
 /* The 16-bit length and count fields: a namespace, a room or except name of
  * more bytes, or more rooms or excepts than this, has no record. */

@@ -144,9 +144,14 @@ em_adapter_socket_rooms(const em_sio_socket_t *s,
 }
 
 static void
-em_adapter_deliver(em_sio_socket_t *s, uint32_t stamp, const em_pkt_t *pkt)
+em_adapter_deliver(em_sio_socket_t *s, uint32_t stamp, const em_bcast_t *b, const em_pkt_t *pkt)
 {
     if (s->stamp == stamp || s->closed) {
+        return;
+    }
+    if (b->offset != 0 && b->offset <= s->replayed) {
+        /* Logged before the socket recovered here: it was in the replay. */
+        s->stamp = stamp;
         return;
     }
     s->stamp = stamp;
@@ -181,7 +186,7 @@ em_adapter_broadcast(em_nsp_t *nsp, const em_bcast_t *b, const em_pkt_t *pkt)
     if (b->nrooms == 0) {
         for (em_sio_socket_t *s = nsp->sockets, *next; s != NULL; s = next) {
             next = s->hh.next;
-            em_adapter_deliver(s, stamp, pkt);
+            em_adapter_deliver(s, stamp, b, pkt);
         }
         return;
     }
@@ -191,13 +196,13 @@ em_adapter_broadcast(em_nsp_t *nsp, const em_bcast_t *b, const em_pkt_t *pkt)
         if (r != NULL) {
             for (em_member_t *m = r->members, *next; m != NULL; m = next) {
                 next = m->hh.next;
-                em_adapter_deliver(m->sock, stamp, pkt);
+                em_adapter_deliver(m->sock, stamp, b, pkt);
             }
         }
         /* Every socket is also in the room named by its own id. */
         HASH_FIND(hh, nsp->sockets, b->rooms[i].data, b->rooms[i].len, s);
         if (s != NULL) {
-            em_adapter_deliver(s, stamp, pkt);
+            em_adapter_deliver(s, stamp, b, pkt);
         }
     }
 }

@@ -24,6 +24,7 @@ typedef struct {
     const em_str_t         *except;
     size_t                  nexcept;
     const em_sio_socket_t  *skip;
+    uint64_t                offset;     /* its recovery log offset, from another worker (or 0) */
 } em_bcast_t;
 
 /* The longest room name (the broker's records carry 16-bit lengths). */

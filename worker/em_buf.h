@@ -9,6 +9,7 @@
 #define EM_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct em_buf {
     unsigned refs;
@@ -42,6 +43,7 @@ typedef struct {
     size_t     data_off;    /* where the JSON data starts in text */
     size_t     natt;
     em_buf_t **att;
+    uint64_t   offset;      /* the recovery log offset it carries last (0: none) */
 } em_pkt_t;
 
 void em_pkt_release(em_pkt_t *pkt);

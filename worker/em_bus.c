@@ -107,7 +107,7 @@ em_bus_log_fault(const em_brk_fault_t *f)
 }
 
 void
-em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data,
+em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data, int logged,
                em_buf_t *const *att, size_t natt)
 {
     em_str_t          small[8], *atts = small;
@@ -133,7 +133,7 @@ em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data
     }
     m = (em_brk_msg_t) {
         .origin = (uint16_t) em_w.slot,
-        .flags = conf_index >= 0 ? EM_BRK_F_CONF : 0,
+        .flags = (uint16_t) ((conf_index >= 0 ? EM_BRK_F_CONF : 0) | (logged ? EM_BRK_F_OFFSET : 0)),
         .conf_index = conf_index >= 0 ? (uint32_t) conf_index : 0,
         .nsp = nsp,
         .rooms = b->rooms,
@@ -187,6 +187,35 @@ done:
     }
 }
 
+/*
+ * The recovery log offset an event carries as its last argument, `,"N"]`
+ * (em_cluster_event_pkt() appends it), or 0.
+ */
+static uint64_t
+em_bus_offset(em_str_t data)
+{
+    size_t   i, end;
+    uint64_t o = 0;
+
+    if (data.len < 5 || data.data[data.len - 1] != ']' || data.data[data.len - 2] != '"') {
+        return 0;
+    }
+    end = data.len - 2;
+    for (i = end; i > 0 && end - i < 20 && data.data[i - 1] >= '0' && data.data[i - 1] <= '9'; i--) {
+    }
+    if (i == end || i < 2 || data.data[i - 1] != '"' || data.data[i - 2] != ',') {
+        return 0;
+    }
+    for (size_t k = i; k < end; k++) {
+        unsigned d = (unsigned) (data.data[k] - '0');
+        if (o > (UINT64_MAX - d) / 10) {
+            return 0;
+        }
+        o = o * 10 + d;
+    }
+    return o;
+}
+
 /* Deliver one broadcast record from another worker to our sockets. */
 static void
 em_bus_deliver(const unsigned char *rec, size_t len)
@@ -225,6 +254,7 @@ em_bus_deliver(const unsigned char *rec, size_t len)
     b.nrooms = nrooms;
     b.except = rooms + nrooms;
     b.nexcept = nexcept;
+    b.offset = (v.flags & EM_BRK_F_OFFSET) ? em_bus_offset(v.data) : 0;
     ok = 1;
     /* A named namespace is one lookup; "every instance" walks the worker's. */
     em_nsp_t *named = (v.flags & EM_BRK_F_CONF) ? NULL : em_nsp_find(v.nsp.data, v.nsp.len);

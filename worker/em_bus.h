@@ -20,7 +20,7 @@ int em_bus_init(int shm_fd, int bell, int broker_bell);
  * except-rooms as in b (b->skip stays local), the EVENT's JSON array and its
  * attachments. Never blocks: a full ring queues it locally, in order.
  */
-void em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data,
+void em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data, int logged,
                     em_buf_t *const *att, size_t natt);
 
 /*

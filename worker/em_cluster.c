@@ -356,7 +356,9 @@ em_cluster_recover(em_sio_socket_t *s, json_t *auth, char **buf, em_str_t **room
         || em_cluster_session_list(e, buf, nrooms, rooms) != EM_OK) {
         goto done;
     }
-    if (em_plog_replay(&em_cluster, em_cluster_nsp(s), *rooms, *nrooms, offset, 0, missed) != EM_OK) {
+    if (em_plog_replay_upto(&em_cluster, em_cluster_nsp(s), *rooms, *nrooms, offset, 0, missed,
+                            &s->replayed) != EM_OK) {
+        s->replayed = 0;
         free(*buf);
         free(*rooms);
         *buf = NULL;
@@ -599,8 +601,8 @@ em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out, em_p
     /* Events sent to the session's rooms (or its old socket) since it went. */
     if (em_cluster_session_list(out, &list, &n, &strs) == EM_OK) {
         if (out->offset != 0
-            && em_plog_replay(&em_cluster, em_cluster_nsp(s), strs, n, out->offset, 1, queued)
-                   != EM_OK) {
+            && em_plog_replay_upto(&em_cluster, em_cluster_nsp(s), strs, n, out->offset, 1, queued,
+                                   &s->replayed) != EM_OK) {
             *lost = 1;
         }
         free(list);
@@ -675,6 +677,7 @@ em_cluster_event_pkt(em_pkt_t *pkt, em_str_t nsp, json_t *args, em_buf_t **atts,
     text->len = pkt->text->len - 1 + (size_t) n;
     em_buf_unref(pkt->text);
     pkt->text = text;
+    pkt->offset = offset;
     em_plog_commit(&em_cluster, offset, nsp, b ? b->rooms : &one, b ? b->nrooms : 1, except,
                    nexcept, (em_str_t) { text->data + pkt->data_off, text->len - pkt->data_off },
                    atts_s, pkt->natt, em_state_now());      /* unlocks */

@@ -765,7 +765,8 @@ em_lua_bcast_emit(lua_State *l)
      * differ per worker. A static one goes by name, so the broker can route
      * it to the workers with members. */
     long pconf = (nspname == NULL && em_w.conf->nsps[conf].dynamic) ? (long) conf : -1;
-    em_bus_publish((em_str_t) { encname, enclen }, pconf, &b, data, pkt.att, pkt.natt);
+    em_bus_publish((em_str_t) { encname, enclen }, pconf, &b, data, pkt.offset != 0, pkt.att,
+                   pkt.natt);
     em_pkt_release(&pkt);
     return 0;
 }

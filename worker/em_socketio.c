@@ -202,6 +202,7 @@ em_sio_pkt_build_raw(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id
     }
     out->att = atts;
     out->natt = natt;
+    out->offset = 0;
     out->text = NULL;
     head[0] = '4';
     hlen = (nsp.len <= 256)
@@ -250,6 +251,7 @@ em_sio_pkt_build(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id, js
     out->text = em_sio_encode(type, (unsigned) natt, nsp, id, data, &out->data_off);
     out->att = atts;
     out->natt = natt;
+    out->offset = 0;
     if (out->text == NULL) {
         em_pkt_release(out);
         return EM_ERROR;

@@ -42,6 +42,7 @@ struct em_sio_socket {
     em_sio_socket_t      *next;           /* in the client's list */
     int                   lref;           /* the script's socket object, or LUA_NOREF */
     uint32_t              stamp;          /* last broadcast that reached it */
+    uint64_t              replayed;       /* recovery: log offsets up to this were replayed */
     em_buf_t            **held;           /* sends made during on_connect */
     size_t                nheld;
     em_member_t          *rooms;

@@ -242,7 +242,7 @@ static const bad_case_t bad_cases[] = {
     { "version 0", 0, 2, 0 },
     { "version 2", 0, 2, 2 },
     { "version 0xffff", 0, 2, 0xffff },
-    { "unknown flag 0x2", 2, 2, 0x2 },
+    { "unknown flag 0x4", 2, 2, 0x4 },
     { "unknown flag 0x8000 with F_CONF", 2, 2, 0x8001 },
     { "nsp_len one past the end", 6, 2, 19 },
     { "nsp_len 0xffff", 6, 2, 0xffff },
@@ -368,7 +368,7 @@ static const enc_case_t enc_cases[] = {
       EM_BRK_BAD_NATT, 0 },
     { "an attachment of 2^32 bytes", P_ATT, (size_t) UINT32_MAX + 1, EM_BRK_BAD_ATT, 1 },
     { "data of 2^32 bytes", P_DATA, (size_t) UINT32_MAX + 1, EM_BRK_BAD_DATA, 0 },
-    { "unknown flag", P_FLAGS, 0x2, EM_BRK_BAD_FLAGS, 0 },
+    { "unknown flag", P_FLAGS, 0x4, EM_BRK_BAD_FLAGS, 0 },
     { "conf_index without F_CONF", P_CONF, 1, EM_BRK_BAD_FLAGS, 0 },
 };
 

@@ -1747,6 +1747,14 @@ START_TEST(test_plog_abort_too_big)
     ck_assert_uint_eq(pkts_count(pk), 1);
     ck_assert_uint_eq(pk->offset, 4);
     em_plog_pkts_free(pk);
+    /* The replay says up to which offset the log was read (the one too big
+     * to be stored counts: later copies of it are duplicates too). */
+    uint64_t upto = 0;
+    ck_assert_uint_eq(plog_put("/", NULL, NULL, (em_str_t) { big, 999 }, NULL, 0, 1), 5);
+    ck_assert_int_eq(em_plog_replay_upto(&st, EM_STR("/"), &one, 1, 2, 0, &pk, &upto), EM_OK);
+    ck_assert_uint_eq(upto, 5);
+    ck_assert_uint_eq(pkts_count(pk), 1);
+    em_plog_pkts_free(pk);
 }
 END_TEST
 
