@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "em_bus.h"
 #include "em_cluster.h"
 #include "em_http.h"
 #include "em_log.h"
@@ -327,21 +328,20 @@ em_cluster_session_list(const em_st_session_t *e, char **list, size_t *n, em_str
 
 int
 em_cluster_recover(em_sio_socket_t *s, json_t *auth, char **buf, em_str_t **rooms, size_t *nrooms,
-                   em_plog_pkt_t **missed)
+                   uint64_t *offset)
 {
     const char      *pid, *offs;
     em_st_session_t *e;
-    uint64_t         offset;
     int              rc = EM_DECLINED;
 
     *buf = NULL;
     *rooms = NULL;
     *nrooms = 0;
-    *missed = NULL;
+    *offset = 0;
     if (!em_w.conf->recovery || auth == NULL
         || (pid = json_string_value(json_object_get(auth, "pid"))) == NULL
         || (offs = json_string_value(json_object_get(auth, "offset"))) == NULL
-        || (offset = em_cluster_offset_parse(offs)) == 0 || strlen(pid) >= 64) {
+        || (*offset = em_cluster_offset_parse(offs)) == 0 || strlen(pid) >= 64) {
         return EM_DECLINED;
     }
     e = malloc(sizeof(*e));
@@ -353,12 +353,8 @@ em_cluster_recover(em_sio_socket_t *s, json_t *auth, char **buf, em_str_t **room
         || e->overflow || e->nsp_len != s->nsp->name_len
         || memcmp(e->nsp, s->nsp->name, e->nsp_len) != 0
         || em_nsp_socket_find(s->nsp, e->sid) != NULL
-        || em_cluster_session_list(e, buf, nrooms, rooms) != EM_OK) {
-        goto done;
-    }
-    if (em_plog_replay_upto(&em_cluster, em_cluster_nsp(s), *rooms, *nrooms, offset, 0, missed,
-                            &s->replayed) != EM_OK) {
-        s->replayed = 0;
+        || em_cluster_session_list(e, buf, nrooms, rooms) != EM_OK
+        || (s->pid = strdup(pid)) == NULL) {
         free(*buf);
         free(*rooms);
         *buf = NULL;
@@ -366,14 +362,28 @@ em_cluster_recover(em_sio_socket_t *s, json_t *auth, char **buf, em_str_t **room
         *nrooms = 0;
         goto done;
     }
-    memcpy(s->id, e->sid, EM_SID_LEN);
-    s->id[EM_SID_LEN] = '\0';
-    s->pid = strdup(pid);
-    s->recovered = 1;
     rc = EM_OK;
 done:
     free(e);
     return rc;
+}
+
+int
+em_cluster_recover_replay(em_sio_socket_t *s, const em_str_t *rooms, size_t nrooms, uint64_t offset,
+                          em_plog_pkt_t **missed)
+{
+    *missed = NULL;
+    if (em_plog_replay_upto(&em_cluster, em_cluster_nsp(s), rooms, nrooms, offset, 0, missed,
+                            &s->replayed) != EM_OK) {
+        s->replayed = 0;
+        free(s->pid);
+        s->pid = NULL;
+        return EM_DECLINED;
+    }
+    memcpy(s->id, rooms[0].data, EM_SID_LEN);
+    s->id[EM_SID_LEN] = '\0';
+    s->recovered = 1;
+    return EM_OK;
 }
 
 void
@@ -578,6 +588,34 @@ em_cluster_token(em_sio_socket_t *s)
     return s->token;
 }
 
+/* Add or remove the bus keys of a stored session's rooms. */
+static void
+em_cluster_session_keys(const em_sio_socket_t *s, const em_st_session_t *e, int add)
+{
+    const unsigned char *p = (const unsigned char *) e->rooms, *end = p + e->rooms_len;
+
+    while (end - p >= 2) {
+        uint16_t rl;
+        memcpy(&rl, p, 2);
+        p += 2;
+        if (end - p < rl) {
+            break;
+        }
+        if (add) {
+            em_bus_key_add(s->nsp->name, s->nsp->name_len, (const char *) p, rl);
+        } else {
+            em_bus_key_del(s->nsp->name, s->nsp->name_len, (const char *) p, rl);
+        }
+        p += rl;
+    }
+}
+
+void
+em_cluster_redeem_done(em_sio_socket_t *s, const em_st_session_t *e)
+{
+    em_cluster_session_keys(s, e, 0);
+}
+
 int
 em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out, em_plog_pkt_t **queued,
                   int *lost)
@@ -598,7 +636,9 @@ em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out, em_p
         em_session_release(&em_cluster, token, em_state_now(), em_cluster_keep());
         return EM_DECLINED;
     }
-    /* Events sent to the session's rooms (or its old socket) since it went. */
+    /* Events sent to the session's rooms (or its old socket) since it went;
+     * on the bus first, so that none falls between the log and the joins. */
+    em_cluster_session_keys(s, out, 1);
     if (em_cluster_session_list(out, &list, &n, &strs) == EM_OK) {
         if (out->offset != 0
             && em_plog_replay_upto(&em_cluster, em_cluster_nsp(s), strs, n, out->offset, 1, queued,

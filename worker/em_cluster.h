@@ -40,15 +40,20 @@ em_str_t em_cluster_socket_ua(const em_sio_socket_t *s);
 int  em_cluster_connect_limit(em_sio_socket_t *s, int64_t *retry_after);
 
 /*
- * A CONNECT that carries {pid, offset}: restore the session if it can be.
- * On success the socket has its old id (s->id rewritten: call before it is
- * hashed), s->recovered is set, (*rooms)[1..*nrooms) are the rooms to join
- * again ((*rooms)[0] is its own id; free *buf and *rooms) and *missed the
- * packets to send after the CONNECT reply. EM_DECLINED: connect as a new
- * socket.
+ * A CONNECT that carries {pid, offset}, in two steps. em_cluster_recover()
+ * takes the stored session: EM_OK gives (*rooms)[0..*nrooms), its old id
+ * first and then the rooms to join again (free *buf and *rooms), and the
+ * offset to replay from; s->pid is set. EM_DECLINED: connect as a new
+ * socket. The caller then subscribes the worker to those rooms on the bus
+ * and calls em_cluster_recover_replay(): EM_OK gives the socket its old id
+ * (s->id rewritten: call before it is hashed), sets s->recovered and
+ * returns in *missed the packets to send after the CONNECT reply; anything
+ * else (the log no longer holds the offset) leaves a new socket.
  */
 int  em_cluster_recover(em_sio_socket_t *s, json_t *auth, char **buf, em_str_t **rooms,
-                        size_t *nrooms, struct em_plog_pkt **missed);
+                        size_t *nrooms, uint64_t *offset);
+int  em_cluster_recover_replay(em_sio_socket_t *s, const em_str_t *rooms, size_t nrooms,
+                               uint64_t offset, em_plog_pkt_t **missed);
 
 /* The socket is connected (after on_connect accepted it). */
 void em_cluster_socket_connected(em_sio_socket_t *s);
@@ -71,10 +76,13 @@ int  em_cluster_set_user(em_sio_socket_t *s, em_str_t user, em_str_t info);
 /* Application recovery tokens: make one for the socket (or return its own),
  * and redeem one (EM_OK: *out filled, the rooms to join are in out->rooms,
  * *queued the events sent to them since; *lost set when some of those had
- * left the bounded log already). */
+ * left the bounded log already). The worker holds the bus keys of those
+ * rooms from before the log is read: release them with
+ * em_cluster_redeem_done() once the socket has joined the rooms. */
 const char *em_cluster_token(em_sio_socket_t *s);
 int  em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out,
                        struct em_plog_pkt **queued, int *lost);
+void em_cluster_redeem_done(em_sio_socket_t *s, const em_st_session_t *e);
 
 /*
  * Build an EVENT without ack for nsp, logging it with an offset when

@@ -292,6 +292,9 @@ em_lua_socket_recover_session(lua_State *l)
         p += rl;
         /* A presence handler run by the join may have disconnected it. */
         if ((s = em_lua_check_socket(l, 1)) == NULL || s->closed) {
+            if (s != NULL) {
+                em_cluster_redeem_done(s, e);
+            }
             em_plog_pkts_free(queued);
             free(e);
             lua_pushnil(l);
@@ -299,6 +302,7 @@ em_lua_socket_recover_session(lua_State *l)
             return 2;
         }
     }
+    em_cluster_redeem_done(s, e);
     em_lua_push_session(l, s, e, queued);
     lua_pushboolean(l, lost);
     lua_setfield(l, -2, "messagesLost");

@@ -350,6 +350,25 @@ em_sio_pattern_key(const em_nsp_t *nsp, int add)
     }
 }
 
+/*
+ * Hold (add) or release the bus keys a recovering socket needs while its
+ * log is read: its namespace (and pattern), its own id and its rooms.
+ */
+static void
+em_sio_recovery_keys(const em_nsp_t *nsp, const em_str_t *rooms, size_t nrooms, int add)
+{
+    void (*key)(const char *, size_t, const char *, size_t) = add ? em_bus_key_add : em_bus_key_del;
+
+    if (nrooms == 0) {
+        return;
+    }
+    key(nsp->name, nsp->name_len, NULL, 0);
+    em_sio_pattern_key(nsp, add);
+    for (size_t i = 0; i < nrooms; i++) {
+        key(nsp->name, nsp->name_len, rooms[i].data, rooms[i].len);
+    }
+}
+
 /* Unlink a socket from everything and free it. `reason` NULL: no events. */
 static void
 em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
@@ -519,7 +538,21 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     em_str_t      *rooms = NULL;
     size_t         nrooms = 0;
     em_plog_pkt_t *missed = NULL;
-    em_cluster_recover(s, auth, &rbuf, &rooms, &nrooms, &missed);
+    uint64_t       offset;
+    if (em_cluster_recover(s, auth, &rbuf, &rooms, &nrooms, &offset) == EM_OK) {
+        /* On the bus before the log is read: an event logged after the
+         * read reaches this worker live, one in both is skipped by its
+         * offset, and none falls between the two. */
+        em_sio_recovery_keys(nsp, rooms, nrooms, 1);
+        if (em_cluster_recover_replay(s, rooms, nrooms, offset, &missed) != EM_OK) {
+            em_sio_recovery_keys(nsp, rooms, nrooms, 0);
+            free(rbuf);
+            free(rooms);
+            rbuf = NULL;
+            rooms = NULL;
+            nrooms = 0;
+        }
+    }
 
     s->next = c->sockets;
     c->sockets = s;
@@ -534,6 +567,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     for (size_t i = 1; i < nrooms; i++) {
         em_adapter_join(s, rooms[i]);
     }
+    em_sio_recovery_keys(nsp, rooms, nrooms, 0);     /* joined now: held by the rooms */
     free(rbuf);
     free(rooms);
 
