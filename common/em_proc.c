@@ -40,26 +40,32 @@ em_proc_title_init(int argc, char **argv)
         }
     }
     /* Move the environment and the arguments so their space can be reused. */
-    env = malloc((n + 1) * sizeof(char *));
+    env = calloc(n + 1, sizeof(char *));
     if (env == NULL) {
         return;
     }
     for (size_t i = 0; i < n; i++) {
         if ((env[i] = strdup(environ[i])) == NULL) {
-            return;
+            goto failed;
         }
     }
-    env[n] = NULL;
     for (int i = 0; i < argc; i++) {
         char *copy = strdup(argv[i]);
         if (copy == NULL) {
-            return;
+            goto failed;                /* titles stay off; argv still valid */
         }
         argv[i] = copy;
     }
     environ = env;
     em_title_start = start;
     em_title_len = (size_t) (end - start);
+    return;
+
+failed:
+    for (size_t i = 0; i < n; i++) {
+        free(env[i]);
+    }
+    free(env);
 }
 
 void

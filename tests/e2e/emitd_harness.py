@@ -5,7 +5,9 @@ The Python twin of lib/harness.js: writes a libconfig file (free port on
 $EMITD_BIN -c <file> with its output captured to a file, waits (bounded)
 until the port accepts connections, and stops it by PID: SIGTERM, then
 SIGKILL after a bounded wait. Every daemon still running when the
-interpreter exits is killed.
+interpreter exits is killed. Under `tests/run --valgrind` it runs emitd
+under memcheck as lib/harness.js does and stop() raises when memcheck
+reported anything.
 """
 
 import atexit
@@ -20,8 +22,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HANDLERS = os.path.join(HERE, "handlers")
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
+VALGRIND = os.environ.get("EMITD_VALGRIND", "")
+VALGRIND_SUPP = os.environ.get("EMITD_VALGRIND_SUPP", "")
+TIME_SCALE = max(1.0, float(os.environ.get("EMITD_TIME_SCALE") or 1))
+START_TIMEOUT = 20.0 * TIME_SCALE
+STOP_TIMEOUT = 10.0 * TIME_SCALE
 
 _live = set()
 
@@ -104,6 +109,12 @@ class Emitd:
         cmd = [os.path.abspath(binary), "-c", self.conf_path]
         if binary.endswith(".js"):          # a reference server, see lib/harness.js
             cmd = ["node"] + cmd
+        elif VALGRIND:
+            cmd = [VALGRIND, "-q", "--tool=memcheck",
+                   "--log-file=" + os.path.join(self.dir, "valgrind.%p.log"),
+                   "--leak-check=full", "--show-leak-kinds=definite",
+                   "--errors-for-leak-kinds=definite", "--num-callers=30", "--run-libc-freeres=no"] + \
+                (["--suppressions=" + VALGRIND_SUPP] if VALGRIND_SUPP else []) + cmd
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, cwd=self.dir)
@@ -157,8 +168,22 @@ class Emitd:
                 pass
         _live.discard(self)
 
+    def memcheck_reports(self):
+        """The non-empty memcheck logs of this daemon's processes."""
+        reports = []
+        if not VALGRIND:
+            return reports
+        for name in sorted(os.listdir(self.dir)):
+            if name.startswith("valgrind.") and name.endswith(".log"):
+                with open(os.path.join(self.dir, name), errors="replace") as f:
+                    text = f.read()
+                if text.strip():
+                    reports.append("%s:\n%s" % (name, text[:6000]))
+        return reports
+
     def stop(self, timeout=STOP_TIMEOUT):
-        """SIGTERM, SIGKILL after timeout; returns the exit status."""
+        """SIGTERM, SIGKILL after timeout; returns the exit status.
+        Raises when memcheck reported an error (under --valgrind)."""
         if self.proc.poll() is None:
             kids = self._children()
             self.proc.send_signal(signal.SIGTERM)
@@ -173,6 +198,9 @@ class Emitd:
                 except OSError:
                     pass
         _live.discard(self)
+        reports = self.memcheck_reports()
+        if reports:
+            raise AssertionError("valgrind memcheck found errors in emitd:\n" + "\n".join(reports))
         return self.proc.returncode
 
 

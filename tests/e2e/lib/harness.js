@@ -14,6 +14,12 @@
  * file so that a reference server (a script ending in .js given as EMITD_BIN)
  * can read them; that is how the suite itself is checked against Node's
  * socket.io.
+ *
+ * Under `tests/run --valgrind` (the meson test setup "valgrind"),
+ * EMITD_VALGRIND names valgrind: every emitd then runs under memcheck with
+ * its reports in <dir>/valgrind.<pid>.log, one per process, and stop() and
+ * runEmitd() fail when any of them is not empty. EMITD_TIME_SCALE stretches
+ * the harness's own waits (start, stop, waitLog) and timeMs() for tests.
  */
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -22,8 +28,13 @@ const os = require('node:os');
 const path = require('node:path');
 
 const HANDLERS = path.resolve(__dirname, '..', 'handlers');
-const START_TIMEOUT_MS = 20000;   /* sanitizer builds start slowly */
-const STOP_TIMEOUT_MS = 10000;
+const VALGRIND = process.env.EMITD_VALGRIND || '';
+const VALGRIND_SUPP = process.env.EMITD_VALGRIND_SUPP || '';
+const TIME_SCALE = Math.max(1, Number(process.env.EMITD_TIME_SCALE) || 1);
+/* A duration stretched by EMITD_TIME_SCALE (slow runs: Valgrind). */
+const timeMs = (ms) => ms * TIME_SCALE;
+const START_TIMEOUT_MS = timeMs(20000);   /* sanitizer builds start slowly */
+const STOP_TIMEOUT_MS = timeMs(10000);
 
 const live = new Set();
 
@@ -44,6 +55,45 @@ function emitdBin() {
 
 function isReference() {
   return /\.js$/.test(process.env.EMITD_BIN || '');
+}
+
+/* Valgrind's options for a process whose reports go to dir. */
+function memcheckArgs(dir) {
+  /*
+   * --run-libc-freeres=no: glibc's exit-time cleanup clears environ, which
+   * would make the environment that em_proc_title_init() moved look lost.
+   */
+  const vg = ['-q', '--tool=memcheck', `--log-file=${path.join(dir, 'valgrind.%p.log')}`,
+    '--leak-check=full', '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite',
+    '--num-callers=30', '--run-libc-freeres=no'];
+  if (VALGRIND_SUPP) vg.push(`--suppressions=${VALGRIND_SUPP}`);
+  return vg;
+}
+
+/* The command that runs emitd with args: [file, argv]. */
+function emitdCommand(args, dir) {
+  const bin = emitdBin();
+  if (isReference()) return [process.execPath, [bin, ...args]];
+  if (!VALGRIND) return [bin, args];
+  return [VALGRIND, [...memcheckArgs(dir), bin, ...args]];
+}
+
+/*
+ * What memcheck reported for the processes run in dir: with -q a log is
+ * empty unless there was an error or a definite leak. Killed processes
+ * leave what they had written.
+ */
+function memcheckReports(dir) {
+  if (!VALGRIND || !dir) return [];
+  let names = [];
+  try { names = fs.readdirSync(dir).filter((n) => /^valgrind\.\d+\.log$/.test(n)); } catch (_) { return []; }
+  const reports = [];
+  for (const n of names.sort()) {
+    let text = '';
+    try { text = fs.readFileSync(path.join(dir, n), 'utf8'); } catch (_) { continue; }
+    if (text.trim()) reports.push(`${n}:\n${text.slice(0, 6000)}`);
+  }
+  return reports;
 }
 
 /* A port that was free a moment ago on 127.0.0.1. */
@@ -151,7 +201,10 @@ function childrenOf(pid) {
 /* The command line as ps shows it (after setproctitle-style rewriting). */
 function processArgs(pid) {
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').replace(/\0/g, ' ').trim();
+    const args = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').replace(/\0/g, ' ').trim();
+    /* Under Valgrind the command line stays valgrind's; the title is in comm. */
+    if (VALGRIND && args.startsWith(VALGRIND)) return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    return args;
   } catch (_) {
     return null;
   }
@@ -233,7 +286,7 @@ class Daemon {
 
   /* Wait until the log matches re (bounded). */
   async waitLog(re, timeoutMs = 5000) {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + timeMs(timeoutMs);
     for (let i = 0; i < 1000; i++) {
       const text = this.log();
       const m = text.match(re);
@@ -249,7 +302,7 @@ class Daemon {
    * the master is gone are killed by PID too. Returns {code, signal,
    * killed, orphans}.
    */
-  async stop(timeoutMs = STOP_TIMEOUT_MS) {
+  async stop(timeoutMs = STOP_TIMEOUT_MS, { memcheck = true } = {}) {
     this.children();
     let killed = false;
     if (!this.exited) {
@@ -274,7 +327,11 @@ class Daemon {
     for (const pid of orphans) {
       try { process.kill(pid, 'SIGKILL'); } catch (_) { /* gone */ }
     }
-    return { code: this.exitCode, signal: this.exitSignal, killed, orphans };
+    const reports = memcheckReports(this.dir);
+    if (memcheck && reports.length) {
+      throw new Error(`valgrind memcheck found errors in emitd:\n${reports.join('\n')}`);
+    }
+    return { code: this.exitCode, signal: this.exitSignal, killed, orphans, reports };
   }
 }
 
@@ -306,8 +363,7 @@ async function startEmitd(opts = {}) {
   const logPath = path.join(dir, 'emitd.log');
   const logFd = fs.openSync(logPath, 'w');
   const args = opts.args || ['-c', confPath];
-  const cmd = isReference() ? process.execPath : bin;
-  const argv = isReference() ? [bin, ...args] : args;
+  const [cmd, argv] = emitdCommand(args, dir);
   let child;
   try {
     child = spawn(cmd, argv, { cwd: opts.cwd || dir, stdio: ['ignore', logFd, logFd], env: process.env });
@@ -336,17 +392,22 @@ async function startEmitd(opts = {}) {
  * stdout and stderr together; killed after timeoutMs.
  */
 function runEmitd(args, { timeoutMs = 10000, cwd } = {}) {
-  const bin = emitdBin();
-  const cmd = isReference() ? process.execPath : bin;
-  const argv = isReference() ? [bin, ...args] : args;
+  const vgdir = VALGRIND ? fs.mkdtempSync(path.join(os.tmpdir(), 'emitd-vg-')) : null;
+  const [cmd, argv] = emitdCommand(args, vgdir);
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, argv, { cwd: cwd || os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { out += d; });
-    const timer = setTimeout(() => { try { child.kill('SIGKILL'); } catch (_) { /* gone */ } }, timeoutMs);
+    const timer = setTimeout(() => { try { child.kill('SIGKILL'); } catch (_) { /* gone */ } }, timeMs(timeoutMs));
     child.once('error', (e) => { clearTimeout(timer); reject(e); });
-    child.once('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, out }); });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      const reports = memcheckReports(vgdir);
+      if (vgdir) fs.rmSync(vgdir, { recursive: true, force: true });
+      if (reports.length) reject(new Error(`valgrind memcheck found errors in emitd ${args.join(' ')}:\n${reports.join('\n')}`));
+      else resolve({ code, signal, out });
+    });
   });
 }
 
@@ -357,9 +418,9 @@ function runEmitd(args, { timeoutMs = 10000, cwd } = {}) {
  * problems (empty when fine).
  */
 async function stopAndCheck(daemon) {
-  const r = await daemon.stop();
+  const r = await daemon.stop(STOP_TIMEOUT_MS, { memcheck: false });
   const problems = [];
-  if (r.killed) problems.push('emitd did not exit within 10 s of SIGTERM (killed)');
+  if (r.killed) problems.push(`emitd did not exit within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM (killed)`);
   else if (!(r.code === 0 || (isReference() && r.signal === 'SIGTERM'))) {
     problems.push(`emitd exited with ${daemon.exitInfo()} on SIGTERM`);
   }
@@ -367,11 +428,13 @@ async function stopAndCheck(daemon) {
   const log = daemon.log();
   const san = log.match(/(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:)[^\n]*/);
   if (san) problems.push(`sanitizer report: ${san[0]}`);
+  for (const rep of r.reports) problems.push(`valgrind memcheck report: ${rep}`);
   if (problems.length) problems.push(`log tail:\n${daemon.logTail(3000)}`);
   return problems;
 }
 
 module.exports = {
   HANDLERS, startEmitd, runEmitd, stopAndCheck, freePort, portIsFree, toLibconfig,
-  handler, delay, tail, isAlive, processArgs, childrenOf, isReference,
+  handler, delay, tail, isAlive, processArgs, childrenOf, isReference, timeMs, VALGRIND,
+  memcheckArgs, memcheckReports,
 };
