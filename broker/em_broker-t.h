@@ -17,20 +17,44 @@
 #include "em_brkrec-t.h"
 
 #define EM_SHM_MAGIC         0x454d5348u      /* "EMSH" */
-#define EM_SHM_VERSION       2
+#define EM_SHM_VERSION       3
 #define EM_SHM_HDR_SIZE      64
 #define EM_SHM_RING_CAPACITY (4u * 1024 * 1024)
 
+/*
+ * The record the broker is relaying, written only by the broker (each field
+ * with a release store, in the order below) so that one killed in the middle
+ * neither loses the record nor gives it twice to a worker. The record stays
+ * on its up ring until every down ring has it; the broker then consumes it
+ * and clears `active`. For each destination j in turn it stores cur = NONE,
+ * cur_tail = down[j]'s tail, cur = j, writes, then done = j + 1. A restarted
+ * broker that finds `active` with the same record at the front of up[origin]
+ * resumes at `done`, or after `cur` if down[cur]'s tail has moved from
+ * cur_tail (that write committed), or at `cur` if it has not.
+ */
+#define EM_SHM_FAN_NONE UINT32_MAX
 typedef struct {
-    uint32_t magic;         /* EM_SHM_MAGIC */
-    uint16_t version;       /* EM_SHM_VERSION */
-    uint16_t nworkers;
-    uint64_t ring_size;     /* bytes of one ring mapping (header + data) */
-    uint8_t  pad[EM_SHM_HDR_SIZE - 16];
+    uint32_t active;        /* 1 while a record is being relayed */
+    uint32_t origin;        /* the worker slot whose up ring holds it */
+    uint64_t up_head;       /* its position in that ring */
+    uint32_t done;          /* destinations below this have it, or did not want it */
+    uint32_t cur;           /* the destination being written, or EM_SHM_FAN_NONE */
+    uint64_t cur_tail;      /* that destination's down ring tail before the write */
+} em_shm_fan_t;
+
+typedef struct {
+    uint32_t     magic;     /* EM_SHM_MAGIC */
+    uint16_t     version;   /* EM_SHM_VERSION */
+    uint16_t     nworkers;
+    uint64_t     ring_size; /* bytes of one ring mapping (header + data) */
+    em_shm_fan_t fan;
+    uint8_t      pad[EM_SHM_HDR_SIZE - 16 - sizeof(em_shm_fan_t)];
 } em_shm_hdr_t;
 
+_Static_assert(sizeof(em_shm_fan_t) == 32, "em_shm_fan_t layout changed");
 _Static_assert(sizeof(em_shm_hdr_t) == EM_SHM_HDR_SIZE, "em_shm_hdr_t layout changed");
 _Static_assert(offsetof(em_shm_hdr_t, ring_size) == 8, "em_shm_hdr_t layout changed");
+_Static_assert(offsetof(em_shm_hdr_t, fan) == 16, "em_shm_hdr_t layout changed");
 
 #define EM_SHM_UP   0
 #define EM_SHM_DOWN 1

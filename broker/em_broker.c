@@ -3,8 +3,11 @@
  * its "up" ring to the "down" ring of every other worker, in order, exactly
  * once. It reads a record only when every destination ring has room for it,
  * so a slow worker holds the others back (counted as "full" on its ring)
- * instead of losing records. It keeps no state outside the rings, so a
- * restarted broker carries on with what is left in them.
+ * instead of losing records. It keeps no state outside the shared segment:
+ * a record is consumed from its up ring only once every down ring has it,
+ * and the fan-out in progress is noted in the segment's header
+ * (em_shm_fan_t), so a broker killed at any point and restarted carries on
+ * with what is left, neither losing a record nor giving one twice.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -32,7 +35,85 @@ static struct {
     size_t             rec_cap;
     em_state_t        *state;
     int64_t            keep;
+    /* A fan-out a killed broker left: resume it when that record is met. */
+    int                resume;
+    unsigned           resume_origin;
+    uint64_t           resume_pos;
+    unsigned           resume_from;
 } em_b;
+
+static em_shm_fan_t *
+em_broker_fan(void)
+{
+    return &((em_shm_hdr_t *) em_b.shm->base)->fan;
+}
+
+#define EM_FAN_SET(f, field, v) __atomic_store_n(&(f)->field, (v), __ATOMIC_RELEASE)
+#define EM_FAN_GET(f, field)    __atomic_load_n(&(f)->field, __ATOMIC_ACQUIRE)
+
+/* What a broker before us left in the header: where to resume. */
+static void
+em_broker_resume_point(void)
+{
+    em_shm_fan_t *f = em_broker_fan();
+    unsigned      n = em_b.shm->nworkers, origin, done, cur;
+
+    em_b.resume = 0;
+    if (!EM_FAN_GET(f, active) || (origin = EM_FAN_GET(f, origin)) >= n) {
+        return;
+    }
+    done = EM_FAN_GET(f, done);
+    cur = EM_FAN_GET(f, cur);
+    if (cur != EM_SHM_FAN_NONE && cur >= done && cur < n) {
+        done = em_ring_tail(&em_b.down[cur]) != EM_FAN_GET(f, cur_tail) ? cur + 1 : cur;
+    }
+    em_b.resume = 1;
+    em_b.resume_origin = origin;
+    em_b.resume_pos = EM_FAN_GET(f, up_head);
+    em_b.resume_from = done;
+}
+
+/* Relay the record at pos on worker i's up ring (copied into em_b.rec). */
+static void
+em_broker_fanout(unsigned i, uint16_t type, size_t len, uint64_t pos)
+{
+    em_shm_fan_t *f = em_broker_fan();
+    unsigned      n = em_b.shm->nworkers, from = 0;
+
+    if (em_b.resume && em_b.resume_origin == i) {
+        em_b.resume = 0;
+        if (em_b.resume_pos == pos) {
+            from = em_b.resume_from;
+            em_log(EM_LOG_INFO, 0, "resuming the relay of a record from worker %u at worker %u",
+                   i + 1, from + 1);
+        }
+    }
+    if (from == 0) {
+        EM_FAN_SET(f, active, 0);
+        EM_FAN_SET(f, origin, i);
+        EM_FAN_SET(f, up_head, pos);
+        EM_FAN_SET(f, done, 0);
+        EM_FAN_SET(f, cur, EM_SHM_FAN_NONE);
+        EM_FAN_SET(f, active, 1);
+    }
+    for (unsigned j = from; j < n; j++) {
+        if (j == i || (type == EM_BRK_REC_BCAST && !em_brk_wants(em_b.shm, j, em_b.rec, len))) {
+            continue;
+        }
+        EM_FAN_SET(f, cur, EM_SHM_FAN_NONE);
+        EM_FAN_SET(f, cur_tail, em_ring_tail(&em_b.down[j]));
+        EM_FAN_SET(f, cur, j);
+        if (em_ring_write(&em_b.down[j], type, em_b.rec, len) != EM_OK) {
+            em_log(EM_LOG_ERR, 0, "ring to worker %u refused a record it had room for", j + 1);
+        }
+        EM_FAN_SET(f, done, j + 1);
+        if (em_ring_notify_needed(&em_b.down[j])) {
+            em_ring_bell_ring(em_b.worker_bells[j]);
+        }
+    }
+    em_ring_consume(&em_b.up[i], pos, len);
+    EM_FAN_SET(f, active, 0);
+}
 
 /* Room for len more bytes in every down ring but the origin's? */
 static int
@@ -53,7 +134,7 @@ em_broker_room(unsigned origin, size_t len)
 }
 
 /* Relay what is waiting; returns 1 if more may be waiting. */
-static int
+int
 em_broker_relay(void)
 {
     unsigned n = em_b.shm->nworkers;
@@ -63,6 +144,7 @@ em_broker_relay(void)
         for (int k = 0; k < EM_BROKER_BATCH; k++) {
             uint16_t type;
             size_t   len;
+            uint64_t pos;
             if (em_ring_peek(&em_b.up[i], &type, &len) != EM_OK) {
                 break;
             }
@@ -70,22 +152,11 @@ em_broker_relay(void)
                 blocked = 1;
                 break;
             }
-            if (em_ring_read(&em_b.up[i], &type, em_b.rec, em_b.rec_cap, &len) != EM_OK) {
+            if (em_ring_copy(&em_b.up[i], &type, em_b.rec, em_b.rec_cap, &len, &pos) != EM_OK) {
                 break;
             }
             progress = 1;
-            for (unsigned j = 0; j < n; j++) {
-                if (j == i || (type == EM_BRK_REC_BCAST && !em_brk_wants(em_b.shm, j, em_b.rec, len))) {
-                    continue;
-                }
-                if (em_ring_write(&em_b.down[j], type, em_b.rec, len) != EM_OK) {
-                    em_log(EM_LOG_ERR, 0, "ring to worker %u refused a record it had room for", j + 1);
-                    continue;
-                }
-                if (em_ring_notify_needed(&em_b.down[j])) {
-                    em_ring_bell_ring(em_b.worker_bells[j]);
-                }
-            }
+            em_broker_fanout(i, type, len, pos);
         }
         if (em_ring_space_notify_needed(&em_b.up[i])) {
             em_ring_bell_ring(em_b.worker_bells[i]);
@@ -154,6 +225,28 @@ em_broker_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 int
+em_broker_attach(em_shm_t *shm, const int *worker_bells)
+{
+    em_b.shm = shm;
+    em_b.worker_bells = worker_bells;
+    for (unsigned i = 0; i < shm->nworkers; i++) {
+        if (em_shm_ring(shm, i, EM_SHM_UP, &em_b.up[i]) != EM_OK
+            || em_shm_ring(shm, i, EM_SHM_DOWN, &em_b.down[i]) != EM_OK) {
+            em_log(EM_LOG_ERR, 0, "cannot attach the rings of worker %u", i + 1);
+            return EM_ERROR;
+        }
+    }
+    em_b.rec_cap = em_ring_max_payload(&em_b.up[0]);
+    free(em_b.rec);
+    if ((em_b.rec = malloc(em_b.rec_cap)) == NULL) {
+        em_log(EM_LOG_ERR, errno, "broker initialisation failed");
+        return EM_ERROR;
+    }
+    em_broker_resume_point();
+    return EM_OK;
+}
+
+int
 em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *state, int64_t keep)
 {
     struct event  *sigterm, *sigint, *tidy;
@@ -162,22 +255,14 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
     em_log_set_role("broker");
     em_proc_title_set("emitd: broker");
     (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
-    em_b.shm = shm;
     em_b.bell = bell;
-    em_b.worker_bells = worker_bells;
     em_b.state = state;
     em_b.keep = keep;
-    for (unsigned i = 0; i < shm->nworkers; i++) {
-        if (em_shm_ring(shm, i, EM_SHM_UP, &em_b.up[i]) != EM_OK
-            || em_shm_ring(shm, i, EM_SHM_DOWN, &em_b.down[i]) != EM_OK) {
-            em_log(EM_LOG_ERR, 0, "cannot attach the rings of worker %u", i + 1);
-            return 1;
-        }
+    if (em_broker_attach(shm, worker_bells) != EM_OK) {
+        return 1;
     }
-    em_b.rec_cap = em_ring_max_payload(&em_b.up[0]);
-    em_b.rec = malloc(em_b.rec_cap);
     em_b.base = event_base_new();
-    if (em_b.rec == NULL || em_b.base == NULL) {
+    if (em_b.base == NULL) {
         em_log(EM_LOG_ERR, errno, "broker initialisation failed");
         return 1;
     }
@@ -203,5 +288,6 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
     event_free(em_b.again_ev);
     event_base_free(em_b.base);
     free(em_b.rec);
+    em_b.rec = NULL;
     return 0;
 }

@@ -52,6 +52,15 @@ uint32_t em_brk_key_hash(const char *nsp, size_t nsp_len, const char *room, size
 int em_brk_wants(em_shm_t *shm, unsigned slot, const void *rec, size_t len);
 
 /*
+ * The relay itself (em_broker_run() uses these; tests call them directly):
+ * attach to the segment's rings and pick up a fan-out that a killed broker
+ * left (EM_OK, or EM_ERROR logged), then relay what is waiting (returns 1 if
+ * more may be waiting).
+ */
+int em_broker_attach(em_shm_t *shm, const int *worker_bells);
+int em_broker_relay(void);
+
+/*
  * The broker's process cycle: relay records until SIGTERM or until the
  * master is gone (PR_SET_PDEATHSIG). `bell` is the broker's eventfd; worker_bells[i] is worker
  * i's; `keep` is how long (ms) recovery sessions and log records live.

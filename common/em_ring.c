@@ -271,12 +271,10 @@ em_ring_peek(em_ring_t *ring, uint16_t *type, size_t *len)
 }
 
 int
-em_ring_read(em_ring_t *ring, uint16_t *type, void *buf, size_t cap, size_t *len)
+em_ring_copy(em_ring_t *ring, uint16_t *type, void *buf, size_t cap, size_t *len, uint64_t *pos)
 {
-    em_ring_hdr_t *h = ring->hdr;
-    em_ring_rec_t  rec;
-    uint64_t       head;
-    int            rc = em_ring_front(ring, &head, &rec);
+    em_ring_rec_t rec;
+    int           rc = em_ring_front(ring, pos, &rec);
 
     if (rc != EM_OK) {
         return rc;
@@ -286,16 +284,40 @@ em_ring_read(em_ring_t *ring, uint16_t *type, void *buf, size_t cap, size_t *len
     if (rec.len > cap) {
         return EM_DECLINED;
     }
-    em_ring_copy_out(ring, head + sizeof(rec), buf, rec.len);
+    em_ring_copy_out(ring, *pos + sizeof(rec), buf, rec.len);
+    return EM_OK;
+}
+
+void
+em_ring_consume(em_ring_t *ring, uint64_t pos, size_t len)
+{
+    em_ring_hdr_t *h = ring->hdr;
 
     atomic_store_explicit(&h->read, atomic_load_explicit(&h->read, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     atomic_store_explicit(&h->bytes_read,
-                          atomic_load_explicit(&h->bytes_read, memory_order_relaxed) + rec.len,
+                          atomic_load_explicit(&h->bytes_read, memory_order_relaxed) + len,
                           memory_order_relaxed);
     /* Release: our copy-out happens before the producer may overwrite the bytes. */
-    atomic_store_explicit(&h->head, head + EM_RING_STRIDE(rec.len), memory_order_release);
-    return EM_OK;
+    atomic_store_explicit(&h->head, pos + EM_RING_STRIDE(len), memory_order_release);
+}
+
+int
+em_ring_read(em_ring_t *ring, uint16_t *type, void *buf, size_t cap, size_t *len)
+{
+    uint64_t pos;
+    int      rc = em_ring_copy(ring, type, buf, cap, len, &pos);
+
+    if (rc == EM_OK) {
+        em_ring_consume(ring, pos, *len);
+    }
+    return rc;
+}
+
+uint64_t
+em_ring_tail(const em_ring_t *ring)
+{
+    return atomic_load_explicit(&ring->hdr->tail, memory_order_acquire);
 }
 
 int

@@ -129,6 +129,18 @@ int em_ring_writev(em_ring_t *ring, uint16_t type, const struct iovec *iov, int 
  */
 int em_ring_read(em_ring_t *ring, uint16_t *type, void *buf, size_t cap, size_t *len);
 
+/*
+ * Consumer, in two steps: em_ring_copy() copies the oldest record out as
+ * em_ring_read() does but leaves it in place, with *pos its position (the
+ * same until it is consumed, also across a restart); em_ring_consume()
+ * then consumes it (pos and len from em_ring_copy()).
+ */
+int  em_ring_copy(em_ring_t *ring, uint16_t *type, void *buf, size_t cap, size_t *len, uint64_t *pos);
+void em_ring_consume(em_ring_t *ring, uint64_t pos, size_t len);
+
+/* Bytes ever published on the ring: moves when, and only when, a write commits. */
+uint64_t em_ring_tail(const em_ring_t *ring);
+
 /* Consumer: type and length of the oldest record, not consumed. As em_ring_read(). */
 int em_ring_peek(em_ring_t *ring, uint16_t *type, size_t *len);
 

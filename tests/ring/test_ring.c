@@ -374,6 +374,43 @@ START_TEST(test_stats_bytes)
 }
 END_TEST
 
+/* Copy without consuming (also from a second consumer handle, as a
+ * restarted consumer would), then consume; the tail moves with each commit. */
+START_TEST(test_copy_consume)
+{
+    em_ring_t r, again;
+    uint16_t  type;
+    size_t    len;
+    uint64_t  pos, pos2, tail;
+    char      out[16];
+
+    ck_assert_int_eq(em_ring_init(&r, ring_mem, RING(128)), EM_OK);
+    ck_assert_uint_eq(em_ring_tail(&r), 0);
+    ck_assert_int_eq(em_ring_write(&r, 1, "first", 5), EM_OK);
+    tail = em_ring_tail(&r);
+    ck_assert_uint_gt(tail, 0);
+    ck_assert_int_eq(em_ring_write(&r, 2, "second", 6), EM_OK);
+    ck_assert_uint_gt(em_ring_tail(&r), tail);
+    ck_assert_int_eq(em_ring_copy(&r, &type, out, sizeof(out), &len, &pos), EM_OK);
+    ck_assert_uint_eq(type, 1);
+    ck_assert_mem_eq(out, "first", 5);
+    ck_assert_uint_eq(pos, 0);
+    ck_assert_int_eq(em_ring_attach(&again, ring_mem, RING(128)), EM_OK);
+    ck_assert_int_eq(em_ring_copy(&again, &type, out, 2, &len, &pos2), EM_DECLINED);
+    ck_assert_int_eq(em_ring_copy(&again, &type, out, sizeof(out), &len, &pos2), EM_OK);
+    ck_assert_uint_eq(pos2, pos);
+    ck_assert_mem_eq(out, "first", 5);
+    em_ring_consume(&again, pos2, len);
+    ck_assert_int_eq(em_ring_copy(&r, &type, out, sizeof(out), &len, &pos), EM_OK);
+    ck_assert_uint_eq(type, 2);
+    ck_assert_mem_eq(out, "second", 6);
+    ck_assert_uint_eq(pos, tail);
+    em_ring_consume(&r, pos, len);
+    ck_assert_int_eq(em_ring_copy(&r, &type, out, sizeof(out), &len, &pos), EM_AGAIN);
+    ck_assert_int_eq(em_ring_empty(&r), 1);
+}
+END_TEST
+
 START_TEST(test_init_refuses)
 {
     em_ring_t r;
@@ -902,6 +939,7 @@ ring_suite(void)
     tc = tcase_create("script");
     tcase_add_loop_test(tc, test_script, 0, EM_NELEMS(scripts));
     tcase_add_test(tc, test_stats_bytes);
+    tcase_add_test(tc, test_copy_consume);
     tcase_add_test(tc, test_init_refuses);
     suite_add_tcase(s, tc);
 
