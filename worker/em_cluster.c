@@ -588,25 +588,36 @@ em_cluster_token(em_sio_socket_t *s)
     return s->token;
 }
 
+int
+em_cluster_session_room(const em_st_session_t *e, size_t *off, em_str_t *room)
+{
+    uint16_t rl;
+
+    if (*off > e->rooms_len || e->rooms_len - *off < 2) {
+        return 0;
+    }
+    memcpy(&rl, e->rooms + *off, 2);
+    if (e->rooms_len - *off - 2 < rl) {
+        return 0;
+    }
+    *room = (em_str_t) { e->rooms + *off + 2, rl };
+    *off += 2 + (size_t) rl;
+    return 1;
+}
+
 /* Add or remove the bus keys of a stored session's rooms. */
 static void
 em_cluster_session_keys(const em_sio_socket_t *s, const em_st_session_t *e, int add)
 {
-    const unsigned char *p = (const unsigned char *) e->rooms, *end = p + e->rooms_len;
+    size_t   off = 0;
+    em_str_t room;
 
-    while (end - p >= 2) {
-        uint16_t rl;
-        memcpy(&rl, p, 2);
-        p += 2;
-        if (end - p < rl) {
-            break;
-        }
+    while (em_cluster_session_room(e, &off, &room)) {
         if (add) {
-            em_bus_key_add(s->nsp->name, s->nsp->name_len, (const char *) p, rl);
+            em_bus_key_add(s->nsp->name, s->nsp->name_len, room.data, room.len);
         } else {
-            em_bus_key_del(s->nsp->name, s->nsp->name_len, (const char *) p, rl);
+            em_bus_key_del(s->nsp->name, s->nsp->name_len, room.data, room.len);
         }
-        p += rl;
     }
 }
 

@@ -83,6 +83,9 @@ const char *em_cluster_token(em_sio_socket_t *s);
 int  em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out,
                        struct em_plog_pkt **queued, int *lost);
 void em_cluster_redeem_done(em_sio_socket_t *s, const em_st_session_t *e);
+/* The next of a stored session's rooms from *off (start at 0): 1 and *room,
+ * or 0 at the end (a length past the list ends it too). */
+int  em_cluster_session_room(const em_st_session_t *e, size_t *off, em_str_t *room);
 
 /*
  * Build an EVENT without ack for nsp, logging it with an offset when

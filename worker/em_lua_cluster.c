@@ -280,16 +280,10 @@ em_lua_socket_recover_session(lua_State *l)
         lua_pushliteral(l, "Invalid or expired recovery token");
         return 2;
     }
-    const unsigned char *p = (const unsigned char *) e->rooms, *end = p + e->rooms_len;
-    while (end - p >= 2) {
-        uint16_t rl;
-        memcpy(&rl, p, 2);
-        p += 2;
-        if (end - p < rl) {
-            break;
-        }
-        em_adapter_join(s, (em_str_t) { (const char *) p, rl });
-        p += rl;
+    size_t   off = 0;
+    em_str_t room;
+    while (em_cluster_session_room(e, &off, &room)) {
+        em_adapter_join(s, room);
         /* A presence handler run by the join may have disconnected it. */
         if ((s = em_lua_check_socket(l, 1)) == NULL || s->closed) {
             if (s != NULL) {
