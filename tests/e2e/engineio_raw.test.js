@@ -111,21 +111,27 @@ test('a second concurrent GET on a polling session gets 400 and the session is c
 });
 
 test('pings at ping_interval over websocket; closed after ping_interval + ping_timeout without a pong', async () => {
+  /* The lower bounds count from before the connection was opened, which
+   * the server's timer cannot precede: a late open packet (a slow run,
+   * Valgrind) does not shorten what the test sees. */
+  const start = Date.now();
   const c = await openWs(wsUrl(EIO));
   try {
     const open = parseOpen(await c.queue.next());
     const t0 = Date.now();
     assert.equal(await c.queue.next(2000, 'the first ping'), '2');
     const t1 = Date.now();
-    assert.ok(t1 - t0 >= 200 && t1 - t0 <= 1500, `first ping after ${t1 - t0} ms (interval ${open.pingInterval})`);
+    assert.ok(t1 - start >= 290 && t1 - t0 <= 1500,
+      `first ping ${t1 - start} ms after connecting, ${t1 - t0} ms after the open packet (interval ${open.pingInterval})`);
     c.ws.send('3');
     assert.equal(await c.queue.next(2000, 'the second ping'), '2');
     const t2 = Date.now();
-    assert.ok(t2 - t1 >= 200 && t2 - t1 <= 1500, `second ping after ${t2 - t1} ms`);
+    assert.ok(t2 - start >= 590 && t2 - t1 <= 1500, `second ping ${t2 - start} ms after connecting, ${t2 - t1} ms after the first`);
     /* no pong now */
     const closed = await waitClosed(c, 3000);
     const waited = closed.at - t2;
-    assert.ok(waited >= 120 && waited <= 1500, `closed ${waited} ms after the unanswered ping (timeout 200)`);
+    assert.ok(closed.at - start >= 790 && waited <= 1500,
+      `closed ${waited} ms after the unanswered ping (timeout 200), ${closed.at - start} ms after connecting`);
   } finally {
     c.ws.terminate();
   }
