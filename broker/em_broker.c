@@ -212,7 +212,7 @@ em_broker_tidy_cb(evutil_socket_t fd, short what, void *arg)
     (void) fd;
     (void) what;
     (void) arg;
-    em_session_expire(em_b.state, em_state_now(), em_b.keep);
+    em_recovery_expire(em_b.state, em_state_now(), em_b.keep);
 }
 
 static void

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "em_brkrec.h"
-#include "em_broker.h"
+#include "em_shm.h"
 #include "em_bus.h"
 #include "em_log.h"
 #include "em_sio.h"

@@ -69,7 +69,7 @@ em_cluster_tidy_cb(evutil_socket_t fd, short what, void *arg)
     (void) fd;
     (void) what;
     (void) arg;
-    em_session_expire(&em_cluster, em_state_now(), em_cluster_keep());
+    em_recovery_expire(&em_cluster, em_state_now(), em_cluster_keep());
 }
 
 void
@@ -135,7 +135,7 @@ em_cluster_user(const em_sio_socket_t *s)
 em_str_t
 em_cluster_socket_ip(const em_sio_socket_t *s)
 {
-    em_session_t *es = em_sio_socket_session(s);
+    em_eio_session_t *es = em_sio_socket_session(s);
 
     if (es == NULL || es->handshake == NULL) {
         return (em_str_t) { "", 0 };
@@ -146,7 +146,7 @@ em_cluster_socket_ip(const em_sio_socket_t *s)
 em_str_t
 em_cluster_socket_ua(const em_sio_socket_t *s)
 {
-    em_session_t *es = em_sio_socket_session(s);
+    em_eio_session_t *es = em_sio_socket_session(s);
     em_http_req_t req;
 
     if (es == NULL || es->handshake == NULL) {
@@ -224,11 +224,11 @@ em_cluster_session_rooms(em_sio_socket_t *s)
     em_adapter_socket_rooms(s, em_cluster_blob_add, &b);
     now = em_state_now();
     if (s->pid != NULL) {
-        em_session_set_rooms(&em_cluster, (em_str_t) { s->pid, strlen(s->pid) }, buf,
+        em_recovery_set_rooms(&em_cluster, (em_str_t) { s->pid, strlen(s->pid) }, buf,
                              b.overflow ? EM_ST_ROOMS_MAX + 1 : b.len, b.n, now);
     }
     if (s->token != NULL) {
-        em_session_set_rooms(&em_cluster, (em_str_t) { s->token, strlen(s->token) }, buf,
+        em_recovery_set_rooms(&em_cluster, (em_str_t) { s->token, strlen(s->token) }, buf,
                              b.overflow ? EM_ST_ROOMS_MAX + 1 : b.len, b.n, now);
     }
 }
@@ -260,7 +260,7 @@ em_cluster_session_new(em_sio_socket_t *s, const char *key, int kind)
     e->rooms_len = (uint16_t) b.len;
     e->nrooms = b.n;
     e->overflow = (uint8_t) b.overflow;
-    rc = em_session_save(&em_cluster, (em_str_t) { key, strlen(key) }, e, now);
+    rc = em_recovery_save(&em_cluster, (em_str_t) { key, strlen(key) }, e, now);
     free(e);
     return rc;
 }
@@ -348,7 +348,7 @@ em_cluster_recover(em_sio_socket_t *s, json_t *auth, char **buf, em_str_t **room
     if (e == NULL) {
         return EM_DECLINED;
     }
-    if (em_session_take(&em_cluster, (em_str_t) { pid, strlen(pid) }, EM_ST_SESSION_PID, em_w.slot,
+    if (em_recovery_take(&em_cluster, (em_str_t) { pid, strlen(pid) }, EM_ST_SESSION_PID, em_w.slot,
                         (uint32_t) getpid(), em_state_now(), e) != EM_OK
         || e->overflow || e->nsp_len != s->nsp->name_len
         || memcmp(e->nsp, s->nsp->name, e->nsp_len) != 0
@@ -473,13 +473,13 @@ em_cluster_socket_gone(em_sio_socket_t *s, const char *reason)
     if (s->pid != NULL) {
         em_str_t key = { s->pid, strlen(s->pid) };
         if (reason != NULL && em_cluster_recoverable(reason)) {
-            em_session_release(&em_cluster, key, now, em_cluster_keep());
+            em_recovery_release(&em_cluster, key, now, em_cluster_keep());
         } else {
-            em_session_drop(&em_cluster, key);
+            em_recovery_drop(&em_cluster, key);
         }
     }
     if (s->token != NULL) {
-        em_session_release(&em_cluster, (em_str_t) { s->token, strlen(s->token) }, now,
+        em_recovery_release(&em_cluster, (em_str_t) { s->token, strlen(s->token) }, now,
                            em_cluster_keep());
     }
     em_cluster_fire(&chg);
@@ -638,13 +638,13 @@ em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out, em_p
     *queued = NULL;
     *lost = 0;
     if (token.len == 0 || token.len >= 64
-        || em_session_take(&em_cluster, token, EM_ST_SESSION_TOKEN, em_w.slot, (uint32_t) getpid(),
+        || em_recovery_take(&em_cluster, token, EM_ST_SESSION_TOKEN, em_w.slot, (uint32_t) getpid(),
                            em_state_now(), out) != EM_OK) {
         return EM_DECLINED;
     }
     if (out->nsp_len != s->nsp->name_len || memcmp(out->nsp, s->nsp->name, out->nsp_len) != 0) {
         /* Not this namespace's: give it back as it was (not held). */
-        em_session_release(&em_cluster, token, em_state_now(), em_cluster_keep());
+        em_recovery_release(&em_cluster, token, em_state_now(), em_cluster_keep());
         return EM_DECLINED;
     }
     /* Events sent to the session's rooms (or its old socket) since it went;
@@ -662,7 +662,7 @@ em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out, em_p
     /* The token now belongs to this socket. */
     if (s->token != NULL && (strlen(s->token) != token.len
                              || memcmp(s->token, token.data, token.len) != 0)) {
-        em_session_drop(&em_cluster, (em_str_t) { s->token, strlen(s->token) });
+        em_recovery_drop(&em_cluster, (em_str_t) { s->token, strlen(s->token) });
     }
     free(s->token);
     s->token = strndup(token.data, token.len);

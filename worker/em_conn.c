@@ -363,9 +363,9 @@ em_conn_close(em_conn_t *c)
         c->flush_queued = 0;
     }
     if (c->session != NULL) {
-        em_session_t *s = c->session;
+        em_eio_session_t *s = c->session;
         c->session = NULL;
-        em_session_conn_lost(s, c);
+        em_eio_session_conn_lost(s, c);
     }
     c->reap_next = em_w.reap_conns;
     em_w.reap_conns = c;
@@ -404,9 +404,9 @@ em_conn_drain(em_conn_t *c)
         return;
     }
     if (c->session != NULL) {
-        em_session_t *s = c->session;
+        em_eio_session_t *s = c->session;
         c->session = NULL;
-        em_session_conn_lost(s, c);
+        em_eio_session_conn_lost(s, c);
         if (c->state == EM_CONN_CLOSED) {
             return;
         }

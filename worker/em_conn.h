@@ -63,7 +63,7 @@ struct em_conn {
             uint32_t           soft_since;    /* em_conn_now() + 1: output over output_soft, or 0 */
         };
     };
-    em_session_t              *session;       /* POLL, BODY (POST) or WS */
+    em_eio_session_t              *session;       /* POLL, BODY (POST) or WS */
     const em_conf_endpoint_t  *endpoint;
     char                      *origin;        /* allowed CORS origin to echo, or NULL */
     struct em_conn_chunked    *chunked;       /* CHUNKED: head copy, state, body */

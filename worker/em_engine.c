@@ -26,21 +26,21 @@
 #define EM_ENGINE_UPGRADE_TIMEOUT 10000          /* ms for "5" after "2probe" */
 #define EM_ENGINE_CLOSE_TIMEOUT   30000          /* ms to deliver the last packets */
 
-_Static_assert(sizeof(em_session_t) <= 184, "em_session_t outgrew its 192-byte malloc chunk");
+_Static_assert(sizeof(em_eio_session_t) <= 184, "em_eio_session_t outgrew its 192-byte malloc chunk");
 
 /* The POST whose packets are being handled, so that a limit broken by one
  * of them is reported with that connection's address. */
 static em_conn_t *em_engine_post_conn;
 
 static em_buf_t *em_engine_pkt(const char *text);
-static void em_session_free_queue(em_session_t *s);
-static void em_session_finish(em_session_t *s);
-static void em_session_abort(em_session_t *s, const char *reason);
+static void em_eio_session_free_queue(em_eio_session_t *s);
+static void em_eio_session_finish(em_eio_session_t *s);
+static void em_eio_session_abort(em_eio_session_t *s, const char *reason);
 
 /* ---- the layer above: Socket.IO or a raw Engine.IO script ---- */
 
 static void
-em_upper_open(em_session_t *s)
+em_upper_open(em_eio_session_t *s)
 {
     if (s->endpoint->raw) {
         em_lua_raw_open(s);
@@ -50,7 +50,7 @@ em_upper_open(em_session_t *s)
 }
 
 static void
-em_upper_message(em_session_t *s, const char *data, size_t len, int binary)
+em_upper_message(em_eio_session_t *s, const char *data, size_t len, int binary)
 {
     if (s->endpoint->raw) {
         em_lua_raw_message(s, data, len, binary);
@@ -60,7 +60,7 @@ em_upper_message(em_session_t *s, const char *data, size_t len, int binary)
 }
 
 static void
-em_upper_close(em_session_t *s, const char *reason)
+em_upper_close(em_eio_session_t *s, const char *reason)
 {
     if (s->upper == NULL) {
         return;
@@ -76,7 +76,7 @@ em_upper_close(em_session_t *s, const char *reason)
 /* ---- heartbeats ---- */
 
 static void
-em_session_arm(em_session_t *s, unsigned ms)
+em_eio_session_arm(em_eio_session_t *s, unsigned ms)
 {
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
@@ -84,38 +84,38 @@ em_session_arm(em_session_t *s, unsigned ms)
 }
 
 static void
-em_session_timer_cb(evutil_socket_t fd, short what, void *arg)
+em_eio_session_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    em_session_t *s = arg;
+    em_eio_session_t *s = arg;
     (void) fd;
     (void) what;
 
     if (s->closed) {
         /* A graceful close whose last packets were never fetched. */
-        em_session_finish(s);
+        em_eio_session_finish(s);
         return;
     }
     if (s->overflow) {
-        em_session_abort(s, "transport error");
+        em_eio_session_abort(s, "transport error");
         return;
     }
     if (s->awaiting_pong) {
-        em_session_abort(s, "ping timeout");
+        em_eio_session_abort(s, "ping timeout");
         return;
     }
     s->awaiting_pong = 1;
     em_buf_t *ping = em_engine_pkt("2");
     if (ping != NULL) {
-        em_session_send(s, ping);
+        em_eio_session_send(s, ping);
         em_buf_unref(ping);
     }
-    em_session_arm(s, s->endpoint->ping_timeout);
+    em_eio_session_arm(s, s->endpoint->ping_timeout);
 }
 
 static void
-em_session_upgrade_timeout_cb(evutil_socket_t fd, short what, void *arg)
+em_eio_session_upgrade_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-    em_session_t *s = arg;
+    em_eio_session_t *s = arg;
     (void) fd;
     (void) what;
 
@@ -133,7 +133,7 @@ em_session_upgrade_timeout_cb(evutil_socket_t fd, short what, void *arg)
 /* The descriptor of the connection a session's client is on now, for the
  * client's address (-1: none at the moment). */
 static int
-em_session_fd(const em_session_t *s)
+em_eio_session_fd(const em_eio_session_t *s)
 {
     const em_conn_t *c = s->ws ? s->ws : s->get ? s->get : s->probe ? s->probe : em_engine_post_conn;
 
@@ -149,7 +149,7 @@ em_engine_pkt(const char *text)
 /* Close a polling session that cannot take more output, from its timer:
  * the caller (a broadcast loop, a script) may still use its sockets. */
 static void
-em_session_overflow(em_session_t *s, em_limit_t why)
+em_eio_session_overflow(em_eio_session_t *s, em_limit_t why)
 {
     s->refused = (uint8_t) why;
     s->overflow = 1;
@@ -158,7 +158,7 @@ em_session_overflow(em_session_t *s, em_limit_t why)
 
 /* Answer the parked GET with every queued packet (or a noop). */
 static void
-em_session_flush_get(em_session_t *s, int noop_if_empty)
+em_eio_session_flush_get(em_eio_session_t *s, int noop_if_empty)
 {
     em_conn_t       *c = s->get;
     struct evbuffer *body;
@@ -196,11 +196,11 @@ em_session_flush_get(em_session_t *s, int noop_if_empty)
                 evbuffer_free(body);
                 em_worker_violation(c->fd, s->sid, EM_LIMIT_MEMORY,
                                     "no memory for a polling response of %zu bytes", s->q_bytes);
-                em_session_overflow(s, EM_LIMIT_MEMORY);
+                em_eio_session_overflow(s, EM_LIMIT_MEMORY);
                 return;
             }
         }
-        em_session_free_queue(s);   /* all in the body now */
+        em_eio_session_free_queue(s);   /* all in the body now */
     }
     s->get = NULL;
     c->session = NULL;
@@ -209,7 +209,7 @@ em_session_flush_get(em_session_t *s, int noop_if_empty)
 }
 
 void
-em_session_send(em_session_t *s, em_buf_t *buf)
+em_eio_session_send(em_eio_session_t *s, em_buf_t *buf)
 {
     if (s->closed) {
         return;
@@ -231,14 +231,14 @@ em_session_send(em_session_t *s, em_buf_t *buf)
          * session's sockets. The timer callback closes it right after; a
          * packet lost to a full queue or to memory is never silent. */
         if (over) {
-            em_worker_violation(em_session_fd(s), s->sid, EM_LIMIT_OUTPUT,
+            em_worker_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_OUTPUT,
                                 "%zu bytes wait for the next poll (output_hard %zu)",
                                 s->q_bytes + buf->len, hard);
         } else {
-            em_worker_violation(em_session_fd(s), s->sid, EM_LIMIT_MEMORY,
+            em_worker_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_MEMORY,
                                 "no memory to queue a %zu-byte packet", buf->len);
         }
-        em_session_overflow(s, over ? EM_LIMIT_OUTPUT : EM_LIMIT_MEMORY);
+        em_eio_session_overflow(s, over ? EM_LIMIT_OUTPUT : EM_LIMIT_MEMORY);
         return;
     }
     q->next = NULL;
@@ -251,16 +251,16 @@ em_session_send(em_session_t *s, em_buf_t *buf)
     s->q_tail = q;
     s->q_bytes += buf->len;
     if (s->get != NULL && !s->upgrading) {
-        em_session_flush_get(s, 0);
+        em_eio_session_flush_get(s, 0);
     }
 }
 
 /* ---- life cycle ---- */
 
-static em_session_t *
-em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
+static em_eio_session_t *
+em_eio_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
 {
-    em_session_t           *s = calloc(1, sizeof(*s));
+    em_eio_session_t           *s = calloc(1, sizeof(*s));
     struct sockaddr_storage ss;
     socklen_t               sl = sizeof(ss);
     char                    addr[INET6_ADDRSTRLEN] = "";
@@ -270,7 +270,7 @@ em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
     }
     do {
         em_sid_new(em_w.slot, s->sid);
-        em_session_t *dup;
+        em_eio_session_t *dup;
         HASH_FIND(hh, em_w.sessions, s->sid, EM_SID_LEN, dup);
         if (dup == NULL) {
             break;
@@ -278,7 +278,7 @@ em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
     } while (1);
     s->endpoint = c->endpoint;
     s->transport = (uint8_t) transport;
-    s->timer = evtimer_new(em_w.base, em_session_timer_cb, s);
+    s->timer = evtimer_new(em_w.base, em_eio_session_timer_cb, s);
     /* Only namespace scripts read socket.handshake (and the monitoring
      * figures with addresses and user agents), and a connection limit needs
      * the address: keep the address and the request head for them, and
@@ -311,7 +311,7 @@ em_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
 }
 
 static void
-em_session_free_queue(em_session_t *s)
+em_eio_session_free_queue(em_eio_session_t *s)
 {
     for (em_outq_t *q = s->q_head, *next; q != NULL; q = next) {
         next = q->next;
@@ -326,7 +326,7 @@ em_session_free_queue(em_session_t *s)
 /* The upgrade timer exists only while an upgrade is under way: an idle
  * session does not carry it. */
 static void
-em_session_upgrade_timer_free(em_session_t *s)
+em_eio_session_upgrade_timer_free(em_eio_session_t *s)
 {
     if (s->upgrade_timer != NULL) {
         event_free(s->upgrade_timer);
@@ -335,7 +335,7 @@ em_session_upgrade_timer_free(em_session_t *s)
 }
 
 static void
-em_session_finish(em_session_t *s)
+em_eio_session_finish(em_eio_session_t *s)
 {
     if (s->finished) {
         return;
@@ -344,7 +344,7 @@ em_session_finish(em_session_t *s)
     s->closed = 1;
     em_upper_close(s, "transport close");
     evtimer_del(s->timer);
-    em_session_upgrade_timer_free(s);
+    em_eio_session_upgrade_timer_free(s);
     if (s->get != NULL) {
         /* Release a parked GET as Node's engine.io does: a noop when the
          * client itself closed, the close packet when we end the session. */
@@ -370,7 +370,7 @@ em_session_finish(em_session_t *s)
         c->session = NULL;
         em_ws_close(c, 1000, NULL);
     }
-    em_session_free_queue(s);
+    em_eio_session_free_queue(s);
     HASH_DELETE(hh, em_w.sessions, s);
     em_w.nsessions--;
     em_worker_load_changed();
@@ -380,28 +380,28 @@ em_session_finish(em_session_t *s)
 }
 
 void
-em_session_reap(em_session_t *s)
+em_eio_session_reap(em_eio_session_t *s)
 {
     event_free(s->timer);
-    em_session_upgrade_timer_free(s);
+    em_eio_session_upgrade_timer_free(s);
     free(s->handshake);
     free(s);
 }
 
 /* The client is gone or broke the protocol: no goodbye. */
 static void
-em_session_abort(em_session_t *s, const char *reason)
+em_eio_session_abort(em_eio_session_t *s, const char *reason)
 {
     if (s->finished) {
         return;
     }
     s->closed = 1;
     em_upper_close(s, reason);
-    em_session_finish(s);
+    em_eio_session_finish(s);
 }
 
 void
-em_session_close(em_session_t *s, const char *reason)
+em_eio_session_close(em_eio_session_t *s, const char *reason)
 {
     if (s->closed) {
         return;
@@ -416,18 +416,18 @@ em_session_close(em_session_t *s, const char *reason)
          * would act on the close before the Socket.IO packets.
          */
         if (s->get != NULL) {
-            em_session_flush_get(s, 0);
+            em_eio_session_flush_get(s, 0);
         }
         evtimer_del(s->timer);
-        em_session_arm(s, EM_ENGINE_CLOSE_TIMEOUT);
+        em_eio_session_arm(s, EM_ENGINE_CLOSE_TIMEOUT);
         return;
     }
     /* Nothing left to deliver: a parked GET gets the close packet now. */
-    em_session_finish(s);
+    em_eio_session_finish(s);
 }
 
 void
-em_session_refuse(em_session_t *s, em_limit_t limit, const char *fmt, ...)
+em_eio_session_refuse(em_eio_session_t *s, em_limit_t limit, const char *fmt, ...)
 {
     char    why[200];
     va_list ap;
@@ -438,50 +438,50 @@ em_session_refuse(em_session_t *s, em_limit_t limit, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    em_worker_violation(em_session_fd(s), s->sid, limit, "%s", why);
+    em_worker_violation(em_eio_session_fd(s), s->sid, limit, "%s", why);
     s->refused = (uint8_t) limit;
-    em_session_close(s, limit == EM_LIMIT_PROTOCOL ? "parse error" : "forced server close");
+    em_eio_session_close(s, limit == EM_LIMIT_PROTOCOL ? "parse error" : "forced server close");
 }
 
 void
-em_session_conn_lost(em_session_t *s, em_conn_t *c)
+em_eio_session_conn_lost(em_eio_session_t *s, em_conn_t *c)
 {
     if (c == s->probe) {
         s->probe = NULL;
         s->upgrading = 0;
-        em_session_upgrade_timer_free(s);
+        em_eio_session_upgrade_timer_free(s);
         return;
     }
     if (c == s->get) {
         s->get = NULL;
-        em_session_abort(s, "transport close");
+        em_eio_session_abort(s, "transport close");
         return;
     }
     if (c == s->ws) {
         s->ws = NULL;
-        em_session_abort(s, "transport close");
+        em_eio_session_abort(s, "transport close");
     }
 }
 
 /* ---- receiving ---- */
 
 static void
-em_session_heartbeat(em_session_t *s)
+em_eio_session_heartbeat(em_eio_session_t *s)
 {
     if (s->awaiting_pong) {
         s->awaiting_pong = 0;
-        em_session_arm(s, s->endpoint->ping_interval);
+        em_eio_session_arm(s, s->endpoint->ping_interval);
     }
 }
 
 static void
-em_session_complete_upgrade(em_session_t *s)
+em_eio_session_complete_upgrade(em_eio_session_t *s)
 {
     em_conn_t *ws = s->probe;
 
     s->probe = NULL;
     s->upgrading = 0;
-    em_session_upgrade_timer_free(s);
+    em_eio_session_upgrade_timer_free(s);
     s->transport = EM_TRANSPORT_WEBSOCKET;
     s->ws = ws;
     if (s->get != NULL) {
@@ -502,32 +502,32 @@ em_session_complete_upgrade(em_session_t *s)
 
 /* One Engine.IO packet from the client, on the session's current transport. */
 static void
-em_session_packet(em_session_t *s, const em_eio_packet_t *p)
+em_eio_session_packet(em_eio_session_t *s, const em_eio_packet_t *p)
 {
     switch (p->type) {
     case EM_EIO_PONG:
-        em_session_heartbeat(s);
+        em_eio_session_heartbeat(s);
         break;
     case EM_EIO_MESSAGE:
         em_upper_message(s, p->data.data, p->data.len, p->binary);
         break;
     case EM_EIO_CLOSE:
         s->client_closed = 1;
-        em_session_abort(s, "transport close");
+        em_eio_session_abort(s, "transport close");
         break;
     case EM_EIO_NOOP:
     case EM_EIO_PING:
         break;
     default:
-        em_worker_violation(em_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
+        em_worker_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
                             "an Engine.IO packet of type %d from a client", (int) p->type);
-        em_session_abort(s, "parse error");
+        em_eio_session_abort(s, "parse error");
         break;
     }
 }
 
 void
-em_session_ws_message(em_session_t *s, em_conn_t *c, const char *data, size_t len, int binary)
+em_eio_session_ws_message(em_eio_session_t *s, em_conn_t *c, const char *data, size_t len, int binary)
 {
     em_eio_packet_t p;
 
@@ -539,7 +539,7 @@ em_session_ws_message(em_session_t *s, em_conn_t *c, const char *data, size_t le
         p.data.len = len;
     } else if (em_eio_decode(data, len, &p) != EM_OK) {
         em_worker_violation(c->fd, s->sid, EM_LIMIT_PROTOCOL, "a malformed Engine.IO packet");
-        em_session_abort(s, "parse error");
+        em_eio_session_abort(s, "parse error");
         return;
     }
     if (c == s->probe) {
@@ -550,9 +550,9 @@ em_session_ws_message(em_session_t *s, em_conn_t *c, const char *data, size_t le
                 em_buf_unref(pong);
             }
             s->upgrading = 1;
-            em_session_flush_get(s, 1);
+            em_eio_session_flush_get(s, 1);
         } else if (p.type == EM_EIO_UPGRADE && s->upgrading) {
-            em_session_complete_upgrade(s);
+            em_eio_session_complete_upgrade(s);
         } else if (p.type != EM_EIO_NOOP) {
             s->probe = NULL;
             s->upgrading = 0;
@@ -561,11 +561,11 @@ em_session_ws_message(em_session_t *s, em_conn_t *c, const char *data, size_t le
         }
         return;
     }
-    em_session_packet(s, &p);
+    em_eio_session_packet(s, &p);
 }
 
 static void
-em_engine_post(em_conn_t *c, em_session_t *s, const char *body, size_t len)
+em_engine_post(em_conn_t *c, em_eio_session_t *s, const char *body, size_t len)
 {
     size_t          pos = 0;
     em_eio_packet_t p;
@@ -595,13 +595,13 @@ em_engine_post(em_conn_t *c, em_session_t *s, const char *body, size_t len)
             p.data.len = (size_t) n;
             p.base64 = 0;
         }
-        em_session_packet(s, &p);
+        em_eio_session_packet(s, &p);
     }
     free(bin);
     if (rc == EM_ERROR && !s->closed) {
-        em_worker_violation(em_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
+        em_worker_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
                             "a malformed polling payload");
-        em_session_abort(s, "parse error");
+        em_eio_session_abort(s, "parse error");
     }
     em_engine_post_conn = NULL;
 }
@@ -614,7 +614,7 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
     char                      transport[16];
     ssize_t                   n;
     unsigned                  tr;
-    em_session_t             *s;
+    em_eio_session_t             *s;
 
     n = em_http_query_get(req->query, "EIO", val, sizeof(val));
     if (n != 1 || val[0] != '4') {
@@ -646,7 +646,7 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
             em_conn_eio_error(c, 3, "Bad request");
             return;
         }
-        s = em_session_new(c, req, tr);
+        s = em_eio_session_new(c, req, tr);
         if (s == NULL) {
             em_conn_respond(c, 503, "text/plain; charset=UTF-8", "Service Unavailable", 19);
             return;
@@ -662,13 +662,13 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
         };
         ssize_t olen = em_eio_encode_open(&hs, open_pkt, sizeof(open_pkt));
         if (olen < 0) {
-            em_session_abort(s, "server error");
+            em_eio_session_abort(s, "server error");
             em_conn_respond(c, 500, "text/plain; charset=UTF-8", "Internal Server Error", 21);
             return;
         }
         if (tr == EM_TRANSPORT_WEBSOCKET) {
             if (em_ws_accept(c, req) != EM_OK) {
-                em_session_abort(s, "transport error");
+                em_eio_session_abort(s, "transport error");
                 em_conn_eio_error(c, 3, "Bad request");
                 return;
             }
@@ -682,7 +682,7 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
         } else {
             em_conn_respond(c, 200, "text/plain; charset=UTF-8", open_pkt, (size_t) olen);
         }
-        em_session_arm(s, ep->ping_interval);
+        em_eio_session_arm(s, ep->ping_interval);
         em_upper_open(s);
         return;
     }
@@ -708,7 +708,7 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
         c->session = s;
         struct timeval tv = { EM_ENGINE_UPGRADE_TIMEOUT / 1000, 0 };
         if (s->upgrade_timer == NULL) {
-            s->upgrade_timer = evtimer_new(em_w.base, em_session_upgrade_timeout_cb, s);
+            s->upgrade_timer = evtimer_new(em_w.base, em_eio_session_upgrade_timeout_cb, s);
         }
         if (s->upgrade_timer == NULL || evtimer_add(s->upgrade_timer, &tv) != 0) {
             em_log(EM_LOG_ERR, 0, "cannot arm the upgrade timer of session %s", s->sid);
@@ -726,16 +726,16 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
         if (s->get != NULL) {
             /* Two GETs at once: a broken or hostile client. */
             em_conn_eio_error(c, 3, "Bad request");
-            em_session_abort(s, "transport error");
+            em_eio_session_abort(s, "transport error");
             return;
         }
         s->get = c;
         c->session = s;
         c->state = EM_CONN_POLL;     /* no timeout while parked (em_conn.c) */
         if (s->q_head != NULL || s->upgrading) {
-            em_session_flush_get(s, 1);
+            em_eio_session_flush_get(s, 1);
         } else if (s->closed) {
-            em_session_finish(s);       /* answers this GET with "1" */
+            em_eio_session_finish(s);       /* answers this GET with "1" */
         }
         return;
     }

@@ -20,7 +20,7 @@ typedef struct em_outq {
 } em_outq_t;
 
 /* The flags sit in the bytes after the sid: 184 bytes, a 192-byte chunk. */
-struct em_session {
+struct em_eio_session {
     char                       sid[EM_SID_LEN + 1];
     uint8_t                    transport;     /* EM_TRANSPORT_* in use */
     uint8_t                    upgrading:1;   /* a probe WebSocket answered 3probe */
@@ -42,7 +42,7 @@ struct em_session {
                                                  script may read it, else NULL */
     size_t                     handshake_len;
     void                      *upper;         /* Socket.IO client or raw script object */
-    em_session_t              *reap_next;
+    em_eio_session_t              *reap_next;
     UT_hash_handle             hh;
 };
 
@@ -50,10 +50,10 @@ struct em_session {
 void em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size_t body_len);
 
 /* Queue or send one message (text: "4..." already prefixed; or binary). */
-void em_session_send(em_session_t *s, em_buf_t *buf);
+void em_eio_session_send(em_eio_session_t *s, em_buf_t *buf);
 
 /* Close the session: the upper layer hears on_close(reason) once. */
-void em_session_close(em_session_t *s, const char *reason);
+void em_eio_session_close(em_eio_session_t *s, const char *reason);
 
 /*
  * Close the session because its client broke `limit` (or the protocol):
@@ -63,16 +63,16 @@ void em_session_close(em_session_t *s, const char *reason);
  * as the reason. Safe inside a send or a handler: the session is freed
  * later, like any closed one.
  */
-void em_session_refuse(em_session_t *s, em_limit_t limit, const char *fmt, ...)
+void em_eio_session_refuse(em_eio_session_t *s, em_limit_t limit, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* A transport connection went away (EOF, error, timeout). */
-void em_session_conn_lost(em_session_t *s, em_conn_t *c);
+void em_eio_session_conn_lost(em_eio_session_t *s, em_conn_t *c);
 
 /* A WebSocket message arrived on connection c of session s. */
-void em_session_ws_message(em_session_t *s, em_conn_t *c, const char *data, size_t len, int binary);
+void em_eio_session_ws_message(em_eio_session_t *s, em_conn_t *c, const char *data, size_t len, int binary);
 
 /* Free closed sessions (reaper). */
-void em_session_reap(em_session_t *s);
+void em_eio_session_reap(em_eio_session_t *s);
 
 #endif

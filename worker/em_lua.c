@@ -43,7 +43,7 @@ typedef struct {
 } em_lua_sock_box_t;
 
 typedef struct {
-    em_session_t *s;
+    em_eio_session_t *s;
     int           lref;
 } em_lua_conn_box_t;
 
@@ -338,7 +338,7 @@ em_lua_socket_emit(lua_State *l)
     if (lua_type(l, top) == LUA_TFUNCTION && top > 2) {
         if (s->nacks >= em_w.conf->limits.pending_acks) {
             /* The client does not answer: it is closed, not grown for. */
-            em_session_refuse(em_sio_socket_session(s), EM_LIMIT_PENDING_ACKS,
+            em_eio_session_refuse(em_sio_socket_session(s), EM_LIMIT_PENDING_ACKS,
                               "%u acks asked for and not answered (limit %u)", s->nacks,
                               em_w.conf->limits.pending_acks);
             lua_pushboolean(l, 0);
@@ -368,7 +368,7 @@ em_lua_join_one(lua_State *l, em_sio_socket_t *s, em_str_t room)
     int rc = em_adapter_join(s, room);
 
     if (rc == EM_DECLINED) {
-        em_session_refuse(em_sio_socket_session(s), EM_LIMIT_ROOMS,
+        em_eio_session_refuse(em_sio_socket_session(s), EM_LIMIT_ROOMS,
                           "a join beyond %u rooms", em_w.conf->limits.rooms);
     } else if (rc != EM_OK) {
         if (room.len > EM_ROOM_NAME_MAX) {
@@ -841,7 +841,7 @@ em_lua_conn_send(lua_State *l)
         return luaL_error(l, "out of memory");
     }
     if (box->s != NULL) {
-        em_session_send(box->s, b);
+        em_eio_session_send(box->s, b);
     }
     em_buf_unref(b);
     lua_settop(l, 1);
@@ -854,7 +854,7 @@ em_lua_conn_close(lua_State *l)
     em_lua_conn_box_t *box = em_lua_check_conn(l);
 
     if (box->s != NULL) {
-        em_session_close(box->s, "forced close");
+        em_eio_session_close(box->s, "forced close");
     }
     return 0;
 }
@@ -891,7 +891,7 @@ em_lua_conn_index(lua_State *l)
 }
 
 void
-em_lua_raw_open(em_session_t *s)
+em_lua_raw_open(em_eio_session_t *s)
 {
     size_t             ep = (size_t) (s->endpoint - em_w.conf->endpoints);
     em_lua_conn_box_t *box;
@@ -939,7 +939,7 @@ em_lua_push_conn_handler(em_lua_conn_box_t *box, const char *ev)
 }
 
 void
-em_lua_raw_message(em_session_t *s, const char *data, size_t len, int binary)
+em_lua_raw_message(em_eio_session_t *s, const char *data, size_t len, int binary)
 {
     if (s->upper == NULL || !em_lua_push_conn_handler(s->upper, "message")) {
         return;
@@ -953,7 +953,7 @@ em_lua_raw_message(em_session_t *s, const char *data, size_t len, int binary)
 }
 
 void
-em_lua_raw_close(em_session_t *s, const char *reason)
+em_lua_raw_close(em_eio_session_t *s, const char *reason)
 {
     em_lua_conn_box_t *box = s->upper;
 
@@ -1008,7 +1008,7 @@ em_lua_push_str_map(lua_State *l, em_str_t query)
 static void
 em_lua_push_handshake(lua_State *l, em_sio_socket_t *s, int uv)
 {
-    em_session_t  *es = em_sio_socket_session(s);
+    em_eio_session_t  *es = em_sio_socket_session(s);
     const char    *addr = es->handshake ? es->handshake : "";
     size_t         alen = strlen(addr) + 1;
     em_http_req_t  req;

@@ -55,8 +55,8 @@ void em_lua_socket_release(em_sio_socket_t *s);
 void em_lua_presence_event(const em_pchange_t *change);
 
 /* Raw Engine.IO endpoints. */
-void em_lua_raw_open(em_session_t *s);
-void em_lua_raw_message(em_session_t *s, const char *data, size_t len, int binary);
-void em_lua_raw_close(em_session_t *s, const char *reason);
+void em_lua_raw_open(em_eio_session_t *s);
+void em_lua_raw_message(em_eio_session_t *s, const char *data, size_t len, int binary);
+void em_lua_raw_close(em_eio_session_t *s, const char *reason);
 
 #endif

@@ -316,7 +316,7 @@ em_lua_socket_session_info(lua_State *l)
         lua_pushnil(l);
         return 1;
     }
-    if (em_session_get(&em_cluster, (em_str_t) { s->token, strlen(s->token) }, e) != EM_OK) {
+    if (em_recovery_get(&em_cluster, (em_str_t) { s->token, strlen(s->token) }, e) != EM_OK) {
         free(e);
         lua_pushnil(l);
         return 1;
@@ -570,10 +570,10 @@ em_lua_presence_event(const em_pchange_t *c)
 static int
 em_lua_session_stats(lua_State *l)
 {
-    em_session_stats_t st;
+    em_recovery_stats_t st;
     uint64_t           n;
 
-    em_session_stats(&em_cluster, em_state_now(), &st);
+    em_recovery_stats(&em_cluster, em_state_now(), &st);
     n = st.pid_sessions + st.tokens;
     lua_createtable(l, 0, 5);
     lua_pushinteger(l, (lua_Integer) n);

@@ -19,7 +19,7 @@
 #include "em_socketio.h"
 
 struct em_sio_client {
-    em_session_t     *eio;
+    em_eio_session_t     *eio;
     em_sio_socket_t  *sockets;
     struct event     *connect_timer;
     /* A binary packet waiting for its attachments. */
@@ -261,7 +261,7 @@ em_sio_pkt_build(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id, js
 
 /* ---- sockets ---- */
 
-em_session_t *
+em_eio_session_t *
 em_sio_socket_session(const em_sio_socket_t *s)
 {
     return s->client->eio;
@@ -275,7 +275,7 @@ em_sio_hold(em_sio_socket_t *s, em_buf_t *b)
     em_buf_t **held = realloc(s->held, (s->nheld + 1) * sizeof(*held));
 
     if (held == NULL) {
-        em_session_refuse(s->client->eio, EM_LIMIT_MEMORY,
+        em_eio_session_refuse(s->client->eio, EM_LIMIT_MEMORY,
                           "no memory to hold a packet sent during on_connect");
         return EM_ERROR;
     }
@@ -301,9 +301,9 @@ em_sio_socket_send(em_sio_socket_t *s, const em_pkt_t *pkt)
         }
         return;
     }
-    em_session_send(s->client->eio, pkt->text);
+    em_eio_session_send(s->client->eio, pkt->text);
     for (size_t i = 0; i < pkt->natt; i++) {
-        em_session_send(s->client->eio, pkt->att[i]);
+        em_eio_session_send(s->client->eio, pkt->att[i]);
     }
 }
 
@@ -314,11 +314,11 @@ em_sio_send_simple(em_sio_client_t *c, em_sio_type_t type, em_str_t nsp, json_t 
     em_buf_t *b = em_sio_encode(type, 0, nsp, EM_SIO_NO_ID, data, &off);
 
     if (b == NULL) {
-        em_session_refuse(c->eio, EM_LIMIT_MEMORY, "no memory to encode a packet of type %d",
+        em_eio_session_refuse(c->eio, EM_LIMIT_MEMORY, "no memory to encode a packet of type %d",
                           (int) type);
         return;
     }
-    em_session_send(c->eio, b);
+    em_eio_session_send(c->eio, b);
     em_buf_unref(b);
 }
 
@@ -445,7 +445,7 @@ em_sio_socket_disconnect(em_sio_socket_t *s, int close_conn)
         em_sio_send_simple(c, EM_SIO_DISCONNECT, (em_str_t) { x->nsp->name, x->nsp->name_len }, NULL);
         em_sio_socket_remove(x, "server namespace disconnect");
     }
-    em_session_close(c->eio, "forced server close");
+    em_eio_session_close(c->eio, "forced server close");
 }
 
 static em_sio_socket_t *
@@ -483,7 +483,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
         return EM_OK;   /* already connected: ignored, as Node does */
     }
     if (c->nsockets >= em_w.conf->limits.namespaces) {
-        em_session_refuse(c->eio, EM_LIMIT_NAMESPACES, "a CONNECT to a namespace beyond %u at once",
+        em_eio_session_refuse(c->eio, EM_LIMIT_NAMESPACES, "a CONNECT to a namespace beyond %u at once",
                           em_w.conf->limits.namespaces);
         return EM_OK;
     }
@@ -494,7 +494,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
             return EM_ERROR;
         }
         if (em_sio_data_check(auth, 1, 0, 0) != EM_LIMIT_NONE) {
-            em_session_refuse(c->eio, EM_LIMIT_JSON_DEPTH, "CONNECT data nested deeper than %u",
+            em_eio_session_refuse(c->eio, EM_LIMIT_JSON_DEPTH, "CONNECT data nested deeper than %u",
                               em_w.conf->limits.json_depth);
             json_decref(auth);
             return EM_OK;
@@ -623,7 +623,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     }
     em_plog_pkts_free(missed);
     for (size_t i = 0; i < s->nheld; i++) {
-        em_session_send(c->eio, s->held[i]);
+        em_eio_session_send(c->eio, s->held[i]);
     }
     em_sio_drop_held(s);
     if (c->connect_timer != NULL) {
@@ -692,22 +692,22 @@ em_sio_args_check(em_sio_client_t *c, const em_sio_packet_t *p, const json_t *ar
     em_limit_t              l;
 
     if (event && json_string_length(json_array_get(args, 0)) > lim->event_name) {
-        em_session_refuse(c->eio, EM_LIMIT_EVENT_NAME, "an event name of %zu bytes (limit %u)",
+        em_eio_session_refuse(c->eio, EM_LIMIT_EVENT_NAME, "an event name of %zu bytes (limit %u)",
                           json_string_length(json_array_get(args, 0)), lim->event_name);
         return EM_DECLINED;
     }
     if (nargs > lim->event_args) {
-        em_session_refuse(c->eio, EM_LIMIT_EVENT_ARGS, "an %s with %zu arguments (limit %u)",
+        em_eio_session_refuse(c->eio, EM_LIMIT_EVENT_ARGS, "an %s with %zu arguments (limit %u)",
                           event ? "event" : "ack", nargs, lim->event_args);
         return EM_DECLINED;
     }
     l = em_sio_data_check(args, 1, natt > 0, natt);
     if (l == EM_LIMIT_JSON_DEPTH) {
-        em_session_refuse(c->eio, l, "packet data nested deeper than %u", lim->json_depth);
+        em_eio_session_refuse(c->eio, l, "packet data nested deeper than %u", lim->json_depth);
         return EM_DECLINED;
     }
     if (l != EM_LIMIT_NONE) {
-        em_session_refuse(c->eio, l, "a placeholder for an attachment the packet does not have");
+        em_eio_session_refuse(c->eio, l, "a placeholder for an attachment the packet does not have");
         return EM_DECLINED;
     }
     return EM_OK;
@@ -785,7 +785,7 @@ em_sio_text(em_sio_client_t *c, const char *data, size_t len)
         return EM_ERROR;
     }
     if (p.nattach > em_w.conf->limits.attachments) {
-        em_session_refuse(c->eio, EM_LIMIT_ATTACHMENTS, "a packet announcing %u attachments (limit %u)",
+        em_eio_session_refuse(c->eio, EM_LIMIT_ATTACHMENTS, "a packet announcing %u attachments (limit %u)",
                           p.nattach, em_w.conf->limits.attachments);
         return EM_OK;
     }
@@ -816,7 +816,7 @@ em_sio_attachment(em_sio_client_t *c, const char *data, size_t len)
     }
     c->bin_bytes += len;
     if (c->bin_bytes > c->eio->endpoint->max_payload * 4) {
-        em_session_refuse(c->eio, EM_LIMIT_ATTACHMENTS,
+        em_eio_session_refuse(c->eio, EM_LIMIT_ATTACHMENTS,
                           "attachments of over %zu bytes in one packet (4 x max_payload)",
                           c->eio->endpoint->max_payload * 4);
         return EM_OK;
@@ -867,19 +867,19 @@ em_sio_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     if (c->sockets == NULL) {
         em_log_debug("session %s sent no CONNECT in time: closing", c->eio->sid);
-        em_session_close(c->eio, "connect timeout");
+        em_eio_session_close(c->eio, "connect timeout");
     }
 }
 
 void
-em_sio_open(em_session_t *s)
+em_sio_open(em_eio_session_t *s)
 {
     em_sio_client_t *c = calloc(1, sizeof(*c));
     unsigned         ms = s->endpoint->connect_timeout;
     struct timeval   tv = { ms / 1000, (ms % 1000) * 1000 };
 
     if (c == NULL) {
-        em_session_close(s, "server error");
+        em_eio_session_close(s, "server error");
         return;
     }
     c->eio = s;
@@ -891,7 +891,7 @@ em_sio_open(em_session_t *s)
 }
 
 void
-em_sio_message(em_session_t *s, const char *data, size_t len, int binary)
+em_sio_message(em_eio_session_t *s, const char *data, size_t len, int binary)
 {
     em_sio_client_t *c = s->upper;
     int              rc;
@@ -901,13 +901,13 @@ em_sio_message(em_session_t *s, const char *data, size_t len, int binary)
     }
     rc = binary ? em_sio_attachment(c, data, len) : em_sio_text(c, data, len);
     if (rc != EM_OK && !s->closed) {
-        em_session_refuse(s, EM_LIMIT_PROTOCOL, "a malformed Socket.IO %s of %zu bytes",
+        em_eio_session_refuse(s, EM_LIMIT_PROTOCOL, "a malformed Socket.IO %s of %zu bytes",
                           binary ? "attachment" : "packet", len);
     }
 }
 
 void
-em_sio_close(em_session_t *s, const char *reason)
+em_sio_close(em_eio_session_t *s, const char *reason)
 {
     em_sio_client_t *c = s->upper;
 

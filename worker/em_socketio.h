@@ -57,9 +57,9 @@ struct em_sio_socket {
 };
 
 /* Engine.IO upper-layer hooks. */
-void em_sio_open(em_session_t *s);
-void em_sio_message(em_session_t *s, const char *data, size_t len, int binary);
-void em_sio_close(em_session_t *s, const char *reason);
+void em_sio_open(em_eio_session_t *s);
+void em_sio_message(em_eio_session_t *s, const char *data, size_t len, int binary);
+void em_sio_close(em_eio_session_t *s, const char *reason);
 
 /*
  * Encode a packet once: type EVENT or ACK (made BINARY_* when natt > 0), the
@@ -100,7 +100,7 @@ int em_nsp_conf_index(const char *name, size_t len, size_t *index);
 em_nsp_t *em_nsp_first(void);
 
 /* The Engine.IO session a socket belongs to. */
-em_session_t *em_sio_socket_session(const em_sio_socket_t *s);
+em_eio_session_t *em_sio_socket_session(const em_sio_socket_t *s);
 
 /* Parse JSON text as jansson does for packets (NUL allowed in strings). */
 json_t *em_sio_json_parse(const char *data, size_t len);

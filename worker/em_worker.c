@@ -146,7 +146,7 @@ em_worker_reap(evutil_socket_t fd, short what, void *arg)
 
     while (em_w.reap_conns != NULL || em_w.reap_sessions != NULL) {
         em_conn_t    *c = em_w.reap_conns;
-        em_session_t *s = em_w.reap_sessions;
+        em_eio_session_t *s = em_w.reap_sessions;
         em_w.reap_conns = NULL;
         em_w.reap_sessions = NULL;
         while (c != NULL) {
@@ -155,8 +155,8 @@ em_worker_reap(evutil_socket_t fd, short what, void *arg)
             c = next;
         }
         while (s != NULL) {
-            em_session_t *next = s->reap_next;
-            em_session_reap(s);
+            em_eio_session_t *next = s->reap_next;
+            em_eio_session_reap(s);
             s = next;
         }
     }
@@ -213,9 +213,9 @@ em_worker_signal(evutil_socket_t sig, short what, void *arg)
     (void) arg;
     em_log(EM_LOG_INFO, 0, "signal %d: closing %u sessions and exiting", (int) sig, em_w.nsessions);
     em_w.stopping = 1;
-    em_session_t *s, *tmp;
+    em_eio_session_t *s, *tmp;
     HASH_ITER(hh, em_w.sessions, s, tmp) {
-        em_session_close(s, "server shutting down");
+        em_eio_session_close(s, "server shutting down");
     }
     /* Let the goodbyes reach the sockets before the loop ends. */
     struct timeval tv = { 0, 200 * 1000 };

@@ -11,7 +11,7 @@
 #include "em_conf.h"
 
 typedef struct em_conn    em_conn_t;
-typedef struct em_session em_session_t;
+typedef struct em_eio_session em_eio_session_t;
 
 /* Per-process state of a worker (one loop, one thread). */
 typedef struct {
@@ -20,14 +20,14 @@ typedef struct {
     unsigned            slot;         /* 0-based; logs and scripts say slot + 1 */
     unsigned            nworkers;
     int                 chan;
-    em_session_t       *sessions;     /* uthash by sid */
+    em_eio_session_t       *sessions;     /* uthash by sid */
     uint32_t            nsessions;
     uint32_t            conns_received;
     unsigned            load_dirty:1;
     unsigned            stopping:1;
     struct event       *reap_ev;
     em_conn_t          *reap_conns;
-    em_session_t       *reap_sessions;
+    em_eio_session_t       *reap_sessions;
 } em_worker_t;
 
 extern em_worker_t em_w;

@@ -78,7 +78,7 @@ em_ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_a
         em_ws_close(c, 1007, "invalid UTF-8");
         return;
     }
-    em_session_ws_message(c->session, c, (const char *) arg->msg, arg->msg_length,
+    em_eio_session_ws_message(c->session, c, (const char *) arg->msg, arg->msg_length,
                           arg->opcode == WSLAY_BINARY_FRAME);
 }
 

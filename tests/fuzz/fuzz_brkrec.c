@@ -1,6 +1,6 @@
 /*
  * fuzz_brkrec.c - libFuzzer harness for the broker's broadcast record codec
- * (common/em_brkrec.c).
+ * (ipc/em_brkrec.c).
  *
  * The input is first decoded as a record. When it is accepted: every slice
  * lies inside the input, the lists hold as many entries as they say, and

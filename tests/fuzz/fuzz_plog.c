@@ -1,9 +1,9 @@
 /*
  * fuzz_plog.c - libFuzzer harness for the recovery packet log of the
  * cluster-state segment: em_plog_begin/commit/abort, em_plog_replay,
- * em_session_expire and em_session_stats (broker/em_session.c), and the
+ * em_recovery_expire and em_recovery_stats (broker/em_recovery.c), and the
  * repair the next locker makes when a process dies holding the log's lock
- * (em_plog_repair in broker/em_state.c).
+ * (em_plog_repair in state/em_state.c).
  *
  * One small segment is made per process (4096 log bytes, as in
  * tests/unit/test_state.c) and its log emptied before each input. The
@@ -499,7 +499,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_in_t            in = { data, size };
     em_plog_t         *lg;
-    em_session_stats_t ss;
+    em_recovery_stats_t ss;
 
     if (fz_st.hdr == NULL) {
         fz_init();
@@ -524,11 +524,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case 3: {
             int64_t now = (int64_t) fz_byte(&in) * 20, keep = (int64_t) fz_byte(&in) * 10;
-            em_session_expire(&fz_st, now, keep);
+            em_recovery_expire(&fz_st, now, keep);
             break;
         }
         case 4:
-            em_session_stats(&fz_st, 0, &ss);
+            em_recovery_stats(&fz_st, 0, &ss);
             FUZZ_ASSERT(ss.log_bytes <= lg->size);
             break;
         case 5:
@@ -542,7 +542,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         default:
             fz_die();
-            em_session_stats(&fz_st, 0, &ss);
+            em_recovery_stats(&fz_st, 0, &ss);
             break;
         }
         fz_check_outside();
@@ -551,7 +551,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     /* Whatever the program left, the log still works. */
-    em_session_expire(&fz_st, 0, 0);
+    em_recovery_expire(&fz_st, 0, 0);
     fz_replay(EM_STR("/"), NULL, 0, 0, 1);
     fz_check_header();
     fz_check_outside();

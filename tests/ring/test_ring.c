@@ -1,5 +1,5 @@
 /*
- * test_ring.c - unit tests of common/em_ring.c: table-driven scripts run
+ * test_ring.c - unit tests of ipc/em_ring.c: table-driven scripts run
  * against a model FIFO, the doorbell protocol step by step, and a bounded
  * producer/consumer stress over a MAP_SHARED memfd (two processes, the real
  * use) and between two threads (for ThreadSanitizer).

@@ -1,5 +1,5 @@
 /*
- * test_brkrec.c - the broker's broadcast record codec (common/em_brkrec.c):
+ * test_brkrec.c - the broker's broadcast record codec (ipc/em_brkrec.c):
  * round trips with none, one and many rooms, except-rooms and attachments
  * (zero-length ones too) and binary data; the bytes of one record pinned;
  * every truncation of every round-trip record refused, and so is a byte

@@ -1,6 +1,6 @@
 /*
  * test_state.c - unit tests of the cluster-wide state segment
- * (broker/em_state.h): the shared hash table and its LRU (scripts), rate
+ * (state/em_state.h): the shared hash table and its LRU (scripts), rate
  * limits (scripts of hits at explicit times), presence and room counts per
  * worker slot, the sweep of a dead worker's share, recovery sessions, the
  * packet log as a byte ring (checked against a model while it wraps),
@@ -1261,13 +1261,13 @@ START_TEST(test_sweep_slot)
     em_room_add(&st, 1, EM_STR("/"), EM_STR("s"), EM_STR(""), NULL);
     em_room_add(&st, 0, EM_STR("/"), EM_STR("t"), EM_STR("zero"), NULL);
 
-    ck_assert_int_eq(em_session_save(&st, EM_STR("held1"),
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("held1"),
                                      sess(&s, EM_ST_SESSION_PID, 1, 4242, 1, 0, "sid1"), 1), EM_OK);
-    ck_assert_int_eq(em_session_save(&st, EM_STR("held1new"),
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("held1new"),
                                      sess(&s, EM_ST_SESSION_PID, 1, 777, 1, 0, "sid2"), 1), EM_OK);
-    ck_assert_int_eq(em_session_save(&st, EM_STR("held0"),
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("held0"),
                                      sess(&s, EM_ST_SESSION_TOKEN, 0, 4242, 1, 0, "sid3"), 1), EM_OK);
-    ck_assert_int_eq(em_session_save(&st, EM_STR("gone1"),
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("gone1"),
                                      sess(&s, EM_ST_SESSION_PID, 1, 4242, 1, 500, "sid4"), 1), EM_OK);
     plog_put("/", NULL, NULL, EM_STR("[1]"), NULL, 0, 1);
     plog_put("/", NULL, NULL, EM_STR("[2]"), NULL, 0, 1);
@@ -1306,14 +1306,14 @@ START_TEST(test_sweep_slot)
     em_room_users(&st, EM_STR("/"), EM_STR("r"), names_add, &l);
     names_expect(&l, "both", "room r after the sweep");
 
-    ck_assert_int_eq(em_session_get(&st, EM_STR("held1"), &s), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("held1"), &s), EM_OK);
     ck_assert_int_eq(s.expires, 70000);
     ck_assert_uint_eq(s.offset, next);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("held1new"), &s), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("held1new"), &s), EM_OK);
     ck_assert_int_eq(s.expires, 0);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("held0"), &s), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("held0"), &s), EM_OK);
     ck_assert_int_eq(s.expires, 0);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("gone1"), &s), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("gone1"), &s), EM_OK);
     ck_assert_int_eq(s.expires, 500);
 
     em_monitor_read(&st, ev.time, &f);
@@ -1348,59 +1348,59 @@ START_TEST(test_session_take_pid)
     em_st_session_t s, out;
 
     em_state_slot_set(&st, 0, 100);
-    ck_assert_int_eq(em_session_save(&st, EM_STR("p1"), sess(&s, EM_ST_SESSION_PID, 0, 100, 5, 0, "A"),
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("p1"), sess(&s, EM_ST_SESSION_PID, 0, 100, 5, 0, "A"),
                                      5), EM_OK);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p1"), &out), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p1"), &out), EM_OK);
     ck_assert_str_eq(out.sid, "A");
     ck_assert_int_eq(out.kind, EM_ST_SESSION_PID);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p"), &out), EM_DECLINED);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p"), &out), EM_DECLINED);
 
     /* Held by a live socket: refused. */
-    ck_assert_int_eq(em_session_take(&st, EM_STR("p1"), EM_ST_SESSION_PID, 1, 200, 10, &out),
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("p1"), EM_ST_SESSION_PID, 1, 200, 10, &out),
                      EM_DECLINED);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p1"), &out), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p1"), &out), EM_OK);
     /* Of another kind: refused. */
-    ck_assert_int_eq(em_session_take(&st, EM_STR("p1"), EM_ST_SESSION_TOKEN, 1, 200, 10, &out),
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("p1"), EM_ST_SESSION_TOKEN, 1, 200, 10, &out),
                      EM_DECLINED);
-    ck_assert_int_eq(em_session_take(&st, EM_STR("absent"), EM_ST_SESSION_PID, 1, 200, 10, &out),
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("absent"), EM_ST_SESSION_PID, 1, 200, 10, &out),
                      EM_DECLINED);
 
     /* Its worker died (the slot now has another process): taken, and gone. */
     plog_put("/", NULL, NULL, EM_STR("[1]"), NULL, 0, 1);
     em_state_slot_set(&st, 0, 101);
     memset(&out, 0, sizeof(out));
-    ck_assert_int_eq(em_session_take(&st, EM_STR("p1"), EM_ST_SESSION_PID, 1, 200, 10, &out), EM_OK);
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("p1"), EM_ST_SESSION_PID, 1, 200, 10, &out), EM_OK);
     ck_assert_str_eq(out.sid, "A");
     ck_assert_uint_eq(out.offset, 2);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p1"), &out), EM_DECLINED);
-    ck_assert_int_eq(em_session_take(&st, EM_STR("p1"), EM_ST_SESSION_PID, 1, 200, 10, &out),
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p1"), &out), EM_DECLINED);
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("p1"), EM_ST_SESSION_PID, 1, 200, 10, &out),
                      EM_DECLINED);
 
     /* Released: taken until it expires. */
-    em_session_save(&st, EM_STR("p2"), sess(&s, EM_ST_SESSION_PID, 0, 101, 5, 0, "B"), 5);
-    em_session_release(&st, EM_STR("p2"), 1000, 500);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p2"), &out), EM_OK);
+    em_recovery_save(&st, EM_STR("p2"), sess(&s, EM_ST_SESSION_PID, 0, 101, 5, 0, "B"), 5);
+    em_recovery_release(&st, EM_STR("p2"), 1000, 500);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p2"), &out), EM_OK);
     ck_assert_int_eq(out.expires, 1500);
     ck_assert_uint_eq(out.offset, 2);
     ck_assert_int_eq(out.last_activity, 1000);
-    em_session_release(&st, EM_STR("p2"), 1200, 5000);     /* already released: unchanged */
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p2"), &out), EM_OK);
+    em_recovery_release(&st, EM_STR("p2"), 1200, 5000);     /* already released: unchanged */
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p2"), &out), EM_OK);
     ck_assert_int_eq(out.expires, 1500);
-    ck_assert_int_eq(em_session_take(&st, EM_STR("p2"), EM_ST_SESSION_PID, 1, 200, 1500, &out), EM_OK);
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("p2"), EM_ST_SESSION_PID, 1, 200, 1500, &out), EM_OK);
     ck_assert_str_eq(out.sid, "B");
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p2"), &out), EM_DECLINED);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p2"), &out), EM_DECLINED);
 
     /* Expired: refused, and dropped. */
-    em_session_save(&st, EM_STR("p3"), sess(&s, EM_ST_SESSION_PID, 0, 101, 5, 0, "C"), 5);
-    em_session_release(&st, EM_STR("p3"), 1000, 500);
-    ck_assert_int_eq(em_session_take(&st, EM_STR("p3"), EM_ST_SESSION_PID, 1, 200, 1501, &out),
+    em_recovery_save(&st, EM_STR("p3"), sess(&s, EM_ST_SESSION_PID, 0, 101, 5, 0, "C"), 5);
+    em_recovery_release(&st, EM_STR("p3"), 1000, 500);
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("p3"), EM_ST_SESSION_PID, 1, 200, 1501, &out),
                      EM_DECLINED);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p3"), &out), EM_DECLINED);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p3"), &out), EM_DECLINED);
 
-    em_session_save(&st, EM_STR("p4"), sess(&s, EM_ST_SESSION_PID, 0, 101, 5, 0, "D"), 5);
-    em_session_drop(&st, EM_STR("p4"));
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p4"), &out), EM_DECLINED);
-    em_session_drop(&st, EM_STR("p4"));
+    em_recovery_save(&st, EM_STR("p4"), sess(&s, EM_ST_SESSION_PID, 0, 101, 5, 0, "D"), 5);
+    em_recovery_drop(&st, EM_STR("p4"));
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p4"), &out), EM_DECLINED);
+    em_recovery_drop(&st, EM_STR("p4"));
 }
 END_TEST
 
@@ -1410,33 +1410,33 @@ START_TEST(test_session_take_token)
 
     em_state_slot_set(&st, 0, 100);
     em_state_slot_set(&st, 2, 300);
-    em_session_save(&st, EM_STR("tok"), sess(&s, EM_ST_SESSION_TOKEN, 0, 100, 5, 0, "A"), 5);
-    ck_assert_int_eq(em_session_take(&st, EM_STR("tok"), EM_ST_SESSION_TOKEN, 2, 300, 10, &out),
+    em_recovery_save(&st, EM_STR("tok"), sess(&s, EM_ST_SESSION_TOKEN, 0, 100, 5, 0, "A"), 5);
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("tok"), EM_ST_SESSION_TOKEN, 2, 300, 10, &out),
                      EM_DECLINED);
-    ck_assert_int_eq(em_session_take(&st, EM_STR("tok"), EM_ST_SESSION_PID, 2, 300, 10, &out),
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("tok"), EM_ST_SESSION_PID, 2, 300, 10, &out),
                      EM_DECLINED);
     plog_put("/", NULL, NULL, EM_STR("[1]"), NULL, 0, 1);
-    em_session_release(&st, EM_STR("tok"), 1000, 5000);
+    em_recovery_release(&st, EM_STR("tok"), 1000, 5000);
     plog_put("/", NULL, NULL, EM_STR("[2]"), NULL, 0, 1);
 
-    ck_assert_int_eq(em_session_take(&st, EM_STR("tok"), EM_ST_SESSION_TOKEN, 2, 300, 2000, &out), EM_OK);
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("tok"), EM_ST_SESSION_TOKEN, 2, 300, 2000, &out), EM_OK);
     ck_assert_int_eq(out.expires, 6000);
     ck_assert_uint_eq(out.offset, 2);         /* where the log was when it went */
     ck_assert_str_eq(out.sid, "A");
     /* Still there, now held by the taker. */
-    ck_assert_int_eq(em_session_get(&st, EM_STR("tok"), &out), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("tok"), &out), EM_OK);
     ck_assert_int_eq(out.expires, 0);
     ck_assert_uint_eq(out.owner_slot, 2);
     ck_assert_uint_eq(out.owner_pid, 300);
     ck_assert_int_eq(out.last_activity, 2000);
     /* Held by a live owner: refused to anyone else. */
-    ck_assert_int_eq(em_session_take(&st, EM_STR("tok"), EM_ST_SESSION_TOKEN, 3, 400, 2100, &out),
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("tok"), EM_ST_SESSION_TOKEN, 3, 400, 2100, &out),
                      EM_DECLINED);
     /* That owner died: taken again, the offset now the log's next. */
     em_state_slot_set(&st, 2, 0);
-    ck_assert_int_eq(em_session_take(&st, EM_STR("tok"), EM_ST_SESSION_TOKEN, 3, 400, 2200, &out), EM_OK);
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("tok"), EM_ST_SESSION_TOKEN, 3, 400, 2200, &out), EM_OK);
     ck_assert_uint_eq(out.offset, 3);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("tok"), &out), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("tok"), &out), EM_OK);
     ck_assert_uint_eq(out.owner_slot, 3);
     ck_assert_uint_eq(out.owner_pid, 400);
 }
@@ -1455,9 +1455,9 @@ START_TEST(test_session_rooms)
         memcpy(rooms + n + 2, name, l);
         n += 2 + l;
     }
-    em_session_save(&st, EM_STR("p"), sess(&s, EM_ST_SESSION_PID, 0, 1, 5, 0, "A"), 5);
-    ck_assert_int_eq(em_session_set_rooms(&st, EM_STR("p"), rooms, n, 3, 50), EM_OK);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p"), &out), EM_OK);
+    em_recovery_save(&st, EM_STR("p"), sess(&s, EM_ST_SESSION_PID, 0, 1, 5, 0, "A"), 5);
+    ck_assert_int_eq(em_recovery_set_rooms(&st, EM_STR("p"), rooms, n, 3, 50), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p"), &out), EM_OK);
     ck_assert_uint_eq(out.rooms_len, n);
     ck_assert_uint_eq(out.nrooms, 3);
     ck_assert_int_eq(memcmp(out.rooms, rooms, n), 0);
@@ -1465,19 +1465,19 @@ START_TEST(test_session_rooms)
     ck_assert_int_eq(out.last_activity, 50);
 
     memset(rooms, 'x', sizeof(rooms));
-    ck_assert_int_eq(em_session_set_rooms(&st, EM_STR("p"), rooms, EM_ST_ROOMS_MAX + 1, 99, 60), EM_OK);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p"), &out), EM_OK);
+    ck_assert_int_eq(em_recovery_set_rooms(&st, EM_STR("p"), rooms, EM_ST_ROOMS_MAX + 1, 99, 60), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p"), &out), EM_OK);
     ck_assert_int_eq(out.overflow, 1);
     ck_assert_uint_eq(out.rooms_len, n);        /* the old list stays, marked unusable */
     ck_assert_int_eq(out.last_activity, 60);
 
-    ck_assert_int_eq(em_session_set_rooms(&st, EM_STR("p"), rooms, EM_ST_ROOMS_MAX, 1, 70), EM_OK);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("p"), &out), EM_OK);
+    ck_assert_int_eq(em_recovery_set_rooms(&st, EM_STR("p"), rooms, EM_ST_ROOMS_MAX, 1, 70), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("p"), &out), EM_OK);
     ck_assert_int_eq(out.overflow, 0);
     ck_assert_uint_eq(out.rooms_len, EM_ST_ROOMS_MAX);
     ck_assert_uint_eq(out.nrooms, 1);
 
-    ck_assert_int_eq(em_session_set_rooms(&st, EM_STR("q"), rooms, 4, 1, 70), EM_DECLINED);
+    ck_assert_int_eq(em_recovery_set_rooms(&st, EM_STR("q"), rooms, 4, 1, 70), EM_DECLINED);
 }
 END_TEST
 
@@ -1494,8 +1494,8 @@ START_TEST(test_session_bad_lengths)
     s.user_len = 65535;
     s.rooms_len = EM_ST_ROOMS_MAX + 1;
     s.nrooms = 9;
-    ck_assert_int_eq(em_session_save(&st, EM_STR("bad"), &s, 5), EM_OK);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("bad"), &out), EM_OK);
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("bad"), &s, 5), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("bad"), &out), EM_OK);
     ck_assert_uint_eq(strlen(out.sid), sizeof(out.sid) - 1);
     ck_assert_uint_eq(out.nsp_len, 0);
     ck_assert_uint_eq(out.user_len, 0);
@@ -1503,7 +1503,7 @@ START_TEST(test_session_bad_lengths)
     ck_assert_uint_eq(out.nrooms, 0);
     ck_assert_uint_eq(out.overflow, 1);
     memset(&out, 0, sizeof(out));
-    ck_assert_int_eq(em_session_take(&st, EM_STR("bad"), EM_ST_SESSION_TOKEN, 1, 2, 50, &out), EM_OK);
+    ck_assert_int_eq(em_recovery_take(&st, EM_STR("bad"), EM_ST_SESSION_TOKEN, 1, 2, 50, &out), EM_OK);
     ck_assert_uint_eq(out.nsp_len, 0);
     ck_assert_uint_eq(out.rooms_len, 0);
     ck_assert_uint_eq(out.overflow, 1);
@@ -1514,8 +1514,8 @@ START_TEST(test_session_bad_lengths)
     s.user_len = EM_ST_NAME_MAX;
     s.rooms_len = EM_ST_ROOMS_MAX;
     s.nrooms = 3;
-    em_session_save(&st, EM_STR("full"), &s, 5);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("full"), &out), EM_OK);
+    em_recovery_save(&st, EM_STR("full"), &s, 5);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("full"), &out), EM_OK);
     ck_assert_str_eq(out.sid, "Y");
     ck_assert_uint_eq(out.nsp_len, EM_ST_NAME_MAX);
     ck_assert_uint_eq(out.user_len, EM_ST_NAME_MAX);
@@ -1532,32 +1532,32 @@ START_TEST(test_session_eviction)
 
     for (int i = 0; i < 8; i++) {
         snprintf(key, sizeof(key), "s%d", i);
-        ck_assert_int_eq(em_session_save(&st, S(key), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, key), 0),
+        ck_assert_int_eq(em_recovery_save(&st, S(key), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, key), 0),
                          EM_OK);
     }
-    ck_assert_int_eq(em_session_save(&st, EM_STR("x"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "x"), 0),
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("x"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "x"), 0),
                      EM_ERROR);
-    em_session_release(&st, EM_STR("s2"), 0, 1000);
-    em_session_release(&st, EM_STR("s5"), 0, 1000);
-    ck_assert_int_eq(em_session_save(&st, EM_STR("x"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "x"), 500),
+    em_recovery_release(&st, EM_STR("s2"), 0, 1000);
+    em_recovery_release(&st, EM_STR("s5"), 0, 1000);
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("x"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "x"), 500),
                      EM_ERROR);         /* released, not yet expired */
     /* Replacing a present session needs no room. */
-    ck_assert_int_eq(em_session_save(&st, EM_STR("s0"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "new"), 500),
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("s0"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "new"), 500),
                      EM_OK);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("s0"), &out), EM_OK);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("s0"), &out), EM_OK);
     ck_assert_str_eq(out.sid, "new");
 
-    ck_assert_int_eq(em_session_save(&st, EM_STR("x"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "x"), 2000),
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("x"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "x"), 2000),
                      EM_OK);
-    ck_assert_int_eq(em_session_save(&st, EM_STR("y"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "y"), 2000),
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("y"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "y"), 2000),
                      EM_OK);
-    ck_assert_int_eq(em_session_save(&st, EM_STR("z"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "z"), 2000),
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("z"), sess(&s, EM_ST_SESSION_PID, 0, 1, 0, 0, "z"), 2000),
                      EM_ERROR);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("s2"), &out), EM_DECLINED);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("s5"), &out), EM_DECLINED);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("s2"), &out), EM_DECLINED);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("s5"), &out), EM_DECLINED);
     for (int i = 0; i < 8; i++) {
         snprintf(key, sizeof(key), "s%d", i);
-        ck_assert_int_eq(em_session_get(&st, S(key), &out), i == 2 || i == 5 ? EM_DECLINED : EM_OK);
+        ck_assert_int_eq(em_recovery_get(&st, S(key), &out), i == 2 || i == 5 ? EM_DECLINED : EM_OK);
     }
     ck_assert_uint_eq(tab_at(st.hdr->sessions_off)->evicted, 2);
 }
@@ -1566,32 +1566,32 @@ END_TEST
 START_TEST(test_session_stats_expire)
 {
     em_st_session_t    s, out;
-    em_session_stats_t ss;
+    em_recovery_stats_t ss;
 
-    em_session_save(&st, EM_STR("a"), sess(&s, EM_ST_SESSION_PID, 0, 1, 1000, 0, "a"), 1000);
-    em_session_save(&st, EM_STR("b"), sess(&s, EM_ST_SESSION_PID, 0, 1, 2000, 5000, "b"), 2000);
-    em_session_save(&st, EM_STR("c"), sess(&s, EM_ST_SESSION_TOKEN, 0, 1, 3000, 0, "c"), 3000);
-    em_session_save(&st, EM_STR("d"), sess(&s, EM_ST_SESSION_TOKEN, 0, 1, 0, 1500, "d"), 3000);
-    em_session_save(&st, EM_STR("e"), sess(&s, EM_ST_SESSION_TOKEN, 0, 1, 3500, 9000, "e"), 3500);
+    em_recovery_save(&st, EM_STR("a"), sess(&s, EM_ST_SESSION_PID, 0, 1, 1000, 0, "a"), 1000);
+    em_recovery_save(&st, EM_STR("b"), sess(&s, EM_ST_SESSION_PID, 0, 1, 2000, 5000, "b"), 2000);
+    em_recovery_save(&st, EM_STR("c"), sess(&s, EM_ST_SESSION_TOKEN, 0, 1, 3000, 0, "c"), 3000);
+    em_recovery_save(&st, EM_STR("d"), sess(&s, EM_ST_SESSION_TOKEN, 0, 1, 0, 1500, "d"), 3000);
+    em_recovery_save(&st, EM_STR("e"), sess(&s, EM_ST_SESSION_TOKEN, 0, 1, 3500, 9000, "e"), 3500);
 
-    em_session_stats(&st, 4000, &ss);
+    em_recovery_stats(&st, 4000, &ss);
     ck_assert_uint_eq(ss.pid_sessions, 2);
     ck_assert_uint_eq(ss.tokens, 2);        /* d expired */
     ck_assert_uint_eq(ss.held, 2);
     ck_assert_int_eq(ss.age_sum, 3000 + 2000 + 1000 + 500);
     ck_assert_uint_eq(ss.log_records, 0);
 
-    em_session_expire(&st, 4000, 60000);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("d"), &out), EM_DECLINED);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("b"), &out), EM_OK);
-    em_session_expire(&st, 9000, 60000);       /* e expires at 9000: not before */
-    ck_assert_int_eq(em_session_get(&st, EM_STR("b"), &out), EM_DECLINED);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("e"), &out), EM_OK);
-    em_session_expire(&st, 1000000, 60000);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("e"), &out), EM_DECLINED);
-    ck_assert_int_eq(em_session_get(&st, EM_STR("a"), &out), EM_OK);   /* held: never */
-    ck_assert_int_eq(em_session_get(&st, EM_STR("c"), &out), EM_OK);
-    em_session_stats(&st, 1000000, &ss);
+    em_recovery_expire(&st, 4000, 60000);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("d"), &out), EM_DECLINED);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("b"), &out), EM_OK);
+    em_recovery_expire(&st, 9000, 60000);       /* e expires at 9000: not before */
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("b"), &out), EM_DECLINED);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("e"), &out), EM_OK);
+    em_recovery_expire(&st, 1000000, 60000);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("e"), &out), EM_DECLINED);
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("a"), &out), EM_OK);   /* held: never */
+    ck_assert_int_eq(em_recovery_get(&st, EM_STR("c"), &out), EM_OK);
+    em_recovery_stats(&st, 1000000, &ss);
     ck_assert_uint_eq(ss.pid_sessions + ss.tokens, 2);
     ck_assert_uint_eq(ss.held, 2);
 }
@@ -1687,10 +1687,10 @@ START_TEST(test_plog_replay)
     em_str_t            rooms[4];
     size_t              nrooms = strs(rooms, replays[_i].rooms, 4), n = 0;
     char                what[64];
-    em_session_stats_t  ss;
+    em_recovery_stats_t  ss;
 
     plog_put_recs();
-    em_session_stats(&st, 0, &ss);
+    em_recovery_stats(&st, 0, &ss);
     ck_assert_uint_eq(ss.log_records, 8);
     ck_assert_uint_eq(ss.log_evicted, 0);
 
@@ -1716,7 +1716,7 @@ END_TEST
 START_TEST(test_plog_abort_too_big)
 {
     em_plog_pkt_t     *pk;
-    em_session_stats_t ss;
+    em_recovery_stats_t ss;
     char               big[1200];
     em_str_t           one = S("s");
 
@@ -1732,7 +1732,7 @@ START_TEST(test_plog_abort_too_big)
     ck_assert_uint_eq(plog_put("/", NULL, NULL, (em_str_t) { big, 999 }, NULL, 0, 1), 3);
     ck_assert_uint_eq(plog()->too_big, 1);
     ck_assert_uint_eq(em_plog_next_offset(&st), 4);
-    em_session_stats(&st, 0, &ss);
+    em_recovery_stats(&st, 0, &ss);
     ck_assert_uint_eq(ss.log_records, 2);
     ck_assert_uint_eq(ss.log_bytes, 32 + 8 + 1024);
 
@@ -1762,14 +1762,14 @@ END_TEST
 START_TEST(test_plog_expire)
 {
     em_plog_pkt_t     *pk;
-    em_session_stats_t ss;
+    em_recovery_stats_t ss;
     em_str_t           one = S("s");
 
     for (int i = 1; i <= 4; i++) {
         plog_put("/", NULL, NULL, EM_STR("[0]"), NULL, 0, 1000 * i);
     }
-    em_session_expire(&st, 5000, 2500);      /* drops the records of 1000 and 2000 */
-    em_session_stats(&st, 5000, &ss);
+    em_recovery_expire(&st, 5000, 2500);      /* drops the records of 1000 and 2000 */
+    em_recovery_stats(&st, 5000, &ss);
     ck_assert_uint_eq(ss.log_records, 2);
     ck_assert_uint_eq(ss.log_evicted, 2);
     ck_assert_int_eq(em_plog_replay(&st, EM_STR("/"), &one, 1, 2, 0, &pk), EM_DECLINED);
@@ -1786,8 +1786,8 @@ START_TEST(test_plog_expire)
     ck_assert_uint_eq(pkts_count(pk), 2);
     em_plog_pkts_free(pk);
 
-    em_session_expire(&st, 10000, 1000);
-    em_session_stats(&st, 10000, &ss);
+    em_recovery_expire(&st, 10000, 1000);
+    em_recovery_stats(&st, 10000, &ss);
     ck_assert_uint_eq(ss.log_records, 0);
     ck_assert_uint_eq(ss.log_evicted, 4);
     ck_assert_uint_eq(ss.log_bytes, 0);
@@ -1839,7 +1839,7 @@ START_TEST(test_plog_wrap)
     em_plog_t               *lg = plog();
     size_t                   pads_small = 0, pads_big = 0;
     em_plog_pkt_t           *pk;
-    em_session_stats_t       ss;
+    em_recovery_stats_t       ss;
 
     for (size_t i = 0; i < WRAP_N; i++) {
         wrec_t  *w = &wmodel[i];
@@ -1871,7 +1871,7 @@ START_TEST(test_plog_wrap)
                              w->att ? &attv : NULL, w->att ? 1 : 0, 1000 + (int64_t) i);
         CHECK(w->offset == i + 1, "record %zu: offset %llu", i, (unsigned long long) w->offset);
 
-        em_session_stats(&st, 0, &ss);
+        em_recovery_stats(&st, 0, &ss);
         CHECK(ss.log_records >= 1 && ss.log_records <= i + 1, "record %zu: %llu records", i,
               (unsigned long long) ss.log_records);
         CHECK(ss.log_records + ss.log_evicted == i + 1, "record %zu: %llu records + %llu evicted", i,
@@ -1923,15 +1923,15 @@ START_TEST(test_plog_wrap)
               "record %zu: inclusive replay starts wrong", i);
         em_plog_pkts_free(pk);
     }
-    em_session_stats(&st, 0, &ss);
+    em_recovery_stats(&st, 0, &ss);
     ck_assert_uint_gt(ss.log_evicted, WRAP_N / 2);
     ck_assert_uint_gt(lg->head, 10 * lg->size);
     ck_assert_msg(pads_small > 0 && pads_big > 0, "paddings: %zu small, %zu with a header",
                   pads_small, pads_big);
 
     /* Expiring everything, padding and all, leaves an empty log that works. */
-    em_session_expire(&st, 1000000, 1000);
-    em_session_stats(&st, 0, &ss);
+    em_recovery_expire(&st, 1000000, 1000);
+    em_recovery_stats(&st, 0, &ss);
     ck_assert_uint_eq(ss.log_records, 0);
     ck_assert_uint_eq(ss.log_bytes, 0);
     ck_assert_uint_eq(ss.log_evicted, WRAP_N);
@@ -2296,7 +2296,7 @@ zones_fill(void)
     em_room_add(&st, 0, EM_STR("/"), EM_STR("room"), EM_STR("alice"), NULL);
     em_limit_hit(&st, "k", 1, 5, 1000000, 0, 10, &r);
     ck_assert_uint_eq(r.remaining, 4);
-    ck_assert_int_eq(em_session_save(&st, EM_STR("s1"), sess(&s, EM_ST_SESSION_PID, 0, 1, 1, 0, "S"), 1),
+    ck_assert_int_eq(em_recovery_save(&st, EM_STR("s1"), sess(&s, EM_ST_SESSION_PID, 0, 1, 1, 0, "S"), 1),
                      EM_OK);
     plog_put("/", NULL, NULL, EM_STR("[\"one\"]"), NULL, 0, 10);
     plog_put("/", NULL, NULL, EM_STR("[\"two\"]"), NULL, 0, 10);
@@ -2330,7 +2330,7 @@ zones_check(int zone, int round)
                          EM_OK);
         break;
     case EM_ZONE_SESSIONS:
-        ck_assert_int_eq(em_session_get(&st, EM_STR("s1"), &s), EM_OK);
+        ck_assert_int_eq(em_recovery_get(&st, EM_STR("s1"), &s), EM_OK);
         ck_assert_str_eq(s.sid, "S");
         ck_assert_int_eq(em_plog_replay(&st, EM_STR("/"), &one, 1, 1, 0, &pk), EM_OK);
         ck_assert_uint_eq(pkts_count(pk), 1 + (size_t) round);

@@ -1,5 +1,5 @@
 /*
- * em_session.c - recovery sessions and the packet log they are restored
+ * em_recovery.c - recovery sessions and the packet log they are restored
  * from.
  *
  * A Socket.IO session (key: its pid) is stored when the socket connects and
@@ -15,10 +15,10 @@
 
 #include "em_state.h"
 
-static int64_t em_session_clock;    /* "now" for the eviction test, under the lock */
+static int64_t em_recovery_clock;    /* "now" for the eviction test, under the lock */
 
 static em_shtab_t *
-em_sessions(em_state_t *st)
+em_recovery_table(em_state_t *st)
 {
     return (em_shtab_t *) ((char *) st->hdr + st->hdr->sessions_off);
 }
@@ -80,22 +80,22 @@ em_plog_next(em_state_t *st)
 
 /* Only an expired session may make room for another. */
 static int
-em_session_evictable(const void *v)
+em_recovery_evictable(const void *v)
 {
     const em_st_session_t *s = v;
 
-    return s->expires != 0 && s->expires < em_session_clock;
+    return s->expires != 0 && s->expires < em_recovery_clock;
 }
 
 int
-em_session_save(em_state_t *st, em_str_t key, const em_st_session_t *s, int64_t now)
+em_recovery_save(em_state_t *st, em_str_t key, const em_st_session_t *s, int64_t now)
 {
     em_st_session_t *e;
     int              created;
 
     em_state_lock(st, EM_ZONE_SESSIONS);
-    em_session_clock = now;
-    e = em_shtab_put(em_sessions(st), key.data, key.len, &created, em_session_evictable);
+    em_recovery_clock = now;
+    e = em_shtab_put(em_recovery_table(st), key.data, key.len, &created, em_recovery_evictable);
     if (e != NULL) {
         memcpy(e, s, sizeof(*e));
     }
@@ -111,7 +111,7 @@ em_session_save(em_state_t *st, em_str_t key, const em_st_session_t *s, int64_t 
  * over-long room list as one that overflowed).
  */
 static void
-em_session_copy(em_st_session_t *out, const em_st_session_t *e)
+em_recovery_copy(em_st_session_t *out, const em_st_session_t *e)
 {
     memcpy(out, e, sizeof(*out));
     out->sid[sizeof(out->sid) - 1] = '\0';
@@ -129,33 +129,33 @@ em_session_copy(em_st_session_t *out, const em_st_session_t *e)
 }
 
 int
-em_session_get(em_state_t *st, em_str_t key, em_st_session_t *out)
+em_recovery_get(em_state_t *st, em_str_t key, em_st_session_t *out)
 {
     em_st_session_t *e;
 
     em_state_lock(st, EM_ZONE_SESSIONS);
-    e = em_shtab_get(em_sessions(st), key.data, key.len);
+    e = em_shtab_get(em_recovery_table(st), key.data, key.len);
     if (e != NULL) {
-        em_session_copy(out, e);
+        em_recovery_copy(out, e);
     }
     em_state_unlock(st, EM_ZONE_SESSIONS);
     return e != NULL ? EM_OK : EM_DECLINED;
 }
 
 int
-em_session_take(em_state_t *st, em_str_t key, int kind, unsigned slot, uint32_t pid, int64_t now,
+em_recovery_take(em_state_t *st, em_str_t key, int kind, unsigned slot, uint32_t pid, int64_t now,
                 em_st_session_t *out)
 {
     em_st_session_t *e;
     int              rc = EM_DECLINED;
 
     em_state_lock(st, EM_ZONE_SESSIONS);
-    e = em_shtab_get(em_sessions(st), key.data, key.len);
+    e = em_shtab_get(em_recovery_table(st), key.data, key.len);
     if (e == NULL || e->kind != kind) {
         goto done;
     }
     if (e->expires != 0 && e->expires < now) {
-        em_shtab_del(em_sessions(st), e);
+        em_shtab_del(em_recovery_table(st), e);
         goto done;
     }
     if (e->expires == 0) {
@@ -165,9 +165,9 @@ em_session_take(em_state_t *st, em_str_t key, int kind, unsigned slot, uint32_t 
         }
         e->offset = em_plog_next(st);
     }
-    em_session_copy(out, e);
+    em_recovery_copy(out, e);
     if (kind == EM_ST_SESSION_PID) {
-        em_shtab_del(em_sessions(st), e);
+        em_shtab_del(em_recovery_table(st), e);
     } else {
         e->expires = 0;
         e->owner_slot = (uint16_t) slot;
@@ -181,13 +181,13 @@ done:
 }
 
 int
-em_session_set_rooms(em_state_t *st, em_str_t key, const char *rooms, size_t len, uint16_t nrooms,
+em_recovery_set_rooms(em_state_t *st, em_str_t key, const char *rooms, size_t len, uint16_t nrooms,
                      int64_t now)
 {
     em_st_session_t *e;
 
     em_state_lock(st, EM_ZONE_SESSIONS);
-    e = em_shtab_get(em_sessions(st), key.data, key.len);
+    e = em_shtab_get(em_recovery_table(st), key.data, key.len);
     if (e != NULL) {
         if (len <= EM_ST_ROOMS_MAX) {
             memcpy(e->rooms, rooms, len);
@@ -204,12 +204,12 @@ em_session_set_rooms(em_state_t *st, em_str_t key, const char *rooms, size_t len
 }
 
 void
-em_session_release(em_state_t *st, em_str_t key, int64_t now, int64_t keep)
+em_recovery_release(em_state_t *st, em_str_t key, int64_t now, int64_t keep)
 {
     em_st_session_t *e;
 
     em_state_lock(st, EM_ZONE_SESSIONS);
-    e = em_shtab_get(em_sessions(st), key.data, key.len);
+    e = em_shtab_get(em_recovery_table(st), key.data, key.len);
     if (e != NULL && e->expires == 0) {
         e->expires = now + keep;
         e->last_activity = now;
@@ -219,26 +219,26 @@ em_session_release(em_state_t *st, em_str_t key, int64_t now, int64_t keep)
 }
 
 void
-em_session_drop(em_state_t *st, em_str_t key)
+em_recovery_drop(em_state_t *st, em_str_t key)
 {
     em_st_session_t *e;
 
     em_state_lock(st, EM_ZONE_SESSIONS);
-    e = em_shtab_get(em_sessions(st), key.data, key.len);
+    e = em_shtab_get(em_recovery_table(st), key.data, key.len);
     if (e != NULL) {
-        em_shtab_del(em_sessions(st), e);
+        em_shtab_del(em_recovery_table(st), e);
     }
     em_state_unlock(st, EM_ZONE_SESSIONS);
 }
 
 void
-em_session_sweep_slot(em_state_t *st, unsigned slot, int64_t now, int64_t keep)
+em_recovery_sweep_slot(em_state_t *st, unsigned slot, int64_t now, int64_t keep)
 {
     uint32_t         it = 0, me = em_state_slot_pid(st, slot);
     em_st_session_t *e;
 
     em_state_lock(st, EM_ZONE_SESSIONS);
-    while ((e = em_shtab_next(em_sessions(st), &it)) != NULL) {
+    while ((e = em_shtab_next(em_recovery_table(st), &it)) != NULL) {
         if (e->expires == 0 && e->owner_slot == slot && e->owner_pid != me) {
             e->expires = now + keep;
             e->offset = em_plog_next(st);
@@ -288,16 +288,16 @@ em_plog_pop(em_plog_t *lg)
 }
 
 void
-em_session_expire(em_state_t *st, int64_t now, int64_t keep)
+em_recovery_expire(em_state_t *st, int64_t now, int64_t keep)
 {
     uint32_t         it = 0;
     em_st_session_t *e;
     em_plog_t       *lg;
 
     em_state_lock(st, EM_ZONE_SESSIONS);
-    while ((e = em_shtab_next(em_sessions(st), &it)) != NULL) {
+    while ((e = em_shtab_next(em_recovery_table(st), &it)) != NULL) {
         if (e->expires != 0 && e->expires < now) {
-            em_shtab_del(em_sessions(st), e);
+            em_shtab_del(em_recovery_table(st), e);
         }
     }
     lg = em_plog(st);
@@ -313,14 +313,14 @@ em_session_expire(em_state_t *st, int64_t now, int64_t keep)
 }
 
 void
-em_session_stats(em_state_t *st, int64_t now, em_session_stats_t *out)
+em_recovery_stats(em_state_t *st, int64_t now, em_recovery_stats_t *out)
 {
     uint32_t         it = 0;
     em_st_session_t *e;
 
     memset(out, 0, sizeof(*out));
     em_state_lock(st, EM_ZONE_SESSIONS);
-    while ((e = em_shtab_next(em_sessions(st), &it)) != NULL) {
+    while ((e = em_shtab_next(em_recovery_table(st), &it)) != NULL) {
         if (e->expires != 0 && e->expires < now) {
             continue;
         }

@@ -505,6 +505,6 @@ em_state_sweep_slot(em_state_t *st, unsigned slot, int64_t now, int64_t max_disc
         }
     }
     em_state_unlock(st, EM_ZONE_PRESENCE);
-    em_session_sweep_slot(st, slot, now, max_disconnection);
+    em_recovery_sweep_slot(st, slot, now, max_disconnection);
     em_monitor_sweep_slot(st, slot);
 }

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "em_broker.h"
+#include "em_shm.h"
 #include "em_log.h"
 #include "em_state.h"
 

@@ -1,7 +1,7 @@
 /*
  * em_brkrec-t.h - the layout of the broadcast record a worker puts on its
  * "up" ring for the broker, which relays it unchanged to the other workers'
- * "down" rings (em_broker-t.h). Written by em_brkrec_encode() only, read by
+ * "down" rings (em_shm-t.h). Written by em_brkrec_encode() only, read by
  * em_brkrec_decode() only (em_brkrec.h), in the byte order of the host: the
  * rings never leave the machine.
  *

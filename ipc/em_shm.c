@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "em_brkrec.h"
-#include "em_broker.h"
+#include "em_shm.h"
 #include "em_log.h"
 
 void *

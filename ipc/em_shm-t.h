@@ -1,5 +1,5 @@
 /*
- * em_broker-t.h - layouts shared by the master, the broker and the workers.
+ * em_shm-t.h - layouts shared by the master, the broker and the workers.
  *
  * The shared segment (a memfd the master creates before it forks anyone, so
  * a restarted broker or worker maps the same bytes again) holds a header and
@@ -8,8 +8,8 @@
  * versioned structs (em_brkrec-t.h), each followed by variable parts whose
  * lengths the struct gives; every field is validated on receipt.
  */
-#ifndef EM_BROKER_T_H
-#define EM_BROKER_T_H
+#ifndef EM_SHM_T_H
+#define EM_SHM_T_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -158,29 +158,29 @@ void em_room_users(em_state_t *st, em_str_t nsp, em_str_t room,
 void em_state_sweep_slot(em_state_t *st, unsigned slot, int64_t now, int64_t max_disconnection,
                          em_pchanges_t *chg);
 
-/* ---- em_session.c: recovery sessions and the packet log ---- */
+/* ---- em_recovery.c: recovery sessions and the packet log ---- */
 
 /* Sessions held by a dead worker's sockets start their expiry now. */
-void em_session_sweep_slot(em_state_t *st, unsigned slot, int64_t now, int64_t keep);
+void em_recovery_sweep_slot(em_state_t *st, unsigned slot, int64_t now, int64_t keep);
 /* Drop expired sessions and log records older than keep ms. */
-void em_session_expire(em_state_t *st, int64_t now, int64_t keep);
+void em_recovery_expire(em_state_t *st, int64_t now, int64_t keep);
 
 /* Store (insert or replace) a session under key. Expired sessions make room
  * when the table is full; EM_ERROR when it stays full. */
-int  em_session_save(em_state_t *st, em_str_t key, const em_st_session_t *s, int64_t now);
+int  em_recovery_save(em_state_t *st, em_str_t key, const em_st_session_t *s, int64_t now);
 /* Copy a session out; EM_DECLINED if absent. */
-int  em_session_get(em_state_t *st, em_str_t key, em_st_session_t *out);
+int  em_recovery_get(em_state_t *st, em_str_t key, em_st_session_t *out);
 /* Take a session to restore it: present, of that kind, not expired and not
  * held by a live socket (a socket whose worker died does not hold it). The
  * pid kind is removed; a token stays, now held by the caller. */
-int  em_session_take(em_state_t *st, em_str_t key, int kind, unsigned slot, uint32_t pid,
+int  em_recovery_take(em_state_t *st, em_str_t key, int kind, unsigned slot, uint32_t pid,
                      int64_t now, em_st_session_t *out);
 /* Replace the rooms of a held session. */
-int  em_session_set_rooms(em_state_t *st, em_str_t key, const char *rooms, size_t len,
+int  em_recovery_set_rooms(em_state_t *st, em_str_t key, const char *rooms, size_t len,
                           uint16_t nrooms, int64_t now);
 /* Its socket went: keep it until now + keep ms (the log's next offset noted). */
-void em_session_release(em_state_t *st, em_str_t key, int64_t now, int64_t keep);
-void em_session_drop(em_state_t *st, em_str_t key);
+void em_recovery_release(em_state_t *st, em_str_t key, int64_t now, int64_t keep);
+void em_recovery_drop(em_state_t *st, em_str_t key);
 
 typedef struct {
     uint64_t pid_sessions;      /* connected + disconnected */
@@ -190,9 +190,9 @@ typedef struct {
     uint64_t log_records;
     uint64_t log_evicted;
     uint64_t log_bytes;
-} em_session_stats_t;
+} em_recovery_stats_t;
 
-void em_session_stats(em_state_t *st, int64_t now, em_session_stats_t *out);
+void em_recovery_stats(em_state_t *st, int64_t now, em_recovery_stats_t *out);
 
 /* Append to the packet log: em_plog_begin() locks and returns the offset the
  * record will get; the caller puts it into the data, then em_plog_commit()
