@@ -58,7 +58,7 @@ em_adapter_join(em_sio_socket_t *s, em_str_t name)
             return EM_OK;
         }
     }
-    if (s->nrooms >= em_w.conf->limits.rooms) {
+    if (s->nrooms >= em_loop.conf->limits.rooms) {
         return EM_DECLINED;
     }
     if (r == NULL) {

@@ -132,7 +132,7 @@ em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data
         atts[i] = (em_str_t) { att[i]->data, att[i]->len };
     }
     m = (em_brk_msg_t) {
-        .origin = (uint16_t) em_w.slot,
+        .origin = (uint16_t) em_loop.slot,
         .flags = (uint16_t) ((conf_index >= 0 ? EM_BRK_F_CONF : 0) | (logged ? EM_BRK_F_OFFSET : 0)),
         .conf_index = conf_index >= 0 ? (uint32_t) conf_index : 0,
         .nsp = nsp,
@@ -228,7 +228,7 @@ em_bus_deliver(const unsigned char *rec, size_t len)
     int           ok = 0;
 
     if (em_brkrec_decode(rec, len, &v) != EM_OK
-        || ((v.flags & EM_BRK_F_CONF) && v.conf_index >= em_w.conf->nnsps)) {
+        || ((v.flags & EM_BRK_F_CONF) && v.conf_index >= em_loop.conf->nnsps)) {
         goto bad;
     }
     nrooms = v.rooms.n;
@@ -320,8 +320,8 @@ em_bus_init(int shm_fd, int bell, int broker_bell)
         return EM_OK;
     }
     if (em_shm_map(&em_bus.shm, shm_fd) != EM_OK
-        || em_shm_ring(&em_bus.shm, em_w.slot, EM_SHM_UP, &em_bus.up) != EM_OK
-        || em_shm_ring(&em_bus.shm, em_w.slot, EM_SHM_DOWN, &em_bus.down) != EM_OK) {
+        || em_shm_ring(&em_bus.shm, em_loop.slot, EM_SHM_UP, &em_bus.up) != EM_OK
+        || em_shm_ring(&em_bus.shm, em_loop.slot, EM_SHM_DOWN, &em_bus.down) != EM_OK) {
         em_log(EM_LOG_ERR, 0, "cannot attach to the broker's rings");
         return EM_ERROR;
     }
@@ -329,13 +329,13 @@ em_bus_init(int shm_fd, int bell, int broker_bell)
     em_bus.broker_bell = broker_bell;
     em_bus.rec_cap = em_ring_max_payload(&em_bus.down);
     em_bus.rec = malloc(em_bus.rec_cap);
-    em_bus.bell_ev = event_new(em_w.base, bell, EV_READ | EV_PERSIST, em_bus_bell_cb, NULL);
+    em_bus.bell_ev = event_new(em_loop.base, bell, EV_READ | EV_PERSIST, em_bus_bell_cb, NULL);
     if (em_bus.rec == NULL || em_bus.bell_ev == NULL || event_add(em_bus.bell_ev, NULL) != 0) {
         em_log(EM_LOG_ERR, 0, "cannot set up the broker bell");
         return EM_ERROR;
     }
     /* Our sockets died with the previous worker in this slot, if any. */
-    em_bus.filter = em_shm_filter(&em_bus.shm, em_w.slot);
+    em_bus.filter = em_shm_filter(&em_bus.shm, em_loop.slot);
     for (unsigned i = 0; i < EM_SHM_FILTER_SLOTS; i++) {
         __atomic_store_n(&em_bus.filter[i], 0, __ATOMIC_RELEASE);
     }

@@ -18,9 +18,7 @@
 #include "em_cluster.h"
 #include "em_http.h"
 #include "em_log.h"
-#include "em_lua.h"
 #include "em_socketio.h"
-#include "em_worker.h"
 
 em_state_t em_cluster;
 
@@ -32,12 +30,13 @@ em_cluster_init(int fd)
     if (em_state_map(&em_cluster, fd) != EM_OK) {
         return EM_ERROR;
     }
-    if (em_cluster.hdr->nworkers != em_w.nworkers) {
+    em_loop.state = &em_cluster;
+    if (em_cluster.hdr->nworkers != em_loop.nworkers) {
         em_log(EM_LOG_ERR, 0, "the state segment is for %u workers, not %u",
-               em_cluster.hdr->nworkers, em_w.nworkers);
+               em_cluster.hdr->nworkers, em_loop.nworkers);
         return EM_ERROR;
     }
-    em_state_slot_set(&em_cluster, em_w.slot, (uint32_t) getpid());
+    em_state_slot_set(&em_cluster, em_loop.slot, (uint32_t) getpid());
     return EM_OK;
 }
 
@@ -53,6 +52,7 @@ em_cluster_init_private(void)
     if (em_state_create(&em_cluster, 1, &sz) != EM_OK) {
         return EM_ERROR;
     }
+    em_loop.state = &em_cluster;
     em_cluster_private = 1;
     return EM_OK;
 }
@@ -60,7 +60,7 @@ em_cluster_init_private(void)
 static int64_t
 em_cluster_keep(void)
 {
-    return (int64_t) em_w.conf->recovery_max_disconnection;
+    return (int64_t) em_loop.conf->recovery_max_disconnection;
 }
 
 static void
@@ -79,13 +79,13 @@ em_cluster_start(void)
 
     /* A worker that died in this slot left its sockets in the shared
      * state: they are gone, and their users may be offline now. */
-    em_state_sweep_slot(&em_cluster, em_w.slot, em_state_now(), em_cluster_keep(), &chg);
+    em_state_sweep_slot(&em_cluster, em_loop.slot, em_state_now(), em_cluster_keep(), &chg);
     em_cluster_fire(&chg);
 
     /* Without a broker, the only worker keeps the state tidy. */
-    if (em_w.nworkers == 1) {
+    if (em_loop.nworkers == 1) {
         struct timeval second = { 1, 0 };
-        em_cluster_tidy_ev = event_new(em_w.base, -1, EV_PERSIST, em_cluster_tidy_cb, NULL);
+        em_cluster_tidy_ev = event_new(em_loop.base, -1, EV_PERSIST, em_cluster_tidy_cb, NULL);
         if (em_cluster_tidy_ev != NULL) {
             event_add(em_cluster_tidy_ev, &second);
         }
@@ -99,6 +99,7 @@ em_cluster_shutdown(void)
         event_free(em_cluster_tidy_ev);
         em_cluster_tidy_ev = NULL;
     }
+    em_loop.state = NULL;
     em_state_unmap(&em_cluster);
     if (em_cluster_private) {
         close(em_cluster.fd);
@@ -115,7 +116,7 @@ em_cluster_fire(em_pchanges_t *chg)
                chg->lost);
     }
     for (size_t i = 0; i < chg->n; i++) {
-        em_lua_presence_event(&chg->v[i]);
+        em_sio_app.presence(&chg->v[i]);
     }
     em_pchanges_free(chg);
 }
@@ -167,7 +168,7 @@ em_cluster_socket_ua(const em_sio_socket_t *s)
 int
 em_cluster_connect_limit(em_sio_socket_t *s, int64_t *retry_after)
 {
-    const em_conf_limit_t *l = &em_w.conf->nsps[s->nsp->conf_index].connect_limit;
+    const em_conf_limit_t *l = &em_loop.conf->nsps[s->nsp->conf_index].connect_limit;
     em_str_t               ip = em_cluster_socket_ip(s);
     em_limit_result_t      r;
     char                   key[256];
@@ -247,7 +248,7 @@ em_cluster_session_new(em_sio_socket_t *s, const char *key, int kind)
     }
     e->created = e->last_activity = now;
     e->owner_pid = (uint32_t) getpid();
-    e->owner_slot = (uint16_t) em_w.slot;
+    e->owner_slot = (uint16_t) em_loop.slot;
     e->kind = (uint8_t) kind;
     memcpy(e->sid, s->id, EM_SID_LEN);
     e->nsp_len = (uint16_t) (s->nsp->name_len < EM_ST_NAME_MAX ? s->nsp->name_len : 0);
@@ -338,7 +339,7 @@ em_cluster_recover(em_sio_socket_t *s, json_t *auth, char **buf, em_str_t **room
     *rooms = NULL;
     *nrooms = 0;
     *offset = 0;
-    if (!em_w.conf->recovery || auth == NULL
+    if (!em_loop.conf->recovery || auth == NULL
         || (pid = json_string_value(json_object_get(auth, "pid"))) == NULL
         || (offs = json_string_value(json_object_get(auth, "offset"))) == NULL
         || (*offset = em_cluster_offset_parse(offs)) == 0 || strlen(pid) >= 64) {
@@ -348,7 +349,7 @@ em_cluster_recover(em_sio_socket_t *s, json_t *auth, char **buf, em_str_t **room
     if (e == NULL) {
         return EM_DECLINED;
     }
-    if (em_recovery_take(&em_cluster, (em_str_t) { pid, strlen(pid) }, EM_ST_SESSION_PID, em_w.slot,
+    if (em_recovery_take(&em_cluster, (em_str_t) { pid, strlen(pid) }, EM_ST_SESSION_PID, em_loop.slot,
                         (uint32_t) getpid(), em_state_now(), e) != EM_OK
         || e->overflow || e->nsp_len != s->nsp->name_len
         || memcmp(e->nsp, s->nsp->name, e->nsp_len) != 0
@@ -393,11 +394,11 @@ em_cluster_socket_connected(em_sio_socket_t *s)
     em_pchanges_t chg = { 0 };
 
     s->connected_at = em_state_now();
-    em_presence_connect(&em_cluster, em_w.slot, em_cluster_nsp(s), (em_str_t) { "", 0 },
+    em_presence_connect(&em_cluster, em_loop.slot, em_cluster_nsp(s), (em_str_t) { "", 0 },
                         (em_str_t) { NULL, 0 }, s->connected_at, &chg);
     s->counted = 1;
     em_pchanges_free(&chg);
-    if (em_w.conf->recovery) {
+    if (em_loop.conf->recovery) {
         if (s->pid == NULL) {
             char pid[EM_SID_LEN + 1];
             em_sid_random(pid);
@@ -412,7 +413,7 @@ em_cluster_socket_connected(em_sio_socket_t *s)
                           em_cluster_user(s), em_cluster_socket_ip(s), em_cluster_socket_ua(s),
                           (em_str_t) { s->recovered ? "{\"recovered\":true}" : "{}",
                                        s->recovered ? 18 : 2 });
-    em_monitor_connect(&em_cluster, em_w.slot, &ev);
+    em_monitor_connect(&em_cluster, em_loop.slot, &ev);
 }
 
 void
@@ -454,11 +455,11 @@ em_cluster_socket_gone(em_sio_socket_t *s, const char *reason)
     int64_t       now = em_state_now();
 
     if (s->user != NULL) {
-        em_presence_disconnect(&em_cluster, em_w.slot, em_cluster_nsp(s), em_cluster_user(s), now,
+        em_presence_disconnect(&em_cluster, em_loop.slot, em_cluster_nsp(s), em_cluster_user(s), now,
                                &chg);
     }
     if (s->counted) {
-        em_presence_disconnect(&em_cluster, em_w.slot, em_cluster_nsp(s), (em_str_t) { "", 0 },
+        em_presence_disconnect(&em_cluster, em_loop.slot, em_cluster_nsp(s), (em_str_t) { "", 0 },
                                now, NULL);
         s->counted = 0;
         em_st_event_t ev;
@@ -468,7 +469,7 @@ em_cluster_socket_gone(em_sio_socket_t *s, const char *reason)
         em_monitor_event_fill(&ev, "disconnect", (em_str_t) { s->id, EM_SID_LEN },
                               em_cluster_nsp(s), em_cluster_user(s), em_cluster_socket_ip(s),
                               em_cluster_socket_ua(s), (em_str_t) { details, (size_t) n });
-        em_monitor_disconnect(&em_cluster, em_w.slot, now - s->connected_at, &ev);
+        em_monitor_disconnect(&em_cluster, em_loop.slot, now - s->connected_at, &ev);
     }
     if (s->pid != NULL) {
         em_str_t key = { s->pid, strlen(s->pid) };
@@ -490,7 +491,7 @@ em_cluster_room_joined(em_sio_socket_t *s, em_str_t room)
 {
     em_pchanges_t chg = { 0 };
 
-    em_room_add(&em_cluster, em_w.slot, em_cluster_nsp(s), room, em_cluster_user(s), &chg);
+    em_room_add(&em_cluster, em_loop.slot, em_cluster_nsp(s), room, em_cluster_user(s), &chg);
     em_cluster_session_rooms(s);
     em_cluster_fire(&chg);
 }
@@ -500,7 +501,7 @@ em_cluster_room_left(em_sio_socket_t *s, em_str_t room)
 {
     em_pchanges_t chg = { 0 };
 
-    em_room_del(&em_cluster, em_w.slot, em_cluster_nsp(s), room, em_cluster_user(s), &chg);
+    em_room_del(&em_cluster, em_loop.slot, em_cluster_nsp(s), room, em_cluster_user(s), &chg);
     if (!s->closed) {
         em_cluster_session_rooms(s);
     }
@@ -520,8 +521,8 @@ em_cluster_move_room(const char *room, size_t len, void *arg)
     em_cluster_move_t *m = arg;
     em_str_t           r = { room, len };
 
-    em_room_del(&em_cluster, em_w.slot, em_cluster_nsp(m->s), r, m->from, m->chg);
-    em_room_add(&em_cluster, em_w.slot, em_cluster_nsp(m->s), r, m->to, m->chg);
+    em_room_del(&em_cluster, em_loop.slot, em_cluster_nsp(m->s), r, m->from, m->chg);
+    em_room_add(&em_cluster, em_loop.slot, em_cluster_nsp(m->s), r, m->to, m->chg);
 }
 
 int
@@ -539,15 +540,15 @@ em_cluster_set_user(em_sio_socket_t *s, em_str_t user, em_str_t info)
     if (s->user != NULL && strlen(s->user) == user.len && memcmp(s->user, user.data, user.len) == 0) {
         if (info.data != NULL) {
             /* Same user: only the info changes (no new connection). */
-            em_presence_connect(&em_cluster, em_w.slot, em_cluster_nsp(s), user, info, now, NULL);
-            em_presence_disconnect(&em_cluster, em_w.slot, em_cluster_nsp(s), user, now, NULL);
+            em_presence_connect(&em_cluster, em_loop.slot, em_cluster_nsp(s), user, info, now, NULL);
+            em_presence_disconnect(&em_cluster, em_loop.slot, em_cluster_nsp(s), user, now, NULL);
         }
         return EM_OK;
     }
     if (user.len > 0) {
         /* The new identity first: if it cannot be recorded nothing moves. */
         if ((copy = strndup(user.data, user.len)) == NULL
-            || em_presence_connect(&em_cluster, em_w.slot, em_cluster_nsp(s), user, info, now,
+            || em_presence_connect(&em_cluster, em_loop.slot, em_cluster_nsp(s), user, info, now,
                                    &chg) != EM_OK) {
             free(copy);
             em_cluster_fire(&chg);
@@ -557,7 +558,7 @@ em_cluster_set_user(em_sio_socket_t *s, em_str_t user, em_str_t info)
     em_cluster_move_t m = { s, em_cluster_user(s), user, &chg };
     em_adapter_socket_rooms(s, em_cluster_move_room, &m);
     if (s->user != NULL) {
-        em_presence_disconnect(&em_cluster, em_w.slot, em_cluster_nsp(s), em_cluster_user(s), now,
+        em_presence_disconnect(&em_cluster, em_loop.slot, em_cluster_nsp(s), em_cluster_user(s), now,
                                &chg);
         free(s->user);
     }
@@ -638,7 +639,7 @@ em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out, em_p
     *queued = NULL;
     *lost = 0;
     if (token.len == 0 || token.len >= 64
-        || em_recovery_take(&em_cluster, token, EM_ST_SESSION_TOKEN, em_w.slot, (uint32_t) getpid(),
+        || em_recovery_take(&em_cluster, token, EM_ST_SESSION_TOKEN, em_loop.slot, (uint32_t) getpid(),
                            em_state_now(), out) != EM_OK) {
         return EM_DECLINED;
     }
@@ -685,7 +686,7 @@ em_cluster_event_pkt(em_pkt_t *pkt, em_str_t nsp, json_t *args, em_buf_t **atts,
     if (em_sio_pkt_build(pkt, EM_SIO_EVENT, nsp, EM_SIO_NO_ID, args, atts, natt) != EM_OK) {
         return EM_ERROR;
     }
-    if (!em_w.conf->recovery) {
+    if (!em_loop.conf->recovery) {
         return EM_OK;
     }
     if (pkt->natt > EM_CONF_MAX_ATTACHMENTS || pkt->text->len < pkt->data_off + 2

@@ -24,7 +24,6 @@
 
 #include "em_chan-t.h"
 #include "em_conn.h"
-#include "em_engine.h"
 #include "em_log.h"
 #include "em_sid.h"
 
@@ -39,6 +38,9 @@ typedef struct em_conn_chunked {
     size_t             body_len;
     size_t             body_cap;    /* grows with what arrives, never past max_payload */
 } em_conn_chunked_t;
+
+static em_conn_handlers_t em_conn_upper;
+static em_conn_t         *em_conn_reap_list;      /* closed, freed by the reaper */
 
 static void em_conn_io_cb(evutil_socket_t fd, short what, void *arg);
 static void em_conn_process(em_conn_t *c);
@@ -89,7 +91,7 @@ em_conn_writing(const em_conn_t *c)
 static int64_t
 em_conn_timeout_ms(const em_conn_t *c, uint32_t now)
 {
-    const em_conf_limits_t *lim = &em_w.conf->limits;
+    const em_conf_limits_t *lim = &em_loop.conf->limits;
     int64_t                 ms = -1;
 
     if (em_conn_reading_request(c)) {
@@ -132,7 +134,7 @@ em_conn_io_update(em_conn_t *c)
         if (c->io_registered) {
             event_del(&c->ev);
         }
-        event_assign(&c->ev, em_w.base, c->fd, (short) (what | EV_PERSIST), em_conn_io_cb, c);
+        event_assign(&c->ev, em_loop.base, c->fd, (short) (what | EV_PERSIST), em_conn_io_cb, c);
         c->io_what = what;
         c->io_registered = 1;
     } else if (!timed) {
@@ -231,7 +233,7 @@ em_conn_flush_later(em_conn_t *c)
         em_conn_flushcap = cap;
     }
     if (em_conn_flush_ev == NULL
-        && (em_conn_flush_ev = event_new(em_w.base, -1, 0, em_conn_flush_cb, NULL)) == NULL) {
+        && (em_conn_flush_ev = event_new(em_loop.base, -1, 0, em_conn_flush_cb, NULL)) == NULL) {
         em_conn_flush_fallback(c);
         return;
     }
@@ -362,14 +364,14 @@ em_conn_close(em_conn_t *c)
         em_conn_flushq[c->flush_idx] = NULL;
         c->flush_queued = 0;
     }
-    if (c->session != NULL) {
-        em_eio_session_t *s = c->session;
-        c->session = NULL;
-        em_eio_session_conn_lost(s, c);
+    if (c->upper != NULL) {
+        void *upper = c->upper;
+        c->upper = NULL;
+        em_conn_upper.lost(upper, c);
     }
-    c->reap_next = em_w.reap_conns;
-    em_w.reap_conns = c;
-    em_worker_schedule_reap();
+    c->reap_next = em_conn_reap_list;
+    em_conn_reap_list = c;
+    em_loop_schedule_reap();
 }
 
 static void
@@ -383,8 +385,8 @@ em_conn_chunked_free(em_conn_t *c)
     }
 }
 
-void
-em_conn_reap(em_conn_t *c)
+static void
+em_conn_free(em_conn_t *c)
 {
     em_conn_chunked_free(c);
     em_ws_free(c);
@@ -397,16 +399,52 @@ em_conn_reap(em_conn_t *c)
     free(c);
 }
 
+static int
+em_conn_reap(void)
+{
+    em_conn_t *c = em_conn_reap_list;
+
+    em_conn_reap_list = NULL;
+    if (c == NULL) {
+        return 0;
+    }
+    while (c != NULL) {
+        em_conn_t *next = c->reap_next;
+        em_conn_free(c);
+        c = next;
+    }
+    return 1;
+}
+
+int
+em_conn_init(const em_conn_handlers_t *h)
+{
+    em_conn_upper = *h;
+    return em_loop_reaper_add(em_conn_reap);
+}
+
+void
+em_conn_ws_message(em_conn_t *c, const char *data, size_t len, int binary)
+{
+    em_conn_upper.ws_message(c->upper, c, data, len, binary);
+}
+
+const char *
+em_conn_upper_id(const em_conn_t *c)
+{
+    return c->upper != NULL ? em_conn_upper.upper_id(c->upper) : NULL;
+}
+
 void
 em_conn_drain(em_conn_t *c)
 {
     if (c->state == EM_CONN_CLOSED || c->state == EM_CONN_DRAIN) {
         return;
     }
-    if (c->session != NULL) {
-        em_eio_session_t *s = c->session;
-        c->session = NULL;
-        em_eio_session_conn_lost(s, c);
+    if (c->upper != NULL) {
+        void *upper = c->upper;
+        c->upper = NULL;
+        em_conn_upper.lost(upper, c);
         if (c->state == EM_CONN_CLOSED) {
             return;
         }
@@ -425,7 +463,7 @@ static int
 em_conn_write_head(em_conn_t *c, int status, const char *ctype, size_t len)
 {
     struct evbuffer *out = em_conn_output(c);
-    const em_conf_t *conf = em_w.conf;
+    const em_conf_t *conf = em_loop.conf;
 
     if (out == NULL) {
         em_conn_close(c);
@@ -464,7 +502,7 @@ em_conn_request_done(em_conn_t *c)
     }
     c->state = EM_CONN_HEAD;
     c->req_since = em_conn_now();
-    c->session = NULL;
+    c->upper = NULL;
     c->served++;
     em_conn_io_update(c);
     if (!c->in_process && c->in != NULL && evbuffer_get_length(c->in) > 0) {
@@ -531,7 +569,7 @@ em_conn_fail(em_conn_t *c, int status)
 static void
 em_conn_refuse(em_conn_t *c, int status, em_limit_t limit, const char *why)
 {
-    em_worker_violation(c->fd, NULL, limit, "%s: answered %d", why, status);
+    em_loop_violation(c->fd, NULL, limit, "%s: answered %d", why, status);
     em_conn_fail(c, status);
 }
 
@@ -543,10 +581,10 @@ em_conn_cors(em_conn_t *c, const em_http_req_t *req)
 
     free(c->origin);
     c->origin = NULL;
-    if (!em_w.conf->cors_enabled || (origin = em_http_header(req, "origin")) == NULL) {
+    if (!em_loop.conf->cors_enabled || (origin = em_http_header(req, "origin")) == NULL) {
         return;
     }
-    if (em_conf_origin_allowed(em_w.conf, origin->value.data, origin->value.len)
+    if (em_conf_origin_allowed(em_loop.conf, origin->value.data, origin->value.len)
         && memchr(origin->value.data, '\r', origin->value.len) == NULL
         && memchr(origin->value.data, '\n', origin->value.len) == NULL) {
         c->origin = strndup(origin->value.data, origin->value.len);
@@ -569,7 +607,7 @@ em_conn_preflight(em_conn_t *c, const em_http_req_t *req)
                             "Access-Control-Allow-Origin: %s\r\nVary: Origin, Access-Control-Request-Headers\r\n"
                             "Access-Control-Allow-Methods: GET,HEAD,PUT,PATCH,POST,DELETE\r\n",
                             c->origin);
-        if (em_w.conf->cors_credentials) {
+        if (em_loop.conf->cors_credentials) {
             evbuffer_add_printf(out, "Access-Control-Allow-Credentials: true\r\n");
         }
         if (h != NULL && memchr(h->value.data, '\r', h->value.len) == NULL
@@ -595,7 +633,7 @@ em_conn_handoff(em_conn_t *c, unsigned slot)
     const char      *data = (const char *) evbuffer_pullup(in, -1);
     int              fd = c->fd;
 
-    if (len > EM_CHAN_MAX_DATA || em_worker_handoff(fd, slot, data, len) != EM_OK) {
+    if (len > EM_CHAN_MAX_DATA || em_loop.handlers.handoff(fd, slot, data, len) != EM_OK) {
         em_conn_fail(c, 503);
         return;
     }
@@ -618,7 +656,7 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
     c->keep_alive = req->keep_alive;
     em_conn_cors(c, req);
 
-    ep = em_conf_endpoint(em_w.conf, req->path.data, req->path.len);
+    ep = em_conf_endpoint(em_loop.conf, req->path.data, req->path.len);
     if (ep == NULL) {
         if (req->content_length > 0 || req->chunked) {
             c->keep_alive = 0;
@@ -628,10 +666,10 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
     }
 
     n = em_http_query_get(req->query, "sid", sid, sizeof(sid));
-    if (!c->noroute && em_w.nworkers > 1) {
+    if (!c->noroute && em_loop.nworkers > 1) {
         if (n > 0) {
             int slot = em_sid_slot(sid, (size_t) n);
-            if (slot >= 0 && (unsigned) slot != em_w.slot && (unsigned) slot < em_w.nworkers) {
+            if (slot >= 0 && (unsigned) slot != em_loop.slot && (unsigned) slot < em_loop.nworkers) {
                 em_conn_handoff(c, slot);
                 return 0;
             }
@@ -669,7 +707,7 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
     }
     if (req->method == EM_HTTP_POST && req->content_length > 0) {
         if ((size_t) req->content_length > ep->max_payload) {
-            em_worker_violation(c->fd, NULL, EM_LIMIT_REQUEST_SIZE,
+            em_loop_violation(c->fd, NULL, EM_LIMIT_REQUEST_SIZE,
                                 "a request body of %lld bytes (max_payload %zu): answered 413",
                                 (long long) req->content_length, ep->max_payload);
             c->keep_alive = 0;
@@ -681,7 +719,7 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
         c->body_len = (uint32_t) req->content_length;   /* <= max_payload (1 GiB) */
         return 0;
     }
-    em_engine_request(c, req, NULL, 0);
+    em_conn_upper.request(c, req, NULL, 0);
     return req->head_len;
 }
 
@@ -735,7 +773,7 @@ em_conn_process(em_conn_t *c)
                 em_conn_fail(c, 400);
                 break;
             }
-            em_engine_request(c, &req, buf + c->head_len, c->body_len);
+            em_conn_upper.request(c, &req, buf + c->head_len, c->body_len);
             consumed = total;
         } else if (c->state == EM_CONN_CHUNKED) {
             em_conn_chunked_t *ch = c->chunked;
@@ -750,7 +788,7 @@ em_conn_process(em_conn_t *c)
                 size_t cap = EM_MIN(c->endpoint->max_payload, EM_MAX(need, ch->body_cap * 2));
                 char  *nb = realloc(ch->body, cap);
                 if (nb == NULL) {
-                    em_worker_violation(c->fd, NULL, EM_LIMIT_MEMORY,
+                    em_loop_violation(c->fd, NULL, EM_LIMIT_MEMORY,
                                         "no memory for a chunked body of %zu bytes", cap);
                     em_conn_chunked_free(c);
                     em_conn_fail(c, 503);
@@ -770,7 +808,7 @@ em_conn_process(em_conn_t *c)
                 em_conn_chunked_free(c);
                 c->keep_alive = 0;
                 if (rc == EM_DECLINED) {
-                    em_worker_violation(c->fd, NULL, EM_LIMIT_REQUEST_SIZE,
+                    em_loop_violation(c->fd, NULL, EM_LIMIT_REQUEST_SIZE,
                                         "a chunked body over max_payload (%zu): answered 413",
                                         c->endpoint->max_payload);
                     em_conn_respond(c, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
@@ -785,7 +823,7 @@ em_conn_process(em_conn_t *c)
                 break;
             }
             c->state = EM_CONN_BODY;    /* the engine answers as for any POST */
-            em_engine_request(c, &req, ch->body, ch->body_len);
+            em_conn_upper.request(c, &req, ch->body, ch->body_len);
             em_conn_chunked_free(c);
             consumed = 0;
         } else if (c->state == EM_CONN_WS) {
@@ -887,7 +925,7 @@ em_conn_do_read(em_conn_t *c)
 static int
 em_conn_output_over(em_conn_t *c)
 {
-    const em_conf_limits_t *lim = &em_w.conf->limits;
+    const em_conf_limits_t *lim = &em_loop.conf->limits;
     size_t                  left = evbuffer_get_length(c->out);
     uint32_t                now;
 
@@ -896,7 +934,7 @@ em_conn_output_over(em_conn_t *c)
         return EM_OK;
     }
     if (left > lim->output_hard) {
-        em_worker_violation(c->fd, c->session ? c->session->sid : NULL, EM_LIMIT_OUTPUT,
+        em_loop_violation(c->fd, em_conn_upper_id(c), EM_LIMIT_OUTPUT,
                             "%zu bytes of output unread (output_hard %zu)", left, lim->output_hard);
         return EM_ERROR;
     }
@@ -906,7 +944,7 @@ em_conn_output_over(em_conn_t *c)
         return EM_OK;
     }
     if ((uint32_t) (now - c->soft_since) >= lim->output_soft_time) {
-        em_worker_violation(c->fd, c->session ? c->session->sid : NULL, EM_LIMIT_OUTPUT,
+        em_loop_violation(c->fd, em_conn_upper_id(c), EM_LIMIT_OUTPUT,
                             "over %zu bytes of output unread for %u ms (output_soft)",
                             lim->output_soft, lim->output_soft_time);
         return EM_ERROR;
@@ -940,11 +978,11 @@ em_conn_do_write(em_conn_t *c)
 static void
 em_conn_timed_out(em_conn_t *c)
 {
-    const em_conf_limits_t *lim = &em_w.conf->limits;
+    const em_conf_limits_t *lim = &em_loop.conf->limits;
     uint32_t                now = em_conn_now();
 
     if (em_conn_writing(c) && (uint32_t) (now - c->write_since) >= lim->write_timeout) {
-        em_worker_violation(c->fd, c->session ? c->session->sid : NULL, EM_LIMIT_WRITE_TIMEOUT,
+        em_loop_violation(c->fd, em_conn_upper_id(c), EM_LIMIT_WRITE_TIMEOUT,
                             "took none of its %zu bytes of output for %u ms",
                             evbuffer_get_length(c->out), lim->write_timeout);
         em_conn_close(c);
@@ -956,12 +994,12 @@ em_conn_timed_out(em_conn_t *c)
             em_conn_close(c);   /* an idle keep-alive connection, or one that sent nothing */
             return;
         }
-        em_worker_violation(c->fd, NULL, EM_LIMIT_REQUEST_TIMEOUT,
+        em_loop_violation(c->fd, NULL, EM_LIMIT_REQUEST_TIMEOUT,
                             "sent no whole request within %u ms", lim->request_timeout);
         c->keep_alive = 0;
         em_conn_chunked_free(c);
         c->state = EM_CONN_HEAD;
-        c->session = NULL;
+        c->upper = NULL;
         em_conn_fail(c, 408);
         return;
     }

@@ -5,6 +5,11 @@
  *
  * A connection is never freed inside its own callback: em_conn_close() marks
  * it and the worker's reaper frees it after the callback returns.
+ *
+ * The layer above (Engine.IO sessions) registers what it must hear
+ * (em_conn_handlers_t): a complete request for one of its endpoints, a
+ * WebSocket message, and that a connection it was attached to (c->upper) is
+ * gone. This layer never names the one above.
  */
 #ifndef EM_CONN_H
 #define EM_CONN_H
@@ -16,7 +21,9 @@
 
 #include "em_buf.h"
 #include "em_http.h"
-#include "em_worker.h"
+#include "em_loop.h"
+
+typedef struct em_conn em_conn_t;
 
 typedef enum {
     EM_CONN_HEAD = 0,   /* reading a request head */
@@ -63,13 +70,32 @@ struct em_conn {
             uint32_t           soft_since;    /* em_conn_now() + 1: output over output_soft, or 0 */
         };
     };
-    em_eio_session_t              *session;       /* POLL, BODY (POST) or WS */
+    void                      *upper;         /* POLL, BODY (POST) or WS: its session */
     const em_conf_endpoint_t  *endpoint;
     char                      *origin;        /* allowed CORS origin to echo, or NULL */
     struct em_conn_chunked    *chunked;       /* CHUNKED: head copy, state, body */
     wslay_event_context_ptr    ws;            /* only while a frame is in flight */
     em_conn_t                 *reap_next;
 };
+
+/* What the layer above hears. */
+typedef struct {
+    /* A complete request for endpoint c->endpoint (the body of a POST). */
+    void        (*request)(em_conn_t *c, const em_http_req_t *req, const char *body, size_t len);
+    /* A WebSocket message on c, attached to upper. */
+    void        (*ws_message)(void *upper, em_conn_t *c, const char *data, size_t len, int binary);
+    /* c, attached to upper, closed or is draining (c->upper is already NULL). */
+    void        (*lost)(void *upper, em_conn_t *c);
+    /* The id that logs name upper by (an Engine.IO sid). */
+    const char *(*upper_id)(const void *upper);
+} em_conn_handlers_t;
+
+/* Register the layer above (once, before the first connection) and the
+ * connections' reaper. */
+int em_conn_init(const em_conn_handlers_t *h);
+
+/* The id of what c is attached to, for logs, or NULL. */
+const char *em_conn_upper_id(const em_conn_t *c);
 
 /* Take a connection from the master: fd plus bytes it already read. */
 void em_conn_accept(int fd, const char *data, size_t len, int noroute);
@@ -95,9 +121,6 @@ void em_conn_close(em_conn_t *c);
 /* Write what is queued, then close. */
 void em_conn_drain(em_conn_t *c);
 
-/* Free connections marked closed (called by the worker's reaper). */
-void em_conn_reap(em_conn_t *c);
-
 /* Send an HTTP response. Completes the request: the connection goes back to
  * reading heads (keep-alive) or drains and closes. */
 void em_conn_respond(em_conn_t *c, int status, const char *ctype, const char *body, size_t len);
@@ -114,5 +137,7 @@ void em_ws_on_read(em_conn_t *c);
 int  em_ws_send(em_conn_t *c, em_buf_t *buf);
 void em_ws_close(em_conn_t *c, uint16_t code, const char *reason);
 void em_ws_free(em_conn_t *c);
+/* A whole message arrived on c's WebSocket: hand it to c->upper. */
+void em_conn_ws_message(em_conn_t *c, const char *data, size_t len, int binary);
 
 #endif

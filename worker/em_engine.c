@@ -20,43 +20,32 @@
 
 #include "em_engine.h"
 #include "em_log.h"
-#include "em_lua.h"
-#include "em_socketio.h"
 
-#define EM_ENGINE_UPGRADE_TIMEOUT 10000          /* ms for "5" after "2probe" */
-#define EM_ENGINE_CLOSE_TIMEOUT   30000          /* ms to deliver the last packets */
+#define EM_EIO_SESSION_UPGRADE_TIMEOUT 10000          /* ms for "5" after "2probe" */
+#define EM_EIO_SESSION_CLOSE_TIMEOUT   30000          /* ms to deliver the last packets */
 
 _Static_assert(sizeof(em_eio_session_t) <= 184, "em_eio_session_t outgrew its 192-byte malloc chunk");
 
 /* The POST whose packets are being handled, so that a limit broken by one
  * of them is reported with that connection's address. */
-static em_conn_t *em_engine_post_conn;
+static em_conn_t *em_eio_session_post_conn;
 
-static em_buf_t *em_engine_pkt(const char *text);
+static em_buf_t *em_eio_session_pkt(const char *text);
 static void em_eio_session_free_queue(em_eio_session_t *s);
 static void em_eio_session_finish(em_eio_session_t *s);
 static void em_eio_session_abort(em_eio_session_t *s, const char *reason);
 
 /* ---- the layer above: Socket.IO or a raw Engine.IO script ---- */
 
-static void
-em_upper_open(em_eio_session_t *s)
-{
-    if (s->endpoint->raw) {
-        em_lua_raw_open(s);
-    } else {
-        em_sio_open(s);
-    }
-}
+static em_eio_upper_t     em_eio_upper[2];       /* [0] Socket.IO, [1] raw endpoints */
+static em_eio_session_t  *em_eio_sessions;       /* uthash by sid */
+static uint32_t           em_eio_nsessions;
+static em_eio_session_t  *em_eio_reap_list;      /* finished, freed by the reaper */
 
-static void
-em_upper_message(em_eio_session_t *s, const char *data, size_t len, int binary)
+static const em_eio_upper_t *
+em_upper(const em_eio_session_t *s)
 {
-    if (s->endpoint->raw) {
-        em_lua_raw_message(s, data, len, binary);
-    } else {
-        em_sio_message(s, data, len, binary);
-    }
+    return &em_eio_upper[s->endpoint->raw ? 1 : 0];
 }
 
 static void
@@ -65,11 +54,7 @@ em_upper_close(em_eio_session_t *s, const char *reason)
     if (s->upper == NULL) {
         return;
     }
-    if (s->endpoint->raw) {
-        em_lua_raw_close(s, reason);
-    } else {
-        em_sio_close(s, reason);
-    }
+    em_upper(s)->close(s, reason);
     s->upper = NULL;
 }
 
@@ -104,7 +89,7 @@ em_eio_session_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     s->awaiting_pong = 1;
-    em_buf_t *ping = em_engine_pkt("2");
+    em_buf_t *ping = em_eio_session_pkt("2");
     if (ping != NULL) {
         em_eio_session_send(s, ping);
         em_buf_unref(ping);
@@ -123,7 +108,7 @@ em_eio_session_upgrade_timeout_cb(evutil_socket_t fd, short what, void *arg)
         em_conn_t *p = s->probe;
         s->probe = NULL;
         s->upgrading = 0;
-        p->session = NULL;
+        p->upper = NULL;
         em_ws_close(p, 1000, NULL);
     }
 }
@@ -135,13 +120,13 @@ em_eio_session_upgrade_timeout_cb(evutil_socket_t fd, short what, void *arg)
 static int
 em_eio_session_fd(const em_eio_session_t *s)
 {
-    const em_conn_t *c = s->ws ? s->ws : s->get ? s->get : s->probe ? s->probe : em_engine_post_conn;
+    const em_conn_t *c = s->ws ? s->ws : s->get ? s->get : s->probe ? s->probe : em_eio_session_post_conn;
 
     return c != NULL ? c->fd : -1;
 }
 
 static em_buf_t *
-em_engine_pkt(const char *text)
+em_eio_session_pkt(const char *text)
 {
     return em_buf_copy(text, strlen(text), 0);
 }
@@ -194,7 +179,7 @@ em_eio_session_flush_get(em_eio_session_t *s, int noop_if_empty)
                  * the session closes (from its timer: this may be inside a
                  * send) and the client recovers. */
                 evbuffer_free(body);
-                em_worker_violation(c->fd, s->sid, EM_LIMIT_MEMORY,
+                em_loop_violation(c->fd, s->sid, EM_LIMIT_MEMORY,
                                     "no memory for a polling response of %zu bytes", s->q_bytes);
                 em_eio_session_overflow(s, EM_LIMIT_MEMORY);
                 return;
@@ -203,7 +188,7 @@ em_eio_session_flush_get(em_eio_session_t *s, int noop_if_empty)
         em_eio_session_free_queue(s);   /* all in the body now */
     }
     s->get = NULL;
-    c->session = NULL;
+    c->upper = NULL;
     em_conn_respond_parts(c, body);
     evbuffer_free(body);
 }
@@ -223,7 +208,7 @@ em_eio_session_send(em_eio_session_t *s, em_buf_t *buf)
     if (s->overflow) {
         return;             /* closing once the sender is done */
     }
-    size_t     hard = em_w.conf->limits.output_hard;
+    size_t     hard = em_loop.conf->limits.output_hard;
     int        over = s->q_bytes > 0 && s->q_bytes + buf->len > hard;
     em_outq_t *q = over ? NULL : malloc(sizeof(*q));
     if (q == NULL) {
@@ -231,11 +216,11 @@ em_eio_session_send(em_eio_session_t *s, em_buf_t *buf)
          * session's sockets. The timer callback closes it right after; a
          * packet lost to a full queue or to memory is never silent. */
         if (over) {
-            em_worker_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_OUTPUT,
+            em_loop_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_OUTPUT,
                                 "%zu bytes wait for the next poll (output_hard %zu)",
                                 s->q_bytes + buf->len, hard);
         } else {
-            em_worker_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_MEMORY,
+            em_loop_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_MEMORY,
                                 "no memory to queue a %zu-byte packet", buf->len);
         }
         em_eio_session_overflow(s, over ? EM_LIMIT_OUTPUT : EM_LIMIT_MEMORY);
@@ -269,21 +254,21 @@ em_eio_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
         return NULL;
     }
     do {
-        em_sid_new(em_w.slot, s->sid);
+        em_sid_new(em_loop.slot, s->sid);
         em_eio_session_t *dup;
-        HASH_FIND(hh, em_w.sessions, s->sid, EM_SID_LEN, dup);
+        HASH_FIND(hh, em_eio_sessions, s->sid, EM_SID_LEN, dup);
         if (dup == NULL) {
             break;
         }
     } while (1);
     s->endpoint = c->endpoint;
     s->transport = (uint8_t) transport;
-    s->timer = evtimer_new(em_w.base, em_eio_session_timer_cb, s);
+    s->timer = evtimer_new(em_loop.base, em_eio_session_timer_cb, s);
     /* Only namespace scripts read socket.handshake (and the monitoring
      * figures with addresses and user agents), and a connection limit needs
      * the address: keep the address and the request head for them, and
      * nothing when there are none. */
-    int keep = !s->endpoint->raw && (em_lua_nsp_scripts() || em_conf_has_connect_limits(em_w.conf));
+    int keep = em_upper(s)->keeps_handshake();
     if (keep && getpeername(c->fd, (struct sockaddr *) &ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
             inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, addr, sizeof(addr));
@@ -304,9 +289,9 @@ em_eio_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
         memcpy(s->handshake, addr, alen);
         memcpy(s->handshake + alen, req->method_str.data, req->head_len);
     }
-    HASH_ADD(hh, em_w.sessions, sid, EM_SID_LEN, s);
-    em_w.nsessions++;
-    em_worker_load_changed();
+    HASH_ADD(hh, em_eio_sessions, sid, EM_SID_LEN, s);
+    em_eio_nsessions++;
+    em_loop.handlers.load_changed();
     return s;
 }
 
@@ -350,13 +335,13 @@ em_eio_session_finish(em_eio_session_t *s)
          * client itself closed, the close packet when we end the session. */
         em_conn_t *c = s->get;
         s->get = NULL;
-        c->session = NULL;
+        c->upper = NULL;
         em_conn_respond(c, 200, "text/plain; charset=UTF-8", s->client_closed ? "6" : "1", 1);
     }
     if (s->ws != NULL) {
         em_conn_t *c = s->ws;
         s->ws = NULL;
-        c->session = NULL;
+        c->upper = NULL;
         if (s->refused) {
             em_ws_close(c, s->refused == EM_LIMIT_PROTOCOL ? 1002 : 1008,
                         em_limit_name((em_limit_t) s->refused));
@@ -367,25 +352,36 @@ em_eio_session_finish(em_eio_session_t *s)
     if (s->probe != NULL) {
         em_conn_t *c = s->probe;
         s->probe = NULL;
-        c->session = NULL;
+        c->upper = NULL;
         em_ws_close(c, 1000, NULL);
     }
     em_eio_session_free_queue(s);
-    HASH_DELETE(hh, em_w.sessions, s);
-    em_w.nsessions--;
-    em_worker_load_changed();
-    s->reap_next = em_w.reap_sessions;
-    em_w.reap_sessions = s;
-    em_worker_schedule_reap();
+    HASH_DELETE(hh, em_eio_sessions, s);
+    em_eio_nsessions--;
+    em_loop.handlers.load_changed();
+    s->reap_next = em_eio_reap_list;
+    em_eio_reap_list = s;
+    em_loop_schedule_reap();
 }
 
-void
-em_eio_session_reap(em_eio_session_t *s)
+static int
+em_eio_session_reap(void)
 {
-    event_free(s->timer);
-    em_eio_session_upgrade_timer_free(s);
-    free(s->handshake);
-    free(s);
+    em_eio_session_t *s = em_eio_reap_list;
+
+    em_eio_reap_list = NULL;
+    if (s == NULL) {
+        return 0;
+    }
+    while (s != NULL) {
+        em_eio_session_t *next = s->reap_next;
+        event_free(s->timer);
+        em_eio_session_upgrade_timer_free(s);
+        free(s->handshake);
+        free(s);
+        s = next;
+    }
+    return 1;
 }
 
 /* The client is gone or broke the protocol: no goodbye. */
@@ -419,7 +415,7 @@ em_eio_session_close(em_eio_session_t *s, const char *reason)
             em_eio_session_flush_get(s, 0);
         }
         evtimer_del(s->timer);
-        em_eio_session_arm(s, EM_ENGINE_CLOSE_TIMEOUT);
+        em_eio_session_arm(s, EM_EIO_SESSION_CLOSE_TIMEOUT);
         return;
     }
     /* Nothing left to deliver: a parked GET gets the close packet now. */
@@ -438,14 +434,16 @@ em_eio_session_refuse(em_eio_session_t *s, em_limit_t limit, const char *fmt, ..
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    em_worker_violation(em_eio_session_fd(s), s->sid, limit, "%s", why);
+    em_loop_violation(em_eio_session_fd(s), s->sid, limit, "%s", why);
     s->refused = (uint8_t) limit;
     em_eio_session_close(s, limit == EM_LIMIT_PROTOCOL ? "parse error" : "forced server close");
 }
 
-void
-em_eio_session_conn_lost(em_eio_session_t *s, em_conn_t *c)
+static void
+em_eio_session_conn_lost(void *upper, em_conn_t *c)
 {
+    em_eio_session_t *s = upper;
+
     if (c == s->probe) {
         s->probe = NULL;
         s->upgrading = 0;
@@ -487,7 +485,7 @@ em_eio_session_complete_upgrade(em_eio_session_t *s)
     if (s->get != NULL) {
         em_conn_t *c = s->get;
         s->get = NULL;
-        c->session = NULL;
+        c->upper = NULL;
         em_conn_respond(c, 200, "text/plain; charset=UTF-8", "6", 1);
     }
     for (em_outq_t *q = s->q_head, *next; q != NULL; q = next) {
@@ -509,7 +507,7 @@ em_eio_session_packet(em_eio_session_t *s, const em_eio_packet_t *p)
         em_eio_session_heartbeat(s);
         break;
     case EM_EIO_MESSAGE:
-        em_upper_message(s, p->data.data, p->data.len, p->binary);
+        em_upper(s)->message(s, p->data.data, p->data.len, p->binary);
         break;
     case EM_EIO_CLOSE:
         s->client_closed = 1;
@@ -519,16 +517,17 @@ em_eio_session_packet(em_eio_session_t *s, const em_eio_packet_t *p)
     case EM_EIO_PING:
         break;
     default:
-        em_worker_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
+        em_loop_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
                             "an Engine.IO packet of type %d from a client", (int) p->type);
         em_eio_session_abort(s, "parse error");
         break;
     }
 }
 
-void
-em_eio_session_ws_message(em_eio_session_t *s, em_conn_t *c, const char *data, size_t len, int binary)
+static void
+em_eio_session_ws_message(void *upper, em_conn_t *c, const char *data, size_t len, int binary)
 {
+    em_eio_session_t *s = upper;
     em_eio_packet_t p;
 
     if (binary) {
@@ -538,13 +537,13 @@ em_eio_session_ws_message(em_eio_session_t *s, em_conn_t *c, const char *data, s
         p.data.data = data;
         p.data.len = len;
     } else if (em_eio_decode(data, len, &p) != EM_OK) {
-        em_worker_violation(c->fd, s->sid, EM_LIMIT_PROTOCOL, "a malformed Engine.IO packet");
+        em_loop_violation(c->fd, s->sid, EM_LIMIT_PROTOCOL, "a malformed Engine.IO packet");
         em_eio_session_abort(s, "parse error");
         return;
     }
     if (c == s->probe) {
         if (p.type == EM_EIO_PING && em_str_eq(p.data, "probe")) {
-            em_buf_t *pong = em_engine_pkt("3probe");
+            em_buf_t *pong = em_eio_session_pkt("3probe");
             if (pong != NULL) {
                 em_ws_send(c, pong);
                 em_buf_unref(pong);
@@ -556,7 +555,7 @@ em_eio_session_ws_message(em_eio_session_t *s, em_conn_t *c, const char *data, s
         } else if (p.type != EM_EIO_NOOP) {
             s->probe = NULL;
             s->upgrading = 0;
-            c->session = NULL;
+            c->upper = NULL;
             em_ws_close(c, 1002, NULL);
         }
         return;
@@ -565,7 +564,7 @@ em_eio_session_ws_message(em_eio_session_t *s, em_conn_t *c, const char *data, s
 }
 
 static void
-em_engine_post(em_conn_t *c, em_eio_session_t *s, const char *body, size_t len)
+em_eio_session_post(em_conn_t *c, em_eio_session_t *s, const char *body, size_t len)
 {
     size_t          pos = 0;
     em_eio_packet_t p;
@@ -577,7 +576,7 @@ em_engine_post(em_conn_t *c, em_eio_session_t *s, const char *body, size_t len)
     if (s->closed) {
         return;
     }
-    em_engine_post_conn = c->state != EM_CONN_CLOSED ? c : NULL;
+    em_eio_session_post_conn = c->state != EM_CONN_CLOSED ? c : NULL;
     while ((rc = em_eio_payload_next(body, len, &pos, &p)) == EM_OK && !s->closed) {
         if (p.base64) {
             ssize_t n;
@@ -599,15 +598,15 @@ em_engine_post(em_conn_t *c, em_eio_session_t *s, const char *body, size_t len)
     }
     free(bin);
     if (rc == EM_ERROR && !s->closed) {
-        em_worker_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
+        em_loop_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
                             "a malformed polling payload");
         em_eio_session_abort(s, "parse error");
     }
-    em_engine_post_conn = NULL;
+    em_eio_session_post_conn = NULL;
 }
 
-void
-em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size_t body_len)
+static void
+em_eio_session_request(em_conn_t *c, const em_http_req_t *req, const char *body, size_t body_len)
 {
     const em_conf_endpoint_t *ep = c->endpoint;
     char                      val[EM_SID_LEN + 8];
@@ -673,7 +672,7 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
                 return;
             }
             s->ws = c;
-            c->session = s;
+            c->upper = s;
             em_buf_t *b = em_buf_copy(open_pkt, (size_t) olen, 0);
             if (b != NULL) {
                 em_ws_send(c, b);
@@ -683,11 +682,11 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
             em_conn_respond(c, 200, "text/plain; charset=UTF-8", open_pkt, (size_t) olen);
         }
         em_eio_session_arm(s, ep->ping_interval);
-        em_upper_open(s);
+        em_upper(s)->open(s);
         return;
     }
 
-    HASH_FIND(hh, em_w.sessions, val, (size_t) n, s);
+    HASH_FIND(hh, em_eio_sessions, val, (size_t) n, s);
     if (s == NULL || s->endpoint != ep) {
         em_conn_eio_error(c, 1, "Session ID unknown");
         return;
@@ -705,15 +704,15 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
             return;
         }
         s->probe = c;
-        c->session = s;
-        struct timeval tv = { EM_ENGINE_UPGRADE_TIMEOUT / 1000, 0 };
+        c->upper = s;
+        struct timeval tv = { EM_EIO_SESSION_UPGRADE_TIMEOUT / 1000, 0 };
         if (s->upgrade_timer == NULL) {
-            s->upgrade_timer = evtimer_new(em_w.base, em_eio_session_upgrade_timeout_cb, s);
+            s->upgrade_timer = evtimer_new(em_loop.base, em_eio_session_upgrade_timeout_cb, s);
         }
         if (s->upgrade_timer == NULL || evtimer_add(s->upgrade_timer, &tv) != 0) {
             em_log(EM_LOG_ERR, 0, "cannot arm the upgrade timer of session %s", s->sid);
             s->probe = NULL;
-            c->session = NULL;
+            c->upper = NULL;
             em_ws_close(c, 1011, NULL);
         }
         return;
@@ -730,7 +729,7 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
             return;
         }
         s->get = c;
-        c->session = s;
+        c->upper = s;
         c->state = EM_CONN_POLL;     /* no timeout while parked (em_conn.c) */
         if (s->q_head != NULL || s->upgrading) {
             em_eio_session_flush_get(s, 1);
@@ -744,8 +743,46 @@ em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size
             em_conn_respond(c, 200, "text/html", "ok", 2);
             return;
         }
-        em_engine_post(c, s, body, body_len);
+        em_eio_session_post(c, s, body, body_len);
         return;
     }
     em_conn_eio_error(c, 3, "Bad request");
+}
+
+static const char *
+em_eio_session_id(const void *upper)
+{
+    return ((const em_eio_session_t *) upper)->sid;
+}
+
+int
+em_eio_session_init(const em_eio_upper_t *sio, const em_eio_upper_t *raw)
+{
+    static const em_conn_handlers_t h = {
+        em_eio_session_request, em_eio_session_ws_message, em_eio_session_conn_lost,
+        em_eio_session_id
+    };
+
+    em_eio_upper[0] = *sio;
+    em_eio_upper[1] = *raw;
+    if (em_conn_init(&h) != EM_OK) {
+        return EM_ERROR;
+    }
+    return em_loop_reaper_add(em_eio_session_reap);
+}
+
+uint32_t
+em_eio_session_count(void)
+{
+    return em_eio_nsessions;
+}
+
+void
+em_eio_session_close_all(const char *reason)
+{
+    em_eio_session_t *s, *tmp;
+
+    HASH_ITER(hh, em_eio_sessions, s, tmp) {
+        em_eio_session_close(s, reason);
+    }
 }

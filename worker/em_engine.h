@@ -14,6 +14,8 @@
 #include "em_eio.h"
 #include "em_sid.h"
 
+typedef struct em_eio_session em_eio_session_t;
+
 typedef struct em_outq {
     struct em_outq *next;
     em_buf_t       *buf;
@@ -46,8 +48,27 @@ struct em_eio_session {
     UT_hash_handle             hh;
 };
 
-/* Handle an Engine.IO request (head parsed, body — for POST — complete). */
-void em_engine_request(em_conn_t *c, const em_http_req_t *req, const char *body, size_t body_len);
+
+/*
+ * The layer above a session (Socket.IO, or a raw endpoint's script): it
+ * hears open, each message and close (once), and says whether it reads the
+ * handshake (the client's address and request head are kept for it).
+ */
+typedef struct {
+    void (*open)(em_eio_session_t *s);
+    void (*message)(em_eio_session_t *s, const char *data, size_t len, int binary);
+    void (*close)(em_eio_session_t *s, const char *reason);
+    int  (*keeps_handshake)(void);
+} em_eio_upper_t;
+
+/* Register the layers above: Socket.IO endpoints and raw ones (EM_OK). */
+int  em_eio_session_init(const em_eio_upper_t *sio, const em_eio_upper_t *raw);
+
+/* Sessions open in this worker. */
+uint32_t em_eio_session_count(void);
+
+/* Close every session (the worker is stopping). */
+void em_eio_session_close_all(const char *reason);
 
 /* Queue or send one message (text: "4..." already prefixed; or binary). */
 void em_eio_session_send(em_eio_session_t *s, em_buf_t *buf);
@@ -66,13 +87,5 @@ void em_eio_session_close(em_eio_session_t *s, const char *reason);
 void em_eio_session_refuse(em_eio_session_t *s, em_limit_t limit, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* A transport connection went away (EOF, error, timeout). */
-void em_eio_session_conn_lost(em_eio_session_t *s, em_conn_t *c);
-
-/* A WebSocket message arrived on connection c of session s. */
-void em_eio_session_ws_message(em_eio_session_t *s, em_conn_t *c, const char *data, size_t len, int binary);
-
-/* Free closed sessions (reaper). */
-void em_eio_session_reap(em_eio_session_t *s);
 
 #endif

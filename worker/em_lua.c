@@ -82,7 +82,7 @@ em_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return NULL;
     }
     if (nsize > old && em_lua_depth > 0
-        && em_lua_mem - old + nsize > em_w.conf->limits.script_memory) {
+        && em_lua_mem - old + nsize > em_loop.conf->limits.script_memory) {
         return NULL;
     }
     p = realloc(ptr, nsize);
@@ -109,7 +109,7 @@ em_lua_hook(lua_State *l, lua_Debug *ar)
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (now.tv_sec > em_lua_deadline.tv_sec
         || (now.tv_sec == em_lua_deadline.tv_sec && now.tv_nsec > em_lua_deadline.tv_nsec)) {
-        luaL_error(l, "handler ran longer than %d ms", (int) em_w.conf->limits.script_time);
+        luaL_error(l, "handler ran longer than %d ms", (int) em_loop.conf->limits.script_time);
     }
 }
 
@@ -143,7 +143,7 @@ em_lua_call_named(int nargs, int nres, const char *what, const char *name)
     int rc;
 
     if (em_lua_depth++ == 0) {
-        unsigned ms = em_w.conf->limits.script_time;
+        unsigned ms = em_loop.conf->limits.script_time;
         clock_gettime(CLOCK_MONOTONIC, &em_lua_deadline);
         em_lua_deadline.tv_sec += ms / 1000;
         em_lua_deadline.tv_nsec += (long) (ms % 1000) * 1000000L;
@@ -195,14 +195,14 @@ em_lua_args_pkt(em_pkt_t *pkt, em_sio_type_t type, em_str_t nsp, int64_t id, int
         }
         json_array_append_new(arr, v);
     }
-    if (bins.n > em_w.conf->limits.attachments) {
+    if (bins.n > em_loop.conf->limits.attachments) {
         /* Clients refuse them as servers do (socket.io-parser's
          * maxAttachments): say so here rather than have them disconnect. */
         int n = (int) bins.n;
         json_decref(arr);
         em_lua_bins_free(&bins);
         return luaL_error(L, "%d binary arguments in one packet: more than limits.attachments (%d)",
-                          n, (int) em_w.conf->limits.attachments);
+                          n, (int) em_loop.conf->limits.attachments);
     }
     int rc = (log && type == EM_SIO_EVENT && id == EM_SIO_NO_ID)
                  ? em_cluster_event_pkt(pkt, nsp, arr, bins.att, bins.n, b, self)
@@ -336,11 +336,11 @@ em_lua_socket_emit(lua_State *l)
         return 1;
     }
     if (lua_type(l, top) == LUA_TFUNCTION && top > 2) {
-        if (s->nacks >= em_w.conf->limits.pending_acks) {
+        if (s->nacks >= em_loop.conf->limits.pending_acks) {
             /* The client does not answer: it is closed, not grown for. */
             em_eio_session_refuse(em_sio_socket_session(s), EM_LIMIT_PENDING_ACKS,
                               "%u acks asked for and not answered (limit %u)", s->nacks,
-                              em_w.conf->limits.pending_acks);
+                              em_loop.conf->limits.pending_acks);
             lua_pushboolean(l, 0);
             return 1;
         }
@@ -369,7 +369,7 @@ em_lua_join_one(lua_State *l, em_sio_socket_t *s, em_str_t room)
 
     if (rc == EM_DECLINED) {
         em_eio_session_refuse(em_sio_socket_session(s), EM_LIMIT_ROOMS,
-                          "a join beyond %u rooms", em_w.conf->limits.rooms);
+                          "a join beyond %u rooms", em_loop.conf->limits.rooms);
     } else if (rc != EM_OK) {
         if (room.len > EM_ROOM_NAME_MAX) {
             luaL_error(l, "join: a room name of %d bytes is too long (at most %d)", (int) room.len,
@@ -733,10 +733,10 @@ em_lua_bcast_emit(lua_State *l)
     const char *encname = nspname;
     size_t      enclen = nsplen;
     if (encname == NULL) {
-        if (conf < 0 || (size_t) conf >= em_w.conf->nnsps) {
+        if (conf < 0 || (size_t) conf >= em_loop.conf->nnsps) {
             return luaL_error(l, "not a namespace operator");
         }
-        encname = em_w.conf->nsps[conf].name;
+        encname = em_loop.conf->nsps[conf].name;
         enclen = strlen(encname);
     }
     em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { encname, enclen }, EM_SIO_NO_ID, 2, nargs, 1,
@@ -764,7 +764,7 @@ em_lua_bcast_emit(lua_State *l)
     /* Only a parameterised namespace needs "every instance": its instances
      * differ per worker. A static one goes by name, so the broker can route
      * it to the workers with members. */
-    long pconf = (nspname == NULL && em_w.conf->nsps[conf].dynamic) ? (long) conf : -1;
+    long pconf = (nspname == NULL && em_loop.conf->nsps[conf].dynamic) ? (long) conf : -1;
     em_bus_publish((em_str_t) { encname, enclen }, pconf, &b, data, pkt.offset != 0, pkt.att,
                    pkt.natt);
     em_pkt_release(&pkt);
@@ -893,7 +893,7 @@ em_lua_conn_index(lua_State *l)
 void
 em_lua_raw_open(em_eio_session_t *s)
 {
-    size_t             ep = (size_t) (s->endpoint - em_w.conf->endpoints);
+    size_t             ep = (size_t) (s->endpoint - em_loop.conf->endpoints);
     em_lua_conn_box_t *box;
 
     if (L == NULL || em_lua_ep_env[ep] == LUA_NOREF) {
@@ -970,6 +970,13 @@ em_lua_raw_close(em_eio_session_t *s, const char *reason)
 }
 
 /* ---- Socket.IO hooks ---- */
+
+/* A raw endpoint's script reads no handshake. */
+static int
+em_lua_raw_keeps_handshake(void)
+{
+    return 0;
+}
 
 int
 em_lua_has_script(size_t conf_index)
@@ -1051,7 +1058,7 @@ em_lua_push_handshake(lua_State *l, em_sio_socket_t *s, int uv)
 static void
 em_lua_push_params(lua_State *l, em_sio_socket_t *s)
 {
-    const char *p = em_w.conf->nsps[s->nsp->conf_index].name;
+    const char *p = em_loop.conf->nsps[s->nsp->conf_index].name;
     const char *n = s->nsp->name, *end = n + s->nsp->name_len;
 
     lua_newtable(l);
@@ -1586,11 +1593,28 @@ em_lua_state(void)
     return L;
 }
 
+const em_eio_upper_t em_lua_raw_eio_upper = {
+    em_lua_raw_open, em_lua_raw_message, em_lua_raw_close, em_lua_raw_keeps_handshake
+};
+
+static const em_sio_app_t em_lua_sio_app = {
+    .has_script = em_lua_has_script,
+    .nsp_scripts = em_lua_nsp_scripts,
+    .connect = em_lua_connect,
+    .event = em_lua_event,
+    .ack = em_lua_ack,
+    .socket_event = em_lua_socket_event,
+    .release = em_lua_socket_release,
+    .presence = em_lua_presence_event,
+};
+
 int
 em_lua_init(void)
 {
-    const em_conf_t *conf = em_w.conf;
+    const em_conf_t *conf = em_loop.conf;
     int              need = 0;
+
+    em_sio_set_app(&em_lua_sio_app);
 
     for (size_t i = 0; i < conf->nnsps; i++) {
         need |= conf->nsps[i].script != NULL;
@@ -1634,7 +1658,7 @@ em_lua_init(void)
     luaL_setfuncs(L, em_lua_cluster_emitd_fns, 0);
     lua_pushlightuserdata(L, &em_lua_null_sentinel);
     lua_setfield(L, -2, "null");
-    lua_pushinteger(L, em_w.slot + 1);
+    lua_pushinteger(L, em_loop.slot + 1);
     lua_setfield(L, -2, "worker");
     lua_pushstring(L, EM_VERSION);
     lua_setfield(L, -2, "version");
@@ -1689,17 +1713,17 @@ em_lua_check_scripts(const em_conf_t *conf, int run, char *err, size_t errlen)
     if (run) {
         /* Load them as a worker would, top-level code included, against a
          * private empty state (the emitd.* state functions work). */
-        const em_conf_t *saved = em_w.conf;
-        em_w.conf = conf;
+        const em_conf_t *saved = em_loop.conf;
+        em_loop.conf = conf;
         if (em_cluster_init_private() != EM_OK) {
-            em_w.conf = saved;
+            em_loop.conf = saved;
             snprintf(err, errlen, "cannot make a state segment to run the scripts in");
             return EM_ERROR;
         }
         rc = em_lua_init();
         em_lua_shutdown();
         em_cluster_shutdown();
-        em_w.conf = saved;
+        em_loop.conf = saved;
         if (rc != EM_OK) {
             snprintf(err, errlen, "the handler scripts failed to load (see the error above)");
         }

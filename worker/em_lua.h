@@ -54,9 +54,10 @@ void em_lua_socket_release(em_sio_socket_t *s);
 /* A presence change (em_state.h) for the namespace's on_presence handlers. */
 void em_lua_presence_event(const em_pchange_t *change);
 
-/* Raw Engine.IO endpoints. */
+/* Raw Engine.IO endpoints: what their sessions tell the scripts. */
 void em_lua_raw_open(em_eio_session_t *s);
 void em_lua_raw_message(em_eio_session_t *s, const char *data, size_t len, int binary);
 void em_lua_raw_close(em_eio_session_t *s, const char *reason);
+extern const em_eio_upper_t em_lua_raw_eio_upper;
 
 #endif

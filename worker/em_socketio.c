@@ -7,15 +7,12 @@
  * before it is dispatched. Anything malformed closes the connection, as
  * Node's server does.
  */
-#include <lauxlib.h>
-#include <lua.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "em_bus.h"
 #include "em_cluster.h"
 #include "em_log.h"
-#include "em_lua.h"
 #include "em_socketio.h"
 
 struct em_sio_client {
@@ -96,7 +93,7 @@ em_nsp_match(const char *pattern, const char *name, size_t len)
 int
 em_nsp_conf_index(const char *name, size_t len, size_t *index)
 {
-    const em_conf_t *conf = em_w.conf;
+    const em_conf_t *conf = em_loop.conf;
 
     for (size_t i = 0; i < conf->nnsps; i++) {
         if (!conf->nsps[i].dynamic && strlen(conf->nsps[i].name) == len
@@ -138,7 +135,7 @@ em_nsp_get(const char *name, size_t len, size_t conf_index)
 static void
 em_nsp_release_if_empty(em_nsp_t *n)
 {
-    if (n->nsockets == 0 && em_w.conf->nsps[n->conf_index].dynamic) {
+    if (n->nsockets == 0 && em_loop.conf->nsps[n->conf_index].dynamic) {
         em_adapter_nsp_free(n);
         HASH_DELETE(hh, em_nsps, n);
         free(n->name);
@@ -339,7 +336,7 @@ em_sio_drop_held(em_sio_socket_t *s)
 static void
 em_sio_pattern_key(const em_nsp_t *nsp, int add)
 {
-    const em_conf_nsp_t *cn = &em_w.conf->nsps[nsp->conf_index];
+    const em_conf_nsp_t *cn = &em_loop.conf->nsps[nsp->conf_index];
 
     if (cn->dynamic) {
         if (add) {
@@ -390,8 +387,8 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
             break;
         }
     }
-    if (reason != NULL && s->lref != LUA_NOREF) {
-        em_lua_socket_event(s, "disconnecting", reason);
+    if (reason != NULL && s->lref != EM_SIO_NOREF) {
+        em_sio_app.socket_event(s, "disconnecting", reason);
     }
     em_adapter_leave_all(s);
     em_cluster_socket_gone(s, s->counted ? reason : NULL);
@@ -401,11 +398,11 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
         em_bus_key_del(nsp->name, nsp->name_len, NULL, 0);
         em_sio_pattern_key(nsp, 0);
     }
-    if (s->lref != LUA_NOREF) {
+    if (s->lref != EM_SIO_NOREF) {
         if (reason != NULL) {
-            em_lua_socket_event(s, "disconnect", reason);
+            em_sio_app.socket_event(s, "disconnect", reason);
         }
-        em_lua_socket_release(s);
+        em_sio_app.release(s);
     }
     em_sio_drop_held(s);
     em_nsp_release_if_empty(nsp);
@@ -482,9 +479,9 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     if (em_sio_client_socket(c, p->nsp) != NULL) {
         return EM_OK;   /* already connected: ignored, as Node does */
     }
-    if (c->nsockets >= em_w.conf->limits.namespaces) {
+    if (c->nsockets >= em_loop.conf->limits.namespaces) {
         em_eio_session_refuse(c->eio, EM_LIMIT_NAMESPACES, "a CONNECT to a namespace beyond %u at once",
-                          em_w.conf->limits.namespaces);
+                          em_loop.conf->limits.namespaces);
         return EM_OK;
     }
     if (p->data.len > 0) {
@@ -495,7 +492,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
         }
         if (em_sio_data_check(auth, 1, 0, 0) != EM_LIMIT_NONE) {
             em_eio_session_refuse(c->eio, EM_LIMIT_JSON_DEPTH, "CONNECT data nested deeper than %u",
-                              em_w.conf->limits.json_depth);
+                              em_loop.conf->limits.json_depth);
             json_decref(auth);
             return EM_OK;
         }
@@ -514,7 +511,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     em_sid_random(s->id);
     s->nsp = nsp;
     s->client = c;
-    s->lref = LUA_NOREF;
+    s->lref = EM_SIO_NOREF;
     s->connecting = 1;
 
     /* Over the namespace's connection limit for this address? */
@@ -571,11 +568,11 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     free(rbuf);
     free(rooms);
 
-    if (em_lua_has_script(conf_index)) {
+    if (em_sio_app.has_script(conf_index)) {
         if (auth == NULL) {
             auth = json_object();
         }
-        if (em_lua_connect(s, auth, &reject) != EM_OK) {
+        if (em_sio_app.connect(s, auth, &reject) != EM_OK) {
             json_t *m = json_object_get(reject, "message");
             em_cluster_connect_failed(s, "auth_failure", json_string_value(m));
             em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, p->nsp, reject);
@@ -649,7 +646,7 @@ em_sio_data_check(const json_t *v, unsigned depth, int binary, size_t natt)
     if (json_is_array(v)) {
         size_t        i;
         const json_t *e;
-        if (depth > em_w.conf->limits.json_depth) {
+        if (depth > em_loop.conf->limits.json_depth) {
             return EM_LIMIT_JSON_DEPTH;
         }
         json_array_foreach(v, i, e) {
@@ -668,7 +665,7 @@ em_sio_data_check(const json_t *v, unsigned depth, int binary, size_t natt)
                     && (size_t) json_integer_value(num) < natt)
                        ? EM_LIMIT_NONE : EM_LIMIT_PROTOCOL;
         }
-        if (depth > em_w.conf->limits.json_depth) {
+        if (depth > em_loop.conf->limits.json_depth) {
             return EM_LIMIT_JSON_DEPTH;
         }
         json_object_foreach((json_t *) v, k, e) {
@@ -686,7 +683,7 @@ em_sio_data_check(const json_t *v, unsigned depth, int binary, size_t natt)
 static int
 em_sio_args_check(em_sio_client_t *c, const em_sio_packet_t *p, const json_t *args, size_t natt)
 {
-    const em_conf_limits_t *lim = &em_w.conf->limits;
+    const em_conf_limits_t *lim = &em_loop.conf->limits;
     int                     event = p->type == EM_SIO_EVENT || p->type == EM_SIO_BINARY_EVENT;
     size_t                  nargs = json_array_size(args) - (event ? 1 : 0);
     em_limit_t              l;
@@ -751,9 +748,9 @@ em_sio_dispatch(em_sio_client_t *c, const em_sio_packet_t *p, const em_str_t *at
             return EM_OK;       /* refused: closed already */
         }
         if (p->type == EM_SIO_EVENT || p->type == EM_SIO_BINARY_EVENT) {
-            rc = (s->lref != LUA_NOREF) ? em_lua_event(s, args, atts, natt, p->id) : EM_OK;
+            rc = (s->lref != EM_SIO_NOREF) ? em_sio_app.event(s, args, atts, natt, p->id) : EM_OK;
         } else {
-            rc = (s->lref != LUA_NOREF) ? em_lua_ack(s, p->id, args, atts, natt) : EM_OK;
+            rc = (s->lref != EM_SIO_NOREF) ? em_sio_app.ack(s, p->id, args, atts, natt) : EM_OK;
         }
         json_decref(args);
         return rc;
@@ -784,9 +781,9 @@ em_sio_text(em_sio_client_t *c, const char *data, size_t len)
     if (c->bin_need > 0 || em_sio_decode(data, len, &p) != EM_OK) {
         return EM_ERROR;
     }
-    if (p.nattach > em_w.conf->limits.attachments) {
+    if (p.nattach > em_loop.conf->limits.attachments) {
         em_eio_session_refuse(c->eio, EM_LIMIT_ATTACHMENTS, "a packet announcing %u attachments (limit %u)",
-                          p.nattach, em_w.conf->limits.attachments);
+                          p.nattach, em_loop.conf->limits.attachments);
         return EM_OK;
     }
     if ((p.type == EM_SIO_BINARY_EVENT || p.type == EM_SIO_BINARY_ACK) && p.nattach > 0) {
@@ -871,7 +868,7 @@ em_sio_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void
+static void
 em_sio_open(em_eio_session_t *s)
 {
     em_sio_client_t *c = calloc(1, sizeof(*c));
@@ -884,13 +881,13 @@ em_sio_open(em_eio_session_t *s)
     }
     c->eio = s;
     s->upper = c;
-    c->connect_timer = evtimer_new(em_w.base, em_sio_connect_timeout_cb, c);
+    c->connect_timer = evtimer_new(em_loop.base, em_sio_connect_timeout_cb, c);
     if (c->connect_timer != NULL) {
         evtimer_add(c->connect_timer, &tv);
     }
 }
 
-void
+static void
 em_sio_message(em_eio_session_t *s, const char *data, size_t len, int binary)
 {
     em_sio_client_t *c = s->upper;
@@ -906,7 +903,7 @@ em_sio_message(em_eio_session_t *s, const char *data, size_t len, int binary)
     }
 }
 
-void
+static void
 em_sio_close(em_eio_session_t *s, const char *reason)
 {
     em_sio_client_t *c = s->upper;
@@ -933,4 +930,47 @@ em_sio_client_free(em_sio_client_t *c)
         event_free(c->connect_timer);
     }
     free(c);
+}
+
+static int
+em_sio_keeps_handshake(void)
+{
+    return em_sio_app.nsp_scripts() || em_conf_has_connect_limits(em_loop.conf);
+}
+
+const em_eio_upper_t em_sio_eio_upper = {
+    em_sio_open, em_sio_message, em_sio_close, em_sio_keeps_handshake
+};
+
+/* ---- the application above: until one registers, sockets have no script ---- */
+
+static int
+em_sio_no_script(size_t conf_index)
+{
+    (void) conf_index;
+    return 0;
+}
+
+static int
+em_sio_no_scripts(void)
+{
+    return 0;
+}
+
+static void
+em_sio_no_presence(const em_pchange_t *change)
+{
+    (void) change;
+}
+
+em_sio_app_t em_sio_app = {
+    .has_script = em_sio_no_script,
+    .nsp_scripts = em_sio_no_scripts,
+    .presence = em_sio_no_presence,
+};
+
+void
+em_sio_set_app(const em_sio_app_t *app)
+{
+    em_sio_app = *app;
 }

@@ -40,7 +40,7 @@ struct em_sio_socket {
     em_nsp_t             *nsp;
     em_sio_client_t      *client;
     em_sio_socket_t      *next;           /* in the client's list */
-    int                   lref;           /* the script's socket object, or LUA_NOREF */
+    int                   lref;           /* the script's socket object, or EM_SIO_NOREF */
     uint32_t              stamp;          /* last broadcast that reached it */
     uint64_t              replayed;       /* recovery: log offsets up to this were replayed */
     em_buf_t            **held;           /* sends made during on_connect */
@@ -56,10 +56,40 @@ struct em_sio_socket {
     UT_hash_handle        hh;
 };
 
-/* Engine.IO upper-layer hooks. */
-void em_sio_open(em_eio_session_t *s);
-void em_sio_message(em_eio_session_t *s, const char *data, size_t len, int binary);
-void em_sio_close(em_eio_session_t *s, const char *reason);
+/* What Engine.IO sessions of a Socket.IO endpoint tell this layer. */
+extern const em_eio_upper_t em_sio_eio_upper;
+
+/* A socket no application object refers to (em_sio_socket_t.lref). */
+#define EM_SIO_NOREF (-2)
+
+/*
+ * The application above (the Lua binding) registers what it hears. Only
+ * sockets of a namespace with a script (has_script) are announced to it
+ * (connect); events and acks come only for a socket it holds (lref set).
+ */
+typedef struct {
+    /* Whether configured namespace conf_index has a script; whether any has. */
+    int  (*has_script)(size_t conf_index);
+    int  (*nsp_scripts)(void);
+    /* A new socket: EM_OK accepts; EM_DECLINED refuses it, *reject is the
+     * CONNECT_ERROR data object {"message": ..., "data": ...}. */
+    int  (*connect)(em_sio_socket_t *s, json_t *auth, json_t **reject);
+    /* A client event (args[0] is the name) with attachments, ack id or
+     * EM_SIO_NO_ID; EM_ERROR: malformed (a bad attachment reference). */
+    int  (*event)(em_sio_socket_t *s, json_t *args, const em_str_t *atts, size_t natt, int64_t id);
+    /* The client's answer to a server emit that asked for one. */
+    int  (*ack)(em_sio_socket_t *s, int64_t id, json_t *args, const em_str_t *atts, size_t natt);
+    /* A reserved event ("disconnecting", "disconnect") with its reason. */
+    void (*socket_event)(em_sio_socket_t *s, const char *event, const char *reason);
+    /* The socket is gone: drop the application's object (lref). */
+    void (*release)(em_sio_socket_t *s);
+    /* A presence change (em_state.h), once in the cluster. */
+    void (*presence)(const em_pchange_t *change);
+} em_sio_app_t;
+
+extern em_sio_app_t em_sio_app;
+
+void em_sio_set_app(const em_sio_app_t *app);
 
 /*
  * Encode a packet once: type EVENT or ACK (made BINARY_* when natt > 0), the

@@ -19,7 +19,6 @@
 #include "em_eio.h"
 #include "em_utf8.h"
 #include "em_wsframe.h"
-#include "em_engine.h"
 #include "em_log.h"
 
 #define EM_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -68,18 +67,18 @@ em_ws_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_a
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) {
         return;     /* ping/pong/close: wslay answers them */
     }
-    if (c->session == NULL || c->ws_closing) {
+    if (c->upper == NULL || c->ws_closing) {
         return;
     }
     if (arg->opcode == WSLAY_TEXT_FRAME && !em_utf8_valid((const char *) arg->msg, arg->msg_length)) {
         /* RFC 6455 8.1: fail the connection (1007), as Node's ws does. */
-        em_worker_violation(c->fd, c->session->sid, EM_LIMIT_PROTOCOL,
-                            "a text message of %zu bytes that is not valid UTF-8", arg->msg_length);
+        em_loop_violation(c->fd, em_conn_upper_id(c), EM_LIMIT_PROTOCOL,
+                          "a text message of %zu bytes that is not valid UTF-8", arg->msg_length);
         em_ws_close(c, 1007, "invalid UTF-8");
         return;
     }
-    em_eio_session_ws_message(c->session, c, (const char *) arg->msg, arg->msg_length,
-                          arg->opcode == WSLAY_BINARY_FRAME);
+    em_conn_ws_message(c, (const char *) arg->msg, arg->msg_length,
+                       arg->opcode == WSLAY_BINARY_FRAME);
 }
 
 static const struct wslay_event_callbacks em_ws_callbacks = {
@@ -232,9 +231,9 @@ em_ws_send(em_conn_t *c, em_buf_t *buf)
      * closed at the end of the pass: the caller may be a broadcast that still
      * walks this client's sockets. */
     out = em_conn_output(c);
-    if (out == NULL || evbuffer_get_length(out) > 2 * em_w.conf->limits.output_hard) {
+    if (out == NULL || evbuffer_get_length(out) > 2 * em_loop.conf->limits.output_hard) {
         if (out != NULL) {
-            em_worker_violation(c->fd, c->session ? c->session->sid : NULL, EM_LIMIT_OUTPUT,
+            em_loop_violation(c->fd, em_conn_upper_id(c), EM_LIMIT_OUTPUT,
                                 "%zu bytes of output in one pass (twice output_hard)",
                                 evbuffer_get_length(out));
         }
@@ -269,7 +268,7 @@ em_ws_send(em_conn_t *c, em_buf_t *buf)
     }
     if (rc != 0) {
         /* A frame header without its payload would break the stream. */
-        em_worker_violation(c->fd, c->session ? c->session->sid : NULL, EM_LIMIT_MEMORY,
+        em_loop_violation(c->fd, em_conn_upper_id(c), EM_LIMIT_MEMORY,
                             "no memory to queue a %zu-byte message", buf->len);
         em_conn_close_later(c);
         return EM_ERROR;

@@ -1,0 +1,236 @@
+/*
+ * test_conf.c - the configuration reader (common/em_conf.c): the embedded
+ * default, every setting read into em_conf_t, the lookups the workers use,
+ * and a table of invalid files, each refused with its file, line and why.
+ */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "em_check.h"
+#include "em_conf.h"
+#include "em_log.h"     /* EM_LOG_DEBUG */
+
+static char em_t_dir[] = "/tmp/emitd-test-conf-XXXXXX";
+static char em_t_err[512];
+
+/* Write text to a file of the test directory and load it. */
+static em_conf_t *
+load_text(const char *name, const char *text)
+{
+    char  path[256];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", em_t_dir, name);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+    em_t_err[0] = '\0';
+    return em_conf_load(path, em_t_err, sizeof(em_t_err));
+}
+
+static void
+setup(void)
+{
+    char path[256];
+    FILE *f;
+
+    ck_assert_ptr_nonnull(mkdtemp(em_t_dir));
+    snprintf(path, sizeof(path), "%s/chat.lua", em_t_dir);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("-- a script\n", f);
+    fclose(f);
+}
+
+static void
+teardown(void)
+{
+    char cmd[300];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", em_t_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    memcpy(em_t_dir + strlen(em_t_dir) - 6, "XXXXXX", 6);
+}
+
+START_TEST(test_default)
+{
+    em_conf_t *c = em_conf_load(NULL, em_t_err, sizeof(em_t_err));
+
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_null(c->file);
+    ck_assert_uint_eq(c->nlisten, 1);
+    ck_assert_str_eq(c->listen[0].host, "127.0.0.1");
+    ck_assert_str_eq(c->listen[0].port, "3000");
+    ck_assert_uint_ge(c->workers, 1);
+    ck_assert_uint_le(c->workers, EM_MAX_WORKERS);
+    ck_assert_uint_eq(c->nendpoints, 1);
+    ck_assert_str_eq(c->endpoints[0].path, "/socket.io/");
+    ck_assert_uint_eq(c->endpoints[0].transports, EM_TRANSPORT_POLLING | EM_TRANSPORT_WEBSOCKET);
+    ck_assert_uint_eq(c->endpoints[0].ping_interval, 25000);
+    ck_assert_uint_eq(c->endpoints[0].ping_timeout, 20000);
+    ck_assert_uint_eq(c->endpoints[0].max_payload, 1000000);
+    ck_assert_uint_eq(c->nnsps, 1);
+    ck_assert_str_eq(c->nsps[0].name, "/");
+    ck_assert_ptr_null(c->nsps[0].script);
+    ck_assert_uint_eq(c->recovery, 0);
+    ck_assert_uint_eq(c->cors_enabled, 0);
+    ck_assert_uint_eq(c->limits.event_args, 1024);
+    ck_assert_uint_eq(c->limits.attachments, 10);
+    ck_assert_uint_eq(c->limits.output_hard, 16u * 1024 * 1024);
+    ck_assert_int_eq(em_conf_has_connect_limits(c), 0);
+    em_conf_free(c);
+}
+END_TEST
+
+START_TEST(test_everything)
+{
+    em_conf_t *c = load_text("all.conf",
+        "listen = [ \"127.0.0.1:4000\", \"[::1]:4001\" ];\n"
+        "workers = 3;\n"
+        "log_level = \"debug\";\n"
+        "path = \"/sio\";\n"
+        "ping_interval = 1500; ping_timeout = 700; max_payload = 4096;\n"
+        "transports = [ \"websocket\" ];\n"
+        "cors = { origins = [ \"https://app.example.com\" ]; credentials = true; };\n"
+        "recovery = { max_disconnection = 60000; buffer = 1048576; sessions = 100; };\n"
+        "limits = { event_args = 50; rooms = 7; output_soft = 8192; output_hard = 65536; };\n"
+        "namespaces = (\n"
+        "  { name = \"/chat\"; script = \"chat.lua\";\n"
+        "    connect_limit = { max = 5; window = 300000; block = 900000; }; },\n"
+        "  { name = \"/device/:id\"; }\n"
+        ");\n"
+        "engineio = ( { path = \"/raw\"; script = \"chat.lua\"; max_payload = 16; } );\n");
+
+    ck_assert_msg(c != NULL, "refused: %s", em_t_err);
+    ck_assert_uint_eq(c->nlisten, 2);
+    ck_assert_str_eq(c->listen[0].port, "4000");
+    ck_assert_str_eq(c->listen[1].host, "::1");
+    ck_assert_str_eq(c->listen[1].port, "4001");
+    ck_assert_uint_eq(c->workers, 3);
+    ck_assert_int_eq(c->log_level, EM_LOG_DEBUG);
+    /* The path is normalised to begin and end with '/'. */
+    ck_assert_str_eq(c->endpoints[0].path, "/sio/");
+    ck_assert_uint_eq(c->endpoints[0].ping_interval, 1500);
+    ck_assert_uint_eq(c->endpoints[0].ping_timeout, 700);
+    ck_assert_uint_eq(c->endpoints[0].max_payload, 4096);
+    ck_assert_uint_eq(c->endpoints[0].transports, EM_TRANSPORT_WEBSOCKET);
+    ck_assert_uint_eq(c->cors_enabled, 1);
+    ck_assert_uint_eq(c->cors_credentials, 1);
+    ck_assert_int_eq(em_conf_origin_allowed(c, B("https://app.example.com")), 1);
+    ck_assert_int_eq(em_conf_origin_allowed(c, B("https://app.example.co")), 0);
+    ck_assert_int_eq(em_conf_origin_allowed(c, B("https://evil.example.com")), 0);
+    ck_assert_uint_eq(c->recovery, 1);
+    ck_assert_uint_eq(c->recovery_max_disconnection, 60000);
+    ck_assert_uint_eq(c->recovery_buffer, 1048576);
+    ck_assert_uint_eq(c->recovery_sessions, 100);
+    ck_assert_uint_eq(c->limits.event_args, 50);
+    ck_assert_uint_eq(c->limits.rooms, 7);
+    ck_assert_uint_eq(c->limits.attachments, 10);       /* not set: the default */
+    ck_assert_uint_eq(c->nnsps, 2);
+    ck_assert_str_eq(c->nsps[0].name, "/chat");
+    /* A script path is taken relative to the configuration file. */
+    ck_assert_ptr_nonnull(strstr(c->nsps[0].script, em_t_dir));
+    ck_assert_ptr_nonnull(strstr(c->nsps[0].script, "/chat.lua"));
+    ck_assert_uint_eq(c->nsps[0].connect_limit.max, 5);
+    ck_assert_uint_eq(c->nsps[0].connect_limit.block, 900000);
+    ck_assert_uint_eq(c->nsps[1].dynamic, 1);
+    ck_assert_uint_eq(c->nsps[0].dynamic, 0);
+    ck_assert_int_eq(em_conf_has_connect_limits(c), 1);
+    /* The raw endpoint inherits the top-level settings it does not set. */
+    ck_assert_uint_eq(c->nendpoints, 2);
+    ck_assert_uint_eq(c->endpoints[1].raw, 1);
+    ck_assert_str_eq(c->endpoints[1].path, "/raw/");
+    ck_assert_uint_eq(c->endpoints[1].max_payload, 16);
+    ck_assert_uint_eq(c->endpoints[1].ping_interval, 1500);
+    em_conf_free(c);
+}
+END_TEST
+
+START_TEST(test_endpoint_lookup)
+{
+    em_conf_t *c = load_text("ep.conf",
+        "engineio = ( { path = \"/engine.io/\"; script = \"chat.lua\"; } );\n");
+    const em_conf_endpoint_t *ep;
+
+    ck_assert_msg(c != NULL, "refused: %s", em_t_err);
+    ep = em_conf_endpoint(c, B("/socket.io/"));
+    ck_assert_ptr_eq(ep, &c->endpoints[0]);
+    /* Without the trailing slash too, as Node's engine.io matches it. */
+    ck_assert_ptr_eq(em_conf_endpoint(c, B("/socket.io")), &c->endpoints[0]);
+    ck_assert_ptr_eq(em_conf_endpoint(c, B("/engine.io/")), &c->endpoints[1]);
+    ck_assert_ptr_null(em_conf_endpoint(c, B("/socket.io/x")));
+    ck_assert_ptr_null(em_conf_endpoint(c, B("/socket.i")));
+    ck_assert_ptr_null(em_conf_endpoint(c, B("/")));
+    ck_assert_ptr_null(em_conf_endpoint(c, B("")));
+    em_conf_free(c);
+}
+END_TEST
+
+/* Each invalid file: refused, and the error names the file, the line of
+ * the offending setting and what is wrong. */
+static const struct {
+    const char *text;
+    int         line;
+    const char *why;
+} em_bad[] = {
+    { "workers = 2;\nlog_level = = \"info\";\n", 2, "syntax error" },
+    { "workers = 2;\ncolour = \"blue\";\n", 2, "unknown setting \"colour\"" },
+    { "\nworkers = 65;\n", 2, "workers" },
+    { "log_level = \"loud\";\n", 1, "log_level" },
+    { "listen = \"127.0.0.1:notaport\";\n", 1, "listen" },
+    { "\n\nlimits = { output_soft = 9000; output_hard = 8192; };\n", 3, "output_soft" },
+    { "limits = { bogus = 1; };\n", 1, "bogus" },
+    { "namespaces = ( { name = \"/a\"; }, { name = \"/a\"; } );\n", 1, "/a" },
+    { "namespaces = ( { name = \"nosl\"; } );\n", 1, "beginning with '/'" },
+    { "namespaces = ( { name = \"/a\"; script = \"missing.lua\"; } );\n", 1, "missing.lua" },
+    { "transports = [ \"carrier-pigeon\" ];\n", 1, "unknown transport" },
+    { "engineio = ( { path = \"/socket.io/\"; script = \"chat.lua\"; } );\n", 0, "two endpoints" },
+    { "engineio = ( { path = \"/raw\"; } );\n", 1, "script" },
+};
+
+START_TEST(test_bad)
+{
+    em_conf_t *c = load_text("bad.conf", em_bad[_i].text);
+    char       where[300];
+
+    ck_assert_msg(c == NULL, "accepted: %s", em_bad[_i].text);
+    snprintf(where, sizeof(where), "%s/bad.conf:%d:", em_t_dir, em_bad[_i].line);
+    if (em_bad[_i].line > 0) {
+        ck_assert_msg(strncmp(em_t_err, where, strlen(where)) == 0, "error \"%s\" does not begin \"%s\"",
+                      em_t_err, where);
+    } else {
+        snprintf(where, sizeof(where), "%s/bad.conf", em_t_dir);
+        ck_assert_msg(strstr(em_t_err, where) != NULL, "error \"%s\" does not name the file", em_t_err);
+    }
+    ck_assert_msg(strstr(em_t_err, em_bad[_i].why) != NULL, "error \"%s\" does not say \"%s\"",
+                  em_t_err, em_bad[_i].why);
+}
+END_TEST
+
+START_TEST(test_unreadable)
+{
+    em_conf_t *c = em_conf_load("/nonexistent/emitd.conf", em_t_err, sizeof(em_t_err));
+
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(strstr(em_t_err, "/nonexistent/emitd.conf: cannot read the file"));
+}
+END_TEST
+
+static Suite *
+conf_suite(void)
+{
+    Suite *s = suite_create("conf");
+    TCase *tc = tcase_create("conf");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_default);
+    tcase_add_test(tc, test_everything);
+    tcase_add_test(tc, test_endpoint_lookup);
+    tcase_add_loop_test(tc, test_bad, 0, (int) EM_NELEMS(em_bad));
+    tcase_add_test(tc, test_unreadable);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+EM_CHECK_MAIN(conf_suite)

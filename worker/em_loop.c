@@ -1,0 +1,139 @@
+/*
+ * em_loop.c - the worker's shared loop context, its reaper, and the report
+ * of limit violations.
+ */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "em_log.h"
+#include "em_loop.h"
+
+em_loop_t em_loop;
+
+#define EM_LOOP_REAPERS 8
+
+static em_loop_reaper_t em_loop_reapers[EM_LOOP_REAPERS];
+static size_t           em_loop_nreapers;
+static struct event    *em_loop_reap_ev;
+
+int
+em_loop_reaper_add(em_loop_reaper_t fn)
+{
+    if (em_loop_nreapers == EM_LOOP_REAPERS) {
+        em_log(EM_LOG_ERR, 0, "too many reapers registered");
+        return EM_ERROR;
+    }
+    em_loop_reapers[em_loop_nreapers++] = fn;
+    return EM_OK;
+}
+
+void
+em_loop_reap(void)
+{
+    int more;
+
+    do {
+        more = 0;
+        for (size_t i = 0; i < em_loop_nreapers; i++) {
+            more |= em_loop_reapers[i]();
+        }
+    } while (more);
+}
+
+static void
+em_loop_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    (void) arg;
+    em_loop_reap();
+}
+
+int
+em_loop_init(const em_conf_t *conf, struct event_base *base, unsigned slot, unsigned nworkers)
+{
+    em_loop.conf = conf;
+    em_loop.base = base;
+    em_loop.slot = slot;
+    em_loop.nworkers = nworkers;
+    em_loop_reap_ev = event_new(base, -1, 0, em_loop_reap_cb, NULL);
+    if (em_loop_reap_ev == NULL) {
+        em_log(EM_LOG_ERR, 0, "event_new() for the reaper failed");
+        return EM_ERROR;
+    }
+    return EM_OK;
+}
+
+void
+em_loop_schedule_reap(void)
+{
+    event_active(em_loop_reap_ev, EV_TIMEOUT, 0);
+}
+
+static const char *const em_limit_names[EM_LIMIT_COUNT] = {
+    "none", "protocol", "event_args", "attachments", "json_depth", "event_name", "namespaces",
+    "rooms", "pending_acks", "output", "write_timeout", "request_timeout", "request_size",
+    "memory"
+};
+
+const char *
+em_limit_name(em_limit_t limit)
+{
+    return (unsigned) limit < EM_LIMIT_COUNT ? em_limit_names[limit] : "unknown";
+}
+
+#define EM_LOOP_VIOLATION_LOGS 10     /* lines per second, then counted only */
+
+void
+em_loop_violation(int fd, const char *sid, em_limit_t limit, const char *fmt, ...)
+{
+    static time_t   second;
+    static unsigned logged, suppressed;
+    char            why[200], ip[INET6_ADDRSTRLEN] = "", details[240];
+    struct sockaddr_storage ss;
+    socklen_t       sl = sizeof(ss);
+    va_list         ap;
+    time_t          now = time(NULL);
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *) &ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, ip, sizeof(ip));
+        } else if (ss.ss_family == AF_INET6) {
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, ip, sizeof(ip));
+        }
+    }
+    if (now != second) {
+        if (suppressed > 0) {
+            em_log(EM_LOG_WARN, 0, "%u more clients closed for breaking limits in the last second "
+                   "(not logged one by one)", suppressed);
+        }
+        second = now;
+        logged = suppressed = 0;
+    }
+    if (logged < EM_LOOP_VIOLATION_LOGS) {
+        logged++;
+        em_log(EM_LOG_WARN, 0, "closing client %s%s%s: %s (limit \"%s\")", ip[0] ? ip : "?",
+               sid ? " session " : "", sid ? sid : "", why, em_limit_name(limit));
+    } else {
+        suppressed++;
+    }
+    if (em_loop.state != NULL && em_loop.state->hdr != NULL) {
+        em_st_event_t ev;
+        /* The reason is our own text: no quotes or backslashes to escape. */
+        int n = snprintf(details, sizeof(details), "{\"limit\":\"%s\",\"reason\":\"%s\"}",
+                         em_limit_name(limit), why);
+        em_monitor_event_fill(&ev, "limit", (em_str_t) { sid, sid ? strlen(sid) : 0 }, EM_STR(""),
+                              EM_STR(""), (em_str_t) { ip, strlen(ip) }, EM_STR(""),
+                              n > 0 && (size_t) n < sizeof(details) ? (em_str_t) { details, (size_t) n }
+                                                                       : (em_str_t) { NULL, 0 });
+        em_monitor_violation(em_loop.state, &ev);
+    }
+}
+
