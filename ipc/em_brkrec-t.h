@@ -36,7 +36,7 @@
 #define EM_BRK_NAME_MAX  65535u
 #define EM_BRK_LIST_MAX  65535u
 /* Attachments per record: as many as a Socket.IO packet may carry
- * (EM_SIO_MAX_ATTACHMENTS, asserted where both are known: worker/em_bus.c). */
+ * (EM_SIO_MAX_ATTACHMENTS, asserted where both are known: sio/em_bus.c). */
 #define EM_BRK_ATT_MAX   1000u
 
 /*

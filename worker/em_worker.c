@@ -16,7 +16,7 @@
 #include "em_chan.h"
 #include "em_cluster.h"
 #include "em_conn.h"
-#include "em_engine.h"
+#include "em_eio_session.h"
 #include "em_loop.h"
 #include "em_log.h"
 #include "em_lua.h"

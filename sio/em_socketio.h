@@ -10,7 +10,7 @@
 
 #include "em_adapter.h"
 #include "em_buf.h"
-#include "em_engine.h"
+#include "em_eio_session.h"
 #include "em_sid.h"
 #include "em_sio.h"
 
@@ -21,7 +21,7 @@ typedef struct em_sio_client em_sio_client_t;
 struct em_nsp {
     char                 *name;
     size_t                name_len;
-    size_t                conf_index;     /* into em_w.conf->nsps */
+    size_t                conf_index;     /* into em_loop.conf->nsps */
     em_sio_socket_t      *sockets;        /* uthash by id */
     size_t                nsockets;
     em_room_t            *rooms;          /* uthash by name */
@@ -109,6 +109,18 @@ int em_sio_pkt_build_raw(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_
  * not copied. */
 void em_sio_broadcast_raw(em_nsp_t *nsp, const em_bcast_t *b, em_str_t data, em_buf_t *const *atts,
                           size_t natt);
+
+/*
+ * Route an EVENT encoded once (pkt, framed for namespace `name`) to the
+ * sockets b selects, in this worker and, through the bus, in the others:
+ * of namespace `name` (conf < 0), or of every instance of configured
+ * namespace conf, whose configured name `name` then is (each instance
+ * once, framed with its own name). pkt stays the caller's.
+ */
+void em_sio_route(em_str_t name, long conf, const em_bcast_t *b, const em_pkt_t *pkt);
+
+/* Sockets of every instance of configured namespace conf in this worker. */
+size_t em_sio_conf_sockets(size_t conf);
 
 /* Send a packet to one socket (held back while it is still connecting). */
 void em_sio_socket_send(em_sio_socket_t *s, const em_pkt_t *pkt);

@@ -1,11 +1,11 @@
 /*
- * em_engine.h - Engine.IO v4 sessions: handshake, the polling and WebSocket
+ * em_eio_session.h - Engine.IO v4 sessions: handshake, the polling and WebSocket
  * transports, the upgrade from one to the other, heartbeats, and the queue of
  * packets waiting for a polling GET. The layer above (Socket.IO, or a raw
  * Engine.IO script) sees only open / message / close.
  */
-#ifndef EM_ENGINE_H
-#define EM_ENGINE_H
+#ifndef EM_EIO_SESSION_H
+#define EM_EIO_SESSION_H
 
 #include <uthash.h>
 
@@ -78,7 +78,7 @@ void em_eio_session_close(em_eio_session_t *s, const char *reason);
 
 /*
  * Close the session because its client broke `limit` (or the protocol):
- * logged with the client's address and counted (em_worker_violation), the
+ * logged with the client's address and counted (em_loop_violation), the
  * layer above hears "parse error" (protocol) or "forced server close", and a
  * WebSocket is closed with code 1002 (protocol) or 1008 and the limit's name
  * as the reason. Safe inside a send or a handler: the session is freed

@@ -12,7 +12,7 @@
 #include <jansson.h>
 
 #include "em_core.h"
-#include "em_engine.h"
+#include "em_eio_session.h"
 #include "em_state.h"
 
 typedef struct em_sio_socket em_sio_socket_t;

@@ -20,6 +20,7 @@
 #include "em_utf8.h"
 #include "em_wsframe.h"
 #include "em_log.h"
+#include "em_loop.h"
 
 #define EM_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

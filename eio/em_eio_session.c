@@ -1,5 +1,5 @@
 /*
- * em_engine.c - Engine.IO v4 sessions.
+ * em_eio_session.c - Engine.IO v4 sessions.
  *
  * A session lives in the worker whose slot its sid encodes. Its transport is
  * either long-polling (a parked GET answered when packets are queued, POSTs
@@ -18,8 +18,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "em_engine.h"
+#include "em_eio_session.h"
 #include "em_log.h"
+#include "em_loop.h"
 
 #define EM_EIO_SESSION_UPGRADE_TIMEOUT 10000          /* ms for "5" after "2probe" */
 #define EM_EIO_SESSION_CLOSE_TIMEOUT   30000          /* ms to deliver the last packets */

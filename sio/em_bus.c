@@ -14,9 +14,9 @@
 #include "em_shm.h"
 #include "em_bus.h"
 #include "em_log.h"
+#include "em_loop.h"
 #include "em_sio.h"
 #include "em_socketio.h"
-#include "em_worker.h"
 
 _Static_assert(EM_BRK_ATT_MAX >= EM_SIO_MAX_ATTACHMENTS,
                "a broadcast record must carry every attachment a packet may have");

@@ -13,6 +13,7 @@
 #include "em_bus.h"
 #include "em_cluster.h"
 #include "em_log.h"
+#include "em_loop.h"
 #include "em_socketio.h"
 
 struct em_room {

@@ -18,6 +18,7 @@
 #include "em_cluster.h"
 #include "em_http.h"
 #include "em_log.h"
+#include "em_loop.h"
 #include "em_socketio.h"
 
 em_state_t em_cluster;

@@ -13,6 +13,7 @@
 #include "em_bus.h"
 #include "em_cluster.h"
 #include "em_log.h"
+#include "em_loop.h"
 #include "em_socketio.h"
 
 struct em_sio_client {
@@ -973,4 +974,50 @@ void
 em_sio_set_app(const em_sio_app_t *app)
 {
     em_sio_app = *app;
+}
+
+/* ---- routing a broadcast: this worker's sockets, then the bus ---- */
+
+void
+em_sio_route(em_str_t name, long conf, const em_bcast_t *b, const em_pkt_t *pkt)
+{
+    em_str_t data = { pkt->text->data + pkt->data_off, pkt->text->len - pkt->data_off };
+
+    if (conf < 0) {
+        em_nsp_t *nsp = em_nsp_find(name.data, name.len);
+        if (nsp != NULL) {
+            em_adapter_broadcast(nsp, b, pkt);
+        }
+    }
+    /* A configured namespace: every instance of it (one, unless parameterised). */
+    for (em_nsp_t *nsp = conf < 0 ? NULL : em_nsp_first(), *next; nsp != NULL; nsp = next) {
+        next = nsp->hh.next;
+        if ((long) nsp->conf_index != conf) {
+            continue;
+        }
+        if (nsp->name_len == name.len && memcmp(nsp->name, name.data, name.len) == 0) {
+            em_adapter_broadcast(nsp, b, pkt);
+        } else {
+            /* Another instance of a parameterised namespace: its own name. */
+            em_sio_broadcast_raw(nsp, b, data, pkt->att, pkt->natt);
+        }
+    }
+    /* Only a parameterised namespace needs "every instance": its instances
+     * differ per worker. A static one goes by name, so the broker can route
+     * it to the workers with members. */
+    long pconf = (conf >= 0 && em_loop.conf->nsps[conf].dynamic) ? conf : -1;
+    em_bus_publish(name, pconf, b, data, pkt->offset != 0, pkt->att, pkt->natt);
+}
+
+size_t
+em_sio_conf_sockets(size_t conf)
+{
+    size_t n = 0;
+
+    for (em_nsp_t *nsp = em_nsp_first(); nsp != NULL; nsp = nsp->hh.next) {
+        if (nsp->conf_index == conf) {
+            n += nsp->nsockets;
+        }
+    }
+    return n;
 }

@@ -26,6 +26,7 @@
 #include "em_cluster.h"
 #include "em_http.h"
 #include "em_log.h"
+#include "em_loop.h"
 #include "em_lua.h"
 #include "em_lua_int.h"
 #include "em_luajson.h"
@@ -726,10 +727,8 @@ em_lua_bcast_emit(lua_State *l)
         lua_pop(l, 1);
     }
 
-    /*
-     * Encode once for the named namespace (or the configured one), deliver
-     * to this worker's sockets, then publish the JSON once for the others.
-     */
+    /* Encode once for the named namespace (or the configured one); the
+     * Socket.IO layer delivers it here and publishes it for the others. */
     const char *encname = nspname;
     size_t      enclen = nsplen;
     if (encname == NULL) {
@@ -741,32 +740,7 @@ em_lua_bcast_emit(lua_State *l)
     }
     em_lua_args_pkt(&pkt, EM_SIO_EVENT, (em_str_t) { encname, enclen }, EM_SIO_NO_ID, 2, nargs, 1,
                     &b, NULL);
-    em_str_t data = { pkt.text->data + pkt.data_off, pkt.text->len - pkt.data_off };
-    if (nspname != NULL) {
-        em_nsp_t *nsp = em_nsp_find(nspname, nsplen);
-        if (nsp != NULL) {
-            em_adapter_broadcast(nsp, &b, &pkt);
-        }
-    }
-    /* A configured namespace: every instance of it (one, unless parameterised). */
-    for (em_nsp_t *nsp = nspname ? NULL : em_nsp_first(), *next; nsp != NULL; nsp = next) {
-        next = nsp->hh.next;
-        if ((lua_Integer) nsp->conf_index != conf) {
-            continue;
-        }
-        if (nsp->name_len == enclen && memcmp(nsp->name, encname, enclen) == 0) {
-            em_adapter_broadcast(nsp, &b, &pkt);
-        } else {
-            /* Another instance of a parameterised namespace: its own name. */
-            em_sio_broadcast_raw(nsp, &b, data, pkt.att, pkt.natt);
-        }
-    }
-    /* Only a parameterised namespace needs "every instance": its instances
-     * differ per worker. A static one goes by name, so the broker can route
-     * it to the workers with members. */
-    long pconf = (nspname == NULL && em_loop.conf->nsps[conf].dynamic) ? (long) conf : -1;
-    em_bus_publish((em_str_t) { encname, enclen }, pconf, &b, data, pkt.offset != 0, pkt.att,
-                   pkt.natt);
+    em_sio_route((em_str_t) { encname, enclen }, nspname != NULL ? -1 : (long) conf, &b, &pkt);
     em_pkt_release(&pkt);
     return 0;
 }
@@ -775,15 +749,9 @@ static int
 em_lua_bcast_sockets(lua_State *l)
 {
     /* nsp:sockets() -> number of sockets of this namespace in this worker */
-    lua_Integer n = 0;
     lua_getfield(l, 1, "_conf");
     lua_Integer conf = lua_tointeger(l, -1);
-    for (em_nsp_t *nsp = em_nsp_first(); nsp != NULL; nsp = nsp->hh.next) {
-        if ((lua_Integer) nsp->conf_index == conf) {
-            n += (lua_Integer) nsp->nsockets;
-        }
-    }
-    lua_pushinteger(l, n);
+    lua_pushinteger(l, conf >= 0 ? (lua_Integer) em_sio_conf_sockets((size_t) conf) : 0);
     return 1;
 }
 

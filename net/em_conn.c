@@ -25,6 +25,7 @@
 #include "em_chan-t.h"
 #include "em_conn.h"
 #include "em_log.h"
+#include "em_loop.h"
 #include "em_sid.h"
 
 _Static_assert(sizeof(em_conn_t) <= 232, "em_conn_t outgrew its 240-byte malloc chunk");
