@@ -33,16 +33,16 @@ typedef struct {
 void em_lua_bins_free(em_lua_bins_t *b);
 
 /* Push v; atts may be NULL. EM_ERROR (nothing pushed) for a bad placeholder. */
-int em_lua_push_json(lua_State *L, json_t *v, const em_str_t *atts, size_t natt);
+int em_lua_push_json(lua_State *l, json_t *v, const em_str_t *atts, size_t natt);
 
 /* Convert the value at idx; bins NULL refuses buffers. NULL on error with a
  * message in err. */
-json_t *em_lua_to_json(lua_State *L, int idx, em_lua_bins_t *bins, char *err, size_t errlen);
+json_t *em_lua_to_json(lua_State *l, int idx, em_lua_bins_t *bins, char *err, size_t errlen);
 
 /* Push a new buffer holding a copy of data. */
-void em_lua_push_buffer(lua_State *L, const char *data, size_t len);
+void em_lua_push_buffer(lua_State *l, const char *data, size_t len);
 
 /* The bytes of a buffer at idx, or NULL if it is not one. */
-const char *em_lua_to_buffer(lua_State *L, int idx, size_t *len);
+const char *em_lua_to_buffer(lua_State *l, int idx, size_t *len);
 
 #endif

@@ -9,8 +9,8 @@
 --   socket.emit("upload", Buffer, (info) => {})        binary in, JSON ack
 --   socket.emit("download", n, (buf) => {})            binary out (n bytes)
 --
--- Rooms are per worker until emitd has a broker: with several workers,
--- "say" reaches only the room's members on this client's worker.
+-- Rooms span the workers: "say" reaches the room's members on every
+-- worker (the broker relays it), as on one Node server.
 
 local MAX_ROOM_NAME = 64
 
