@@ -1,5 +1,5 @@
 /*
- * test_chunked.c - unit tests of em_http_chunked_parse() (proto/em_http.c).
+ * test_chunked.c - unit tests of em_http_chunked_parse() (proto/em_http_chunked.c).
  *
  * Table-driven: every row is its own loop test, so each shows up as one TAP
  * line. Every row is decoded whole, one byte per call, and split in two at

@@ -1,5 +1,5 @@
 /*
- * test_http.c - unit tests of proto/em_http.c and proto/em_str.c.
+ * test_http.c - unit tests of proto/em_http_head.c, em_http_query.c and em_str.c.
  *
  * Table-driven: every row of a table is its own loop test, so each shows up
  * as one TAP line.
