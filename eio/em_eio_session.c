@@ -39,9 +39,9 @@ static void em_eio_session_abort(em_eio_session_t *s, const char *reason);
 /* ---- the layer above: Socket.IO or a raw Engine.IO script ---- */
 
 static em_eio_upper_t     em_eio_upper[2];       /* [0] Socket.IO, [1] raw endpoints */
-static em_eio_session_t  *em_eio_sessions;       /* uthash by sid */
+static em_eio_session_t *em_eio_sessions;       /* uthash by sid */
 static uint32_t           em_eio_nsessions;
-static em_eio_session_t  *em_eio_reap_list;      /* finished, freed by the reaper */
+static em_eio_session_t *em_eio_reap_list;      /* finished, freed by the reaper */
 
 static const em_eio_upper_t *
 em_upper(const em_eio_session_t *s)
@@ -181,7 +181,7 @@ em_eio_session_flush_get(em_eio_session_t *s, int noop_if_empty)
                  * send) and the client recovers. */
                 evbuffer_free(body);
                 em_loop_violation(c->fd, s->sid, EM_LIMIT_MEMORY,
-                                    "no memory for a polling response of %zu bytes", s->q_bytes);
+                                  "no memory for a polling response of %zu bytes", s->q_bytes);
                 em_eio_session_overflow(s, EM_LIMIT_MEMORY);
                 return;
             }
@@ -218,11 +218,11 @@ em_eio_session_send(em_eio_session_t *s, em_buf_t *buf)
          * packet lost to a full queue or to memory is never silent. */
         if (over) {
             em_loop_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_OUTPUT,
-                                "%zu bytes wait for the next poll (output_hard %zu)",
-                                s->q_bytes + buf->len, hard);
+                              "%zu bytes wait for the next poll (output_hard %zu)",
+                              s->q_bytes + buf->len, hard);
         } else {
             em_loop_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_MEMORY,
-                                "no memory to queue a %zu-byte packet", buf->len);
+                              "no memory to queue a %zu-byte packet", buf->len);
         }
         em_eio_session_overflow(s, over ? EM_LIMIT_OUTPUT : EM_LIMIT_MEMORY);
         return;
@@ -246,7 +246,7 @@ em_eio_session_send(em_eio_session_t *s, em_buf_t *buf)
 static em_eio_session_t *
 em_eio_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
 {
-    em_eio_session_t           *s = calloc(1, sizeof(*s));
+    em_eio_session_t       *s = calloc(1, sizeof(*s));
     struct sockaddr_storage ss;
     socklen_t               sl = sizeof(ss);
     char                    addr[INET6_ADDRSTRLEN] = "";
@@ -519,7 +519,7 @@ em_eio_session_packet(em_eio_session_t *s, const em_eio_packet_t *p)
         break;
     default:
         em_loop_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
-                            "an Engine.IO packet of type %d from a client", (int) p->type);
+                          "an Engine.IO packet of type %d from a client", (int) p->type);
         em_eio_session_abort(s, "parse error");
         break;
     }
@@ -600,7 +600,7 @@ em_eio_session_post(em_conn_t *c, em_eio_session_t *s, const char *body, size_t 
     free(bin);
     if (rc == EM_ERROR && !s->closed) {
         em_loop_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
-                            "a malformed polling payload");
+                          "a malformed polling payload");
         em_eio_session_abort(s, "parse error");
     }
     em_eio_session_post_conn = NULL;
@@ -614,7 +614,7 @@ em_eio_session_request(em_conn_t *c, const em_http_req_t *req, const char *body,
     char                      transport[16];
     ssize_t                   n;
     unsigned                  tr;
-    em_eio_session_t             *s;
+    em_eio_session_t         *s;
 
     n = em_http_query_get(req->query, "EIO", val, sizeof(val));
     if (n != 1 || val[0] != '4') {

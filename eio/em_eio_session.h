@@ -44,7 +44,7 @@ struct em_eio_session {
                                                  script may read it, else NULL */
     size_t                     handshake_len;
     void                      *upper;         /* Socket.IO client or raw script object */
-    em_eio_session_t              *reap_next;
+    em_eio_session_t          *reap_next;
     UT_hash_handle             hh;
 };
 

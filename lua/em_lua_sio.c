@@ -60,7 +60,7 @@ em_lua_push_str_map(lua_State *l, em_str_t query)
 static void
 em_lua_push_handshake(lua_State *l, em_sio_socket_t *s, int uv)
 {
-    em_eio_session_t  *es = em_sio_socket_session(s);
+    em_eio_session_t *es = em_sio_socket_session(s);
     const char    *addr = es->handshake ? es->handshake : "";
     size_t         alen = strlen(addr) + 1;
     em_http_req_t  req;

@@ -149,8 +149,8 @@ em_lua_socket_emit(lua_State *l)
         if (s->nacks >= em_loop.conf->limits.pending_acks) {
             /* The client does not answer: it is closed, not grown for. */
             em_eio_session_refuse(em_sio_socket_session(s), EM_LIMIT_PENDING_ACKS,
-                              "%u acks asked for and not answered (limit %u)", s->nacks,
-                              em_loop.conf->limits.pending_acks);
+                                  "%u acks asked for and not answered (limit %u)", s->nacks,
+                                  em_loop.conf->limits.pending_acks);
             lua_pushboolean(l, 0);
             return 1;
         }
@@ -179,7 +179,7 @@ em_lua_join_one(lua_State *l, em_sio_socket_t *s, em_str_t room)
 
     if (rc == EM_DECLINED) {
         em_eio_session_refuse(em_sio_socket_session(s), EM_LIMIT_ROOMS,
-                          "a join beyond %u rooms", em_loop.conf->limits.rooms);
+                              "a join beyond %u rooms", em_loop.conf->limits.rooms);
     } else if (rc != EM_OK) {
         if (room.len > EM_ROOM_NAME_MAX) {
             luaL_error(l, "join: a room name of %d bytes is too long (at most %d)", (int) room.len,

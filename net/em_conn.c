@@ -709,8 +709,8 @@ em_conn_request(em_conn_t *c, const em_http_req_t *req)
     if (req->method == EM_HTTP_POST && req->content_length > 0) {
         if ((size_t) req->content_length > ep->max_payload) {
             em_loop_violation(c->fd, NULL, EM_LIMIT_REQUEST_SIZE,
-                                "a request body of %lld bytes (max_payload %zu): answered 413",
-                                (long long) req->content_length, ep->max_payload);
+                              "a request body of %lld bytes (max_payload %zu): answered 413",
+                              (long long) req->content_length, ep->max_payload);
             c->keep_alive = 0;
             em_conn_respond(c, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
             return req->head_len;
@@ -790,7 +790,7 @@ em_conn_process(em_conn_t *c)
                 char  *nb = realloc(ch->body, cap);
                 if (nb == NULL) {
                     em_loop_violation(c->fd, NULL, EM_LIMIT_MEMORY,
-                                        "no memory for a chunked body of %zu bytes", cap);
+                                      "no memory for a chunked body of %zu bytes", cap);
                     em_conn_chunked_free(c);
                     em_conn_fail(c, 503);
                     break;
@@ -810,8 +810,8 @@ em_conn_process(em_conn_t *c)
                 c->keep_alive = 0;
                 if (rc == EM_DECLINED) {
                     em_loop_violation(c->fd, NULL, EM_LIMIT_REQUEST_SIZE,
-                                        "a chunked body over max_payload (%zu): answered 413",
-                                        c->endpoint->max_payload);
+                                      "a chunked body over max_payload (%zu): answered 413",
+                                      c->endpoint->max_payload);
                     em_conn_respond(c, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
                 } else {
                     em_conn_refuse(c, 400, EM_LIMIT_PROTOCOL, "a malformed chunked body");
@@ -936,7 +936,7 @@ em_conn_output_over(em_conn_t *c)
     }
     if (left > lim->output_hard) {
         em_loop_violation(c->fd, em_conn_upper_id(c), EM_LIMIT_OUTPUT,
-                            "%zu bytes of output unread (output_hard %zu)", left, lim->output_hard);
+                          "%zu bytes of output unread (output_hard %zu)", left, lim->output_hard);
         return EM_ERROR;
     }
     now = em_conn_now();
@@ -946,8 +946,8 @@ em_conn_output_over(em_conn_t *c)
     }
     if ((uint32_t) (now - c->soft_since) >= lim->output_soft_time) {
         em_loop_violation(c->fd, em_conn_upper_id(c), EM_LIMIT_OUTPUT,
-                            "over %zu bytes of output unread for %u ms (output_soft)",
-                            lim->output_soft, lim->output_soft_time);
+                          "over %zu bytes of output unread for %u ms (output_soft)",
+                          lim->output_soft, lim->output_soft_time);
         return EM_ERROR;
     }
     return EM_OK;
@@ -984,8 +984,8 @@ em_conn_timed_out(em_conn_t *c)
 
     if (em_conn_writing(c) && (uint32_t) (now - c->write_since) >= lim->write_timeout) {
         em_loop_violation(c->fd, em_conn_upper_id(c), EM_LIMIT_WRITE_TIMEOUT,
-                            "took none of its %zu bytes of output for %u ms",
-                            evbuffer_get_length(c->out), lim->write_timeout);
+                          "took none of its %zu bytes of output for %u ms",
+                          evbuffer_get_length(c->out), lim->write_timeout);
         em_conn_close(c);
         return;
     }
@@ -996,7 +996,7 @@ em_conn_timed_out(em_conn_t *c)
             return;
         }
         em_loop_violation(c->fd, NULL, EM_LIMIT_REQUEST_TIMEOUT,
-                            "sent no whole request within %u ms", lim->request_timeout);
+                          "sent no whole request within %u ms", lim->request_timeout);
         c->keep_alive = 0;
         em_conn_chunked_free(c);
         c->state = EM_CONN_HEAD;

@@ -235,8 +235,8 @@ em_ws_send(em_conn_t *c, em_buf_t *buf)
     if (out == NULL || evbuffer_get_length(out) > 2 * em_loop.conf->limits.output_hard) {
         if (out != NULL) {
             em_loop_violation(c->fd, em_conn_upper_id(c), EM_LIMIT_OUTPUT,
-                                "%zu bytes of output in one pass (twice output_hard)",
-                                evbuffer_get_length(out));
+                              "%zu bytes of output in one pass (twice output_hard)",
+                              evbuffer_get_length(out));
         }
         em_conn_close_later(c);
         return EM_ERROR;
@@ -270,7 +270,7 @@ em_ws_send(em_conn_t *c, em_buf_t *buf)
     if (rc != 0) {
         /* A frame header without its payload would break the stream. */
         em_loop_violation(c->fd, em_conn_upper_id(c), EM_LIMIT_MEMORY,
-                            "no memory to queue a %zu-byte message", buf->len);
+                          "no memory to queue a %zu-byte message", buf->len);
         em_conn_close_later(c);
         return EM_ERROR;
     }

@@ -227,11 +227,11 @@ em_cluster_session_rooms(em_sio_socket_t *s)
     now = em_state_now();
     if (s->pid != NULL) {
         em_recovery_set_rooms(&em_cluster, (em_str_t) { s->pid, strlen(s->pid) }, buf,
-                             b.overflow ? EM_ST_ROOMS_MAX + 1 : b.len, b.n, now);
+                              b.overflow ? EM_ST_ROOMS_MAX + 1 : b.len, b.n, now);
     }
     if (s->token != NULL) {
         em_recovery_set_rooms(&em_cluster, (em_str_t) { s->token, strlen(s->token) }, buf,
-                             b.overflow ? EM_ST_ROOMS_MAX + 1 : b.len, b.n, now);
+                              b.overflow ? EM_ST_ROOMS_MAX + 1 : b.len, b.n, now);
     }
 }
 
@@ -351,7 +351,7 @@ em_cluster_recover(em_sio_socket_t *s, json_t *auth, char **buf, em_str_t **room
         return EM_DECLINED;
     }
     if (em_recovery_take(&em_cluster, (em_str_t) { pid, strlen(pid) }, EM_ST_SESSION_PID, em_loop.slot,
-                        (uint32_t) getpid(), em_state_now(), e) != EM_OK
+                         (uint32_t) getpid(), em_state_now(), e) != EM_OK
         || e->overflow || e->nsp_len != s->nsp->name_len
         || memcmp(e->nsp, s->nsp->name, e->nsp_len) != 0
         || em_nsp_socket_find(s->nsp, e->sid) != NULL
@@ -482,7 +482,7 @@ em_cluster_socket_gone(em_sio_socket_t *s, const char *reason)
     }
     if (s->token != NULL) {
         em_recovery_release(&em_cluster, (em_str_t) { s->token, strlen(s->token) }, now,
-                           em_cluster_keep());
+                            em_cluster_keep());
     }
     em_cluster_fire(&chg);
 }
@@ -641,7 +641,7 @@ em_cluster_redeem(em_sio_socket_t *s, em_str_t token, em_st_session_t *out, em_p
     *lost = 0;
     if (token.len == 0 || token.len >= 64
         || em_recovery_take(&em_cluster, token, EM_ST_SESSION_TOKEN, em_loop.slot, (uint32_t) getpid(),
-                           em_state_now(), out) != EM_OK) {
+                            em_state_now(), out) != EM_OK) {
         return EM_DECLINED;
     }
     if (out->nsp_len != s->nsp->name_len || memcmp(out->nsp, s->nsp->name, out->nsp_len) != 0) {

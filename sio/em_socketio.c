@@ -17,7 +17,7 @@
 #include "em_socketio.h"
 
 struct em_sio_client {
-    em_eio_session_t     *eio;
+    em_eio_session_t *eio;
     em_sio_socket_t  *sockets;
     struct event     *connect_timer;
     /* A binary packet waiting for its attachments. */
@@ -274,7 +274,7 @@ em_sio_hold(em_sio_socket_t *s, em_buf_t *b)
 
     if (held == NULL) {
         em_eio_session_refuse(s->client->eio, EM_LIMIT_MEMORY,
-                          "no memory to hold a packet sent during on_connect");
+                              "no memory to hold a packet sent during on_connect");
         return EM_ERROR;
     }
     s->held = held;
@@ -313,7 +313,7 @@ em_sio_send_simple(em_sio_client_t *c, em_sio_type_t type, em_str_t nsp, json_t 
 
     if (b == NULL) {
         em_eio_session_refuse(c->eio, EM_LIMIT_MEMORY, "no memory to encode a packet of type %d",
-                          (int) type);
+                              (int) type);
         return;
     }
     em_eio_session_send(c->eio, b);
@@ -482,7 +482,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     }
     if (c->nsockets >= em_loop.conf->limits.namespaces) {
         em_eio_session_refuse(c->eio, EM_LIMIT_NAMESPACES, "a CONNECT to a namespace beyond %u at once",
-                          em_loop.conf->limits.namespaces);
+                              em_loop.conf->limits.namespaces);
         return EM_OK;
     }
     if (p->data.len > 0) {
@@ -493,7 +493,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
         }
         if (em_sio_data_check(auth, 1, 0, 0) != EM_LIMIT_NONE) {
             em_eio_session_refuse(c->eio, EM_LIMIT_JSON_DEPTH, "CONNECT data nested deeper than %u",
-                              em_loop.conf->limits.json_depth);
+                                  em_loop.conf->limits.json_depth);
             json_decref(auth);
             return EM_OK;
         }
@@ -691,12 +691,12 @@ em_sio_args_check(em_sio_client_t *c, const em_sio_packet_t *p, const json_t *ar
 
     if (event && json_string_length(json_array_get(args, 0)) > lim->event_name) {
         em_eio_session_refuse(c->eio, EM_LIMIT_EVENT_NAME, "an event name of %zu bytes (limit %u)",
-                          json_string_length(json_array_get(args, 0)), lim->event_name);
+                              json_string_length(json_array_get(args, 0)), lim->event_name);
         return EM_DECLINED;
     }
     if (nargs > lim->event_args) {
         em_eio_session_refuse(c->eio, EM_LIMIT_EVENT_ARGS, "an %s with %zu arguments (limit %u)",
-                          event ? "event" : "ack", nargs, lim->event_args);
+                              event ? "event" : "ack", nargs, lim->event_args);
         return EM_DECLINED;
     }
     l = em_sio_data_check(args, 1, natt > 0, natt);
@@ -784,7 +784,7 @@ em_sio_text(em_sio_client_t *c, const char *data, size_t len)
     }
     if (p.nattach > em_loop.conf->limits.attachments) {
         em_eio_session_refuse(c->eio, EM_LIMIT_ATTACHMENTS, "a packet announcing %u attachments (limit %u)",
-                          p.nattach, em_loop.conf->limits.attachments);
+                              p.nattach, em_loop.conf->limits.attachments);
         return EM_OK;
     }
     if ((p.type == EM_SIO_BINARY_EVENT || p.type == EM_SIO_BINARY_ACK) && p.nattach > 0) {
@@ -815,8 +815,8 @@ em_sio_attachment(em_sio_client_t *c, const char *data, size_t len)
     c->bin_bytes += len;
     if (c->bin_bytes > c->eio->endpoint->max_payload * 4) {
         em_eio_session_refuse(c->eio, EM_LIMIT_ATTACHMENTS,
-                          "attachments of over %zu bytes in one packet (4 x max_payload)",
-                          c->eio->endpoint->max_payload * 4);
+                              "attachments of over %zu bytes in one packet (4 x max_payload)",
+                              c->eio->endpoint->max_payload * 4);
         return EM_OK;
     }
     copy = malloc(len ? len : 1);
@@ -900,7 +900,7 @@ em_sio_message(em_eio_session_t *s, const char *data, size_t len, int binary)
     rc = binary ? em_sio_attachment(c, data, len) : em_sio_text(c, data, len);
     if (rc != EM_OK && !s->closed) {
         em_eio_session_refuse(s, EM_LIMIT_PROTOCOL, "a malformed Socket.IO %s of %zu bytes",
-                          binary ? "attachment" : "packet", len);
+                              binary ? "attachment" : "packet", len);
     }
 }
 

@@ -144,7 +144,7 @@ em_recovery_get(em_state_t *st, em_str_t key, em_st_session_t *out)
 
 int
 em_recovery_take(em_state_t *st, em_str_t key, int kind, unsigned slot, uint32_t pid, int64_t now,
-                em_st_session_t *out)
+                 em_st_session_t *out)
 {
     em_st_session_t *e;
     int              rc = EM_DECLINED;
@@ -182,7 +182,7 @@ done:
 
 int
 em_recovery_set_rooms(em_state_t *st, em_str_t key, const char *rooms, size_t len, uint16_t nrooms,
-                     int64_t now)
+                      int64_t now)
 {
     em_st_session_t *e;
 

@@ -174,10 +174,10 @@ int  em_recovery_get(em_state_t *st, em_str_t key, em_st_session_t *out);
  * held by a live socket (a socket whose worker died does not hold it). The
  * pid kind is removed; a token stays, now held by the caller. */
 int  em_recovery_take(em_state_t *st, em_str_t key, int kind, unsigned slot, uint32_t pid,
-                     int64_t now, em_st_session_t *out);
+                      int64_t now, em_st_session_t *out);
 /* Replace the rooms of a held session. */
 int  em_recovery_set_rooms(em_state_t *st, em_str_t key, const char *rooms, size_t len,
-                          uint16_t nrooms, int64_t now);
+                           uint16_t nrooms, int64_t now);
 /* Its socket went: keep it until now + keep ms (the log's next offset noted). */
 void em_recovery_release(em_state_t *st, em_str_t key, int64_t now, int64_t keep);
 void em_recovery_drop(em_state_t *st, em_str_t key);

@@ -1262,13 +1262,13 @@ START_TEST(test_sweep_slot)
     em_room_add(&st, 0, EM_STR("/"), EM_STR("t"), EM_STR("zero"), NULL);
 
     ck_assert_int_eq(em_recovery_save(&st, EM_STR("held1"),
-                                     sess(&s, EM_ST_SESSION_PID, 1, 4242, 1, 0, "sid1"), 1), EM_OK);
+                                      sess(&s, EM_ST_SESSION_PID, 1, 4242, 1, 0, "sid1"), 1), EM_OK);
     ck_assert_int_eq(em_recovery_save(&st, EM_STR("held1new"),
-                                     sess(&s, EM_ST_SESSION_PID, 1, 777, 1, 0, "sid2"), 1), EM_OK);
+                                      sess(&s, EM_ST_SESSION_PID, 1, 777, 1, 0, "sid2"), 1), EM_OK);
     ck_assert_int_eq(em_recovery_save(&st, EM_STR("held0"),
-                                     sess(&s, EM_ST_SESSION_TOKEN, 0, 4242, 1, 0, "sid3"), 1), EM_OK);
+                                      sess(&s, EM_ST_SESSION_TOKEN, 0, 4242, 1, 0, "sid3"), 1), EM_OK);
     ck_assert_int_eq(em_recovery_save(&st, EM_STR("gone1"),
-                                     sess(&s, EM_ST_SESSION_PID, 1, 4242, 1, 500, "sid4"), 1), EM_OK);
+                                      sess(&s, EM_ST_SESSION_PID, 1, 4242, 1, 500, "sid4"), 1), EM_OK);
     plog_put("/", NULL, NULL, EM_STR("[1]"), NULL, 0, 1);
     plog_put("/", NULL, NULL, EM_STR("[2]"), NULL, 0, 1);
     next = em_plog_next_offset(&st);
@@ -1349,7 +1349,7 @@ START_TEST(test_session_take_pid)
 
     em_state_slot_set(&st, 0, 100);
     ck_assert_int_eq(em_recovery_save(&st, EM_STR("p1"), sess(&s, EM_ST_SESSION_PID, 0, 100, 5, 0, "A"),
-                                     5), EM_OK);
+                                      5), EM_OK);
     ck_assert_int_eq(em_recovery_get(&st, EM_STR("p1"), &out), EM_OK);
     ck_assert_str_eq(out.sid, "A");
     ck_assert_int_eq(out.kind, EM_ST_SESSION_PID);
