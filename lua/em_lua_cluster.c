@@ -268,7 +268,7 @@ em_lua_socket_recover_session(lua_State *l)
     em_plog_pkt_t   *queued = NULL;
 
     tok.data = luaL_checklstring(l, 2, &tok.len);
-    if (s == NULL || s->closed || (e = malloc(sizeof(*e))) == NULL) {
+    if (s == NULL || !em_sio_socket_live(s) || (e = malloc(sizeof(*e))) == NULL) {
         lua_pushnil(l);
         lua_pushliteral(l, "socket is gone");
         return 2;
@@ -285,7 +285,7 @@ em_lua_socket_recover_session(lua_State *l)
     while (em_cluster_session_room(e, &off, &room)) {
         em_adapter_join(s, room);
         /* A presence handler run by the join may have disconnected it. */
-        if ((s = em_lua_check_socket(l, 1)) == NULL || s->closed) {
+        if ((s = em_lua_check_socket(l, 1)) == NULL || !em_sio_socket_live(s)) {
             if (s != NULL) {
                 em_cluster_redeem_done(s, e);
             }

@@ -196,12 +196,12 @@ em_lua_socket_join(lua_State *l)
 
     /* A socket being removed joins nothing. A join may run presence
      * handlers that disconnect the socket: look it up again each time. */
-    if (s != NULL && !s->closed) {
+    if (s != NULL && em_sio_socket_live(s)) {
         if (lua_istable(l, 2)) {
             for (lua_Integer i = 1; i <= (lua_Integer) lua_rawlen(l, 2); i++) {
                 size_t len;
                 s = em_lua_check_socket(l, 1);
-                if (s == NULL || s->closed) {
+                if (s == NULL || !em_sio_socket_live(s)) {
                     break;
                 }
                 lua_rawgeti(l, 2, i);
@@ -334,7 +334,7 @@ em_lua_socket_index(lua_State *l)
         }
         if (strcmp(key, "connected") == 0) {
             em_sio_socket_t *s = em_lua_check_socket(l, 1);
-            lua_pushboolean(l, s != NULL && !s->closed);
+            lua_pushboolean(l, s != NULL && em_sio_socket_live(s));
             return 1;
         }
         if (strcmp(key, "id") == 0) {

@@ -147,7 +147,7 @@ em_adapter_socket_rooms(const em_sio_socket_t *s,
 static void
 em_adapter_deliver(em_sio_socket_t *s, uint32_t stamp, const em_bcast_t *b, const em_pkt_t *pkt)
 {
-    if (s->stamp == stamp || s->closed) {
+    if (s->stamp == stamp || s->state == EM_SIO_S_CLOSED) {
         return;
     }
     if (b->offset != 0 && b->offset <= s->replayed) {

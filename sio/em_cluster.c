@@ -503,7 +503,7 @@ em_cluster_room_left(em_sio_socket_t *s, em_str_t room)
     em_pchanges_t chg = { 0 };
 
     em_room_del(&em_cluster, em_loop.slot, em_cluster_nsp(s), room, em_cluster_user(s), &chg);
-    if (!s->closed) {
+    if (em_sio_socket_live(s)) {
         em_cluster_session_rooms(s);
     }
     em_cluster_fire(&chg);
@@ -534,7 +534,7 @@ em_cluster_set_user(em_sio_socket_t *s, em_str_t user, em_str_t info)
     char         *copy = NULL;
     int           rc = EM_OK;
 
-    if (s->closed || user.len >= EM_ST_NAME_MAX
+    if (!em_sio_socket_live(s) || user.len >= EM_ST_NAME_MAX
         || (user.len && memchr(user.data, '\0', user.len) != NULL)) {
         return EM_ERROR;        /* a socket being removed takes no new identity */
     }

@@ -28,11 +28,14 @@ struct em_sio_client {
     em_str_t         *bin_att;      /* malloc'd copies */
     size_t            bin_bytes;
     unsigned          nsockets;     /* namespaces it is in (limits.namespaces) */
-    unsigned          removing;     /* sockets in em_sio_socket_remove() now */
-    unsigned          dead:1;       /* its session closed meanwhile: free at the end */
+    unsigned          closed:1;     /* its session closed: freed by the reaper */
+    em_sio_client_t  *reap_next;
 };
 
-static void em_sio_client_free(em_sio_client_t *c);
+/* Closed sockets (linked by ->next, off their client's list by then) and
+ * clients, freed after the callbacks by em_sio_reap(). */
+static em_sio_socket_t *em_sio_reap_sockets;
+static em_sio_client_t *em_sio_reap_clients;
 
 static em_nsp_t *em_nsps;
 
@@ -285,10 +288,10 @@ em_sio_hold(em_sio_socket_t *s, em_buf_t *b)
 void
 em_sio_socket_send(em_sio_socket_t *s, const em_pkt_t *pkt)
 {
-    if (s->closed) {
+    if (s->state == EM_SIO_S_CLOSED) {
         return;
     }
-    if (s->connecting) {
+    if (s->state < EM_SIO_S_OPEN) {
         if (em_sio_hold(s, pkt->text) != EM_OK) {
             return;
         }
@@ -367,18 +370,28 @@ em_sio_recovery_keys(const em_nsp_t *nsp, const em_str_t *rooms, size_t nrooms, 
     }
 }
 
-/* Unlink a socket from everything and free it. `reason` NULL: no events. */
+/* A CLOSED socket goes to the reaper (its client's list no longer has it,
+ * so ->next is free to link it). */
+static void
+em_sio_socket_discard(em_sio_socket_t *s)
+{
+    s->next = em_sio_reap_sockets;
+    em_sio_reap_sockets = s;
+    em_loop_schedule_reap();
+}
+
+/* Unlink a socket from everything; the reaper frees it. `reason` NULL: no
+ * events. */
 static void
 em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
 {
     em_sio_client_t *c = s->client;
     em_nsp_t        *nsp = s->nsp;
 
-    if (s->closed) {
+    if (s->state == EM_SIO_S_CLOSED) {
         return;
     }
-    s->closed = 1;      /* first: a handler below cannot remove it twice */
-    c->removing++;      /* a handler may close the whole client meanwhile */
+    s->state = EM_SIO_S_CLOSED;     /* first: a handler below cannot remove it twice */
     /* Off the client's list before any handler runs, so that a loop over
      * the client's sockets never meets one that is half removed. */
     for (em_sio_socket_t **p = &c->sockets; *p != NULL; p = &(*p)->next) {
@@ -411,12 +424,7 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
     free(s->pid);
     free(s->token);
     s->user = s->pid = s->token = NULL;
-    if (!s->connecting) {
-        free(s);        /* else em_sio_connect() frees it when on_connect returns */
-    }
-    if (--c->removing == 0 && c->dead) {
-        em_sio_client_free(c);
-    }
+    em_sio_socket_discard(s);
 }
 
 void
@@ -425,12 +433,14 @@ em_sio_socket_disconnect(em_sio_socket_t *s, int close_conn)
     em_sio_client_t *c = s->client;
     em_nsp_t        *nsp = s->nsp;
 
-    if (s->closed) {
+    if (s->state == EM_SIO_S_CLOSED) {
         return;
     }
-    if (s->connecting) {
+    if (s->state < EM_SIO_S_OPEN) {
         /* Inside on_connect: connect first, as Node does, then disconnect. */
-        s->disconnect_pending = close_conn ? 2 : 1;
+        if (close_conn || s->state == EM_SIO_S_CONNECTING) {
+            s->state = close_conn ? EM_SIO_S_CONNECTING_CLOSE : EM_SIO_S_CONNECTING_LEAVE;
+        }
         return;
     }
     if (!close_conn) {
@@ -513,7 +523,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     s->nsp = nsp;
     s->client = c;
     s->lref = EM_SIO_NOREF;
-    s->connecting = 1;
+    s->state = EM_SIO_S_CONNECTING;
 
     /* Over the namespace's connection limit for this address? */
     int64_t retry = 0;
@@ -525,7 +535,8 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
         em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, p->nsp, err);
         json_decref(err);
         json_decref(auth);
-        free(s);
+        s->state = EM_SIO_S_CLOSED;     /* never linked anywhere */
+        em_sio_socket_discard(s);
         em_nsp_release_if_empty(nsp);
         return EM_OK;
     }
@@ -581,15 +592,13 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
             json_decref(auth);
             em_plog_pkts_free(missed);
             em_sio_socket_remove(s, NULL);
-            free(s);
             return EM_OK;
         }
     }
     json_decref(auth);
-    if (s->closed) {
+    if (s->state == EM_SIO_S_CLOSED) {
         /* on_connect disconnected it for good (its connection closed). */
         em_plog_pkts_free(missed);
-        free(s);
         return EM_OK;
     }
     em_cluster_socket_connected(s);
@@ -597,7 +606,8 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
                 : json_pack("{s:s}", "sid", s->id);
     em_sio_send_simple(c, EM_SIO_CONNECT, (em_str_t) { nsp->name, nsp->name_len }, ok);
     json_decref(ok);
-    s->connecting = 0;
+    em_sio_state_t pending = (em_sio_state_t) s->state;
+    s->state = EM_SIO_S_OPEN;
     /* What it missed comes first, then what on_connect sent. */
     for (em_plog_pkt_t *m = missed; m != NULL; m = m->next) {
         em_buf_t **atts = m->natt ? calloc(m->natt, sizeof(*atts)) : NULL;
@@ -628,8 +638,8 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
         event_free(c->connect_timer);
         c->connect_timer = NULL;
     }
-    if (s->disconnect_pending) {
-        em_sio_socket_disconnect(s, s->disconnect_pending == 2);
+    if (pending != EM_SIO_S_CONNECTING) {
+        em_sio_socket_disconnect(s, pending == EM_SIO_S_CONNECTING_CLOSE);
     }
     return EM_OK;
 }
@@ -916,21 +926,47 @@ em_sio_close(em_eio_session_t *s, const char *reason)
     while (c->sockets != NULL) {
         em_sio_socket_remove(c->sockets, reason);
     }
-    if (c->removing > 0) {
-        c->dead = 1;    /* closed from a handler of a socket being removed */
-        return;
-    }
-    em_sio_client_free(c);
-}
-
-static void
-em_sio_client_free(em_sio_client_t *c)
-{
+    /* Maybe inside a handler of one of its sockets being removed: the
+     * memory goes at the next reap. */
+    c->closed = 1;
     em_sio_bin_reset(c);
     if (c->connect_timer != NULL) {
         event_free(c->connect_timer);
+        c->connect_timer = NULL;
     }
-    free(c);
+    c->reap_next = em_sio_reap_clients;
+    em_sio_reap_clients = c;
+    em_loop_schedule_reap();
+}
+
+static int
+em_sio_reap(void)
+{
+    em_sio_socket_t *s = em_sio_reap_sockets;
+    em_sio_client_t *c = em_sio_reap_clients;
+
+    em_sio_reap_sockets = NULL;
+    em_sio_reap_clients = NULL;
+    if (s == NULL && c == NULL) {
+        return 0;
+    }
+    while (s != NULL) {
+        em_sio_socket_t *next = s->next;
+        free(s);
+        s = next;
+    }
+    while (c != NULL) {
+        em_sio_client_t *next = c->reap_next;
+        free(c);
+        c = next;
+    }
+    return 1;
+}
+
+int
+em_sio_init(void)
+{
+    return em_loop_reaper_add(em_sio_reap);
 }
 
 static int

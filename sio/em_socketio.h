@@ -28,13 +28,26 @@ struct em_nsp {
     UT_hash_handle        hh;
 };
 
+/*
+ * A socket's life: CONNECTING while on_connect runs (its sends are held;
+ * a disconnect asked for meanwhile is kept as CONNECTING_LEAVE or
+ * CONNECTING_CLOSE and done once the CONNECT reply is out), OPEN, then
+ * CLOSED: unlinked from everything, its sends dropped, and freed by the
+ * layer's reaper after the callbacks (never inside one).
+ */
+typedef enum {
+    EM_SIO_S_CONNECTING = 0,
+    EM_SIO_S_CONNECTING_LEAVE,      /* then leave the namespace */
+    EM_SIO_S_CONNECTING_CLOSE,      /* then close the whole connection */
+    EM_SIO_S_OPEN,
+    EM_SIO_S_CLOSED
+} em_sio_state_t;
+
 /* One client's membership of one namespace. The flags sit in the bytes
  * after the id: 184 bytes, a 192-byte chunk. */
 struct em_sio_socket {
     char                  id[EM_SID_LEN + 1];
-    uint8_t               connecting:1;   /* inside on_connect: sends wait */
-    uint8_t               closed:1;
-    uint8_t               disconnect_pending:2;  /* 1: leave, 2: and close */
+    uint8_t               state:3;        /* em_sio_state_t */
     uint8_t               recovered:1;    /* restored from a recovery session */
     uint8_t               counted:1;      /* in the cluster-wide namespace count */
     em_nsp_t             *nsp;
@@ -121,6 +134,16 @@ void em_sio_route(em_str_t name, long conf, const em_bcast_t *b, const em_pkt_t 
 
 /* Sockets of every instance of configured namespace conf in this worker. */
 size_t em_sio_conf_sockets(size_t conf);
+
+/* Whether the socket is still in its namespace (not CLOSED). */
+static inline int
+em_sio_socket_live(const em_sio_socket_t *s)
+{
+    return s->state != EM_SIO_S_CLOSED;
+}
+
+/* Register the layer's reaper (closed sockets and clients). */
+int  em_sio_init(void);
 
 /* Send a packet to one socket (held back while it is still connecting). */
 void em_sio_socket_send(em_sio_socket_t *s, const em_pkt_t *pkt);

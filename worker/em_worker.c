@@ -162,7 +162,8 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
     em_loop.handlers.handoff = em_worker_handoff;
     em_loop.handlers.load_changed = em_worker_load_changed;
     /* Wire the layers: each registers with the one below it. */
-    if (em_eio_session_init(&em_sio_eio_upper, &em_lua_raw_eio_upper) != EM_OK) {
+    if (em_eio_session_init(&em_sio_eio_upper, &em_lua_raw_eio_upper) != EM_OK
+        || em_sio_init() != EM_OK) {
         return 1;
     }
     if (em_cluster_init(state_fd) != EM_OK) {
