@@ -18,11 +18,13 @@
 typedef enum {
     EM_CHAN_CONN = 1,    /* master -> worker: a connection (fd + prefix) */
     EM_CHAN_HANDOFF,     /* worker -> master: this connection belongs to worker `slot` */
-    EM_CHAN_LOAD,        /* worker -> master: `arg` = open connections */
+    EM_CHAN_LOAD,        /* worker -> master: `arg` = placed connections received << 32
+                          * | Engine.IO sessions */
 } em_chan_type_t;
 
 #define EM_CHAN_SLOT_ANY  0xffff  /* HANDOFF: let the master place it */
 #define EM_CHAN_F_NOROUTE 0x1   /* serve the first request here, never hand it back */
+#define EM_CHAN_F_PLACED  0x2   /* the master chose this worker by load */
 
 typedef struct {
     uint32_t magic;

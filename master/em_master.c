@@ -44,8 +44,8 @@ typedef struct {
     struct event  *chan_ev;
     time_t         started;
     unsigned       quick_deaths;  /* consecutive deaths soon after start */
-    uint32_t       sent;          /* connections sent (wraps) */
-    uint32_t       acked;         /* connections the worker reported received */
+    uint32_t       sent;          /* connections placed here by load (wraps) */
+    uint32_t       acked;         /* of those, the ones the worker reported received */
     uint32_t       sessions;      /* Engine.IO sessions reported */
     struct event  *respawn_ev;
 } em_slot_t;
@@ -161,7 +161,10 @@ em_master_reply_close(int fd, const char *status)
 }
 
 /* The worker to place a new session on: the fewest sessions, counting
- * connections sent to it that it has not reported yet. */
+ * connections placed on it by load that it has not reported yet. Those
+ * routed to a session's owner are not counted: they add no session, and a
+ * keep-alive connection moving between workers would otherwise look like a
+ * burst of new load on both until their next reports. */
 static int
 em_master_least_loaded(void)
 {
@@ -197,6 +200,7 @@ em_master_dispatch(int fd, int slot, const char *data, size_t len, unsigned flag
             flags |= EM_CHAN_F_NOROUTE;   /* its owner is gone: someone says so */
         }
         slot = em_master_least_loaded();
+        flags |= EM_CHAN_F_PLACED;
     }
     if (slot < 0) {
         em_master_reply_close(fd, "503 Service Unavailable");
@@ -214,7 +218,9 @@ em_master_dispatch(int fd, int slot, const char *data, size_t len, unsigned flag
         em_master_reply_close(fd, "503 Service Unavailable");
         return;
     }
-    em_m.slots[slot].sent++;
+    if (flags & EM_CHAN_F_PLACED) {
+        em_m.slots[slot].sent++;
+    }
     close(fd);
 }
 

@@ -29,7 +29,7 @@
 /* The process's own state; what the layers share is em_loop. */
 static struct {
     int                 chan;
-    uint32_t            conns_received;
+    uint32_t            conns_received;   /* of those placed here by load */
     unsigned            load_dirty:1;
     unsigned            stopping:1;
 } em_w;
@@ -109,8 +109,10 @@ em_worker_chan_read(evutil_socket_t chan, short what, void *arg)
             }
             continue;
         }
-        em_w.conns_received++;
-        em_worker_load_changed();
+        if (msg.flags & EM_CHAN_F_PLACED) {
+            em_w.conns_received++;
+            em_worker_load_changed();
+        }
         if (em_w.stopping) {
             close(fd);
             continue;
