@@ -20,6 +20,20 @@ static em_loop_reaper_t em_loop_reapers[EM_LOOP_REAPERS];
 static size_t           em_loop_nreapers;
 static struct event    *em_loop_reap_ev;
 
+_Static_assert(EM_LIMIT_COUNT <= 32, "the suppressed limits are a 32-bit mask");
+
+/* The violations of this second past the lines it may log: summed up in
+ * one line when the second is over, by the timer or by the next one. */
+static struct {
+    time_t         second;
+    unsigned       logged;
+    unsigned       suppressed;
+    uint32_t       limits;          /* 1 << em_limit_t of those suppressed */
+    struct event  *flush_ev;
+} em_loop_viol;
+
+static void em_loop_violations_cb(evutil_socket_t fd, short what, void *arg);
+
 int
 em_loop_reaper_add(em_loop_reaper_t fn)
 {
@@ -61,8 +75,9 @@ em_loop_init(const em_conf_t *conf, struct event_base *base, unsigned slot, unsi
     em_loop.slot = slot;
     em_loop.nworkers = nworkers;
     em_loop_reap_ev = event_new(base, -1, 0, em_loop_reap_cb, NULL);
-    if (em_loop_reap_ev == NULL) {
-        em_log(EM_LOG_ERR, 0, "event_new() for the reaper failed");
+    em_loop_viol.flush_ev = evtimer_new(base, em_loop_violations_cb, NULL);
+    if (em_loop_reap_ev == NULL || em_loop_viol.flush_ev == NULL) {
+        em_log(EM_LOG_ERR, 0, "event_new() for the loop's timers failed");
         return EM_ERROR;
     }
     return EM_OK;
@@ -88,11 +103,44 @@ em_limit_name(em_limit_t limit)
 
 #define EM_LOOP_VIOLATION_LOGS 10     /* lines per second, then counted only */
 
+static void
+em_loop_violations_flush(void)
+{
+    char   names[256];
+    size_t n = 0;
+
+    if (em_loop_viol.suppressed == 0) {
+        return;
+    }
+    names[0] = '\0';
+    for (unsigned i = 0; i < EM_LIMIT_COUNT; i++) {
+        if (em_loop_viol.limits & (1u << i)) {
+            int w = snprintf(names + n, sizeof(names) - n, "%s%s", n ? ", " : "",
+                             em_limit_names[i]);
+            if (w < 0 || (size_t) w >= sizeof(names) - n) {
+                break;
+            }
+            n += (size_t) w;
+        }
+    }
+    em_log(EM_LOG_WARN, 0, "%u more clients closed for breaking limits (%s) in the last second "
+           "(not logged one by one)", em_loop_viol.suppressed, names);
+    em_loop_viol.suppressed = 0;
+    em_loop_viol.limits = 0;
+}
+
+static void
+em_loop_violations_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    (void) arg;
+    em_loop_violations_flush();
+}
+
 void
 em_loop_violation(int fd, const char *sid, em_limit_t limit, const char *fmt, ...)
 {
-    static time_t   second;
-    static unsigned logged, suppressed;
     char            why[200], ip[INET6_ADDRSTRLEN] = "", details[240];
     struct sockaddr_storage ss;
     socklen_t       sl = sizeof(ss);
@@ -109,20 +157,24 @@ em_loop_violation(int fd, const char *sid, em_limit_t limit, const char *fmt, ..
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, ip, sizeof(ip));
         }
     }
-    if (now != second) {
-        if (suppressed > 0) {
-            em_log(EM_LOG_WARN, 0, "%u more clients closed for breaking limits in the last second "
-                   "(not logged one by one)", suppressed);
-        }
-        second = now;
-        logged = suppressed = 0;
+    if (now != em_loop_viol.second) {
+        em_loop_violations_flush();
+        em_loop_viol.second = now;
+        em_loop_viol.logged = 0;
     }
-    if (logged < EM_LOOP_VIOLATION_LOGS) {
-        logged++;
+    if (em_loop_viol.logged < EM_LOOP_VIOLATION_LOGS) {
+        em_loop_viol.logged++;
         em_log(EM_LOG_WARN, 0, "closing client %s%s%s: %s (limit \"%s\")", ip[0] ? ip : "?",
                sid ? " session " : "", sid ? sid : "", why, em_limit_name(limit));
     } else {
-        suppressed++;
+        if (em_loop_viol.suppressed++ == 0 && em_loop_viol.flush_ev != NULL) {
+            /* Said within a second even if no other client breaks one. */
+            struct timeval tv = { 1, 0 };
+            evtimer_add(em_loop_viol.flush_ev, &tv);
+        }
+        if ((unsigned) limit < EM_LIMIT_COUNT) {
+            em_loop_viol.limits |= 1u << limit;
+        }
     }
     if (em_loop.state != NULL && em_loop.state->hdr != NULL) {
         em_st_event_t ev;

@@ -131,13 +131,14 @@ test('ack ids over 2^53 - 1 close the client; 2^53 - 1 itself is answered', asyn
 
 test('10,000 namespace CONNECTs on one connection: closed past limits.namespaces, logged', async () => {
   const c = await joinedWebSocket(emitd.port);
+  const from = emitd.logSize();
   const frames = [];
   for (let i = 0; i < 10000; i++) frames.push(wsFrame(1, `40/dyn/${i},`));
   c.send(Buffer.concat(frames));
   const got = await c.waitClosed(WAIT_MS, 'the server to close the connection');
   const joined = serverFrames(got).filter((f) => f.opcode === 1 && /^40\/dyn\/\d+,\{"sid"/.test(f.payload.toString()));
   assert.ok(joined.length <= NAMESPACES, `${joined.length} namespaces joined`);
-  await emitd.waitLog(/closing client 127\.0\.0\.1 session \S+: .* \(limit "namespaces"\)/);
+  await emitd.waitViolation('namespaces', { from });
   /* and as many CONNECTs to a namespace that does not exist: each refused, bounded */
   const d = await joinedWebSocket(emitd.port);
   const nope = [];
@@ -153,6 +154,28 @@ test('10,000 namespace CONNECTs on one connection: closed past limits.namespaces
   assert.equal(refused[9999].payload.toString(), '44/nope9999,{"message":"Invalid namespace"}');
   d.destroy();
   await bystander.check('CONNECT flood');
+});
+
+test('past ten violations a second a worker sums the rest up in one line, even when no other follows', async () => {
+  const N = 60;
+  const clients = await Promise.all(Array.from({ length: N }, () => joinedWebSocket(emitd.port)));
+  const from = emitd.logSize();
+  /* all at once, so that each worker closes more than ten in one second */
+  clients.forEach((c) => c.send(wsFrame(1, '4X')));
+  await Promise.all(clients.map((c) => c.waitClosed(WAIT_MS, 'the server to close the connection')));
+  /* every one of them is in the log, one by one or in a sum */
+  let one = 0;
+  let summed = 0;
+  for (let i = 0; i < 500 && one + summed < N; i++) {
+    await delay(20);
+    const text = emitd.logFrom(from);
+    one = (text.match(/closing client 127\.0\.0\.1 session \S+: .* \(limit "protocol"\)/g) || []).length;
+    summed = [...text.matchAll(/(\d+) more clients closed for breaking limits \(protocol\) in the last second/g)]
+      .reduce((n, m) => n + Number(m[1]), 0);
+  }
+  assert.ok(summed > 0, `${one} lines and no sum for ${N} clients closed at once`);
+  assert.equal(one + summed, N, `${one} lines and ${summed} summed up`);
+  await bystander.check('violations summed up');
 });
 
 /* A websocket that the server closes without a message. */
@@ -203,6 +226,7 @@ test('a flood of 20,000 events with acks from a reading client is answered in fu
 
 test('a flood of 50,000 events from a client that reads none of its acks closes it alone', async () => {
   const c = await joinedWebSocket(emitd.port);
+  const from = emitd.logSize();
   c.sock.pause();
   const blob = 'y'.repeat(200);
   for (let k = 0; k < 10; k++) {
@@ -212,7 +236,7 @@ test('a flood of 50,000 events from a client that reads none of its acks closes 
     await delay(20);
   }
   const sid = JSON.parse(serverFrames(c.received())[0].payload.toString().slice(1)).sid;
-  await emitd.waitLog(new RegExp(`closing client 127\\.0\\.0\\.1 session ${sid}: .* \\(limit "output"\\)`), 15000);
+  await emitd.waitViolation('output', { sid, from, timeoutMs: 15000 });
   c.destroy();
   await bystander.check('unread flood');
 });

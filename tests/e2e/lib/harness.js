@@ -284,17 +284,40 @@ class Daemon {
     return kids.map((pid) => ({ pid, args: processArgs(pid) }));
   }
 
-  /* Wait until the log matches re (bounded). */
-  async waitLog(re, timeoutMs = 5000) {
-    const deadline = Date.now() + timeMs(timeoutMs);
-    for (let i = 0; i < 1000; i++) {
-      const text = this.log();
-      const m = text.match(re);
+  /* The log from byte `from` on. */
+  logFrom(from) {
+    try { return fs.readFileSync(this.logPath).subarray(from).toString('utf8'); } catch (_) { return ''; }
+  }
+
+  /* The log's length now: a mark for waitLog's `from`. */
+  logSize() {
+    try { return fs.statSync(this.logPath).size; } catch (_) { return 0; }
+  }
+
+  /* Wait until the log (from byte `from` on) matches re (bounded by the
+   * deadline, which EMITD_TIME_SCALE stretches). */
+  async waitLog(re, timeoutMs = 5000, { from = 0 } = {}) {
+    const limit = timeMs(timeoutMs);
+    const deadline = Date.now() + limit;
+    for (let i = 0; i <= Math.ceil(limit / 20); i++) {
+      const m = this.logFrom(from).match(re);
       if (m) return m;
       if (Date.now() > deadline) break;
       await delay(20);
     }
     throw new Error(`emitd log did not match ${re} within ${timeoutMs} ms; tail:\n${this.logTail(3000)}`);
+  }
+
+  /*
+   * Wait for the line of a client closed for breaking `limit` (of session
+   * `sid` when given), logged after byte `from`. Past ten such lines a
+   * second a worker sums the rest up in one line naming their limits; that
+   * line counts too (its m[1], m[2] are then undefined).
+   */
+  waitViolation(limit, { sid = '\\S+', from = 0, timeoutMs = 5000 } = {}) {
+    const one = `closing client 127\\.0\\.0\\.1 session (${sid}): (.*) \\(limit "${limit}"\\)`;
+    const sum = `\\d+ more clients closed for breaking limits \\([^)]*\\b${limit}\\b[^)]*\\) in the last second`;
+    return this.waitLog(new RegExp(`${one}|${sum}`), timeoutMs, { from });
   }
 
   /*
