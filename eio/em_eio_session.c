@@ -29,7 +29,7 @@ _Static_assert(sizeof(em_eio_session_t) <= 184, "em_eio_session_t outgrew its 19
 
 /* The POST whose packets are being handled, so that a limit broken by one
  * of them is reported with that connection's address. */
-static em_conn_t *em_eio_session_post_conn;
+static em_http_conn_t *em_eio_session_post_conn;
 
 static em_buf_t *em_eio_session_pkt(const char *text);
 static void em_eio_session_free_queue(em_eio_session_t *s);
@@ -121,7 +121,11 @@ em_eio_session_upgrade_timeout_cb(evutil_socket_t fd, short what, void *arg)
 static int
 em_eio_session_fd(const em_eio_session_t *s)
 {
-    const em_conn_t *c = s->ws ? s->ws : s->get ? s->get : s->probe ? s->probe : em_eio_session_post_conn;
+    const em_conn_t *c = s->ws       ? s->ws
+                         : s->get    ? &s->get->conn
+                         : s->probe  ? s->probe
+                         : em_eio_session_post_conn ? &em_eio_session_post_conn->conn
+                                     : NULL;
 
     return c != NULL ? c->fd : -1;
 }
@@ -146,7 +150,7 @@ em_eio_session_overflow(em_eio_session_t *s, em_limit_t why)
 static void
 em_eio_session_flush_get(em_eio_session_t *s, int noop_if_empty)
 {
-    em_conn_t       *c = s->get;
+    em_http_conn_t  *c = s->get;
     struct evbuffer *body;
 
     if (c == NULL || (s->q_head == NULL && !noop_if_empty)) {
@@ -180,7 +184,7 @@ em_eio_session_flush_get(em_eio_session_t *s, int noop_if_empty)
                  * the session closes (from its timer: this may be inside a
                  * send) and the client recovers. */
                 evbuffer_free(body);
-                em_loop_violation(c->fd, s->sid, EM_LIMIT_MEMORY,
+                em_loop_violation(c->conn.fd, s->sid, EM_LIMIT_MEMORY,
                                   "no memory for a polling response of %zu bytes", s->q_bytes);
                 em_eio_session_overflow(s, EM_LIMIT_MEMORY);
                 return;
@@ -189,8 +193,8 @@ em_eio_session_flush_get(em_eio_session_t *s, int noop_if_empty)
         em_eio_session_free_queue(s);   /* all in the body now */
     }
     s->get = NULL;
-    c->upper = NULL;
-    em_conn_respond_parts(c, body);
+    c->conn.upper = NULL;
+    em_http_conn_respond_body(c, body);
     evbuffer_free(body);
 }
 
@@ -244,7 +248,7 @@ em_eio_session_send(em_eio_session_t *s, em_buf_t *buf)
 /* ---- life cycle ---- */
 
 static em_eio_session_t *
-em_eio_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
+em_eio_session_new(em_http_conn_t *c, const em_http_req_t *req, unsigned transport)
 {
     em_eio_session_t       *s = calloc(1, sizeof(*s));
     struct sockaddr_storage ss;
@@ -270,7 +274,7 @@ em_eio_session_new(em_conn_t *c, const em_http_req_t *req, unsigned transport)
      * the address: keep the address and the request head for them, and
      * nothing when there are none. */
     int keep = em_upper(s)->keeps_handshake();
-    if (keep && getpeername(c->fd, (struct sockaddr *) &ss, &sl) == 0) {
+    if (keep && getpeername(c->conn.fd, (struct sockaddr *) &ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
             inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, addr, sizeof(addr));
         } else if (ss.ss_family == AF_INET6) {
@@ -334,10 +338,10 @@ em_eio_session_finish(em_eio_session_t *s)
     if (s->get != NULL) {
         /* Release a parked GET as Node's engine.io does: a noop when the
          * client itself closed, the close packet when we end the session. */
-        em_conn_t *c = s->get;
+        em_http_conn_t *c = s->get;
         s->get = NULL;
-        c->upper = NULL;
-        em_conn_respond(c, 200, "text/plain; charset=UTF-8", s->client_closed ? "6" : "1", 1);
+        c->conn.upper = NULL;
+        em_http_conn_respond(c, 200, "text/plain; charset=UTF-8", s->client_closed ? "6" : "1", 1);
     }
     if (s->ws != NULL) {
         em_conn_t *c = s->ws;
@@ -451,7 +455,7 @@ em_eio_session_conn_lost(void *upper, em_conn_t *c)
         em_eio_session_upgrade_timer_free(s);
         return;
     }
-    if (c == s->get) {
+    if (s->get != NULL && c == &s->get->conn) {
         s->get = NULL;
         em_eio_session_abort(s, "transport close");
         return;
@@ -484,10 +488,10 @@ em_eio_session_complete_upgrade(em_eio_session_t *s)
     s->transport = EM_TRANSPORT_WEBSOCKET;
     s->ws = ws;
     if (s->get != NULL) {
-        em_conn_t *c = s->get;
+        em_http_conn_t *c = s->get;
         s->get = NULL;
-        c->upper = NULL;
-        em_conn_respond(c, 200, "text/plain; charset=UTF-8", "6", 1);
+        c->conn.upper = NULL;
+        em_http_conn_respond(c, 200, "text/plain; charset=UTF-8", "6", 1);
     }
     for (em_outq_t *q = s->q_head, *next; q != NULL; q = next) {
         next = q->next;
@@ -565,7 +569,7 @@ em_eio_session_ws_message(void *upper, em_conn_t *c, const char *data, size_t le
 }
 
 static void
-em_eio_session_post(em_conn_t *c, em_eio_session_t *s, const char *body, size_t len)
+em_eio_session_post(em_http_conn_t *c, em_eio_session_t *s, const char *body, size_t len)
 {
     size_t          pos = 0;
     em_eio_packet_t p;
@@ -573,11 +577,11 @@ em_eio_session_post(em_conn_t *c, em_eio_session_t *s, const char *body, size_t 
     int             rc;
 
     /* Answer first: the packets may close the session and its connections. */
-    em_conn_respond(c, 200, "text/html", "ok", 2);
+    em_http_conn_respond(c, 200, "text/html", "ok", 2);
     if (s->closed) {
         return;
     }
-    em_eio_session_post_conn = c->state != EM_CONN_CLOSED ? c : NULL;
+    em_eio_session_post_conn = c->conn.state != EM_CONN_CLOSED ? c : NULL;
     while ((rc = em_eio_payload_next(body, len, &pos, &p)) == EM_OK && !s->closed) {
         if (p.base64) {
             ssize_t n;
@@ -606,8 +610,18 @@ em_eio_session_post(em_conn_t *c, em_eio_session_t *s, const char *body, size_t 
     em_eio_session_post_conn = NULL;
 }
 
+/* 400 with an Engine.IO JSON error body {"code":N,"message":"..."}. */
 static void
-em_eio_session_request(em_conn_t *c, const em_http_req_t *req, const char *body, size_t body_len)
+em_eio_session_http_error(em_http_conn_t *c, int code, const char *message)
+{
+    char body[128];
+    int  n = snprintf(body, sizeof(body), "{\"code\":%d,\"message\":\"%s\"}", code, message);
+
+    em_http_conn_respond(c, 400, "application/json", body, (size_t) n);
+}
+
+static void
+em_eio_session_request(em_http_conn_t *c, const em_http_req_t *req, const char *body, size_t body_len)
 {
     const em_conf_endpoint_t *ep = c->endpoint;
     char                      val[EM_SID_LEN + 8];
@@ -618,7 +632,7 @@ em_eio_session_request(em_conn_t *c, const em_http_req_t *req, const char *body,
 
     n = em_http_query_get(req->query, "EIO", val, sizeof(val));
     if (n != 1 || val[0] != '4') {
-        em_conn_eio_error(c, 5, "Unsupported protocol version");
+        em_eio_session_http_error(c, 5, "Unsupported protocol version");
         return;
     }
     n = em_http_query_get(req->query, "transport", transport, sizeof(transport) - 1);
@@ -631,7 +645,7 @@ em_eio_session_request(em_conn_t *c, const em_http_req_t *req, const char *body,
         tr = 0;
     }
     if ((tr & ep->transports) == 0) {
-        em_conn_eio_error(c, 0, "Transport unknown");
+        em_eio_session_http_error(c, 0, "Transport unknown");
         return;
     }
 
@@ -639,16 +653,16 @@ em_eio_session_request(em_conn_t *c, const em_http_req_t *req, const char *body,
     if (n < 0) {
         /* A handshake. */
         if (req->method != EM_HTTP_GET) {
-            em_conn_eio_error(c, 2, "Bad handshake method");
+            em_eio_session_http_error(c, 2, "Bad handshake method");
             return;
         }
         if (tr == EM_TRANSPORT_WEBSOCKET && !req->upgrade_ws) {
-            em_conn_eio_error(c, 3, "Bad request");
+            em_eio_session_http_error(c, 3, "Bad request");
             return;
         }
         s = em_eio_session_new(c, req, tr);
         if (s == NULL) {
-            em_conn_respond(c, 503, "text/plain; charset=UTF-8", "Service Unavailable", 19);
+            em_http_conn_respond(c, 503, "text/plain; charset=UTF-8", "Service Unavailable", 19);
             return;
         }
         char                open_pkt[512];
@@ -663,24 +677,24 @@ em_eio_session_request(em_conn_t *c, const em_http_req_t *req, const char *body,
         ssize_t olen = em_eio_encode_open(&hs, open_pkt, sizeof(open_pkt));
         if (olen < 0) {
             em_eio_session_abort(s, "server error");
-            em_conn_respond(c, 500, "text/plain; charset=UTF-8", "Internal Server Error", 21);
+            em_http_conn_respond(c, 500, "text/plain; charset=UTF-8", "Internal Server Error", 21);
             return;
         }
         if (tr == EM_TRANSPORT_WEBSOCKET) {
-            if (em_ws_accept(c, req) != EM_OK) {
+            if (em_http_conn_upgrade(c, req) != EM_OK) {
                 em_eio_session_abort(s, "transport error");
-                em_conn_eio_error(c, 3, "Bad request");
+                em_eio_session_http_error(c, 3, "Bad request");
                 return;
             }
-            s->ws = c;
-            c->upper = s;
+            s->ws = &c->conn;
+            c->conn.upper = s;
             em_buf_t *b = em_buf_copy(open_pkt, (size_t) olen, 0);
             if (b != NULL) {
-                em_ws_send(c, b);
+                em_ws_send(&c->conn, b);
                 em_buf_unref(b);
             }
         } else {
-            em_conn_respond(c, 200, "text/plain; charset=UTF-8", open_pkt, (size_t) olen);
+            em_http_conn_respond(c, 200, "text/plain; charset=UTF-8", open_pkt, (size_t) olen);
         }
         em_eio_session_arm(s, ep->ping_interval);
         em_upper(s)->open(s);
@@ -689,23 +703,23 @@ em_eio_session_request(em_conn_t *c, const em_http_req_t *req, const char *body,
 
     HASH_FIND(hh, em_eio_sessions, val, (size_t) n, s);
     if (s == NULL || s->endpoint != ep) {
-        em_conn_eio_error(c, 1, "Session ID unknown");
+        em_eio_session_http_error(c, 1, "Session ID unknown");
         return;
     }
     if (tr == EM_TRANSPORT_WEBSOCKET) {
-        if (em_ws_accept(c, req) != EM_OK) {
-            em_conn_eio_error(c, 3, "Bad request");
+        if (em_http_conn_upgrade(c, req) != EM_OK) {
+            em_eio_session_http_error(c, 3, "Bad request");
             return;
         }
         if (s->closed || s->transport != EM_TRANSPORT_POLLING || s->probe != NULL
             || !ep->allow_upgrades) {
             /* Already upgraded or upgrading: complete the handshake, then
              * close that WebSocket at once (what Node's server does). */
-            em_ws_close(c, 1000, NULL);
+            em_ws_close(&c->conn, 1000, NULL);
             return;
         }
-        s->probe = c;
-        c->upper = s;
+        s->probe = &c->conn;
+        c->conn.upper = s;
         struct timeval tv = { EM_EIO_SESSION_UPGRADE_TIMEOUT / 1000, 0 };
         if (s->upgrade_timer == NULL) {
             s->upgrade_timer = evtimer_new(em_loop.base, em_eio_session_upgrade_timeout_cb, s);
@@ -713,25 +727,24 @@ em_eio_session_request(em_conn_t *c, const em_http_req_t *req, const char *body,
         if (s->upgrade_timer == NULL || evtimer_add(s->upgrade_timer, &tv) != 0) {
             em_log(EM_LOG_ERR, 0, "cannot arm the upgrade timer of session %s", s->sid);
             s->probe = NULL;
-            c->upper = NULL;
-            em_ws_close(c, 1011, NULL);
+            c->conn.upper = NULL;
+            em_ws_close(&c->conn, 1011, NULL);
         }
         return;
     }
     if (s->transport != EM_TRANSPORT_POLLING) {
-        em_conn_eio_error(c, 3, "Bad request");
+        em_eio_session_http_error(c, 3, "Bad request");
         return;
     }
     if (req->method == EM_HTTP_GET) {
         if (s->get != NULL) {
             /* Two GETs at once: a broken or hostile client. */
-            em_conn_eio_error(c, 3, "Bad request");
+            em_eio_session_http_error(c, 3, "Bad request");
             em_eio_session_abort(s, "transport error");
             return;
         }
         s->get = c;
-        c->upper = s;
-        c->state = EM_CONN_POLL;     /* no timeout while parked (em_conn.c) */
+        em_http_conn_park(c, s);
         if (s->q_head != NULL || s->upgrading) {
             em_eio_session_flush_get(s, 1);
         } else if (s->closed) {
@@ -741,13 +754,13 @@ em_eio_session_request(em_conn_t *c, const em_http_req_t *req, const char *body,
     }
     if (req->method == EM_HTTP_POST) {
         if (s->closed) {
-            em_conn_respond(c, 200, "text/html", "ok", 2);
+            em_http_conn_respond(c, 200, "text/html", "ok", 2);
             return;
         }
         em_eio_session_post(c, s, body, body_len);
         return;
     }
-    em_conn_eio_error(c, 3, "Bad request");
+    em_eio_session_http_error(c, 3, "Bad request");
 }
 
 static const char *
@@ -759,14 +772,14 @@ em_eio_session_id(const void *upper)
 int
 em_eio_session_init(const em_eio_upper_t *sio, const em_eio_upper_t *raw)
 {
-    static const em_conn_handlers_t h = {
+    static const em_http_handlers_t h = {
         em_eio_session_request, em_eio_session_ws_message, em_eio_session_conn_lost,
         em_eio_session_id
     };
 
     em_eio_upper[0] = *sio;
     em_eio_upper[1] = *raw;
-    if (em_conn_init(&h) != EM_OK) {
+    if (em_http_conn_init(&h) != EM_OK) {
         return EM_ERROR;
     }
     return em_loop_reaper_add(em_eio_session_reap);

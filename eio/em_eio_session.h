@@ -10,7 +10,7 @@
 #include <uthash.h>
 
 #include "em_buf.h"
-#include "em_conn.h"
+#include "em_http_conn.h"
 #include "em_eio.h"
 #include "em_sid.h"
 
@@ -34,7 +34,7 @@ struct em_eio_session {
     uint8_t                    refused;       /* em_limit_t it was closed for, or 0 */
     const em_conf_endpoint_t  *endpoint;
     em_conn_t                 *ws;            /* transport WEBSOCKET */
-    em_conn_t                 *get;           /* a parked polling GET */
+    em_http_conn_t            *get;           /* a parked polling GET */
     em_conn_t                 *probe;         /* WebSocket being upgraded to */
     em_outq_t                 *q_head, *q_tail;
     size_t                     q_bytes;

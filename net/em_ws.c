@@ -12,17 +12,18 @@
  * partial frame that ours could interleave with.
  */
 #include <event2/buffer.h>
-#include <openssl/evp.h>
 #include <string.h>
 
 #include "em_conn.h"
-#include "em_eio.h"
 #include "em_utf8.h"
 #include "em_wsframe.h"
 #include "em_log.h"
 #include "em_loop.h"
 
-#define EM_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+/* The bytes wslay may still take in this em_ws_on_read() (the whole
+ * frames it measured). Saved and restored around wslay_event_recv(): a
+ * message handler may read another connection's frames. */
+static uint32_t em_ws_feed;
 
 /* Hands wslay at most the whole frames em_ws_on_read() measured. */
 static ssize_t
@@ -32,11 +33,11 @@ em_ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, 
     int        n = 0;
     (void) flags;
 
-    if (c->ws_feed > 0) {
-        n = evbuffer_remove(c->in, buf, EM_MIN(len, c->ws_feed));
+    if (em_ws_feed > 0) {
+        n = evbuffer_remove(c->in, buf, EM_MIN(len, em_ws_feed));
     }
     if (n > 0) {
-        c->ws_feed -= (size_t) n;
+        em_ws_feed -= (uint32_t) n;
     }
     if (n <= 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
@@ -86,41 +87,14 @@ static const struct wslay_event_callbacks em_ws_callbacks = {
     em_ws_recv_cb, em_ws_send_cb, NULL, NULL, NULL, NULL, em_ws_msg_cb
 };
 
-int
-em_ws_accept(em_conn_t *c, const em_http_req_t *req)
+void
+em_ws_start(em_conn_t *c, size_t max_payload)
 {
-    const em_http_header_t *key = em_http_header(req, "sec-websocket-key");
-    const em_http_header_t *ver = em_http_header(req, "sec-websocket-version");
-    unsigned char           digest[EVP_MAX_MD_SIZE];
-    char                    accept[64];
-    char                    buf[128];
-
-    if (!req->upgrade_ws || req->method != EM_HTTP_GET || key == NULL || key->value.len != 24
-        || ver == NULL || !em_str_eq(ver->value, "13")) {
-        return EM_ERROR;
-    }
-    memcpy(buf, key->value.data, 24);
-    memcpy(buf + 24, EM_WS_GUID, sizeof(EM_WS_GUID) - 1);
-    if (EVP_Digest(buf, 24 + sizeof(EM_WS_GUID) - 1, digest, NULL, EVP_sha1(), NULL) != 1) {
-        em_log(EM_LOG_ERR, 0, "EVP_Digest(sha1) failed");
-        return EM_ERROR;
-    }
-    accept[em_eio_b64_encode(digest, 20, accept)] = '\0';
-
-    struct evbuffer *out = em_conn_output(c);
-    if (out == NULL
-        || evbuffer_add_printf(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                               "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                               accept) < 0) {
-        em_log(EM_LOG_ERR, 0, "cannot write a WebSocket handshake: out of memory");
-        return EM_ERROR;
-    }
     c->state = EM_CONN_WS;
-    c->keep_alive = 0;
-    /* Liveness is Engine.IO's ping/pong from now on (no read timeout). A
-     * frame is fed to wslay only when whole, so the input may hold the
-     * largest one (em_conn_input_bound()). */
-    return EM_OK;
+    c->ws_max = (uint32_t) max_payload;     /* <= 1 GiB (em_conf) */
+    /* Liveness is the layer above's from now on (Engine.IO's ping/pong). */
+    c->read_timed = 0;
+    em_conn_io_update(c);
 }
 
 /* wslay's context is made when a frame arrives and freed when none is in
@@ -136,7 +110,7 @@ em_ws_ctx(em_conn_t *c)
         c->ws = NULL;
         return EM_ERROR;
     }
-    wslay_event_config_set_max_recv_msg_length(c->ws, c->endpoint->max_payload);
+    wslay_event_config_set_max_recv_msg_length(c->ws, c->ws_max);
     return EM_OK;
 }
 
@@ -167,25 +141,26 @@ em_ws_on_read(em_conn_t *c)
     }
     /* Until the first frame is whole, look at its header only. */
     em_wsframe_scan(head, (size_t) evbuffer_copyout(in, head, EM_MIN(len, sizeof(head))),
-                    c->endpoint->max_payload, c->ws_fragmented, &scan);
+                    c->ws_max, c->ws_fragmented, &scan);
     if (scan.frames == 0 && !scan.oversized && (scan.need == 0 || scan.need > len)) {
         return;
     }
-    em_wsframe_scan(evbuffer_pullup(in, (ssize_t) len), len, c->endpoint->max_payload,
-                    c->ws_fragmented, &scan);
+    em_wsframe_scan(evbuffer_pullup(in, (ssize_t) len), len, c->ws_max, c->ws_fragmented, &scan);
     if (scan.badlength) {
         /* wslay would refuse it too, but with a close frame without a code. */
         em_ws_close(c, 1002, "frame length over 2^63");
         return;
     }
-    c->ws_feed = (uint32_t) (scan.oversized ? len : scan.complete);   /* <= the input bound */
-    if (c->ws_feed == 0 || em_ws_ctx(c) != EM_OK) {
+    uint32_t feed = (uint32_t) (scan.oversized ? len : scan.complete);   /* <= the input bound */
+    if (feed == 0 || em_ws_ctx(c) != EM_OK) {
         return;
     }
+    uint32_t outer = em_ws_feed;
+    em_ws_feed = feed;
     c->in_ws_recv = 1;
     rc = wslay_event_recv(c->ws);
     c->in_ws_recv = 0;
-    c->ws_feed = 0;
+    em_ws_feed = outer;
     c->ws_fragmented = scan.fragmented;
     if (c->state == EM_CONN_CLOSED) {
         return;

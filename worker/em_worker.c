@@ -15,7 +15,7 @@
 #include "em_bus.h"
 #include "em_chan.h"
 #include "em_cluster.h"
-#include "em_conn.h"
+#include "em_http_conn.h"
 #include "em_eio_session.h"
 #include "em_loop.h"
 #include "em_log.h"
@@ -117,7 +117,7 @@ em_worker_chan_read(evutil_socket_t chan, short what, void *arg)
             close(fd);
             continue;
         }
-        em_conn_accept(fd, em_worker_chanbuf, msg.len, (msg.flags & EM_CHAN_F_NOROUTE) != 0);
+        em_http_conn_accept(fd, em_worker_chanbuf, msg.len, (msg.flags & EM_CHAN_F_NOROUTE) != 0);
     }
 }
 
