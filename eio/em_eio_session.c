@@ -76,7 +76,7 @@ em_eio_session_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void) fd;
     (void) what;
 
-    if (s->closed) {
+    if (!em_eio_session_open(s)) {
         /* A graceful close whose last packets were never fetched. */
         em_eio_session_finish(s);
         return;
@@ -201,7 +201,7 @@ em_eio_session_flush_get(em_eio_session_t *s, int noop_if_empty)
 void
 em_eio_session_send(em_eio_session_t *s, em_buf_t *buf)
 {
-    if (s->closed) {
+    if (!em_eio_session_open(s)) {
         return;
     }
     if (s->transport == EM_TRANSPORT_WEBSOCKET) {
@@ -327,11 +327,10 @@ em_eio_session_upgrade_timer_free(em_eio_session_t *s)
 static void
 em_eio_session_finish(em_eio_session_t *s)
 {
-    if (s->finished) {
+    if (s->state == EM_EIO_SESSION_FINISHED) {
         return;
     }
-    s->finished = 1;
-    s->closed = 1;
+    s->state = EM_EIO_SESSION_FINISHED;
     em_upper_close(s, "transport close");
     evtimer_del(s->timer);
     em_eio_session_upgrade_timer_free(s);
@@ -393,10 +392,10 @@ em_eio_session_reap(void)
 static void
 em_eio_session_abort(em_eio_session_t *s, const char *reason)
 {
-    if (s->finished) {
+    if (s->state == EM_EIO_SESSION_FINISHED) {
         return;
     }
-    s->closed = 1;
+    s->state = EM_EIO_SESSION_CLOSING;
     em_upper_close(s, reason);
     em_eio_session_finish(s);
 }
@@ -404,12 +403,12 @@ em_eio_session_abort(em_eio_session_t *s, const char *reason)
 void
 em_eio_session_close(em_eio_session_t *s, const char *reason)
 {
-    if (s->closed) {
+    if (!em_eio_session_open(s)) {
         return;
     }
     /* Let the layer above say goodbye while the session can still send. */
     em_upper_close(s, reason);
-    s->closed = 1;
+    s->state = EM_EIO_SESSION_CLOSING;
     if (s->transport == EM_TRANSPORT_POLLING && s->q_head != NULL) {
         /*
          * The goodbyes go in one response and the close packet in the next,
@@ -433,7 +432,7 @@ em_eio_session_refuse(em_eio_session_t *s, em_limit_t limit, const char *fmt, ..
     char    why[200];
     va_list ap;
 
-    if (s->closed) {
+    if (!em_eio_session_open(s)) {
         return;
     }
     va_start(ap, fmt);
@@ -578,11 +577,11 @@ em_eio_session_post(em_http_conn_t *c, em_eio_session_t *s, const char *body, si
 
     /* Answer first: the packets may close the session and its connections. */
     em_http_conn_respond(c, 200, "text/html", "ok", 2);
-    if (s->closed) {
+    if (!em_eio_session_open(s)) {
         return;
     }
     em_eio_session_post_conn = c->conn.state != EM_CONN_CLOSED ? c : NULL;
-    while ((rc = em_eio_payload_next(body, len, &pos, &p)) == EM_OK && !s->closed) {
+    while ((rc = em_eio_payload_next(body, len, &pos, &p)) == EM_OK && em_eio_session_open(s)) {
         if (p.base64) {
             ssize_t n;
             unsigned char *nb = realloc(bin, p.data.len + 1);
@@ -602,7 +601,7 @@ em_eio_session_post(em_http_conn_t *c, em_eio_session_t *s, const char *body, si
         em_eio_session_packet(s, &p);
     }
     free(bin);
-    if (rc == EM_ERROR && !s->closed) {
+    if (rc == EM_ERROR && em_eio_session_open(s)) {
         em_loop_violation(em_eio_session_fd(s), s->sid, EM_LIMIT_PROTOCOL,
                           "a malformed polling payload");
         em_eio_session_abort(s, "parse error");
@@ -711,7 +710,7 @@ em_eio_session_request(em_http_conn_t *c, const em_http_req_t *req, const char *
             em_eio_session_http_error(c, 3, "Bad request");
             return;
         }
-        if (s->closed || s->transport != EM_TRANSPORT_POLLING || s->probe != NULL
+        if (!em_eio_session_open(s) || s->transport != EM_TRANSPORT_POLLING || s->probe != NULL
             || !ep->allow_upgrades) {
             /* Already upgraded or upgrading: complete the handshake, then
              * close that WebSocket at once (what Node's server does). */
@@ -747,13 +746,13 @@ em_eio_session_request(em_http_conn_t *c, const em_http_req_t *req, const char *
         em_http_conn_park(c, s);
         if (s->q_head != NULL || s->upgrading) {
             em_eio_session_flush_get(s, 1);
-        } else if (s->closed) {
+        } else if (!em_eio_session_open(s)) {
             em_eio_session_finish(s);       /* answers this GET with "1" */
         }
         return;
     }
     if (req->method == EM_HTTP_POST) {
-        if (s->closed) {
+        if (!em_eio_session_open(s)) {
             em_http_conn_respond(c, 200, "text/html", "ok", 2);
             return;
         }

@@ -21,15 +21,27 @@ typedef struct em_outq {
     em_buf_t       *buf;
 } em_outq_t;
 
+/*
+ * A session's life: OPEN; CLOSING once a close is asked for (the layer
+ * above has said goodbye, sends are dropped, the last packets wait for a
+ * polling GET or the close timeout); FINISHED once out of the table, its
+ * connections released, waiting for the reaper to free it (never inside a
+ * callback).
+ */
+typedef enum {
+    EM_EIO_SESSION_OPEN = 0,
+    EM_EIO_SESSION_CLOSING,
+    EM_EIO_SESSION_FINISHED
+} em_eio_session_state_t;
+
 /* The flags sit in the bytes after the sid: 184 bytes, a 192-byte chunk. */
 struct em_eio_session {
     char                       sid[EM_SID_LEN + 1];
     uint8_t                    transport;     /* EM_TRANSPORT_* in use */
+    uint8_t                    state:2;       /* em_eio_session_state_t */
     uint8_t                    upgrading:1;   /* a probe WebSocket answered 3probe */
     uint8_t                    awaiting_pong:1;
-    uint8_t                    closed:1;      /* closing: sends are dropped */
-    uint8_t                    finished:1;    /* out of the table, awaiting reap */
-    uint8_t                    client_closed:1; /* the client sent a close packet */
+    uint8_t                    client_closed:1; /* how it ended: the client sent a close packet */
     uint8_t                    overflow:1;    /* output over its bound: closing next */
     uint8_t                    refused;       /* em_limit_t it was closed for, or 0 */
     const em_conf_endpoint_t  *endpoint;
@@ -60,6 +72,13 @@ typedef struct {
     void (*close)(em_eio_session_t *s, const char *reason);
     int  (*keeps_handshake)(void);
 } em_eio_upper_t;
+
+/* Open: not closing or finished (sends go out). */
+static inline int
+em_eio_session_open(const em_eio_session_t *s)
+{
+    return s->state == EM_EIO_SESSION_OPEN;
+}
 
 /* Register the layers above: Socket.IO endpoints and raw ones (EM_OK). */
 int  em_eio_session_init(const em_eio_upper_t *sio, const em_eio_upper_t *raw);

@@ -908,7 +908,7 @@ em_sio_message(em_eio_session_t *s, const char *data, size_t len, int binary)
         return;
     }
     rc = binary ? em_sio_attachment(c, data, len) : em_sio_text(c, data, len);
-    if (rc != EM_OK && !s->closed) {
+    if (rc != EM_OK && em_eio_session_open(s)) {
         em_eio_session_refuse(s, EM_LIMIT_PROTOCOL, "a malformed Socket.IO %s of %zu bytes",
                               binary ? "attachment" : "packet", len);
     }
