@@ -1,7 +1,7 @@
 /*
  * em_lua_int.h - what the Lua modules of a worker share: the state, the
- * protected call with the runaway limit, the socket objects, and the
- * functions em_lua_cluster.c adds to the socket, namespace and emitd tables.
+ * protected call with the runaway limit, the socket objects, and what the
+ * files of the binding call in each other.
  */
 #ifndef EM_LUA_INT_H
 #define EM_LUA_INT_H
@@ -132,8 +132,10 @@ void em_lua_raw_open(em_eio_session_t *s);
 void em_lua_raw_message(em_eio_session_t *s, const char *data, size_t len, int binary);
 void em_lua_raw_close(em_eio_session_t *s, const char *reason);
 
-extern const luaL_Reg em_lua_cluster_socket_methods[];
-extern const luaL_Reg em_lua_cluster_nsp_methods[];
-extern const luaL_Reg em_lua_cluster_emitd_fns[];
+/* Set a user's status ("online", "away", "busy") in namespace nsp (conf:
+ * its configured index, or -1) and tell its on_presence "status" handlers;
+ * pushes true, or false and a message (em_lua_nsp.c). */
+int  em_lua_set_status(lua_State *l, lua_Integer conf, em_str_t nsp, em_str_t user,
+                       const char *st);
 
 #endif

@@ -2,6 +2,9 @@
  * em_lua_nsp.c - the namespace and broadcast operators of the Lua API: tables
  * {_conf|_nsp, _rooms, _except, _skip} with to/in/except/emit/sockets, as
  * Socket.IO's BroadcastOperator; the routing itself is em_sio_route().
+ * Presence in the cluster-wide state: presence, online, users,
+ * presence_stats, set_status, room_online, room_size/size, on_presence, and
+ * the presence changes that run the on_presence handlers.
  */
 #include <lauxlib.h>
 #include <limits.h>
@@ -187,22 +190,358 @@ em_lua_bcast_sockets(lua_State *l)
     return 1;
 }
 
+/* ---- presence (the cluster-wide state) ---- */
+
+static const char *const em_lua_status_names[] = { "offline", "online", "away", "busy" };
+
+#define EM_LUA_PRESENCE_KEY "emitd.presence"
+
+static int em_lua_fire_status(lua_State *l, lua_Integer conf, em_str_t nsp, em_str_t user, int old);
+
+static int
+em_lua_status_parse(const char *s)
+{
+    for (int i = EM_ST_STATUS_ONLINE; i <= EM_ST_STATUS_BUSY; i++) {
+        if (strcmp(s, em_lua_status_names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* The namespace of a namespace object (nsp, nsp:to(...)): its configured
+ * name, or the socket's for a parameterised instance. */
+static em_str_t
+em_lua_nsp_name(lua_State *l, int idx, lua_Integer *conf)
+{
+    em_str_t n = { NULL, 0 };
+
+    luaL_checktype(l, idx, LUA_TTABLE);
+    lua_getfield(l, idx, "_nsp");
+    n.data = lua_tolstring(l, -1, &n.len);
+    lua_pop(l, 1);
+    lua_getfield(l, idx, "_conf");
+    *conf = lua_isinteger(l, -1) ? lua_tointeger(l, -1) : -1;
+    lua_pop(l, 1);
+    if (n.data == NULL) {
+        lua_getfield(l, idx, "name");
+        n.data = lua_tolstring(l, -1, &n.len);
+        lua_pop(l, 1);
+    }
+    if (n.data == NULL) {
+        luaL_error(l, "not a namespace object");
+    }
+    return n;
+}
+
+static void
+em_lua_push_presence(lua_State *l, const em_presence_t *p)
+{
+    json_t *info;
+
+    lua_createtable(l, 0, 7);
+    lua_pushlstring(l, p->user, p->user_len);
+    lua_setfield(l, -2, "userId");
+    lua_pushstring(l, em_lua_status_names[p->status & 3]);
+    lua_setfield(l, -2, "status");
+    lua_pushinteger(l, p->nconn);
+    lua_setfield(l, -2, "connections");
+    lua_pushinteger(l, p->connected_at);
+    lua_setfield(l, -2, "connectedAt");
+    lua_pushinteger(l, p->last_seen);
+    lua_setfield(l, -2, "lastSeen");
+    info = p->info_len ? json_loadb(p->info, p->info_len, JSON_DECODE_ANY, NULL) : NULL;
+    if (info == NULL || em_lua_push_json(l, info, NULL, 0) != EM_OK) {
+        lua_newtable(l);
+    }
+    json_decref(info);
+    lua_setfield(l, -2, "info");
+}
+
+static void
+em_lua_presence_collect(const em_presence_t *p, void *arg)
+{
+    lua_State *l = arg;
+
+    em_lua_push_presence(l, p);
+    lua_rawseti(l, -2, (lua_Integer) lua_rawlen(l, -2) + 1);
+}
+
+/* Set a user's status (online, away, busy) and tell the on_presence
+ * "status" handlers. */
+int
+em_lua_set_status(lua_State *l, lua_Integer conf, em_str_t nsp, em_str_t user, const char *st)
+{
+    int status = em_lua_status_parse(st), old = 0;
+
+    if (status < 0) {
+        lua_pushboolean(l, 0);
+        lua_pushliteral(l, "status must be online, away or busy");
+        return 2;
+    }
+    if (em_presence_set_status(&em_cluster, nsp, user, status, em_state_now(), &old) != EM_OK) {
+        lua_pushboolean(l, 0);
+        lua_pushliteral(l, "user is not online");
+        return 2;
+    }
+    if (old != status) {
+        em_lua_fire_status(l, conf, nsp, user, old);
+    }
+    lua_pushboolean(l, 1);
+    return 1;
+}
+
+/* nsp:presence(user) -> record | nil */
+static int
+em_lua_nsp_presence(lua_State *l)
+{
+    lua_Integer   conf;
+    em_str_t      nsp = em_lua_nsp_name(l, 1, &conf), user;
+    em_presence_t p;
+
+    user.data = luaL_checklstring(l, 2, &user.len);
+    if (em_presence_get(&em_cluster, nsp, user, &p) != EM_OK) {
+        lua_pushnil(l);
+        return 1;
+    }
+    em_lua_push_presence(l, &p);
+    return 1;
+}
+
+/* nsp:online() -> array of online users; nsp:users() -> every known user */
+static int
+em_lua_nsp_list(lua_State *l, int online_only)
+{
+    lua_Integer conf;
+    em_str_t    nsp = em_lua_nsp_name(l, 1, &conf);
+
+    em_lua_new_array(l);
+    em_presence_each(&em_cluster, nsp, online_only, em_lua_presence_collect, l);
+    return 1;
+}
+
+static int
+em_lua_nsp_online(lua_State *l)
+{
+    return em_lua_nsp_list(l, 1);
+}
+
+static int
+em_lua_nsp_users(lua_State *l)
+{
+    return em_lua_nsp_list(l, 0);
+}
+
+/* nsp:presence_stats() -> {totalUsers, onlineUsers, awayUsers, busyUsers, offlineUsers} */
+static int
+em_lua_nsp_presence_stats(lua_State *l)
+{
+    lua_Integer conf;
+    em_str_t    nsp = em_lua_nsp_name(l, 1, &conf);
+    uint64_t    c[4];
+
+    em_presence_stats(&em_cluster, nsp, c);
+    lua_createtable(l, 0, 5);
+    lua_pushinteger(l, (lua_Integer) (c[0] + c[1] + c[2] + c[3]));
+    lua_setfield(l, -2, "totalUsers");
+    lua_pushinteger(l, (lua_Integer) c[EM_ST_STATUS_ONLINE]);
+    lua_setfield(l, -2, "onlineUsers");
+    lua_pushinteger(l, (lua_Integer) c[EM_ST_STATUS_AWAY]);
+    lua_setfield(l, -2, "awayUsers");
+    lua_pushinteger(l, (lua_Integer) c[EM_ST_STATUS_BUSY]);
+    lua_setfield(l, -2, "busyUsers");
+    lua_pushinteger(l, (lua_Integer) c[EM_ST_STATUS_OFFLINE]);
+    lua_setfield(l, -2, "offlineUsers");
+    return 1;
+}
+
+/* nsp:set_status(user, status) -> true | false, message */
+static int
+em_lua_nsp_set_status(lua_State *l)
+{
+    lua_Integer conf;
+    em_str_t    nsp = em_lua_nsp_name(l, 1, &conf), user;
+
+    user.data = luaL_checklstring(l, 2, &user.len);
+    return em_lua_set_status(l, conf, nsp, user, luaL_checkstring(l, 3));
+}
+
+/* nsp:room_online(room) -> array of the online users with a socket in it */
+static int
+em_lua_nsp_room_online(lua_State *l)
+{
+    lua_Integer conf;
+    em_str_t    nsp = em_lua_nsp_name(l, 1, &conf), room;
+
+    room.data = luaL_checklstring(l, 2, &room.len);
+    em_lua_new_array(l);
+    em_room_users(&em_cluster, nsp, room, em_lua_presence_collect, l);
+    return 1;
+}
+
+/* nsp:room_size(room) -> sockets in it on every worker; nsp:size() -> the
+ * namespace's sockets on every worker */
+static int
+em_lua_nsp_room_size(lua_State *l)
+{
+    lua_Integer conf;
+    em_str_t    nsp = em_lua_nsp_name(l, 1, &conf), room = { "", 0 };
+
+    if (!lua_isnoneornil(l, 2)) {
+        room.data = luaL_checklstring(l, 2, &room.len);
+    }
+    lua_pushinteger(l, em_room_size(&em_cluster, nsp, room));
+    return 1;
+}
+
+/* nsp:on_presence(event, fn): "online", "offline", "status", "room_online",
+ * "room_offline". Each change runs the handlers once, on one worker. */
+static int
+em_lua_nsp_on_presence(lua_State *l)
+{
+    lua_Integer conf;
+    const char *ev;
+
+    em_lua_nsp_name(l, 1, &conf);
+    ev = luaL_checkstring(l, 2);
+    luaL_checktype(l, 3, LUA_TFUNCTION);
+    if (strcmp(ev, "online") != 0 && strcmp(ev, "offline") != 0 && strcmp(ev, "status") != 0
+        && strcmp(ev, "room_online") != 0 && strcmp(ev, "room_offline") != 0) {
+        return luaL_error(l, "unknown presence event \"%s\"", ev);
+    }
+    if (conf < 0) {
+        return luaL_error(l, "on_presence needs the script's nsp");
+    }
+    if (lua_getfield(l, LUA_REGISTRYINDEX, EM_LUA_PRESENCE_KEY) != LUA_TTABLE) {
+        lua_pop(l, 1);
+        lua_newtable(l);
+        lua_pushvalue(l, -1);
+        lua_setfield(l, LUA_REGISTRYINDEX, EM_LUA_PRESENCE_KEY);
+    }
+    if (lua_rawgeti(l, -1, conf) != LUA_TTABLE) {
+        lua_pop(l, 1);
+        lua_newtable(l);
+        lua_pushvalue(l, -1);
+        lua_rawseti(l, -3, conf);
+    }
+    em_lua_handler_add(l, ev, 3);
+    lua_settop(l, 1);
+    return 1;
+}
+
+/* Push the handler list of a configured namespace for ev; 0 if none. */
+static int
+em_lua_presence_handlers(lua_State *l, lua_Integer conf, const char *ev)
+{
+    int top = lua_gettop(l);
+
+    if (lua_getfield(l, LUA_REGISTRYINDEX, EM_LUA_PRESENCE_KEY) == LUA_TTABLE
+        && lua_rawgeti(l, -1, conf) == LUA_TTABLE && lua_getfield(l, -1, ev) != LUA_TNIL) {
+        lua_replace(l, top + 1);
+        lua_settop(l, top + 1);
+        return 1;
+    }
+    lua_settop(l, top);
+    return 0;
+}
+
+/* Run each handler in the list on top with the nargs values below it. */
+static void
+em_lua_presence_run(lua_State *l, int nargs, const char *what)
+{
+    int list = lua_gettop(l), first = list - nargs;
+
+    for (lua_Integer i = 1; i <= em_lua_handler_count(l, list); i++) {
+        em_lua_handler_push(l, list, i);
+        for (int a = 0; a < nargs; a++) {
+            lua_pushvalue(l, first + a);
+        }
+        em_lua_call(nargs, 0, what);
+    }
+    lua_settop(l, first - 1);
+}
+
+static int
+em_lua_fire_status(lua_State *l, lua_Integer conf, em_str_t nsp, em_str_t user, int old)
+{
+    em_presence_t p;
+    int           top = lua_gettop(l);
+
+    if (conf < 0 || em_presence_get(&em_cluster, nsp, user, &p) != EM_OK) {
+        return 0;
+    }
+    em_lua_push_presence(l, &p);
+    lua_pushstring(l, em_lua_status_names[old & 3]);
+    if (em_lua_presence_handlers(l, conf, "status")) {
+        em_lua_presence_run(l, 2, "on_presence status");
+    }
+    lua_settop(l, top);
+    return 0;
+}
+
+void
+em_lua_presence_event(const em_pchange_t *c)
+{
+    lua_State    *l = em_lua_state();
+    size_t        conf;
+    em_presence_t p;
+    em_str_t      nsp = { c->nsp, strlen(c->nsp) }, user = { c->user, strlen(c->user) };
+    const char   *ev;
+    int           top;
+
+    if (l == NULL || em_nsp_conf_index(nsp.data, nsp.len, &conf) != EM_OK) {
+        return;
+    }
+    switch (c->what) {
+    case EM_PCHG_ONLINE:   ev = "online"; break;
+    case EM_PCHG_OFFLINE:  ev = "offline"; break;
+    case EM_PCHG_ROOM_IN:  ev = "room_online"; break;
+    default:               ev = "room_offline"; break;
+    }
+    top = lua_gettop(l);
+    if (c->room != NULL) {
+        lua_pushstring(l, c->room);
+    }
+    if (em_presence_get(&em_cluster, nsp, user, &p) == EM_OK) {
+        em_lua_push_presence(l, &p);
+    } else {
+        lua_createtable(l, 0, 2);
+        lua_pushstring(l, c->user);
+        lua_setfield(l, -2, "userId");
+        lua_pushstring(l, "offline");
+        lua_setfield(l, -2, "status");
+    }
+    lua_pushstring(l, c->nsp);
+    if (em_lua_presence_handlers(l, (lua_Integer) conf, ev)) {
+        em_lua_presence_run(l, c->room ? 3 : 2, ev);
+    }
+    lua_settop(l, top);
+}
+
 static const luaL_Reg em_lua_bcast_methods[] = {
     { "to", em_lua_bcast_to },
     { "in", em_lua_bcast_to },
     { "except", em_lua_bcast_except },
     { "emit", em_lua_bcast_emit },
     { "count", em_lua_bcast_sockets },
+    { "presence", em_lua_nsp_presence },
+    { "online", em_lua_nsp_online },
+    { "users", em_lua_nsp_users },
+    { "presence_stats", em_lua_nsp_presence_stats },
+    { "set_status", em_lua_nsp_set_status },
+    { "room_online", em_lua_nsp_room_online },
+    { "room_size", em_lua_nsp_room_size },
+    { "size", em_lua_nsp_room_size },
+    { "on_presence", em_lua_nsp_on_presence },
     { NULL, NULL }
 };
 
-/* The broadcast operator's metatable (with the methods of em_lua_cluster.c). */
+/* The broadcast operator's metatable. */
 void
 em_lua_nsp_open(lua_State *l)
 {
     luaL_newmetatable(l, EM_LUA_BCAST_MT);
     luaL_newlib(l, em_lua_bcast_methods);
-    luaL_setfuncs(l, em_lua_cluster_nsp_methods, 0);
     lua_setfield(l, -2, "__index");
     lua_pop(l, 1);
 }

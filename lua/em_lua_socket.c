@@ -4,7 +4,9 @@
  * keeps it cannot crash us); its user value is a table with id, nsp,
  * handshake, data, params and the script's handlers (_h) and pending ack
  * callbacks (_acks). Methods on, off, emit, join, leave, rooms, to, except,
- * disconnect (and those of em_lua_cluster.c).
+ * disconnect, and those that read or change the cluster-wide state: set_user,
+ * set_status (presence), create_session, recover_session, session_info
+ * (recovery tokens).
  */
 #include <lauxlib.h>
 #include <limits.h>
@@ -307,6 +309,209 @@ em_lua_socket_except(lua_State *l)
     return em_lua_bcast_add(l, "_except");
 }
 
+/* ---- presence and recovery sessions (the cluster-wide state) ---- */
+
+/* socket:set_user(id [, info]) -> true | false, message */
+static int
+em_lua_socket_set_user(lua_State *l)
+{
+    em_sio_socket_t *s = em_lua_check_socket(l, 1);
+    em_str_t         user = { NULL, 0 }, info = { NULL, 0 };
+    char            *text = NULL;
+    char             err[160];
+
+    user.data = luaL_checklstring(l, 2, &user.len);
+    if (s == NULL) {
+        lua_pushboolean(l, 0);
+        lua_pushliteral(l, "socket is gone");
+        return 2;
+    }
+    if (!lua_isnoneornil(l, 3)) {
+        json_t *j = em_lua_to_json(l, 3, NULL, err, sizeof(err));
+        if (j == NULL) {
+            return luaL_error(l, "set_user info: %s", err);
+        }
+        text = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (text == NULL || strlen(text) > EM_ST_INFO_MAX) {
+            free(text);
+            return luaL_error(l, "set_user info: more than %d bytes of JSON", EM_ST_INFO_MAX);
+        }
+        info = (em_str_t) { text, strlen(text) };
+    }
+    int rc = em_cluster_set_user(s, user, info);
+    free(text);
+    lua_pushboolean(l, rc == EM_OK);
+    if (rc != EM_OK) {
+        lua_pushliteral(l, "cannot record the user (name too long or presence table full)");
+        return 2;
+    }
+    return 1;
+}
+
+static int
+em_lua_socket_set_status(lua_State *l)
+{
+    em_sio_socket_t *s = em_lua_check_socket(l, 1);
+    const char      *st = luaL_checkstring(l, 2);
+
+    if (s == NULL || s->user == NULL) {
+        lua_pushboolean(l, 0);
+        lua_pushliteral(l, "socket has no user");
+        return 2;
+    }
+    return em_lua_set_status(l, (lua_Integer) s->nsp->conf_index,
+                             (em_str_t) { s->nsp->name, s->nsp->name_len },
+                             (em_str_t) { s->user, strlen(s->user) }, st);
+}
+
+/* A session (app recovery token) as the script sees it. */
+static void
+em_lua_push_session(lua_State *l, em_sio_socket_t *s, const em_st_session_t *e,
+                    em_plog_pkt_t *queued)
+{
+    const unsigned char *p = (const unsigned char *) e->rooms, *end = p + e->rooms_len;
+
+    lua_createtable(l, 0, 9);
+    lua_pushlstring(l, e->user, e->user_len);
+    lua_setfield(l, -2, "userId");
+    lua_pushstring(l, s->id);
+    lua_setfield(l, -2, "socketId");
+    lua_pushstring(l, e->sid);
+    lua_setfield(l, -2, "previousSocketId");
+    lua_pushinteger(l, e->created);
+    lua_setfield(l, -2, "connectedAt");
+    lua_pushinteger(l, e->last_activity);
+    lua_setfield(l, -2, "lastActivity");
+    em_lua_new_array(l);
+    while (end - p >= 2) {
+        uint16_t rl;
+        memcpy(&rl, p, 2);
+        p += 2;
+        if (end - p < rl) {
+            break;
+        }
+        lua_pushlstring(l, (const char *) p, rl);
+        lua_rawseti(l, -2, (lua_Integer) lua_rawlen(l, -2) + 1);
+        p += rl;
+    }
+    lua_setfield(l, -2, "rooms");
+    em_lua_new_array(l);
+    for (em_plog_pkt_t *q = queued; q != NULL; q = q->next) {
+        json_t *arr = em_sio_json_parse(q->data.data, q->data.len);
+        if (arr == NULL || !json_is_array(arr) || json_array_size(arr) < 2
+            || !json_is_string(json_array_get(arr, 0))) {
+            json_decref(arr);
+            continue;
+        }
+        /* {event = name, args = {...}} without the offset the log added. */
+        json_array_remove(arr, json_array_size(arr) - 1);
+        lua_createtable(l, 0, 2);
+        lua_pushstring(l, json_string_value(json_array_get(arr, 0)));
+        lua_setfield(l, -2, "event");
+        json_array_remove(arr, 0);
+        if (em_lua_push_json(l, arr, q->atts, q->natt) != EM_OK) {
+            em_lua_new_array(l);
+        }
+        lua_setfield(l, -2, "args");
+        json_decref(arr);
+        lua_rawseti(l, -2, (lua_Integer) lua_rawlen(l, -2) + 1);
+    }
+    lua_setfield(l, -2, "messageQueue");
+    if (s->token != NULL) {
+        lua_pushstring(l, s->token);
+        lua_setfield(l, -2, "recoveryToken");
+    }
+}
+
+/* socket:create_session() -> token */
+static int
+em_lua_socket_create_session(lua_State *l)
+{
+    em_sio_socket_t *s = em_lua_check_socket(l, 1);
+    const char      *t = s ? em_cluster_token(s) : NULL;
+
+    if (t == NULL) {
+        lua_pushnil(l);
+        lua_pushliteral(l, "cannot create a session (socket gone or session table full)");
+        return 2;
+    }
+    lua_pushstring(l, t);
+    return 1;
+}
+
+/* socket:recover_session(token) -> session | nil, message. Joins the
+ * session's rooms; session.messageQueue holds what was sent to them since,
+ * and session.messagesLost is true when some of it had already left the
+ * bounded log. */
+static int
+em_lua_socket_recover_session(lua_State *l)
+{
+    em_sio_socket_t *s = em_lua_check_socket(l, 1);
+    em_str_t         tok;
+    em_st_session_t *e;
+    em_plog_pkt_t   *queued = NULL;
+
+    tok.data = luaL_checklstring(l, 2, &tok.len);
+    if (s == NULL || !em_sio_socket_live(s) || (e = malloc(sizeof(*e))) == NULL) {
+        lua_pushnil(l);
+        lua_pushliteral(l, "socket is gone");
+        return 2;
+    }
+    int lost = 0;
+    if (em_cluster_redeem(s, tok, e, &queued, &lost) != EM_OK) {
+        free(e);
+        lua_pushnil(l);
+        lua_pushliteral(l, "Invalid or expired recovery token");
+        return 2;
+    }
+    size_t   off = 0;
+    em_str_t room;
+    while (em_cluster_session_room(e, &off, &room)) {
+        em_adapter_join(s, room);
+        /* A presence handler run by the join may have disconnected it. */
+        if ((s = em_lua_check_socket(l, 1)) == NULL || !em_sio_socket_live(s)) {
+            if (s != NULL) {
+                em_cluster_redeem_done(s, e);
+            }
+            em_plog_pkts_free(queued);
+            free(e);
+            lua_pushnil(l);
+            lua_pushliteral(l, "socket is gone");
+            return 2;
+        }
+    }
+    em_cluster_redeem_done(s, e);
+    em_lua_push_session(l, s, e, queued);
+    lua_pushboolean(l, lost);
+    lua_setfield(l, -2, "messagesLost");
+    em_plog_pkts_free(queued);
+    free(e);
+    return 1;
+}
+
+/* socket:session_info() -> session | nil */
+static int
+em_lua_socket_session_info(lua_State *l)
+{
+    em_sio_socket_t *s = em_lua_check_socket(l, 1);
+    em_st_session_t *e;
+
+    if (s == NULL || s->token == NULL || (e = malloc(sizeof(*e))) == NULL) {
+        lua_pushnil(l);
+        return 1;
+    }
+    if (em_recovery_get(&em_cluster, (em_str_t) { s->token, strlen(s->token) }, e) != EM_OK) {
+        free(e);
+        lua_pushnil(l);
+        return 1;
+    }
+    memcpy(e->sid, s->id, EM_SID_LEN + 1);
+    em_lua_push_session(l, s, e, NULL);
+    free(e);
+    return 1;
+}
+
 static const luaL_Reg em_lua_socket_methods[] = {
     { "on", em_lua_socket_on },
     { "off", em_lua_socket_off },
@@ -318,6 +523,11 @@ static const luaL_Reg em_lua_socket_methods[] = {
     { "in", em_lua_socket_to },
     { "except", em_lua_socket_except },
     { "disconnect", em_lua_socket_disconnect },
+    { "set_user", em_lua_socket_set_user },
+    { "set_status", em_lua_socket_set_status },
+    { "create_session", em_lua_socket_create_session },
+    { "recover_session", em_lua_socket_recover_session },
+    { "session_info", em_lua_socket_session_info },
     { NULL, NULL }
 };
 
@@ -396,13 +606,12 @@ em_lua_socket_tostring(lua_State *l)
     return 1;
 }
 
-/* The socket metatable (with the methods of em_lua_cluster.c). */
+/* The socket metatable. */
 void
 em_lua_socket_open(lua_State *l)
 {
     luaL_newmetatable(l, EM_LUA_SOCKET_MT);
     luaL_newlib(l, em_lua_socket_methods);
-    luaL_setfuncs(l, em_lua_cluster_socket_methods, 0);
     lua_pushcclosure(l, em_lua_socket_index, 1);
     lua_setfield(l, -2, "__index");
     lua_pushcfunction(l, em_lua_socket_newindex);

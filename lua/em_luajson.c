@@ -289,3 +289,10 @@ em_lua_to_json(lua_State *l, int idx, em_lua_bins_t *bins, char *err, size_t err
 {
     return em_lua_to_json_depth(l, idx, bins, err, errlen, 0);
 }
+
+void
+em_lua_new_array(lua_State *l)
+{
+    lua_newtable(l);
+    luaL_setmetatable(l, EM_LUA_ARRAY_MT);
+}

@@ -45,4 +45,7 @@ void em_lua_push_buffer(lua_State *l, const char *data, size_t len);
 /* The bytes of a buffer at idx, or NULL if it is not one. */
 const char *em_lua_to_buffer(lua_State *l, int idx, size_t *len);
 
+/* Push a new empty table that encodes as a JSON array. */
+void em_lua_new_array(lua_State *l);
+
 #endif
