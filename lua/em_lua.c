@@ -282,6 +282,7 @@ em_lua_init(void)
     lua_sethook(em_lua_vm, em_lua_hook, LUA_MASKCOUNT, 100000);
     em_lua_socket_open(em_lua_vm);
     em_lua_nsp_open(em_lua_vm);
+    em_lua_timer_open(em_lua_vm);
     em_lua_raw_types(em_lua_vm);
     em_lua_emitd_open(em_lua_vm);
 

@@ -477,6 +477,19 @@ em_lua_session_stats(lua_State *l)
     return 1;
 }
 
+/* emitd.after(ms, fn) / emitd.every(ms, fn) -> timer (em_lua_timer.c) */
+static int
+em_lua_after(lua_State *l)
+{
+    return em_lua_timer_start(l, 1, 0, 0);
+}
+
+static int
+em_lua_every(lua_State *l)
+{
+    return em_lua_timer_start(l, 1, 0, 1);
+}
+
 static const luaL_Reg em_lua_emitd_fns[] = {
     { "broker_counts", em_lua_broker_counts },
     { "buffer", em_lua_buffer_new },
@@ -496,6 +509,8 @@ static const luaL_Reg em_lua_emitd_fns[] = {
     { "record_event", em_lua_record_event },
     { "session_stats", em_lua_session_stats },
     { "isotime", em_lua_isotime },
+    { "after", em_lua_after },
+    { "every", em_lua_every },
     { NULL, NULL }
 };
 

@@ -97,6 +97,12 @@ void             em_lua_nsp_open(lua_State *l);
 void             em_lua_raw_types(lua_State *l);
 void             em_lua_emitd_open(lua_State *l);
 void             em_lua_sio_open(void);
+void             em_lua_timer_open(lua_State *l);
+
+/* A timer running the function at ms_idx + 1 after the milliseconds at
+ * ms_idx (then every as many with `repeat`), tied to the socket object at
+ * sock_idx when > 0; pushes the timer object (em_lua_timer.c). */
+int              em_lua_timer_start(lua_State *l, int ms_idx, int sock_idx, int repeat);
 
 /* The Socket.IO layer's application (em_sio_app_t, em_lua_sio.c). */
 /* Whether configured namespace conf_index has a script. */

@@ -512,6 +512,22 @@ em_lua_socket_session_info(lua_State *l)
     return 1;
 }
 
+/* socket:after(ms, fn) / socket:every(ms, fn) -> timer that stops, never
+ * firing, once the socket is gone */
+static int
+em_lua_socket_after(lua_State *l)
+{
+    em_lua_check_socket(l, 1);
+    return em_lua_timer_start(l, 2, 1, 0);
+}
+
+static int
+em_lua_socket_every(lua_State *l)
+{
+    em_lua_check_socket(l, 1);
+    return em_lua_timer_start(l, 2, 1, 1);
+}
+
 static const luaL_Reg em_lua_socket_methods[] = {
     { "on", em_lua_socket_on },
     { "off", em_lua_socket_off },
@@ -528,6 +544,8 @@ static const luaL_Reg em_lua_socket_methods[] = {
     { "create_session", em_lua_socket_create_session },
     { "recover_session", em_lua_socket_recover_session },
     { "session_info", em_lua_socket_session_info },
+    { "after", em_lua_socket_after },
+    { "every", em_lua_socket_every },
     { NULL, NULL }
 };
 
