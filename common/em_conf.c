@@ -268,7 +268,9 @@ em_conf_check_keys(const config_setting_t *g, const char *const *known, const ch
     return 0;
 }
 
-static const char *const em_conf_nsp_keys[] = { "name", "script", "connect_limit", NULL };
+static const char *const em_conf_nsp_keys[] = { "name", "script", "connect_limit",
+                                                "shutdown_event", NULL };
+static const char *const em_conf_shutdown_keys[] = { "name", "message", NULL };
 static const char *const em_conf_limit_keys[] = { "max", "window", "block", NULL };
 static const char *const em_conf_recovery_keys[] = {
     "max_disconnection", "buffer", "sessions", NULL
@@ -319,6 +321,33 @@ em_conf_read_limit(config_setting_t *g, em_conf_limit_t *l, const char *file, ch
     if (l->max == 0) {
         return em_conf_fail(err, errlen, file, g, "a limit needs \"max\" (hits per window)");
     }
+    return 0;
+}
+
+/* shutdown_event = { name = "system.maintenance"; message = "..."; } */
+static int
+em_conf_read_shutdown(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, char *err,
+                      size_t errlen)
+{
+    const char *name = NULL, *message = NULL;
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g,
+                            "\"shutdown_event\" must be a group { name = \"system.maintenance\"; "
+                            "message = \"...\"; }");
+    }
+    if (em_conf_check_keys(g, em_conf_shutdown_keys, "shutdown_event", file, err, errlen) != 0
+        || em_conf_get_string(g, "name", &name, file, err, errlen) != 0
+        || em_conf_get_string(g, "message", &message, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (name == NULL || name[0] == '\0' || strlen(name) > 255) {
+        return em_conf_fail(err, errlen, file, g,
+                            "\"shutdown_event\" needs a \"name\" of 1 to 255 bytes");
+    }
+    nsp->shutdown_event = em_conf_strdup(name);
+    nsp->shutdown_message = em_conf_strdup(message != NULL ? message
+                                                           : "Server is shutting down for maintenance");
     return 0;
 }
 
@@ -424,6 +453,10 @@ em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, const char *fil
         em_conf_nsp_t *nsp = &conf->nsps[conf->nnsps++];
         config_setting_t *lim = config_setting_get_member(g, "connect_limit");
         if (lim != NULL && em_conf_read_limit(lim, &nsp->connect_limit, file, err, errlen) != 0) {
+            return -1;
+        }
+        config_setting_t *sd = config_setting_get_member(g, "shutdown_event");
+        if (sd != NULL && em_conf_read_shutdown(sd, nsp, file, err, errlen) != 0) {
             return -1;
         }
         nsp->name = em_conf_strdup(name);
@@ -731,6 +764,8 @@ em_conf_free(em_conf_t *conf)
     for (size_t i = 0; i < conf->nnsps; i++) {
         free(conf->nsps[i].name);
         free(conf->nsps[i].script);
+        free(conf->nsps[i].shutdown_event);
+        free(conf->nsps[i].shutdown_message);
     }
     for (size_t i = 0; i < conf->ncors_origins; i++) {
         free(conf->cors_origins[i]);

@@ -26,6 +26,8 @@ typedef struct {
     char           *script;         /* absolute path of the handler script, or NULL */
     unsigned        dynamic:1;      /* name has ":param" segments */
     em_conf_limit_t connect_limit;  /* CONNECT attempts per client IP, all workers */
+    char           *shutdown_event; /* sent to every socket when emitd stops, or NULL */
+    char           *shutdown_message; /* its {"message": ...} */
 } em_conf_nsp_t;
 
 /* One Engine.IO endpoint: the Socket.IO one, or a raw Engine.IO one. */

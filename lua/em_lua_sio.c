@@ -368,6 +368,29 @@ em_lua_socket_release(em_sio_socket_t *s)
     s->lref = LUA_NOREF;
 }
 
+/* emitd is stopping: each namespace script's on_shutdown(nsp), once per
+ * worker, before its sockets are disconnected (what it broadcasts reaches
+ * this worker's sockets: every worker runs it for its own). */
+static void
+em_lua_on_shutdown(void)
+{
+    if (em_lua_vm == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < em_loop.conf->nnsps; i++) {
+        int top = lua_gettop(em_lua_vm);
+        if (em_lua_nsp_env[i] == LUA_NOREF) {
+            continue;
+        }
+        lua_rawgeti(em_lua_vm, LUA_REGISTRYINDEX, em_lua_nsp_env[i]);
+        if (lua_getfield(em_lua_vm, -1, "on_shutdown") == LUA_TFUNCTION) {
+            lua_getfield(em_lua_vm, -2, "nsp");
+            em_lua_call_named(1, 0, "on_shutdown of ", em_loop.conf->nsps[i].name);
+        }
+        lua_settop(em_lua_vm, top);
+    }
+}
+
 static const em_sio_app_t em_lua_sio_app = {
     .has_script = em_lua_has_script,
     .nsp_scripts = em_lua_nsp_scripts,
@@ -377,6 +400,7 @@ static const em_sio_app_t em_lua_sio_app = {
     .socket_event = em_lua_socket_event,
     .release = em_lua_socket_release,
     .presence = em_lua_presence_event,
+    .shutdown = em_lua_on_shutdown,
 };
 
 /* Register the scripts as the Socket.IO layer's application. */

@@ -7,8 +7,10 @@
  * before it is dispatched. Anything malformed closes the connection, as
  * Node's server does.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "em_bus.h"
 #include "em_cluster.h"
@@ -1000,11 +1002,19 @@ em_sio_no_presence(const em_pchange_t *change)
     (void) change;
 }
 
+static void
+em_sio_no_shutdown(void)
+{
+}
+
 em_sio_app_t em_sio_app = {
     .has_script = em_sio_no_script,
     .nsp_scripts = em_sio_no_scripts,
     .presence = em_sio_no_presence,
+    .shutdown = em_sio_no_shutdown,
 };
+
+static unsigned em_sio_stopping;
 
 void
 em_sio_set_app(const em_sio_app_t *app)
@@ -1042,7 +1052,50 @@ em_sio_route(em_str_t name, long conf, const em_bcast_t *b, const em_pkt_t *pkt)
      * differ per worker. A static one goes by name, so the broker can route
      * it to the workers with members. */
     long pconf = (conf >= 0 && em_loop.conf->nsps[conf].dynamic) ? conf : -1;
-    em_bus_publish(name, pconf, b, data, pkt->offset != 0, pkt->att, pkt->natt);
+    if (!em_sio_stopping) {
+        em_bus_publish(name, pconf, b, data, pkt->offset != 0, pkt->att, pkt->natt);
+    }
+}
+
+void
+em_sio_shutdown(void)
+{
+    const em_conf_t *conf = em_loop.conf;
+    struct timespec  now;
+    struct tm        tm;
+    char             iso[40] = "";
+
+    if (em_sio_stopping) {
+        return;
+    }
+    em_sio_stopping = 1;
+    em_sio_app.shutdown();
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (gmtime_r(&now.tv_sec, &tm) != NULL) {
+        size_t n = strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(iso + n, sizeof(iso) - n, ".%03ldZ", now.tv_nsec / 1000000);
+    }
+    for (size_t i = 0; i < conf->nnsps; i++) {
+        const em_conf_nsp_t *cn = &conf->nsps[i];
+        em_str_t             name = { cn->name, strlen(cn->name) };
+        em_bcast_t           all = { 0 };
+        em_pkt_t             pkt;
+
+        if (cn->shutdown_event == NULL) {
+            continue;
+        }
+        json_t *args = json_pack("[s{s:s,s:s}]", cn->shutdown_event, "message",
+                                 cn->shutdown_message, "timestamp", iso);
+        if (args == NULL
+            || em_sio_pkt_build(&pkt, EM_SIO_EVENT, name, EM_SIO_NO_ID, args, NULL, 0) != EM_OK) {
+            em_log(EM_LOG_ERR, 0, "cannot encode the shutdown event of %s", cn->name);
+            json_decref(args);
+            continue;
+        }
+        json_decref(args);
+        em_sio_route(name, (long) i, &all, &pkt);
+        em_pkt_release(&pkt);
+    }
 }
 
 size_t

@@ -98,11 +98,23 @@ typedef struct {
     void (*release)(em_sio_socket_t *s);
     /* A presence change (em_state.h), once in the cluster. */
     void (*presence)(const em_pchange_t *change);
+    /* emitd is stopping (em_sio_shutdown): the last word to the sockets. */
+    void (*shutdown)(void);
 } em_sio_app_t;
 
 extern em_sio_app_t em_sio_app;
 
 void em_sio_set_app(const em_sio_app_t *app);
+
+/*
+ * This worker is stopping: from now on a broadcast reaches this worker's
+ * sockets only (every worker tells its own, once each); the application
+ * hears shutdown, then each configured namespace's shutdown_event goes to
+ * every socket of it (every instance of a parameterised one) as
+ * {"message": ..., "timestamp": ISO 8601}. The caller closes the sessions
+ * after.
+ */
+void em_sio_shutdown(void);
 
 /*
  * Encode a packet once: type EVENT or ACK (made BINARY_* when natt > 0), the

@@ -129,6 +129,8 @@ em_worker_signal(evutil_socket_t sig, short what, void *arg)
     em_log(EM_LOG_INFO, 0, "signal %d: closing %u sessions and exiting", (int) sig,
            em_eio_session_count());
     em_w.stopping = 1;
+    /* The scripts' on_shutdown and the configured shutdown events first. */
+    em_sio_shutdown();
     em_eio_session_close_all("server shutting down");
     /* Let the goodbyes reach the sockets before the loop ends. */
     struct timeval tv = { 0, 200 * 1000 };

@@ -98,7 +98,8 @@ START_TEST(test_everything)
         "namespaces = (\n"
         "  { name = \"/chat\"; script = \"chat.lua\";\n"
         "    connect_limit = { max = 5; window = 300000; block = 900000; }; },\n"
-        "  { name = \"/device/:id\"; }\n"
+        "  { name = \"/device/:id\";\n"
+        "    shutdown_event = { name = \"system.maintenance\"; message = \"bye\"; }; }\n"
         ");\n"
         "engineio = ( { path = \"/raw\"; script = \"chat.lua\"; max_payload = 16; } );\n");
 
@@ -135,6 +136,9 @@ START_TEST(test_everything)
     ck_assert_uint_eq(c->nsps[0].connect_limit.max, 5);
     ck_assert_uint_eq(c->nsps[0].connect_limit.block, 900000);
     ck_assert_uint_eq(c->nsps[1].dynamic, 1);
+    ck_assert_ptr_null(c->nsps[0].shutdown_event);
+    ck_assert_str_eq(c->nsps[1].shutdown_event, "system.maintenance");
+    ck_assert_str_eq(c->nsps[1].shutdown_message, "bye");
     ck_assert_uint_eq(c->nsps[0].dynamic, 0);
     ck_assert_int_eq(em_conf_has_connect_limits(c), 1);
     /* The raw endpoint inherits the top-level settings it does not set. */
@@ -187,6 +191,12 @@ static const struct {
     { "transports = [ \"carrier-pigeon\" ];\n", 1, "unknown transport" },
     { "engineio = ( { path = \"/socket.io/\"; script = \"chat.lua\"; } );\n", 0, "two endpoints" },
     { "engineio = ( { path = \"/raw\"; } );\n", 1, "script" },
+    { "namespaces = ( { name = \"/a\";\n shutdown_event = { message = \"m\"; }; } );\n", 2,
+      "needs a \"name\"" },
+    { "namespaces = ( { name = \"/a\"; shutdown_event = \"system.maintenance\"; } );\n", 1,
+      "must be a group" },
+    { "namespaces = ( { name = \"/a\"; shutdown_event = { name = \"x\"; when = 1; }; } );\n", 1,
+      "when" },
 };
 
 START_TEST(test_bad)

@@ -1,0 +1,76 @@
+'use strict';
+/*
+ * When emitd is told to stop (SIGTERM), every client hears the last word
+ * before it is disconnected, once: the script's on_shutdown(nsp) and a
+ * namespace's configured shutdown_event (photo-events.md's
+ * system.maintenance), on both workers and both transports, on every
+ * instance of a parameterised namespace. Handlers: handlers/shutdown.lua.
+ */
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { startEmitd, stopAndCheck, handler, delay } = require('./lib/harness');
+const { connect, ack, closeAll } = require('./lib/clients');
+
+const MAINTENANCE = { name: 'system.maintenance', message: 'Server is shutting down for maintenance' };
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+let emitd;
+test.before(async () => {
+  emitd = await startEmitd({
+    config: {
+      namespaces: [
+        { name: '/', script: handler('shutdown.lua') },
+        { name: '/photos', shutdown_event: MAINTENANCE },
+        { name: '/device/:id', shutdown_event: { name: 'state', message: 'restarting' } },
+      ],
+    },
+  });
+});
+test.after(async () => { if (emitd) await emitd.stop(); });
+
+/* Every event a client gets until it is disconnected. */
+function record(s) {
+  s.got = [];
+  s.onAny((event, ...args) => { if (!s.gone) s.got.push([event, ...args]); });
+  s.on('disconnect', () => { s.gone = true; });
+  return s;
+}
+
+test('SIGTERM: on_shutdown and shutdown_event reach every client once, then it is disconnected', async () => {
+  const root = [];
+  for (const transport of ['websocket', 'polling', 'websocket', 'polling']) {
+    root.push(record(await connect(emitd.url, '/', transport)));
+  }
+  const workers = [];
+  for (const s of root) workers.push((await ack(s, 'whoami'))[0].worker);
+  assert.equal(new Set(workers).size, 2, `the "/" clients are on both workers: ${workers}`);
+  const photos = [await connect(emitd.url, '/photos', 'websocket'), await connect(emitd.url, '/photos', 'polling')]
+    .map(record);
+  const devices = [await connect(emitd.url, '/device/1', 'websocket'), await connect(emitd.url, '/device/2', 'websocket')]
+    .map(record);
+  const all = [...root, ...photos, ...devices];
+  try {
+    assert.deepEqual(await stopAndCheck(emitd), []);
+    for (let i = 0; i < 100 && !all.every((s) => s.gone); i++) await delay(20);
+    root.forEach((s, i) => {
+      assert.equal(s.gone, true, `"/" client ${i} was not disconnected`);
+      assert.deepEqual(s.got, [['bye', { worker: workers[i], same: true }]], `"/" client ${i}`);
+    });
+    photos.forEach((s, i) => {
+      assert.equal(s.gone, true, `/photos client ${i} was not disconnected`);
+      assert.equal(s.got.length, 1, `/photos client ${i} got ${JSON.stringify(s.got)}`);
+      const [event, data] = s.got[0];
+      assert.equal(event, 'system.maintenance');
+      assert.deepEqual(Object.keys(data), ['message', 'timestamp']);
+      assert.equal(data.message, MAINTENANCE.message);
+      assert.match(data.timestamp, ISO);
+    });
+    devices.forEach((s, i) => {
+      assert.equal(s.got.length, 1, `/device/${i + 1} client got ${JSON.stringify(s.got)}`);
+      assert.equal(s.got[0][0], 'state');
+      assert.equal(s.got[0][1].message, 'restarting');
+    });
+  } finally {
+    closeAll(all);
+  }
+});
