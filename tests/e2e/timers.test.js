@@ -24,8 +24,9 @@ test('emitd.after runs its function once, not before its time', async () => {
   try {
     const fired = [];
     s.on('fired', (v) => fired.push(v));
+    const firing = once(s, 'fired');
     assert.deepEqual(await ack(s, 'after', 300), [true]);
-    const [v] = await once(s, 'fired');
+    const [v] = await firing;
     /* emitd.now() is read inside the handler, after the loop took its time */
     assert.ok(v.waited >= 250, `fired after ${v.waited} ms`);
     await delay(400);
