@@ -554,7 +554,7 @@ em_conf_read_listen(config_setting_t *s, em_conf_t *conf, const char *file, char
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", NULL
+    "recovery", "limits", "health_path", NULL
 };
 
 static int
@@ -597,6 +597,17 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
             return em_conf_fail(err, errlen, file, config_setting_get_member(root, "log_level"),
                                 "\"log_level\" must be error, warn, info or debug");
         }
+    }
+    const char *health = NULL;
+    if (em_conf_get_string(root, "health_path", &health, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (health != NULL) {
+        if (health[0] != '/' || strlen(health) > 255 || strpbrk(health, "?# \t\r\n") != NULL) {
+            return em_conf_fail(err, errlen, file, config_setting_get_member(root, "health_path"),
+                                "\"health_path\" must be a path beginning with '/' (no query)");
+        }
+        conf->health_path = em_conf_strdup(health);
     }
     if (em_conf_read_endpoint(root, &conf->endpoints[0], file, err, errlen) != 0) {
         return -1;
@@ -771,6 +782,7 @@ em_conf_free(em_conf_t *conf)
         free(conf->cors_origins[i]);
     }
     free(conf->cors_origins);
+    free(conf->health_path);
     free(conf->listen);
     free(conf->endpoints);
     free(conf->nsps);

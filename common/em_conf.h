@@ -87,6 +87,7 @@ typedef struct {
     size_t              nendpoints;
     em_conf_nsp_t      *nsps;
     size_t              nnsps;
+    char               *health_path;  /* GET answered with the health report, or NULL */
 
     /* Socket.IO connection-state recovery (the "recovery" group). */
     unsigned            recovery:1;

@@ -35,6 +35,29 @@ typedef struct em_http_chunked_body {
 
 static em_http_handlers_t em_http_upper;
 
+#define EM_HTTP_ROUTES 8
+
+static struct {
+    const char       *path;
+    size_t            len;
+    em_http_route_fn  fn;
+} em_http_routes[EM_HTTP_ROUTES];
+static size_t em_http_nroutes;
+
+int
+em_http_conn_route(const char *path, em_http_route_fn fn)
+{
+    if (em_http_nroutes == EM_HTTP_ROUTES) {
+        em_log(EM_LOG_ERR, 0, "too many HTTP routes");
+        return EM_ERROR;
+    }
+    em_http_routes[em_http_nroutes].path = path;
+    em_http_routes[em_http_nroutes].len = strlen(path);
+    em_http_routes[em_http_nroutes].fn = fn;
+    em_http_nroutes++;
+    return EM_OK;
+}
+
 static em_http_conn_t *
 em_http_of(em_conn_t *c)
 {
@@ -321,6 +344,17 @@ em_http_request(em_http_conn_t *h, const em_http_req_t *req)
     h->keep_alive = req->keep_alive;
     em_http_cors(h, req);
 
+    for (size_t i = 0; i < em_http_nroutes; i++) {
+        if (req->path.len == em_http_routes[i].len
+            && memcmp(req->path.data, em_http_routes[i].path, req->path.len) == 0) {
+            h->noroute = 0;
+            if (req->content_length > 0 || req->chunked) {
+                h->keep_alive = 0;      /* its body is not read */
+            }
+            em_http_routes[i].fn(h, req);
+            return req->head_len;
+        }
+    }
     ep = em_conf_endpoint(em_loop.conf, req->path.data, req->path.len);
     if (ep == NULL) {
         if (req->content_length > 0 || req->chunked) {

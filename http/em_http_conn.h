@@ -56,6 +56,12 @@ typedef struct {
 /* Register the layer above, and this layer with the transport. */
 int em_http_conn_init(const em_http_handlers_t *h);
 
+/* A request for the exact path `path` (no query) goes to fn, which answers
+ * it (em_http_conn_respond), before the endpoints are looked at: for the
+ * health report and, later, the backend API. At most 8; path is kept. */
+typedef void (*em_http_route_fn)(em_http_conn_t *h, const em_http_req_t *req);
+int em_http_conn_route(const char *path, em_http_route_fn fn);
+
 /* Take a connection from the master: fd plus bytes it already read;
  * noroute: serve its first request here, never hand it back. */
 void em_http_conn_accept(int fd, const char *data, size_t len, int noroute);

@@ -407,6 +407,28 @@ em_room_size(em_state_t *st, em_str_t nsp, em_str_t room)
     return n;
 }
 
+static int em_key_split(const char *k, size_t klen, em_str_t parts[3]);
+
+uint32_t
+em_rooms_active(em_state_t *st)
+{
+    uint32_t      it = 0, n = 0;
+    em_st_room_t *r;
+
+    em_state_lock(st, EM_ZONE_PRESENCE);
+    while ((r = em_shtab_next(em_rooms(st), &it)) != NULL) {
+        size_t      klen;
+        const char *k = em_shtab_key(em_rooms(st), r, &klen);
+        em_str_t    parts[3];
+        /* nsp\0room; nsp\0room\0user entries are the room's users */
+        if (r->count > 0 && em_key_split(k, klen, parts) == 2 && parts[1].len > 0) {
+            n++;
+        }
+    }
+    em_state_unlock(st, EM_ZONE_PRESENCE);
+    return n;
+}
+
 void
 em_room_users(em_state_t *st, em_str_t nsp, em_str_t room,
               void (*fn)(const em_presence_t *p, void *arg), void *arg)

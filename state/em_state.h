@@ -149,6 +149,9 @@ void em_room_del(em_state_t *st, unsigned slot, em_str_t nsp, em_str_t room, em_
                  em_pchanges_t *chg);
 /* Sockets in a room on every worker (room "" = the namespace). */
 uint32_t em_room_size(em_state_t *st, em_str_t nsp, em_str_t room);
+/* Rooms with a socket in them on some worker, every namespace (a socket's
+ * own id is not a room here). */
+uint32_t em_rooms_active(em_state_t *st);
 /* Call fn for each online user with a socket in room. */
 void em_room_users(em_state_t *st, em_str_t nsp, em_str_t room,
                    void (*fn)(const em_presence_t *p, void *arg), void *arg);

@@ -15,6 +15,7 @@
 #include "em_bus.h"
 #include "em_chan.h"
 #include "em_cluster.h"
+#include "em_health.h"
 #include "em_http_conn.h"
 #include "em_eio_session.h"
 #include "em_loop.h"
@@ -170,7 +171,7 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
         || em_sio_init() != EM_OK) {
         return 1;
     }
-    if (em_cluster_init(state_fd) != EM_OK) {
+    if (em_cluster_init(state_fd) != EM_OK || em_health_init() != EM_OK) {
         return 1;
     }
     if (em_lua_init() != EM_OK) {

@@ -59,6 +59,7 @@ START_TEST(test_default)
 
     ck_assert_ptr_nonnull(c);
     ck_assert_ptr_null(c->file);
+    ck_assert_ptr_null(c->health_path);
     ck_assert_uint_eq(c->nlisten, 1);
     ck_assert_str_eq(c->listen[0].host, "127.0.0.1");
     ck_assert_str_eq(c->listen[0].port, "3000");
@@ -89,6 +90,7 @@ START_TEST(test_everything)
         "listen = [ \"127.0.0.1:4000\", \"[::1]:4001\" ];\n"
         "workers = 3;\n"
         "log_level = \"debug\";\n"
+        "health_path = \"/health\";\n"
         "path = \"/sio\";\n"
         "ping_interval = 1500; ping_timeout = 700; max_payload = 4096;\n"
         "transports = [ \"websocket\" ];\n"
@@ -110,6 +112,7 @@ START_TEST(test_everything)
     ck_assert_str_eq(c->listen[1].port, "4001");
     ck_assert_uint_eq(c->workers, 3);
     ck_assert_int_eq(c->log_level, EM_LOG_DEBUG);
+    ck_assert_str_eq(c->health_path, "/health");
     /* The path is normalised to begin and end with '/'. */
     ck_assert_str_eq(c->endpoints[0].path, "/sio/");
     ck_assert_uint_eq(c->endpoints[0].ping_interval, 1500);
@@ -191,6 +194,8 @@ static const struct {
     { "transports = [ \"carrier-pigeon\" ];\n", 1, "unknown transport" },
     { "engineio = ( { path = \"/socket.io/\"; script = \"chat.lua\"; } );\n", 0, "two endpoints" },
     { "engineio = ( { path = \"/raw\"; } );\n", 1, "script" },
+    { "workers = 2;\nhealth_path = \"health\";\n", 2, "health_path" },
+    { "health_path = \"/health?x=1\";\n", 1, "no query" },
     { "namespaces = ( { name = \"/a\";\n shutdown_event = { message = \"m\"; }; } );\n", 2,
       "needs a \"name\"" },
     { "namespaces = ( { name = \"/a\"; shutdown_event = \"system.maintenance\"; } );\n", 1,

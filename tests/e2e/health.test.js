@@ -1,0 +1,119 @@
+'use strict';
+/*
+ * health_path: GET /health answers for the whole cluster, from any worker,
+ * in the shape of photo-events.md (status, timestamp, details.websocket
+ * {status, connectedClients, activeRooms}) with each worker's state, and 503
+ * while a worker is down. Real clients, 2 workers. Handlers: cluster.lua.
+ */
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const {
+  startEmitd, stopAndCheck, handler, delay, childrenOf, processArgs, isAlive,
+} = require('./lib/harness');
+const { connect, ack, closeAll, httpRequest } = require('./lib/clients');
+
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+let emitd;
+test.before(async () => {
+  emitd = await startEmitd({
+    config: { health_path: '/health', namespaces: [{ name: '/', script: handler('cluster.lua') }] },
+  });
+});
+test.after(async () => { if (emitd) await emitd.stop(); });
+
+async function health() {
+  const r = await httpRequest(emitd.port, 'GET', '/health');
+  assert.match(r.headers['content-type'] || '', /^application\/json/);
+  return { status: r.status, body: JSON.parse(r.body) };
+}
+
+/* Poll until the report's websocket figures are `want` (bounded). */
+async function healthSettles(want) {
+  let last;
+  for (let i = 0; i < 100; i++) {
+    last = await health();
+    const ws = last.body.details.websocket;
+    if (ws.connectedClients === want.connectedClients && ws.activeRooms === want.activeRooms) return last;
+    await delay(20);
+  }
+  assert.fail(`the report stayed at ${JSON.stringify(last.body.details.websocket)}, not ${JSON.stringify(want)}`);
+}
+
+test('GET /health: the shape of photo-events.md, every worker up', async () => {
+  const { status, body } = await health();
+  assert.equal(status, 200);
+  assert.deepEqual(Object.keys(body), ['status', 'timestamp', 'details']);
+  assert.equal(body.status, 'ok');
+  assert.match(body.timestamp, ISO);
+  assert.deepEqual(body.details.websocket, { status: 'healthy', connectedClients: 0, activeRooms: 0 });
+  assert.deepEqual(body.details.workers, [{ worker: 1, status: 'up' }, { worker: 2, status: 'up' }]);
+});
+
+test('connectedClients and activeRooms count every worker\'s sockets and rooms', async () => {
+  const clients = [];
+  for (let i = 0; i < 4; i++) clients.push(await connect(emitd.url, '/', i % 2 ? 'polling' : 'websocket'));
+  try {
+    const workers = new Set();
+    for (const s of clients) workers.add((await ack(s, 'whoami'))[0].worker);
+    assert.equal(workers.size, 2, 'the clients are on both workers');
+    await ack(clients[0], 'join', 'a');
+    await ack(clients[1], 'join', 'a');
+    await ack(clients[2], 'join', 'b');
+    await ack(clients[3], 'join', 'c');
+    await ack(clients[3], 'leave', 'c');
+    /* each request may be served by either worker: ask several times */
+    for (let i = 0; i < 4; i++) await healthSettles({ connectedClients: 4, activeRooms: 2 });
+    closeAll(clients[0], clients[2]);
+    await healthSettles({ connectedClients: 2, activeRooms: 1 });
+  } finally {
+    closeAll(clients);
+  }
+  await healthSettles({ connectedClients: 0, activeRooms: 0 });
+});
+
+test('anything but GET is refused with 405; other paths are not the report', async () => {
+  const post = await httpRequest(emitd.port, 'POST', '/health', { body: '{}' });
+  assert.equal(post.status, 405);
+  const other = await httpRequest(emitd.port, 'GET', '/healthz');
+  assert.equal(other.status, 404);
+  assert.equal((await health()).status, 200, 'and the report is still served');
+});
+
+test('503 and the worker "down" while a worker that keeps dying waits for its restart', async () => {
+  const pidOf = () => childrenOf(emitd.pid).find((p) => processArgs(p) === 'emitd: worker 1');
+  /* deaths within two seconds of starting, twice in a row: the master waits
+   * 1 s before the next start (three kills: the first may come later than
+   * two seconds after emitd started) */
+  for (let k = 0; k < 3; k++) {
+    let pid;
+    for (let i = 0; i < 250 && !(pid = pidOf()); i++) await delay(20);
+    assert.ok(pid, 'worker 1 is running');
+    process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 250 && isAlive(pid); i++) await delay(20);
+    if (k < 2) for (let i = 0; i < 250 && (!pidOf() || pidOf() === pid); i++) await delay(20);
+  }
+  let degraded = null;
+  for (let i = 0; i < 100 && !degraded; i++) {
+    const h = await health();
+    if (h.status === 503) degraded = h.body;
+    else await delay(10);
+  }
+  assert.ok(degraded, 'no 503 while worker 1 was down');
+  assert.equal(degraded.status, 'degraded');
+  assert.equal(degraded.details.websocket.status, 'degraded');
+  assert.deepEqual(degraded.details.workers, [{ worker: 1, status: 'down' }, { worker: 2, status: 'up' }]);
+  /* and healthy again once it is back */
+  let back = null;
+  for (let i = 0; i < 200 && !back; i++) {
+    const h = await health();
+    if (h.status === 200) back = h.body;
+    else await delay(20);
+  }
+  assert.ok(back, 'still 503 after 4 s');
+  assert.deepEqual(back.details.workers, [{ worker: 1, status: 'up' }, { worker: 2, status: 'up' }]);
+});
+
+test('emitd exits cleanly on SIGTERM', async () => {
+  assert.deepEqual(await stopAndCheck(emitd), []);
+});
