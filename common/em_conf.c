@@ -269,7 +269,9 @@ em_conf_check_keys(const config_setting_t *g, const char *const *known, const ch
 }
 
 static const char *const em_conf_nsp_keys[] = { "name", "script", "connect_limit",
-                                                "shutdown_event", NULL };
+                                                "shutdown_event", "api_key", NULL };
+static const char *const em_conf_api_key_keys[] = { "keys", "query", "header", "auth",
+                                                    "missing_message", "invalid_message", NULL };
 static const char *const em_conf_shutdown_keys[] = { "name", "message", NULL };
 static const char *const em_conf_limit_keys[] = { "max", "window", "block", NULL };
 static const char *const em_conf_recovery_keys[] = {
@@ -348,6 +350,71 @@ em_conf_read_shutdown(config_setting_t *g, em_conf_nsp_t *nsp, const char *file,
     nsp->shutdown_event = em_conf_strdup(name);
     nsp->shutdown_message = em_conf_strdup(message != NULL ? message
                                                            : "Server is shutting down for maintenance");
+    return 0;
+}
+
+/* api_key = { keys = [ "..." ]; query = "apiKey"; header = "apiKey"; auth = "apiKey";
+ *             missing_message = "API key is required"; invalid_message = "Invalid API key"; } */
+static int
+em_conf_read_api_key(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, char *err,
+                     size_t errlen)
+{
+    static const char *const where[] = { "query", "header", "auth" };
+    const char         *v[3] = { "apiKey", "apiKey", "apiKey" };
+    const char         *missing = "API key is required", *invalid = "Invalid API key";
+    config_setting_t   *keys;
+    em_conf_api_key_t  *ak;
+    int                 n;
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g,
+                            "\"api_key\" must be a group { keys = [ \"...\" ]; }");
+    }
+    if (em_conf_check_keys(g, em_conf_api_key_keys, "api_key", file, err, errlen) != 0
+        || em_conf_get_string(g, "query", &v[0], file, err, errlen) != 0
+        || em_conf_get_string(g, "header", &v[1], file, err, errlen) != 0
+        || em_conf_get_string(g, "auth", &v[2], file, err, errlen) != 0
+        || em_conf_get_string(g, "missing_message", &missing, file, err, errlen) != 0
+        || em_conf_get_string(g, "invalid_message", &invalid, file, err, errlen) != 0) {
+        return -1;
+    }
+    keys = config_setting_get_member(g, "keys");
+    n = keys != NULL && (config_setting_is_list(keys) || config_setting_is_array(keys))
+        ? config_setting_length(keys) : 0;
+    if (n < 1 || n > EM_CONF_API_KEYS_MAX) {
+        return em_conf_fail(err, errlen, file, keys != NULL ? keys : g,
+                            "\"api_key\" needs \"keys\": a list of 1 to %d strings",
+                            EM_CONF_API_KEYS_MAX);
+    }
+    ak = nsp->api_key = em_conf_calloc(1, sizeof(*ak));
+    ak->keys = em_conf_calloc((size_t) n, sizeof(char *));
+    for (int i = 0; i < n; i++) {
+        const char *k = config_setting_get_string_elem(keys, i);
+        if (k == NULL || k[0] == '\0' || strlen(k) > EM_CONF_API_KEY_MAX) {
+            return em_conf_fail(err, errlen, file, keys,
+                                "each API key must be a string of 1 to %d bytes",
+                                EM_CONF_API_KEY_MAX);
+        }
+        ak->keys[ak->nkeys++] = em_conf_strdup(k);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (v[i][0] == '\0') {
+            continue;       /* "": not looked for there */
+        }
+        if (strlen(v[i]) > 255 || strpbrk(v[i], "\r\n:") != NULL) {
+            return em_conf_fail(err, errlen, file, g, "\"%s\" of api_key must be a name of 1 to 255 bytes",
+                                where[i]);
+        }
+    }
+    ak->query = v[0][0] ? em_conf_strdup(v[0]) : NULL;
+    ak->header = v[1][0] ? em_conf_strdup(v[1]) : NULL;
+    ak->auth = v[2][0] ? em_conf_strdup(v[2]) : NULL;
+    if (ak->query == NULL && ak->header == NULL && ak->auth == NULL) {
+        return em_conf_fail(err, errlen, file, g, "api_key must be looked for somewhere "
+                            "(query, header or auth)");
+    }
+    ak->missing_message = em_conf_strdup(missing);
+    ak->invalid_message = em_conf_strdup(invalid);
     return 0;
 }
 
@@ -457,6 +524,10 @@ em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, const char *fil
         }
         config_setting_t *sd = config_setting_get_member(g, "shutdown_event");
         if (sd != NULL && em_conf_read_shutdown(sd, nsp, file, err, errlen) != 0) {
+            return -1;
+        }
+        config_setting_t *ak = config_setting_get_member(g, "api_key");
+        if (ak != NULL && em_conf_read_api_key(ak, nsp, file, err, errlen) != 0) {
             return -1;
         }
         nsp->name = em_conf_strdup(name);
@@ -777,6 +848,19 @@ em_conf_free(em_conf_t *conf)
         free(conf->nsps[i].script);
         free(conf->nsps[i].shutdown_event);
         free(conf->nsps[i].shutdown_message);
+        em_conf_api_key_t *ak = conf->nsps[i].api_key;
+        if (ak != NULL) {
+            for (size_t k = 0; k < ak->nkeys; k++) {
+                free(ak->keys[k]);
+            }
+            free(ak->keys);
+            free(ak->query);
+            free(ak->header);
+            free(ak->auth);
+            free(ak->missing_message);
+            free(ak->invalid_message);
+            free(ak);
+        }
     }
     for (size_t i = 0; i < conf->ncors_origins; i++) {
         free(conf->cors_origins[i]);
@@ -803,6 +887,17 @@ em_conf_endpoint(const em_conf_t *conf, const char *path, size_t len)
         }
     }
     return NULL;
+}
+
+int
+em_conf_has_api_keys(const em_conf_t *conf)
+{
+    for (size_t i = 0; i < conf->nnsps; i++) {
+        if (conf->nsps[i].api_key != NULL) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int

@@ -21,6 +21,20 @@ typedef struct {
     unsigned  block;
 } em_conf_limit_t;
 
+/* api_key: the keys a client must present to join a namespace. */
+#define EM_CONF_API_KEYS_MAX   64
+#define EM_CONF_API_KEY_MAX    1024     /* bytes of one key */
+
+typedef struct {
+    char          **keys;
+    size_t          nkeys;
+    char           *query;          /* handshake query parameter, or NULL */
+    char           *header;         /* handshake request header, or NULL */
+    char           *auth;           /* field of the CONNECT auth object, or NULL */
+    char           *missing_message;
+    char           *invalid_message;
+} em_conf_api_key_t;
+
 typedef struct {
     char           *name;           /* "/chat", or a pattern with ":param" segments */
     char           *script;         /* absolute path of the handler script, or NULL */
@@ -28,6 +42,7 @@ typedef struct {
     em_conf_limit_t connect_limit;  /* CONNECT attempts per client IP, all workers */
     char           *shutdown_event; /* sent to every socket when emitd stops, or NULL */
     char           *shutdown_message; /* its {"message": ...} */
+    em_conf_api_key_t *api_key;     /* or NULL: no key needed */
 } em_conf_nsp_t;
 
 /* One Engine.IO endpoint: the Socket.IO one, or a raw Engine.IO one. */
@@ -117,6 +132,8 @@ const em_conf_endpoint_t *em_conf_endpoint(const em_conf_t *conf, const char *pa
 
 /* Whether a namespace has a connection limit (the client address is kept). */
 int em_conf_has_connect_limits(const em_conf_t *conf);
+/* Whether some namespace needs an API key (the handshake is kept). */
+int em_conf_has_api_keys(const em_conf_t *conf);
 
 /* True when the Origin value is allowed by the CORS settings. */
 int em_conf_origin_allowed(const em_conf_t *conf, const char *origin, size_t len);

@@ -7,6 +7,7 @@
  * before it is dispatched. Anything malformed closes the connection, as
  * Node's server does.
  */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,6 +261,93 @@ em_sio_pkt_build(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id, js
         return EM_ERROR;
     }
     return EM_OK;
+}
+
+/* ---- API keys ---- */
+
+/* Whether a and b are the same bytes, in a time that does not depend on
+ * where they differ or on their lengths: their BLAKE2b hashes compared with
+ * sodium_memcmp. */
+static int
+em_sio_key_eq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    unsigned char ha[32], hb[32];
+
+    crypto_generichash(ha, sizeof(ha), (const unsigned char *) a, alen, NULL, 0);
+    crypto_generichash(hb, sizeof(hb), (const unsigned char *) b, blen, NULL, 0);
+    return sodium_memcmp(ha, hb, sizeof(ha)) == 0;
+}
+
+/*
+ * The key a client presents for a namespace with api_key: the CONNECT auth
+ * field, else the handshake's query parameter, else its header. NULL when
+ * it presents none; buf holds a decoded query value.
+ */
+static const char *
+em_sio_presented_key(em_sio_socket_t *s, const em_conf_api_key_t *ak, json_t *auth, char *buf,
+                     size_t cap, size_t *len)
+{
+    em_eio_session_t *es = em_sio_socket_session(s);
+    em_http_req_t     req;
+    json_t           *v;
+
+    if (ak->auth != NULL && auth != NULL && (v = json_object_get(auth, ak->auth)) != NULL
+        && json_is_string(v)) {
+        *len = json_string_length(v);
+        return json_string_value(v);
+    }
+    if (es == NULL || es->handshake == NULL) {
+        return NULL;
+    }
+    size_t alen = strlen(es->handshake) + 1;
+    if (em_http_parse(es->handshake + alen, es->handshake_len - alen, &req) != EM_OK) {
+        return NULL;
+    }
+    if (ak->query != NULL) {
+        ssize_t n = em_http_query_get(req.query, ak->query, buf, cap);
+        if (n >= 0) {
+            *len = (size_t) n;
+            return buf;
+        }
+        if (n == -2) {
+            /* Malformed or longer than any key: presented, and wrong. */
+            memset(buf, 0, cap);
+            *len = cap;
+            return buf;
+        }
+    }
+    if (ak->header != NULL) {
+        const em_http_header_t *h = em_http_header(&req, ak->header);
+        if (h != NULL) {
+            *len = h->value.len;
+            return h->value.data;       /* points into es->handshake */
+        }
+    }
+    return NULL;
+}
+
+/* NULL if the client may join the namespace, else the message it is
+ * refused with. */
+static const char *
+em_sio_api_key_refusal(em_sio_socket_t *s, json_t *auth)
+{
+    const em_conf_api_key_t *ak = em_loop.conf->nsps[s->nsp->conf_index].api_key;
+    char                     buf[EM_CONF_API_KEY_MAX + 1];
+    size_t                   len = 0;
+    const char              *key;
+    int                      ok = 0;
+
+    if (ak == NULL) {
+        return NULL;
+    }
+    key = em_sio_presented_key(s, ak, auth, buf, sizeof(buf), &len);
+    if (key == NULL || len == 0) {
+        return ak->missing_message;
+    }
+    for (size_t i = 0; i < ak->nkeys; i++) {
+        ok |= em_sio_key_eq(key, len, ak->keys[i], strlen(ak->keys[i]));
+    }
+    return ok ? NULL : ak->invalid_message;
 }
 
 /* ---- sockets ---- */
@@ -534,6 +622,22 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
                                 "Too many connection attempts. Please try again later.", "data",
                                 "retryAfter", (json_int_t) ((retry + 999) / 1000));
         em_cluster_connect_failed(s, "rate_limit", "connection rate limit");
+        em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, p->nsp, err);
+        json_decref(err);
+        json_decref(auth);
+        s->state = EM_SIO_S_CLOSED;     /* never linked anywhere */
+        em_sio_socket_discard(s);
+        em_nsp_release_if_empty(nsp);
+        return EM_OK;
+    }
+
+    /* A namespace that needs an API key: refused, counted, before anything
+     * of the client is kept (after the connection limit, so guessing keys
+     * is limited too). */
+    const char *refusal = em_sio_api_key_refusal(s, auth);
+    if (refusal != NULL) {
+        json_t *err = json_pack("{s:s}", "message", refusal);
+        em_cluster_connect_failed(s, "auth", refusal);
         em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, p->nsp, err);
         json_decref(err);
         json_decref(auth);
@@ -974,7 +1078,8 @@ em_sio_init(void)
 static int
 em_sio_keeps_handshake(void)
 {
-    return em_sio_app.nsp_scripts() || em_conf_has_connect_limits(em_loop.conf);
+    return em_sio_app.nsp_scripts() || em_conf_has_connect_limits(em_loop.conf)
+           || em_conf_has_api_keys(em_loop.conf);
 }
 
 const em_eio_upper_t em_sio_eio_upper = {

@@ -99,6 +99,7 @@ START_TEST(test_everything)
         "limits = { event_args = 50; rooms = 7; output_soft = 8192; output_hard = 65536; };\n"
         "namespaces = (\n"
         "  { name = \"/chat\"; script = \"chat.lua\";\n"
+        "    api_key = { keys = [ \"k1\", \"k2\" ]; header = \"\"; invalid_message = \"no\"; };\n"
         "    connect_limit = { max = 5; window = 300000; block = 900000; }; },\n"
         "  { name = \"/device/:id\";\n"
         "    shutdown_event = { name = \"system.maintenance\"; message = \"bye\"; }; }\n"
@@ -140,6 +141,16 @@ START_TEST(test_everything)
     ck_assert_uint_eq(c->nsps[0].connect_limit.block, 900000);
     ck_assert_uint_eq(c->nsps[1].dynamic, 1);
     ck_assert_ptr_null(c->nsps[0].shutdown_event);
+    ck_assert_ptr_nonnull(c->nsps[0].api_key);
+    ck_assert_uint_eq(c->nsps[0].api_key->nkeys, 2);
+    ck_assert_str_eq(c->nsps[0].api_key->keys[1], "k2");
+    ck_assert_str_eq(c->nsps[0].api_key->query, "apiKey");     /* the defaults */
+    ck_assert_str_eq(c->nsps[0].api_key->auth, "apiKey");
+    ck_assert_ptr_null(c->nsps[0].api_key->header);             /* "": not looked at */
+    ck_assert_str_eq(c->nsps[0].api_key->missing_message, "API key is required");
+    ck_assert_str_eq(c->nsps[0].api_key->invalid_message, "no");
+    ck_assert_ptr_null(c->nsps[1].api_key);
+    ck_assert_int_eq(em_conf_has_api_keys(c), 1);
     ck_assert_str_eq(c->nsps[1].shutdown_event, "system.maintenance");
     ck_assert_str_eq(c->nsps[1].shutdown_message, "bye");
     ck_assert_uint_eq(c->nsps[0].dynamic, 0);
@@ -196,6 +207,10 @@ static const struct {
     { "engineio = ( { path = \"/raw\"; } );\n", 1, "script" },
     { "workers = 2;\nhealth_path = \"health\";\n", 2, "health_path" },
     { "health_path = \"/health?x=1\";\n", 1, "no query" },
+    { "namespaces = ( { name = \"/a\";\n api_key = { keys = [ ]; }; } );\n", 2, "needs \"keys\"" },
+    { "namespaces = ( { name = \"/a\"; api_key = { keys = [ \"\" ]; }; } );\n", 1, "1 to 1024 bytes" },
+    { "namespaces = ( { name = \"/a\"; api_key = { keys = [ \"k\" ]; query = \"\"; header = \"\";"
+      " auth = \"\"; }; } );\n", 1, "looked for somewhere" },
     { "namespaces = ( { name = \"/a\";\n shutdown_event = { message = \"m\"; }; } );\n", 2,
       "needs a \"name\"" },
     { "namespaces = ( { name = \"/a\"; shutdown_event = \"system.maintenance\"; } );\n", 1,
