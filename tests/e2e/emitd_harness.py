@@ -97,6 +97,7 @@ class Emitd:
                 {"name": "/custom", "script": os.path.join(HANDLERS, "main.lua")},
                 {"name": "/reject", "script": os.path.join(HANDLERS, "reject.lua")},
                 {"name": "/crash", "script": os.path.join(HANDLERS, "crash.lua")},
+                {"name": "/device/:deviceId", "api_key": {"keys": ["py-key"]}},
             ],
         }
         settings.update(config or {})

@@ -105,6 +105,22 @@ class Base:
         self.connect(ok, ("/reject",), auth={"token": "letmein"})
         self.assertEqual(ok.call("hello", namespace="/reject", timeout=WAIT), "welcome in")
 
+    def test_api_key_header(self):
+        """device-gateway.md's Python example: the API key in an apiKey header"""
+        ok = new_client()
+        ok.connect(EMITD.url, headers={"apiKey": "py-key"}, transports=self.TRANSPORTS,
+                   namespaces=["/device/abc"], wait_timeout=WAIT)
+        self.addCleanup(ok.disconnect)
+        self.assertIn("/device/abc", ok.connection_namespaces)
+        bad = new_client()
+        errors = queue.Queue()
+        bad.on("connect_error", lambda *args: errors.put(args), namespace="/device/abc")
+        with self.assertRaises(socketio.exceptions.ConnectionError):
+            bad.connect(EMITD.url, headers={"apiKey": "guess"}, transports=self.TRANSPORTS,
+                        namespaces=["/device/abc"], wait_timeout=1)
+        self.assertEqual(errors.get(timeout=WAIT)[0], {"message": "Invalid API key"})
+        bad.disconnect()
+
 
 class WebSocketTests(Base, unittest.TestCase):
     TRANSPORTS = ["websocket"]
