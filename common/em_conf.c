@@ -269,7 +269,7 @@ em_conf_check_keys(const config_setting_t *g, const char *const *known, const ch
 }
 
 static const char *const em_conf_nsp_keys[] = { "name", "script", "connect_limit",
-                                                "shutdown_event", "api_key", NULL };
+                                                "shutdown_event", "api_key", "rooms", NULL };
 static const char *const em_conf_api_key_keys[] = { "keys", "query", "header", "auth",
                                                     "missing_message", "invalid_message", NULL };
 static const char *const em_conf_shutdown_keys[] = { "name", "message", NULL };
@@ -418,6 +418,66 @@ em_conf_read_api_key(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, 
     return 0;
 }
 
+/* Whether t is a room template: text with {auth.x}, {query.x} or
+ * {headers.x} fields (x: 1 to 255 bytes, no braces). */
+static int
+em_conf_room_template_ok(const char *t)
+{
+    static const char *const src[] = { "auth.", "query.", "headers.", NULL };
+
+    for (const char *p = t; *p != '\0'; p++) {
+        if (*p == '}') {
+            return 0;
+        }
+        if (*p != '{') {
+            continue;
+        }
+        const char *end = strchr(p, '}');
+        size_t      k = 0;
+        if (end == NULL) {
+            return 0;
+        }
+        while (src[k] != NULL && strncmp(p + 1, src[k], strlen(src[k])) != 0) {
+            k++;
+        }
+        if (src[k] == NULL) {
+            return 0;
+        }
+        const char *name = p + 1 + strlen(src[k]);
+        if (end - name < 1 || end - name > 255 || memchr(name, '{', (size_t) (end - name)) != NULL) {
+            return 0;
+        }
+        p = end;
+    }
+    return 1;
+}
+
+/* rooms = [ "user:{auth.userId}", "client:{query.clientId}", "lobby" ] */
+static int
+em_conf_read_rooms(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, char *err,
+                   size_t errlen)
+{
+    int n = config_setting_is_list(g) || config_setting_is_array(g) ? config_setting_length(g) : -1;
+
+    if (n < 0 || n > EM_CONF_ROOM_TEMPLATES_MAX) {
+        return em_conf_fail(err, errlen, file, g, "\"rooms\" must be a list of at most %d strings",
+                            EM_CONF_ROOM_TEMPLATES_MAX);
+    }
+    nsp->rooms = em_conf_calloc((size_t) n + 1, sizeof(char *));
+    for (int i = 0; i < n; i++) {
+        const char *t = config_setting_get_string_elem(g, i);
+        if (t == NULL || t[0] == '\0' || strlen(t) > EM_CONF_ROOM_TEMPLATE_MAX
+            || !em_conf_room_template_ok(t)) {
+            return em_conf_fail(err, errlen, file, g,
+                                "room template %d must be text of 1 to %d bytes with fields "
+                                "{auth.x}, {query.x} or {headers.x}", i + 1,
+                                EM_CONF_ROOM_TEMPLATE_MAX);
+        }
+        nsp->rooms[nsp->nrooms++] = em_conf_strdup(t);
+    }
+    return 0;
+}
+
 /* recovery = { max_disconnection = 120000; buffer = 8388608; sessions = 16384; } */
 static int
 em_conf_read_recovery(config_setting_t *g, em_conf_t *conf, const char *file, char *err,
@@ -528,6 +588,10 @@ em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, const char *fil
         }
         config_setting_t *ak = config_setting_get_member(g, "api_key");
         if (ak != NULL && em_conf_read_api_key(ak, nsp, file, err, errlen) != 0) {
+            return -1;
+        }
+        config_setting_t *rt = config_setting_get_member(g, "rooms");
+        if (rt != NULL && em_conf_read_rooms(rt, nsp, file, err, errlen) != 0) {
             return -1;
         }
         nsp->name = em_conf_strdup(name);
@@ -848,6 +912,10 @@ em_conf_free(em_conf_t *conf)
         free(conf->nsps[i].script);
         free(conf->nsps[i].shutdown_event);
         free(conf->nsps[i].shutdown_message);
+        for (size_t k = 0; k < conf->nsps[i].nrooms; k++) {
+            free(conf->nsps[i].rooms[k]);
+        }
+        free(conf->nsps[i].rooms);
         em_conf_api_key_t *ak = conf->nsps[i].api_key;
         if (ak != NULL) {
             for (size_t k = 0; k < ak->nkeys; k++) {
@@ -890,10 +958,10 @@ em_conf_endpoint(const em_conf_t *conf, const char *path, size_t len)
 }
 
 int
-em_conf_has_api_keys(const em_conf_t *conf)
+em_conf_needs_handshake(const em_conf_t *conf)
 {
     for (size_t i = 0; i < conf->nnsps; i++) {
-        if (conf->nsps[i].api_key != NULL) {
+        if (conf->nsps[i].api_key != NULL || conf->nsps[i].nrooms > 0) {
             return 1;
         }
     }

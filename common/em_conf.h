@@ -43,7 +43,12 @@ typedef struct {
     char           *shutdown_event; /* sent to every socket when emitd stops, or NULL */
     char           *shutdown_message; /* its {"message": ...} */
     em_conf_api_key_t *api_key;     /* or NULL: no key needed */
+    char          **rooms;          /* room templates joined at connect */
+    size_t          nrooms;
 } em_conf_nsp_t;
+
+#define EM_CONF_ROOM_TEMPLATES_MAX 16
+#define EM_CONF_ROOM_TEMPLATE_MAX  1024     /* bytes of one template */
 
 /* One Engine.IO endpoint: the Socket.IO one, or a raw Engine.IO one. */
 typedef struct {
@@ -132,8 +137,9 @@ const em_conf_endpoint_t *em_conf_endpoint(const em_conf_t *conf, const char *pa
 
 /* Whether a namespace has a connection limit (the client address is kept). */
 int em_conf_has_connect_limits(const em_conf_t *conf);
-/* Whether some namespace needs an API key (the handshake is kept). */
-int em_conf_has_api_keys(const em_conf_t *conf);
+/* Whether some namespace needs an API key or has room templates (the
+ * handshake is kept). */
+int em_conf_needs_handshake(const em_conf_t *conf);
 
 /* True when the Origin value is allowed by the CORS settings. */
 int em_conf_origin_allowed(const em_conf_t *conf, const char *origin, size_t len);

@@ -283,24 +283,33 @@ em_sio_key_eq(const char *a, size_t alen, const char *b, size_t blen)
  * field, else the handshake's query parameter, else its header. NULL when
  * it presents none; buf holds a decoded query value.
  */
+/* The handshake request of s's session (kept when em_sio_keeps_handshake()
+ * says so); EM_ERROR without one. */
+static int
+em_sio_handshake_req(em_sio_socket_t *s, em_http_req_t *req)
+{
+    em_eio_session_t *es = em_sio_socket_session(s);
+
+    if (es == NULL || es->handshake == NULL) {
+        return EM_ERROR;
+    }
+    size_t alen = strlen(es->handshake) + 1;
+    return em_http_parse(es->handshake + alen, es->handshake_len - alen, req);
+}
+
 static const char *
 em_sio_presented_key(em_sio_socket_t *s, const em_conf_api_key_t *ak, json_t *auth, char *buf,
                      size_t cap, size_t *len)
 {
-    em_eio_session_t *es = em_sio_socket_session(s);
-    em_http_req_t     req;
-    json_t           *v;
+    em_http_req_t req;
+    json_t       *v;
 
     if (ak->auth != NULL && auth != NULL && (v = json_object_get(auth, ak->auth)) != NULL
         && json_is_string(v)) {
         *len = json_string_length(v);
         return json_string_value(v);
     }
-    if (es == NULL || es->handshake == NULL) {
-        return NULL;
-    }
-    size_t alen = strlen(es->handshake) + 1;
-    if (em_http_parse(es->handshake + alen, es->handshake_len - alen, &req) != EM_OK) {
+    if (em_sio_handshake_req(s, &req) != EM_OK) {
         return NULL;
     }
     if (ak->query != NULL) {
@@ -348,6 +357,95 @@ em_sio_api_key_refusal(em_sio_socket_t *s, json_t *auth)
         ok |= em_sio_key_eq(key, len, ak->keys[i], strlen(ak->keys[i]));
     }
     return ok ? NULL : ak->invalid_message;
+}
+
+/* ---- room templates ---- */
+
+/*
+ * Expand template t ("user:{auth.userId}") for a socket into out (up to
+ * EM_ROOM_NAME_MAX bytes). EM_DECLINED when a field is missing, empty or
+ * not a string or an integer: the template is skipped.
+ */
+static int
+em_sio_room_expand(const char *t, json_t *auth, const em_http_req_t *req, char *out,
+                   size_t *outlen)
+{
+    char   qbuf[EM_CONF_ROOM_TEMPLATE_MAX + 1];
+    size_t n = 0;
+
+    for (const char *p = t; *p != '\0';) {
+        em_str_t v = { NULL, 0 };
+        char     num[32];
+        if (*p != '{') {
+            const char *brace = strchr(p, '{');
+            v.data = p;
+            v.len = brace ? (size_t) (brace - p) : strlen(p);
+            p += v.len;
+        } else {
+            const char *end = strchr(p, '}');       /* checked when loaded */
+            const char *dot = memchr(p, '.', (size_t) (end - p));
+            char        name[256];
+            size_t      nlen = (size_t) (end - dot - 1);
+            memcpy(name, dot + 1, nlen);
+            name[nlen] = '\0';
+            if (p[1] == 'a') {                        /* auth. */
+                json_t *j = auth != NULL ? json_object_get(auth, name) : NULL;
+                if (json_is_string(j)) {
+                    v = (em_str_t) { json_string_value(j), json_string_length(j) };
+                } else if (json_is_integer(j)) {
+                    int w = snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+                    v = (em_str_t) { num, (size_t) w };
+                }
+            } else if (req != NULL && p[1] == 'q') {  /* query. */
+                ssize_t q = em_http_query_get(req->query, name, qbuf, sizeof(qbuf));
+                if (q > 0) {
+                    v = (em_str_t) { qbuf, (size_t) q };
+                }
+            } else if (req != NULL) {                 /* headers. */
+                const em_http_header_t *h = em_http_header(req, name);
+                if (h != NULL) {
+                    v = h->value;
+                }
+            }
+            if (v.len == 0) {
+                return EM_DECLINED;
+            }
+            p = end + 1;
+        }
+        if (v.len > EM_ROOM_NAME_MAX - n) {
+            return EM_DECLINED;
+        }
+        memcpy(out + n, v.data, v.len);
+        n += v.len;
+    }
+    *outlen = n;
+    return n > 0 ? EM_OK : EM_DECLINED;
+}
+
+/* Join s to the rooms of its namespace's templates. */
+static void
+em_sio_template_rooms(em_sio_socket_t *s, json_t *auth)
+{
+    const em_conf_nsp_t *cn = &em_loop.conf->nsps[s->nsp->conf_index];
+    em_http_req_t        req;
+    char                *room;
+    int                  have_req;
+
+    if (cn->nrooms == 0 || (room = malloc(EM_ROOM_NAME_MAX)) == NULL) {
+        return;
+    }
+    have_req = em_sio_handshake_req(s, &req) == EM_OK;
+    for (size_t i = 0; i < cn->nrooms; i++) {
+        size_t len;
+        if (em_sio_room_expand(cn->rooms[i], auth, have_req ? &req : NULL, room, &len) != EM_OK) {
+            continue;
+        }
+        if (em_adapter_join(s, (em_str_t) { room, len }) != EM_OK) {
+            em_log(EM_LOG_WARN, 0, "socket %s: cannot join the room of template \"%s\" "
+                   "(limits.rooms, or out of memory)", s->id, cn->rooms[i]);
+        }
+    }
+    free(room);
 }
 
 /* ---- sockets ---- */
@@ -685,6 +783,8 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     em_sio_recovery_keys(nsp, rooms, nrooms, 0);     /* joined now: held by the rooms */
     free(rbuf);
     free(rooms);
+    /* The namespace's room templates, before on_connect sees the socket. */
+    em_sio_template_rooms(s, auth);
 
     if (em_sio_app.has_script(conf_index)) {
         if (auth == NULL) {
@@ -1079,7 +1179,7 @@ static int
 em_sio_keeps_handshake(void)
 {
     return em_sio_app.nsp_scripts() || em_conf_has_connect_limits(em_loop.conf)
-           || em_conf_has_api_keys(em_loop.conf);
+           || em_conf_needs_handshake(em_loop.conf);
 }
 
 const em_eio_upper_t em_sio_eio_upper = {

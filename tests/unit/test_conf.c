@@ -101,7 +101,7 @@ START_TEST(test_everything)
         "  { name = \"/chat\"; script = \"chat.lua\";\n"
         "    api_key = { keys = [ \"k1\", \"k2\" ]; header = \"\"; invalid_message = \"no\"; };\n"
         "    connect_limit = { max = 5; window = 300000; block = 900000; }; },\n"
-        "  { name = \"/device/:id\";\n"
+        "  { name = \"/device/:id\"; rooms = [ \"device:{auth.id}\", \"{query.a}-{headers.b}\" ];\n"
         "    shutdown_event = { name = \"system.maintenance\"; message = \"bye\"; }; }\n"
         ");\n"
         "engineio = ( { path = \"/raw\"; script = \"chat.lua\"; max_payload = 16; } );\n");
@@ -150,7 +150,10 @@ START_TEST(test_everything)
     ck_assert_str_eq(c->nsps[0].api_key->missing_message, "API key is required");
     ck_assert_str_eq(c->nsps[0].api_key->invalid_message, "no");
     ck_assert_ptr_null(c->nsps[1].api_key);
-    ck_assert_int_eq(em_conf_has_api_keys(c), 1);
+    ck_assert_uint_eq(c->nsps[1].nrooms, 2);
+    ck_assert_str_eq(c->nsps[1].rooms[1], "{query.a}-{headers.b}");
+    ck_assert_uint_eq(c->nsps[0].nrooms, 0);
+    ck_assert_int_eq(em_conf_needs_handshake(c), 1);
     ck_assert_str_eq(c->nsps[1].shutdown_event, "system.maintenance");
     ck_assert_str_eq(c->nsps[1].shutdown_message, "bye");
     ck_assert_uint_eq(c->nsps[0].dynamic, 0);
@@ -208,6 +211,11 @@ static const struct {
     { "workers = 2;\nhealth_path = \"health\";\n", 2, "health_path" },
     { "health_path = \"/health?x=1\";\n", 1, "no query" },
     { "namespaces = ( { name = \"/a\";\n api_key = { keys = [ ]; }; } );\n", 2, "needs \"keys\"" },
+    { "namespaces = ( { name = \"/a\"; rooms = [ \"u:{claims.sub}\" ]; } );\n", 1, "room template 1" },
+    { "namespaces = ( { name = \"/a\"; rooms = [ \"ok\", \"u:{auth.x\" ]; } );\n", 1, "room template 2" },
+    { "namespaces = ( { name = \"/a\"; rooms = [ \"u:}\" ]; } );\n", 1, "room template 1" },
+    { "namespaces = ( { name = \"/a\"; rooms = [ \"u:{auth.}\" ]; } );\n", 1, "room template 1" },
+    { "namespaces = ( { name = \"/a\"; rooms = \"lobby\"; } );\n", 1, "must be a list" },
     { "namespaces = ( { name = \"/a\"; api_key = { keys = [ \"\" ]; }; } );\n", 1, "1 to 1024 bytes" },
     { "namespaces = ( { name = \"/a\"; api_key = { keys = [ \"k\" ]; query = \"\"; header = \"\";"
       " auth = \"\"; }; } );\n", 1, "looked for somewhere" },
