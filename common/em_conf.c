@@ -269,7 +269,24 @@ em_conf_check_keys(const config_setting_t *g, const char *const *known, const ch
 }
 
 static const char *const em_conf_nsp_keys[] = { "name", "script", "connect_limit",
-                                                "shutdown_event", "api_key", "rooms", NULL };
+                                                "shutdown_event", "api_key", "rooms", "jwt", NULL };
+static const char *const em_conf_jwt_keys[] = { "secret", "public_key", "algorithms", "issuer",
+                                                "audience", "leeway", "token_auth", "token_query",
+                                                "token_header", "missing_message",
+                                                "invalid_message", "expired_message", NULL };
+static const char *const em_conf_jwt_algs[] = { "HS256", "HS384", "HS512", "RS256", "RS384",
+                                                "RS512", "ES256", "ES384", NULL };
+
+const char *
+em_conf_jwt_alg_name(unsigned alg)
+{
+    for (unsigned i = 0; em_conf_jwt_algs[i] != NULL; i++) {
+        if (alg == 1u << i) {
+            return em_conf_jwt_algs[i];
+        }
+    }
+    return NULL;
+}
 static const char *const em_conf_api_key_keys[] = { "keys", "query", "header", "auth",
                                                     "missing_message", "invalid_message", NULL };
 static const char *const em_conf_shutdown_keys[] = { "name", "message", NULL };
@@ -418,12 +435,137 @@ em_conf_read_api_key(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, 
     return 0;
 }
 
+/* The bytes of a key file (at most EM_CONF_JWT_KEY_MAX), or NULL. */
+static unsigned char *
+em_conf_read_key_file(const char *path, size_t *len)
+{
+    FILE          *f = fopen(path, "rb");
+    unsigned char *buf;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    buf = em_conf_calloc(1, EM_CONF_JWT_KEY_MAX + 1);
+    *len = fread(buf, 1, EM_CONF_JWT_KEY_MAX + 1, f);
+    fclose(f);
+    if (*len == 0 || *len > EM_CONF_JWT_KEY_MAX) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* jwt = { secret = "..." | public_key = "key.pem"; algorithms = [ "RS256" ];
+ *         issuer = "..."; audience = "..."; leeway = 30; ... } */
+static int
+em_conf_read_jwt(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, char *err,
+                 size_t errlen)
+{
+    const char       *secret = NULL, *pem = NULL, *iss = NULL, *aud = NULL;
+    const char       *where[3] = { "token", "token", "authorization" };
+    const char       *msgs[3] = { "Authentication required", "Invalid token", "Token expired" };
+    unsigned          leeway = 0;
+    config_setting_t *algs;
+    em_conf_jwt_t    *j;
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g, "\"jwt\" must be a group { secret = \"...\"; }");
+    }
+    if (em_conf_check_keys(g, em_conf_jwt_keys, "jwt", file, err, errlen) != 0
+        || em_conf_get_string(g, "secret", &secret, file, err, errlen) != 0
+        || em_conf_get_string(g, "public_key", &pem, file, err, errlen) != 0
+        || em_conf_get_string(g, "issuer", &iss, file, err, errlen) != 0
+        || em_conf_get_string(g, "audience", &aud, file, err, errlen) != 0
+        || em_conf_get_uint(g, "leeway", 0, 86400, &leeway, file, err, errlen) != 0
+        || em_conf_get_string(g, "token_auth", &where[0], file, err, errlen) != 0
+        || em_conf_get_string(g, "token_query", &where[1], file, err, errlen) != 0
+        || em_conf_get_string(g, "token_header", &where[2], file, err, errlen) != 0
+        || em_conf_get_string(g, "missing_message", &msgs[0], file, err, errlen) != 0
+        || em_conf_get_string(g, "invalid_message", &msgs[1], file, err, errlen) != 0
+        || em_conf_get_string(g, "expired_message", &msgs[2], file, err, errlen) != 0) {
+        return -1;
+    }
+    if ((secret == NULL) == (pem == NULL)) {
+        return em_conf_fail(err, errlen, file, g,
+                            "\"jwt\" needs one of \"secret\" (HS256, HS384, HS512) and "
+                            "\"public_key\" (a PEM file: RS256 ... ES384)");
+    }
+    j = nsp->jwt = em_conf_calloc(1, sizeof(*j));
+    algs = config_setting_get_member(g, "algorithms");
+    if (algs == NULL) {
+        if (pem != NULL) {
+            return em_conf_fail(err, errlen, file, g,
+                                "\"jwt\" with a public_key needs \"algorithms\" (RS256, ES256, ...)");
+        }
+        j->algs = EM_CONF_JWT_HS256;
+    } else {
+        int n = config_setting_is_list(algs) || config_setting_is_array(algs)
+                ? config_setting_length(algs) : 0;
+        for (int i = 0; i < n; i++) {
+            const char *a = config_setting_get_string_elem(algs, i);
+            unsigned    k = 0;
+            while (a != NULL && em_conf_jwt_algs[k] != NULL && strcmp(a, em_conf_jwt_algs[k]) != 0) {
+                k++;
+            }
+            if (a == NULL || em_conf_jwt_algs[k] == NULL) {
+                return em_conf_fail(err, errlen, file, algs, "unknown JWT algorithm \"%s\" (HS256, "
+                                    "HS384, HS512, RS256, RS384, RS512, ES256 or ES384)",
+                                    a ? a : "?");
+            }
+            j->algs |= 1u << k;
+        }
+        if (j->algs == 0) {
+            return em_conf_fail(err, errlen, file, algs, "\"algorithms\" must list at least one");
+        }
+    }
+    /* The key pins the algorithms: a secret verifies HS only, a public key
+     * never HS (its text is public: an HS token "signed" with it proves nothing). */
+    if (secret != NULL ? (j->algs & ~EM_CONF_JWT_HS) != 0 : (j->algs & EM_CONF_JWT_HS) != 0) {
+        return em_conf_fail(err, errlen, file, algs != NULL ? algs : g,
+                            secret != NULL ? "a \"secret\" verifies HS256, HS384 and HS512 only"
+                                           : "a \"public_key\" verifies RS and ES algorithms only");
+    }
+    if (secret != NULL) {
+        if (strlen(secret) < 16) {
+            return em_conf_fail(err, errlen, file, g, "a JWT \"secret\" must be 16 bytes or more");
+        }
+        j->key = (unsigned char *) em_conf_strdup(secret);
+        j->key_len = strlen(secret);
+    } else {
+        char *path = em_conf_script_path(file, pem);
+        j->key = em_conf_read_key_file(path, &j->key_len);
+        if (j->key == NULL || strstr((const char *) j->key, "-----BEGIN PUBLIC KEY-----") == NULL) {
+            int e = errno;
+            em_conf_fail(err, errlen, file, g, "cannot read the PEM public key \"%s\"%s%s", path,
+                         j->key == NULL ? ": " : " (no \"BEGIN PUBLIC KEY\")",
+                         j->key == NULL ? (e ? strerror(e) : "empty or over 64 KiB") : "");
+            free(path);
+            return -1;
+        }
+        free(path);
+    }
+    j->issuer = iss ? em_conf_strdup(iss) : NULL;
+    j->audience = aud ? em_conf_strdup(aud) : NULL;
+    j->leeway = leeway;
+    j->token_auth = where[0][0] ? em_conf_strdup(where[0]) : NULL;
+    j->token_query = where[1][0] ? em_conf_strdup(where[1]) : NULL;
+    j->token_header = where[2][0] ? em_conf_strdup(where[2]) : NULL;
+    if (j->token_auth == NULL && j->token_query == NULL && j->token_header == NULL) {
+        return em_conf_fail(err, errlen, file, g, "jwt must be looked for somewhere "
+                            "(token_auth, token_query or token_header)");
+    }
+    j->missing_message = em_conf_strdup(msgs[0]);
+    j->invalid_message = em_conf_strdup(msgs[1]);
+    j->expired_message = em_conf_strdup(msgs[2]);
+    return 0;
+}
+
 /* Whether t is a room template: text with {auth.x}, {query.x} or
  * {headers.x} fields (x: 1 to 255 bytes, no braces). */
 static int
 em_conf_room_template_ok(const char *t)
 {
-    static const char *const src[] = { "auth.", "query.", "headers.", NULL };
+    static const char *const src[] = { "auth.", "query.", "headers.", "claims.", NULL };
 
     for (const char *p = t; *p != '\0'; p++) {
         if (*p == '}') {
@@ -470,7 +612,7 @@ em_conf_read_rooms(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, ch
             || !em_conf_room_template_ok(t)) {
             return em_conf_fail(err, errlen, file, g,
                                 "room template %d must be text of 1 to %d bytes with fields "
-                                "{auth.x}, {query.x} or {headers.x}", i + 1,
+                                "{auth.x}, {claims.x}, {query.x} or {headers.x}", i + 1,
                                 EM_CONF_ROOM_TEMPLATE_MAX);
         }
         nsp->rooms[nsp->nrooms++] = em_conf_strdup(t);
@@ -588,6 +730,10 @@ em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, const char *fil
         }
         config_setting_t *ak = config_setting_get_member(g, "api_key");
         if (ak != NULL && em_conf_read_api_key(ak, nsp, file, err, errlen) != 0) {
+            return -1;
+        }
+        config_setting_t *jw = config_setting_get_member(g, "jwt");
+        if (jw != NULL && em_conf_read_jwt(jw, nsp, file, err, errlen) != 0) {
             return -1;
         }
         config_setting_t *rt = config_setting_get_member(g, "rooms");
@@ -916,6 +1062,19 @@ em_conf_free(em_conf_t *conf)
             free(conf->nsps[i].rooms[k]);
         }
         free(conf->nsps[i].rooms);
+        em_conf_jwt_t *jw = conf->nsps[i].jwt;
+        if (jw != NULL) {
+            free(jw->key);
+            free(jw->issuer);
+            free(jw->audience);
+            free(jw->token_auth);
+            free(jw->token_query);
+            free(jw->token_header);
+            free(jw->missing_message);
+            free(jw->invalid_message);
+            free(jw->expired_message);
+            free(jw);
+        }
         em_conf_api_key_t *ak = conf->nsps[i].api_key;
         if (ak != NULL) {
             for (size_t k = 0; k < ak->nkeys; k++) {
@@ -961,7 +1120,8 @@ int
 em_conf_needs_handshake(const em_conf_t *conf)
 {
     for (size_t i = 0; i < conf->nnsps; i++) {
-        if (conf->nsps[i].api_key != NULL || conf->nsps[i].nrooms > 0) {
+        if (conf->nsps[i].api_key != NULL || conf->nsps[i].jwt != NULL
+            || conf->nsps[i].nrooms > 0) {
             return 1;
         }
     }

@@ -35,6 +35,36 @@ typedef struct {
     char           *invalid_message;
 } em_conf_api_key_t;
 
+/* jwt: the tokens a client must present to join a namespace. */
+#define EM_CONF_JWT_HS256 (1u << 0)
+#define EM_CONF_JWT_HS384 (1u << 1)
+#define EM_CONF_JWT_HS512 (1u << 2)
+#define EM_CONF_JWT_RS256 (1u << 3)
+#define EM_CONF_JWT_RS384 (1u << 4)
+#define EM_CONF_JWT_RS512 (1u << 5)
+#define EM_CONF_JWT_ES256 (1u << 6)
+#define EM_CONF_JWT_ES384 (1u << 7)
+#define EM_CONF_JWT_HS    (EM_CONF_JWT_HS256 | EM_CONF_JWT_HS384 | EM_CONF_JWT_HS512)
+#define EM_CONF_JWT_KEY_MAX (64 * 1024)
+
+typedef struct {
+    unsigned char  *key;            /* the HS secret, or the PEM text of the public key */
+    size_t          key_len;
+    unsigned        algs;           /* EM_CONF_JWT_*: what the key verifies */
+    char           *issuer;         /* iss required, or NULL */
+    char           *audience;       /* aud must hold it, or NULL */
+    unsigned        leeway;         /* seconds of clock skew allowed */
+    char           *token_auth;     /* CONNECT auth field, or NULL */
+    char           *token_query;    /* handshake query parameter, or NULL */
+    char           *token_header;   /* handshake header ("Bearer " stripped), or NULL */
+    char           *missing_message;
+    char           *invalid_message;
+    char           *expired_message;
+} em_conf_jwt_t;
+
+/* The name of algorithm bit `alg` ("HS256"), or NULL. */
+const char *em_conf_jwt_alg_name(unsigned alg);
+
 typedef struct {
     char           *name;           /* "/chat", or a pattern with ":param" segments */
     char           *script;         /* absolute path of the handler script, or NULL */
@@ -43,6 +73,7 @@ typedef struct {
     char           *shutdown_event; /* sent to every socket when emitd stops, or NULL */
     char           *shutdown_message; /* its {"message": ...} */
     em_conf_api_key_t *api_key;     /* or NULL: no key needed */
+    em_conf_jwt_t  *jwt;            /* or NULL: no token needed */
     char          **rooms;          /* room templates joined at connect */
     size_t          nrooms;
 } em_conf_nsp_t;

@@ -132,14 +132,23 @@ em_lua_socket_lazy(lua_State *l, const char *key)
     em_sio_socket_t *s = em_lua_check_socket(l, 1);
     int              uv = lua_gettop(l) - 1;
 
-    if (strcmp(key, "handshake") != 0 && strcmp(key, "params") != 0 && strcmp(key, "data") != 0) {
+    if (strcmp(key, "handshake") != 0 && strcmp(key, "params") != 0 && strcmp(key, "data") != 0
+        && strcmp(key, "claims") != 0) {
         return;
     }
     if (strcmp(key, "data") != 0 && s == NULL) {
         return;     /* gone: its handshake cannot be read any more */
     }
+    if (key[0] == 'c' && s->claims == NULL) {
+        return;     /* no token was verified: nil */
+    }
     lua_pop(l, 1);
-    if (key[0] == 'h') {
+    if (key[0] == 'c') {
+        if (em_lua_push_json(l, s->claims, NULL, 0) != EM_OK) {
+            lua_pushnil(l);
+            return;
+        }
+    } else if (key[0] == 'h') {
         em_lua_push_handshake(l, s, uv);
     } else if (key[0] == 'p') {
         em_lua_push_params(l, s);

@@ -605,6 +605,7 @@ em_lua_socket_newindex(lua_State *l)
 
     if (key != NULL && (strcmp(key, "id") == 0 || strcmp(key, "nsp") == 0
                         || strcmp(key, "handshake") == 0 || strcmp(key, "user") == 0
+                        || strcmp(key, "claims") == 0
                         || strcmp(key, "recovered") == 0 || key[0] == '_')) {
         return luaL_error(l, "socket.%s is read-only", key);
     }

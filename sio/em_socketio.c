@@ -11,10 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "em_bus.h"
 #include "em_cluster.h"
+#include "em_jwt.h"
 #include "em_log.h"
 #include "em_loop.h"
 #include "em_socketio.h"
@@ -359,6 +361,79 @@ em_sio_api_key_refusal(em_sio_socket_t *s, json_t *auth)
     return ok ? NULL : ak->invalid_message;
 }
 
+/* ---- JSON Web Tokens ---- */
+
+/* The token a client presents for a namespace with jwt (as for API keys:
+ * the auth field, else the query parameter, else the header, whose
+ * "Bearer " is dropped). NULL when it presents none. */
+static const char *
+em_sio_presented_token(em_sio_socket_t *s, const em_conf_jwt_t *j, json_t *auth, char *buf,
+                       size_t cap, size_t *len)
+{
+    em_http_req_t req;
+    json_t       *v;
+
+    if (j->token_auth != NULL && auth != NULL && (v = json_object_get(auth, j->token_auth)) != NULL
+        && json_is_string(v)) {
+        *len = json_string_length(v);
+        return json_string_value(v);
+    }
+    if (em_sio_handshake_req(s, &req) != EM_OK) {
+        return NULL;
+    }
+    if (j->token_query != NULL) {
+        ssize_t n = em_http_query_get(req.query, j->token_query, buf, cap);
+        if (n >= 0 || n == -2) {
+            *len = n >= 0 ? (size_t) n : cap;   /* -2: longer than any token */
+            return buf;
+        }
+    }
+    if (j->token_header != NULL) {
+        const em_http_header_t *h = em_http_header(&req, j->token_header);
+        if (h != NULL) {
+            em_str_t t = h->value;
+            if (t.len >= 7 && strncasecmp(t.data, "Bearer ", 7) == 0) {
+                t.data += 7;
+                t.len -= 7;
+            }
+            *len = t.len;
+            return t.data;
+        }
+    }
+    return NULL;
+}
+
+/* NULL if the client's token admits it (its claims kept on s), else the
+ * message it is refused with. */
+static const char *
+em_sio_jwt_refusal(em_sio_socket_t *s, json_t *auth)
+{
+    const em_conf_jwt_t *j = em_loop.conf->nsps[s->nsp->conf_index].jwt;
+    char                *buf;
+    size_t               len = 0;
+    const char          *tok, *refusal = NULL;
+
+    if (j == NULL) {
+        return NULL;
+    }
+    if ((buf = malloc(EM_JWT_MAX + 1)) == NULL) {
+        return j->invalid_message;
+    }
+    tok = em_sio_presented_token(s, j, auth, buf, EM_JWT_MAX + 1, &len);
+    if (tok == NULL || len == 0) {
+        refusal = j->missing_message;
+    } else {
+        em_jwt_result_t r = em_jwt_verify(j, tok, len, em_state_now() / 1000, &s->claims);
+        if (r != EM_JWT_OK) {
+            em_log(EM_LOG_INFO, 0, "socket %s refused on %s: its token is %s", s->id,
+                   s->nsp->name, em_jwt_result_str(r));
+            refusal = r == EM_JWT_EXPIRED ? j->expired_message : j->invalid_message;
+        }
+    }
+    free(buf);
+    return refusal;
+}
+
 /* ---- room templates ---- */
 
 /*
@@ -367,8 +442,8 @@ em_sio_api_key_refusal(em_sio_socket_t *s, json_t *auth)
  * not a string or an integer: the template is skipped.
  */
 static int
-em_sio_room_expand(const char *t, json_t *auth, const em_http_req_t *req, char *out,
-                   size_t *outlen)
+em_sio_room_expand(const char *t, json_t *auth, json_t *claims, const em_http_req_t *req,
+                   char *out, size_t *outlen)
 {
     char   qbuf[EM_CONF_ROOM_TEMPLATE_MAX + 1];
     size_t n = 0;
@@ -388,8 +463,9 @@ em_sio_room_expand(const char *t, json_t *auth, const em_http_req_t *req, char *
             size_t      nlen = (size_t) (end - dot - 1);
             memcpy(name, dot + 1, nlen);
             name[nlen] = '\0';
-            if (p[1] == 'a') {                        /* auth. */
-                json_t *j = auth != NULL ? json_object_get(auth, name) : NULL;
+            if (p[1] == 'a' || p[1] == 'c') {         /* auth. claims. */
+                json_t *obj = p[1] == 'a' ? auth : claims;
+                json_t *j = obj != NULL ? json_object_get(obj, name) : NULL;
                 if (json_is_string(j)) {
                     v = (em_str_t) { json_string_value(j), json_string_length(j) };
                 } else if (json_is_integer(j)) {
@@ -437,7 +513,7 @@ em_sio_template_rooms(em_sio_socket_t *s, json_t *auth)
     have_req = em_sio_handshake_req(s, &req) == EM_OK;
     for (size_t i = 0; i < cn->nrooms; i++) {
         size_t len;
-        if (em_sio_room_expand(cn->rooms[i], auth, have_req ? &req : NULL, room, &len) != EM_OK) {
+        if (em_sio_room_expand(cn->rooms[i], auth, s->claims, have_req ? &req : NULL, room, &len) != EM_OK) {
             continue;
         }
         if (em_adapter_join(s, (em_str_t) { room, len }) != EM_OK) {
@@ -563,6 +639,8 @@ em_sio_recovery_keys(const em_nsp_t *nsp, const em_str_t *rooms, size_t nrooms, 
 static void
 em_sio_socket_discard(em_sio_socket_t *s)
 {
+    json_decref(s->claims);
+    s->claims = NULL;
     s->next = em_sio_reap_sockets;
     em_sio_reap_sockets = s;
     em_loop_schedule_reap();
@@ -733,6 +811,9 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
      * of the client is kept (after the connection limit, so guessing keys
      * is limited too). */
     const char *refusal = em_sio_api_key_refusal(s, auth);
+    if (refusal == NULL) {
+        refusal = em_sio_jwt_refusal(s, auth);
+    }
     if (refusal != NULL) {
         json_t *err = json_pack("{s:s}", "message", refusal);
         em_cluster_connect_failed(s, "auth", refusal);

@@ -100,6 +100,8 @@ START_TEST(test_everything)
         "namespaces = (\n"
         "  { name = \"/chat\"; script = \"chat.lua\";\n"
         "    api_key = { keys = [ \"k1\", \"k2\" ]; header = \"\"; invalid_message = \"no\"; };\n"
+        "    jwt = { secret = \"0123456789abcdef0123\"; algorithms = [ \"HS256\", \"HS512\" ];\n"
+        "            issuer = \"me\"; leeway = 30; token_query = \"\"; };\n"
         "    connect_limit = { max = 5; window = 300000; block = 900000; }; },\n"
         "  { name = \"/device/:id\"; rooms = [ \"device:{auth.id}\", \"{query.a}-{headers.b}\" ];\n"
         "    shutdown_event = { name = \"system.maintenance\"; message = \"bye\"; }; }\n"
@@ -154,6 +156,18 @@ START_TEST(test_everything)
     ck_assert_str_eq(c->nsps[1].rooms[1], "{query.a}-{headers.b}");
     ck_assert_uint_eq(c->nsps[0].nrooms, 0);
     ck_assert_int_eq(em_conf_needs_handshake(c), 1);
+    const em_conf_jwt_t *j = c->nsps[0].jwt;
+    ck_assert_ptr_nonnull(j);
+    ck_assert_uint_eq(j->algs, EM_CONF_JWT_HS256 | EM_CONF_JWT_HS512);
+    ck_assert_uint_eq(j->key_len, 20);
+    ck_assert_str_eq(j->issuer, "me");
+    ck_assert_ptr_null(j->audience);
+    ck_assert_uint_eq(j->leeway, 30);
+    ck_assert_str_eq(j->token_auth, "token");
+    ck_assert_ptr_null(j->token_query);
+    ck_assert_str_eq(j->token_header, "authorization");
+    ck_assert_str_eq(j->expired_message, "Token expired");
+    ck_assert_ptr_null(c->nsps[1].jwt);
     ck_assert_str_eq(c->nsps[1].shutdown_event, "system.maintenance");
     ck_assert_str_eq(c->nsps[1].shutdown_message, "bye");
     ck_assert_uint_eq(c->nsps[0].dynamic, 0);
@@ -211,11 +225,23 @@ static const struct {
     { "workers = 2;\nhealth_path = \"health\";\n", 2, "health_path" },
     { "health_path = \"/health?x=1\";\n", 1, "no query" },
     { "namespaces = ( { name = \"/a\";\n api_key = { keys = [ ]; }; } );\n", 2, "needs \"keys\"" },
-    { "namespaces = ( { name = \"/a\"; rooms = [ \"u:{claims.sub}\" ]; } );\n", 1, "room template 1" },
+    { "namespaces = ( { name = \"/a\"; rooms = [ \"u:{cookie.sub}\" ]; } );\n", 1, "room template 1" },
     { "namespaces = ( { name = \"/a\"; rooms = [ \"ok\", \"u:{auth.x\" ]; } );\n", 1, "room template 2" },
     { "namespaces = ( { name = \"/a\"; rooms = [ \"u:}\" ]; } );\n", 1, "room template 1" },
     { "namespaces = ( { name = \"/a\"; rooms = [ \"u:{auth.}\" ]; } );\n", 1, "room template 1" },
     { "namespaces = ( { name = \"/a\"; rooms = \"lobby\"; } );\n", 1, "must be a list" },
+    { "namespaces = ( { name = \"/a\";\n jwt = { }; } );\n", 2, "needs one of" },
+    { "namespaces = ( { name = \"/a\"; jwt = { secret = \"short\"; }; } );\n", 1, "16 bytes" },
+    { "namespaces = ( { name = \"/a\"; jwt = { secret = \"0123456789abcdef\";"
+      " algorithms = [ \"RS256\" ]; }; } );\n", 1, "HS256, HS384 and HS512 only" },
+    { "namespaces = ( { name = \"/a\"; jwt = { secret = \"0123456789abcdef\";"
+      " algorithms = [ \"none\" ]; }; } );\n", 1, "unknown JWT algorithm \"none\"" },
+    { "namespaces = ( { name = \"/a\"; jwt = { public_key = \"chat.lua\"; } ; } );\n", 1,
+      "needs \"algorithms\"" },
+    { "namespaces = ( { name = \"/a\"; jwt = { public_key = \"chat.lua\";"
+      " algorithms = [ \"RS256\" ]; }; } );\n", 1, "BEGIN PUBLIC KEY" },
+    { "namespaces = ( { name = \"/a\"; jwt = { public_key = \"missing.pem\";"
+      " algorithms = [ \"ES256\" ]; }; } );\n", 1, "missing.pem" },
     { "namespaces = ( { name = \"/a\"; api_key = { keys = [ \"\" ]; }; } );\n", 1, "1 to 1024 bytes" },
     { "namespaces = ( { name = \"/a\"; api_key = { keys = [ \"k\" ]; query = \"\"; header = \"\";"
       " auth = \"\"; }; } );\n", 1, "looked for somewhere" },
