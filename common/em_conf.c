@@ -273,7 +273,8 @@ static const char *const em_conf_nsp_keys[] = { "name", "script", "connect_limit
 static const char *const em_conf_jwt_keys[] = { "secret", "public_key", "algorithms", "issuer",
                                                 "audience", "leeway", "token_auth", "token_query",
                                                 "token_header", "missing_message",
-                                                "invalid_message", "expired_message", NULL };
+                                                "invalid_message", "expired_message", "required",
+                                                NULL };
 static const char *const em_conf_jwt_algs[] = { "HS256", "HS384", "HS512", "RS256", "RS384",
                                                 "RS512", "ES256", "ES384", NULL };
 
@@ -465,6 +466,7 @@ em_conf_read_jwt(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, char
     const char       *where[3] = { "token", "token", "authorization" };
     const char       *msgs[3] = { "Authentication required", "Invalid token", "Token expired" };
     unsigned          leeway = 0;
+    int               required = 1;
     config_setting_t *algs;
     em_conf_jwt_t    *j;
 
@@ -477,6 +479,7 @@ em_conf_read_jwt(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, char
         || em_conf_get_string(g, "issuer", &iss, file, err, errlen) != 0
         || em_conf_get_string(g, "audience", &aud, file, err, errlen) != 0
         || em_conf_get_uint(g, "leeway", 0, 86400, &leeway, file, err, errlen) != 0
+        || em_conf_get_bool(g, "required", &required, file, err, errlen) != 0
         || em_conf_get_string(g, "token_auth", &where[0], file, err, errlen) != 0
         || em_conf_get_string(g, "token_query", &where[1], file, err, errlen) != 0
         || em_conf_get_string(g, "token_header", &where[2], file, err, errlen) != 0
@@ -547,6 +550,7 @@ em_conf_read_jwt(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, char
     j->issuer = iss ? em_conf_strdup(iss) : NULL;
     j->audience = aud ? em_conf_strdup(aud) : NULL;
     j->leeway = leeway;
+    j->optional = required ? 0 : 1;
     j->token_auth = where[0][0] ? em_conf_strdup(where[0]) : NULL;
     j->token_query = where[1][0] ? em_conf_strdup(where[1]) : NULL;
     j->token_header = where[2][0] ? em_conf_strdup(where[2]) : NULL;

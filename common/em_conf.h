@@ -54,6 +54,7 @@ typedef struct {
     char           *issuer;         /* iss required, or NULL */
     char           *audience;       /* aud must hold it, or NULL */
     unsigned        leeway;         /* seconds of clock skew allowed */
+    unsigned        optional:1;     /* required = false: no token admits, without claims */
     char           *token_auth;     /* CONNECT auth field, or NULL */
     char           *token_query;    /* handshake query parameter, or NULL */
     char           *token_header;   /* handshake header ("Bearer " stripped), or NULL */

@@ -17,6 +17,7 @@
 #include "em_bus.h"
 #include "em_cluster.h"
 #include "em_http.h"
+#include "em_jwt.h"
 #include "em_log.h"
 #include "em_loop.h"
 #include "em_lua.h"
@@ -518,6 +519,42 @@ em_lua_presence_event(const em_pchange_t *c)
     lua_settop(l, top);
 }
 
+/* nsp:verify_token(token) -> claims | nil, message, reason: the token
+ * checked as the namespace's jwt settings check a CONNECT's (for a token
+ * sent later, in an event: studio.md's "authenticate"). */
+static int
+em_lua_nsp_verify_token(lua_State *l)
+{
+    lua_Integer          conf;
+    size_t               len;
+    const char          *tok;
+    const em_conf_jwt_t *j;
+    json_t              *claims = NULL;
+
+    em_lua_nsp_name(l, 1, &conf);
+    tok = luaL_checklstring(l, 2, &len);
+    if (conf < 0 || (size_t) conf >= em_loop.conf->nnsps
+        || (j = em_loop.conf->nsps[conf].jwt) == NULL) {
+        return luaL_error(l, "verify_token: the namespace has no jwt settings");
+    }
+    em_jwt_result_t r = em_jwt_verify(j, tok, len, em_state_now() / 1000, &claims);
+    if (r != EM_JWT_OK) {
+        lua_pushnil(l);
+        lua_pushstring(l, r == EM_JWT_EXPIRED ? j->expired_message : j->invalid_message);
+        lua_pushstring(l, em_jwt_result_str(r));
+        return 3;
+    }
+    int rc = em_lua_push_json(l, claims, NULL, 0);
+    json_decref(claims);
+    if (rc != EM_OK) {
+        lua_pushnil(l);
+        lua_pushstring(l, j->invalid_message);
+        lua_pushliteral(l, "claims that cannot be read");
+        return 3;
+    }
+    return 1;
+}
+
 static const luaL_Reg em_lua_bcast_methods[] = {
     { "to", em_lua_bcast_to },
     { "in", em_lua_bcast_to },
@@ -533,6 +570,7 @@ static const luaL_Reg em_lua_bcast_methods[] = {
     { "room_size", em_lua_nsp_room_size },
     { "size", em_lua_nsp_room_size },
     { "on_presence", em_lua_nsp_on_presence },
+    { "verify_token", em_lua_nsp_verify_token },
     { NULL, NULL }
 };
 

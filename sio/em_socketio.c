@@ -421,7 +421,7 @@ em_sio_jwt_refusal(em_sio_socket_t *s, json_t *auth)
     }
     tok = em_sio_presented_token(s, j, auth, buf, EM_JWT_MAX + 1, &len);
     if (tok == NULL || len == 0) {
-        refusal = j->missing_message;
+        refusal = j->optional ? NULL : j->missing_message;
     } else {
         em_jwt_result_t r = em_jwt_verify(j, tok, len, em_state_now() / 1000, &s->claims);
         if (r != EM_JWT_OK) {

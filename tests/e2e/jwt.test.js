@@ -35,6 +35,7 @@ test.before(async () => {
         { name: '/hs', script: handler('jwt.lua'), rooms: ['user:{claims.sub}', 'company:{claims.companyId}'],
           jwt: { secret: SECRET, issuer: 'emitd-tests', audience: 'chat', leeway: 5 } },
         { name: '/rs', script: handler('jwt.lua'), jwt: { public_key: path.join(dir, 'rs.pem'), algorithms: ['RS256'] } },
+        { name: '/studio', script: handler('jwt.lua'), jwt: { secret: SECRET, required: false } },
         { name: '/es', script: handler('jwt.lua'),
           jwt: { public_key: path.join(dir, 'es.pem'), algorithms: ['ES256'], expired_message: 'Session expired' } },
       ],
@@ -138,6 +139,25 @@ test('RS256 and ES256 with PEM public keys; algorithm confusion is refused', asy
     'Invalid token');
   assert.equal(await refused('/es', { auth: { token: jwt.sign({ sub: 'x', exp: now() - 1 }, ec.privateKey, { algorithm: 'ES256' }) } }),
     'Session expired');
+});
+
+test('required = false: no token admits without claims; a script verifies one sent later', async () => {
+  const s = await admitted('/studio', { auth: {} });
+  try {
+    assert.deepEqual(await ack(s, 'claims'), [null]);
+    const authenticated = new Promise((resolve) => s.once('authenticated', resolve));
+    assert.deepEqual(await ack(s, 'authenticate', { token: jwt.sign({ sub: 'u5' }, SECRET) }), [{ success: true }]);
+    assert.deepEqual(await authenticated, { userId: 'u5' });
+    const authError = new Promise((resolve) => s.once('authError', resolve));
+    const expired = jwt.sign({ sub: 'u5', exp: now() - 10 }, SECRET);
+    assert.deepEqual(await ack(s, 'authenticate', { token: expired }), [{ success: false, error: 'Token expired' }]);
+    assert.deepEqual(await authError, { message: 'Token expired' });
+    assert.deepEqual(await ack(s, 'authenticate', { token: 'garbage' }), [{ success: false, error: 'Invalid token' }]);
+  } finally {
+    closeAll(s);
+  }
+  /* a token that is sent at connect must still be valid */
+  assert.equal(await refused('/studio', { auth: { token: 'garbage' } }), 'Invalid token');
 });
 
 test('emitd exits cleanly on SIGTERM', async () => {

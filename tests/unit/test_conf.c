@@ -101,7 +101,7 @@ START_TEST(test_everything)
         "  { name = \"/chat\"; script = \"chat.lua\";\n"
         "    api_key = { keys = [ \"k1\", \"k2\" ]; header = \"\"; invalid_message = \"no\"; };\n"
         "    jwt = { secret = \"0123456789abcdef0123\"; algorithms = [ \"HS256\", \"HS512\" ];\n"
-        "            issuer = \"me\"; leeway = 30; token_query = \"\"; };\n"
+        "            issuer = \"me\"; leeway = 30; token_query = \"\"; required = false; };\n"
         "    connect_limit = { max = 5; window = 300000; block = 900000; }; },\n"
         "  { name = \"/device/:id\"; rooms = [ \"device:{auth.id}\", \"{query.a}-{headers.b}\" ];\n"
         "    shutdown_event = { name = \"system.maintenance\"; message = \"bye\"; }; }\n"
@@ -163,6 +163,7 @@ START_TEST(test_everything)
     ck_assert_str_eq(j->issuer, "me");
     ck_assert_ptr_null(j->audience);
     ck_assert_uint_eq(j->leeway, 30);
+    ck_assert_uint_eq(j->optional, 1);
     ck_assert_str_eq(j->token_auth, "token");
     ck_assert_ptr_null(j->token_query);
     ck_assert_str_eq(j->token_header, "authorization");
