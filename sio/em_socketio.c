@@ -280,11 +280,6 @@ em_sio_key_eq(const char *a, size_t alen, const char *b, size_t blen)
     return sodium_memcmp(ha, hb, sizeof(ha)) == 0;
 }
 
-/*
- * The key a client presents for a namespace with api_key: the CONNECT auth
- * field, else the handshake's query parameter, else its header. NULL when
- * it presents none; buf holds a decoded query value.
- */
 /* The handshake request of s's session (kept when em_sio_keeps_handshake()
  * says so); EM_ERROR without one. */
 static int
@@ -299,14 +294,28 @@ em_sio_handshake_req(em_sio_socket_t *s, em_http_req_t *req)
     return em_http_parse(es->handshake + alen, es->handshake_len - alen, req);
 }
 
+/* Where a client presents a credential: a field of the CONNECT auth object,
+ * a handshake query parameter, a handshake header (NULL: not looked at). */
+typedef struct {
+    const char *auth, *query, *header;
+    unsigned    bearer:1;       /* drop a leading "Bearer " from the header */
+} em_sio_cred_src_t;
+
+/*
+ * The credential a client presents: the auth field, else the query
+ * parameter, else the header, the first it sends. NULL when it presents
+ * none; buf (cap bytes) holds a decoded query value. A query value that is
+ * malformed or does not fit is presented with length cap (longer than any
+ * credential accepted): refused as wrong, never as missing.
+ */
 static const char *
-em_sio_presented_key(em_sio_socket_t *s, const em_conf_api_key_t *ak, json_t *auth, char *buf,
-                     size_t cap, size_t *len)
+em_sio_presented(em_sio_socket_t *s, const em_sio_cred_src_t *src, json_t *auth, char *buf,
+                 size_t cap, size_t *len)
 {
     em_http_req_t req;
     json_t       *v;
 
-    if (ak->auth != NULL && auth != NULL && (v = json_object_get(auth, ak->auth)) != NULL
+    if (src->auth != NULL && auth != NULL && (v = json_object_get(auth, src->auth)) != NULL
         && json_is_string(v)) {
         *len = json_string_length(v);
         return json_string_value(v);
@@ -314,24 +323,28 @@ em_sio_presented_key(em_sio_socket_t *s, const em_conf_api_key_t *ak, json_t *au
     if (em_sio_handshake_req(s, &req) != EM_OK) {
         return NULL;
     }
-    if (ak->query != NULL) {
-        ssize_t n = em_http_query_get(req.query, ak->query, buf, cap);
+    if (src->query != NULL) {
+        ssize_t n = em_http_query_get(req.query, src->query, buf, cap);
         if (n >= 0) {
             *len = (size_t) n;
             return buf;
         }
         if (n == -2) {
-            /* Malformed or longer than any key: presented, and wrong. */
             memset(buf, 0, cap);
             *len = cap;
             return buf;
         }
     }
-    if (ak->header != NULL) {
-        const em_http_header_t *h = em_http_header(&req, ak->header);
+    if (src->header != NULL) {
+        const em_http_header_t *h = em_http_header(&req, src->header);
         if (h != NULL) {
-            *len = h->value.len;
-            return h->value.data;       /* points into es->handshake */
+            em_str_t t = h->value;      /* points into the session's handshake */
+            if (src->bearer && t.len >= 7 && strncasecmp(t.data, "Bearer ", 7) == 0) {
+                t.data += 7;
+                t.len -= 7;
+            }
+            *len = t.len;
+            return t.data;
         }
     }
     return NULL;
@@ -351,7 +364,8 @@ em_sio_api_key_refusal(em_sio_socket_t *s, json_t *auth)
     if (ak == NULL) {
         return NULL;
     }
-    key = em_sio_presented_key(s, ak, auth, buf, sizeof(buf), &len);
+    em_sio_cred_src_t src = { ak->auth, ak->query, ak->header, 0 };
+    key = em_sio_presented(s, &src, auth, buf, sizeof(buf), &len);
     if (key == NULL || len == 0) {
         return ak->missing_message;
     }
@@ -362,46 +376,6 @@ em_sio_api_key_refusal(em_sio_socket_t *s, json_t *auth)
 }
 
 /* ---- JSON Web Tokens ---- */
-
-/* The token a client presents for a namespace with jwt (as for API keys:
- * the auth field, else the query parameter, else the header, whose
- * "Bearer " is dropped). NULL when it presents none. */
-static const char *
-em_sio_presented_token(em_sio_socket_t *s, const em_conf_jwt_t *j, json_t *auth, char *buf,
-                       size_t cap, size_t *len)
-{
-    em_http_req_t req;
-    json_t       *v;
-
-    if (j->token_auth != NULL && auth != NULL && (v = json_object_get(auth, j->token_auth)) != NULL
-        && json_is_string(v)) {
-        *len = json_string_length(v);
-        return json_string_value(v);
-    }
-    if (em_sio_handshake_req(s, &req) != EM_OK) {
-        return NULL;
-    }
-    if (j->token_query != NULL) {
-        ssize_t n = em_http_query_get(req.query, j->token_query, buf, cap);
-        if (n >= 0 || n == -2) {
-            *len = n >= 0 ? (size_t) n : cap;   /* -2: longer than any token */
-            return buf;
-        }
-    }
-    if (j->token_header != NULL) {
-        const em_http_header_t *h = em_http_header(&req, j->token_header);
-        if (h != NULL) {
-            em_str_t t = h->value;
-            if (t.len >= 7 && strncasecmp(t.data, "Bearer ", 7) == 0) {
-                t.data += 7;
-                t.len -= 7;
-            }
-            *len = t.len;
-            return t.data;
-        }
-    }
-    return NULL;
-}
 
 /* NULL if the client's token admits it (its claims kept on s), else the
  * message it is refused with. */
@@ -419,7 +393,8 @@ em_sio_jwt_refusal(em_sio_socket_t *s, json_t *auth)
     if ((buf = malloc(EM_JWT_MAX + 1)) == NULL) {
         return j->invalid_message;
     }
-    tok = em_sio_presented_token(s, j, auth, buf, EM_JWT_MAX + 1, &len);
+    em_sio_cred_src_t src = { j->token_auth, j->token_query, j->token_header, 1 };
+    tok = em_sio_presented(s, &src, auth, buf, EM_JWT_MAX + 1, &len);
     if (tok == NULL || len == 0) {
         refusal = j->optional ? NULL : j->missing_message;
     } else {
