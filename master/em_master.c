@@ -494,6 +494,7 @@ em_master_spawn_broker(void)
         exit(em_broker_run(&shm, 4, bells, &state, em_m.conf->recovery_max_disconnection));
     }
     em_m.broker.pid = pid;
+    em_state_broker_set(&em_m.state, (uint32_t) pid);
     em_m.broker.started = time(NULL);
     em_log(EM_LOG_INFO, 0, "started the broker (pid %d)", (int) pid);
 }
@@ -549,6 +550,7 @@ em_master_reap(void)
                    (int) pid, WIFSIGNALED(status) ? "was killed by signal" : "exited with code",
                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
             em_m.broker.pid = 0;
+            em_state_broker_set(&em_m.state, 0);
             if (!em_m.stopping) {
                 em_broker_proc_t *b = &em_m.broker;
                 b->quick_deaths = (time(NULL) - b->started < 2) ? b->quick_deaths + 1 : 0;

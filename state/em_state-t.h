@@ -257,7 +257,8 @@ typedef struct {
     uint64_t     ips_off;                   /* em_shtab_t of uint64 counts */
     uint64_t     uas_off;                   /* em_shtab_t of uint64 counts */
     uint32_t     repairs[EM_ZONES];         /* zones rebuilt after a holder died */
-    uint32_t     reserved[6];
+    uint32_t     broker_pid;                /* the live broker process, or 0 */
+    uint32_t     reserved[5];
     uint32_t     slot_pid[EM_STATE_SLOTS];  /* the live process of each worker slot, or 0 */
     em_st_lock_t locks[EM_ZONES];
 } em_state_hdr_t;

@@ -319,6 +319,18 @@ em_state_slot_set(em_state_t *st, unsigned slot, uint32_t pid)
     }
 }
 
+void
+em_state_broker_set(em_state_t *st, uint32_t pid)
+{
+    __atomic_store_n(&st->hdr->broker_pid, pid, __ATOMIC_RELEASE);
+}
+
+uint32_t
+em_state_broker_pid(em_state_t *st)
+{
+    return __atomic_load_n(&st->hdr->broker_pid, __ATOMIC_ACQUIRE);
+}
+
 uint32_t
 em_state_slot_pid(em_state_t *st, unsigned slot)
 {

@@ -72,6 +72,9 @@ void em_state_unlock(em_state_t *st, int zone);
  * reaps the worker, the worker sets it when it starts. */
 void     em_state_slot_set(em_state_t *st, unsigned slot, uint32_t pid);
 uint32_t em_state_slot_pid(em_state_t *st, unsigned slot);
+/* The same for the broker (the master sets it; 0 while it is not running). */
+void     em_state_broker_set(em_state_t *st, uint32_t pid);
+uint32_t em_state_broker_pid(em_state_t *st);
 
 int64_t  em_state_now(void);     /* wall clock, ms */
 

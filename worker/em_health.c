@@ -6,10 +6,11 @@
  *   {"status": "ok", "timestamp": "2026-12-07T04:40:00.000Z",
  *    "details": {"websocket": {"status": "healthy", "connectedClients": 5,
  *                              "activeRooms": 10},
- *                "workers": [{"worker": 1, "status": "up"}, ...]}}
+ *                "workers": [{"worker": 1, "status": "up"}, ...],
+ *                "broker": {"status": "up"}}}       (with several workers)
  *
- * 200 when every worker is up; 503, "status": "degraded", while one is down
- * (between its death and its restart).
+ * 200 when every worker and the broker are up; 503, "status": "degraded",
+ * while one is down (between its death and its restart).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -51,6 +52,10 @@ em_health_serve(em_http_conn_t *h, const em_http_req_t *req)
         json_array_append_new(workers, json_pack("{s:I,s:s}", "worker", (json_int_t) i + 1,
                                                  "status", up ? "up" : "down"));
     }
+    /* With several workers, the broker carries the broadcasts between them. */
+    int broker = em_loop.nworkers > 1;
+    int broker_up = broker && em_state_broker_pid(&em_cluster) != 0;
+    down += broker && !broker_up;
     doc = json_pack("{s:s,s:s,s:{s:{s:s,s:I,s:I},s:o}}",
                     "status", down ? "degraded" : "ok",
                     "timestamp", iso,
@@ -60,6 +65,10 @@ em_health_serve(em_http_conn_t *h, const em_http_req_t *req)
                     "connectedClients", (json_int_t) fig.active,
                     "activeRooms", (json_int_t) em_rooms_active(&em_cluster),
                     "workers", workers);
+    if (doc != NULL && broker) {
+        json_object_set_new(json_object_get(doc, "details"), "broker",
+                            json_pack("{s:s}", "status", broker_up ? "up" : "down"));
+    }
     char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
     if (text == NULL) {

@@ -48,6 +48,7 @@ test('GET /health: the shape of photo-events.md, every worker up', async () => {
   assert.match(body.timestamp, ISO);
   assert.deepEqual(body.details.websocket, { status: 'healthy', connectedClients: 0, activeRooms: 0 });
   assert.deepEqual(body.details.workers, [{ worker: 1, status: 'up' }, { worker: 2, status: 'up' }]);
+  assert.deepEqual(body.details.broker, { status: 'up' });
 });
 
 test('connectedClients and activeRooms count every worker\'s sockets and rooms', async () => {
@@ -80,30 +81,34 @@ test('anything but GET is refused with 405; other paths are not the report', asy
   assert.equal((await health()).status, 200, 'and the report is still served');
 });
 
-test('503 and the worker "down" while a worker that keeps dying waits for its restart', async () => {
-  const pidOf = () => childrenOf(emitd.pid).find((p) => processArgs(p) === 'emitd: worker 1');
+/* Kill the process titled `title` three times in a row, each soon after
+ * its start: the master then waits 1 s before the next start. */
+async function killRepeatedly(title) {
+  const pidOf = () => childrenOf(emitd.pid).find((p) => processArgs(p) === title);
   /* deaths within two seconds of starting, twice in a row: the master waits
    * 1 s before the next start (three kills: the first may come later than
    * two seconds after emitd started) */
   for (let k = 0; k < 3; k++) {
     let pid;
     for (let i = 0; i < 250 && !(pid = pidOf()); i++) await delay(20);
-    assert.ok(pid, 'worker 1 is running');
+    assert.ok(pid, `${title} is running`);
     process.kill(pid, 'SIGKILL');
     for (let i = 0; i < 250 && isAlive(pid); i++) await delay(20);
     if (k < 2) for (let i = 0; i < 250 && (!pidOf() || pidOf() === pid); i++) await delay(20);
   }
+}
+
+/* The first 503 report (bounded), then the first 200 after it. */
+async function degradedThenBack() {
   let degraded = null;
   for (let i = 0; i < 100 && !degraded; i++) {
     const h = await health();
     if (h.status === 503) degraded = h.body;
     else await delay(10);
   }
-  assert.ok(degraded, 'no 503 while worker 1 was down');
+  assert.ok(degraded, 'no 503 while it was down');
   assert.equal(degraded.status, 'degraded');
   assert.equal(degraded.details.websocket.status, 'degraded');
-  assert.deepEqual(degraded.details.workers, [{ worker: 1, status: 'down' }, { worker: 2, status: 'up' }]);
-  /* and healthy again once it is back */
   let back = null;
   for (let i = 0; i < 200 && !back; i++) {
     const h = await health();
@@ -112,6 +117,22 @@ test('503 and the worker "down" while a worker that keeps dying waits for its re
   }
   assert.ok(back, 'still 503 after 4 s');
   assert.deepEqual(back.details.workers, [{ worker: 1, status: 'up' }, { worker: 2, status: 'up' }]);
+  assert.deepEqual(back.details.broker, { status: 'up' });
+  return degraded;
+}
+
+test('503 and the worker "down" while a worker that keeps dying waits for its restart', async () => {
+  await killRepeatedly('emitd: worker 1');
+  const degraded = await degradedThenBack();
+  assert.deepEqual(degraded.details.workers, [{ worker: 1, status: 'down' }, { worker: 2, status: 'up' }]);
+  assert.deepEqual(degraded.details.broker, { status: 'up' });
+});
+
+test('503 and the broker "down" while a broker that keeps dying waits for its restart', async () => {
+  await killRepeatedly('emitd: broker');
+  const degraded = await degradedThenBack();
+  assert.deepEqual(degraded.details.broker, { status: 'down' });
+  assert.deepEqual(degraded.details.workers, [{ worker: 1, status: 'up' }, { worker: 2, status: 'up' }]);
 });
 
 test('emitd exits cleanly on SIGTERM', async () => {
