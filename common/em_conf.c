@@ -839,7 +839,7 @@ em_conf_read_listen(config_setting_t *s, em_conf_t *conf, const char *file, char
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", NULL
+    "recovery", "limits", "health_path", "metrics_path", NULL
 };
 
 static int
@@ -883,16 +883,25 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
                                 "\"log_level\" must be error, warn, info or debug");
         }
     }
-    const char *health = NULL;
-    if (em_conf_get_string(root, "health_path", &health, file, err, errlen) != 0) {
-        return -1;
-    }
-    if (health != NULL) {
-        if (health[0] != '/' || strlen(health) > 255 || strpbrk(health, "?# \t\r\n") != NULL) {
-            return em_conf_fail(err, errlen, file, config_setting_get_member(root, "health_path"),
-                                "\"health_path\" must be a path beginning with '/' (no query)");
+    static const char *const paths[] = { "health_path", "metrics_path" };
+    for (int i = 0; i < 2; i++) {
+        const char *v = NULL;
+        if (em_conf_get_string(root, paths[i], &v, file, err, errlen) != 0) {
+            return -1;
         }
-        conf->health_path = em_conf_strdup(health);
+        if (v == NULL) {
+            continue;
+        }
+        if (v[0] != '/' || strlen(v) > 255 || strpbrk(v, "?# \t\r\n") != NULL) {
+            return em_conf_fail(err, errlen, file, config_setting_get_member(root, paths[i]),
+                                "\"%s\" must be a path beginning with '/' (no query)", paths[i]);
+        }
+        *(i == 0 ? &conf->health_path : &conf->metrics_path) = em_conf_strdup(v);
+    }
+    if (conf->health_path != NULL && conf->metrics_path != NULL
+        && strcmp(conf->health_path, conf->metrics_path) == 0) {
+        return em_conf_fail(err, errlen, file, config_setting_get_member(root, "metrics_path"),
+                            "\"metrics_path\" and \"health_path\" must differ");
     }
     if (em_conf_read_endpoint(root, &conf->endpoints[0], file, err, errlen) != 0) {
         return -1;
@@ -1098,6 +1107,7 @@ em_conf_free(em_conf_t *conf)
     }
     free(conf->cors_origins);
     free(conf->health_path);
+    free(conf->metrics_path);
     free(conf->listen);
     free(conf->endpoints);
     free(conf->nsps);

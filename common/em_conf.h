@@ -140,6 +140,7 @@ typedef struct {
     em_conf_nsp_t      *nsps;
     size_t              nnsps;
     char               *health_path;  /* GET answered with the health report, or NULL */
+    char               *metrics_path; /* GET answered with Prometheus metrics, or NULL */
 
     /* Socket.IO connection-state recovery (the "recovery" group). */
     unsigned            recovery:1;

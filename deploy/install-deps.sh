@@ -33,6 +33,9 @@ fi
 
 "${SUDO[@]}" apt-get update
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${PACKAGES[@]}"
+# promtool (the tests check /metrics with it), without the exporters that
+# the prometheus package recommends.
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
 
 cd "$ROOT/tests/e2e"
 npm ci --no-audit --no-fund

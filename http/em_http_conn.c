@@ -186,15 +186,21 @@ em_http_conn_respond(em_http_conn_t *h, int status, const char *ctype, const cha
 void
 em_http_conn_respond_body(em_http_conn_t *h, struct evbuffer *body)
 {
+    em_http_conn_respond_body_type(h, 200, "text/plain; charset=UTF-8", body);
+}
+
+void
+em_http_conn_respond_body_type(em_http_conn_t *h, int status, const char *ctype,
+                               struct evbuffer *body)
+{
     if (!em_http_open(h)) {
         return;
     }
-    if (em_http_write_head(h, 200, "text/plain; charset=UTF-8", evbuffer_get_length(body))
-        != EM_OK) {
+    if (em_http_write_head(h, status, ctype, evbuffer_get_length(body)) != EM_OK) {
         return;
     }
     if (evbuffer_add_buffer(h->conn.out, body) != 0) {
-        em_log(EM_LOG_ERR, 0, "cannot write a polling response: out of memory");
+        em_log(EM_LOG_ERR, 0, "cannot write a response body: out of memory");
         em_conn_close(&h->conn);
         return;
     }

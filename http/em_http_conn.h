@@ -73,6 +73,9 @@ void em_http_conn_respond(em_http_conn_t *h, int status, const char *ctype, cons
 
 /* Answer (a parked GET) with 200 and the bytes of body, taken. */
 void em_http_conn_respond_body(em_http_conn_t *h, struct evbuffer *body);
+/* The same with a status and a content type. */
+void em_http_conn_respond_body_type(em_http_conn_t *h, int status, const char *ctype,
+                                    struct evbuffer *body);
 
 /* Park a GET, attached to upper, until em_http_conn_respond*(); no read
  * deadline meanwhile. */

@@ -2,22 +2,29 @@
 /*
  * health_path: GET /health answers for the whole cluster, from any worker,
  * in the shape of photo-events.md (status, timestamp, details.websocket
- * {status, connectedClients, activeRooms}) with each worker's state, and 503
- * while a worker is down. Real clients, 2 workers. Handlers: cluster.lua.
+ * {status, connectedClients, activeRooms}) with each worker's and the
+ * broker's state, and 503 while one is down. metrics_path: the same
+ * figures in Prometheus's text format, checked with promtool. Real
+ * clients, 2 workers. Handlers: cluster.lua.
  */
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const {
   startEmitd, stopAndCheck, handler, delay, childrenOf, processArgs, isAlive,
 } = require('./lib/harness');
-const { connect, ack, closeAll, httpRequest } = require('./lib/clients');
+const { spawnSync } = require('node:child_process');
+const { io, connect, connectError, ack, closeAll, httpRequest } = require('./lib/clients');
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 let emitd;
 test.before(async () => {
   emitd = await startEmitd({
-    config: { health_path: '/health', namespaces: [{ name: '/', script: handler('cluster.lua') }] },
+    config: {
+      health_path: '/health',
+      metrics_path: '/metrics',
+      namespaces: [{ name: '/', script: handler('cluster.lua') }, { name: '/keyed', api_key: { keys: ['k'] } }],
+    },
   });
 });
 test.after(async () => { if (emitd) await emitd.stop(); });
@@ -73,9 +80,57 @@ test('connectedClients and activeRooms count every worker\'s sockets and rooms',
   await healthSettles({ connectedClients: 0, activeRooms: 0 });
 });
 
+/* The samples of a metrics text: {"name{labels}": value} */
+function samples(text) {
+  const out = {};
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = line.match(/^(\S+) (\S+)$/);
+    assert.ok(m, `not a sample line: ${line}`);
+    out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+test('GET /metrics: Prometheus text that promtool accepts, with the cluster\'s figures', async () => {
+  const a = await connect(emitd.url, '/', 'websocket');
+  const b = await connect(emitd.url, '/', 'polling');
+  const refused = io(`${emitd.url}/keyed`, { forceNew: true, reconnection: false });
+  try {
+    assert.equal((await connectError(refused)).message, 'API key is required');
+    await ack(a, 'join', 'm');
+    await ack(b, 'join', 'm');
+    let r;
+    let s;
+    for (let i = 0; i < 100; i++) {
+      r = await httpRequest(emitd.port, 'GET', '/metrics');
+      s = samples(r.body);
+      if (s.emitd_sockets === 2 && s.emitd_rooms === 1) break;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: r.body, encoding: 'utf8', timeout: 20000 });
+    assert.equal(check.error, undefined, `promtool: ${check.error} (deploy/install-deps.sh installs it)`);
+    assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
+    assert.equal(s.emitd_sockets, 2);
+    assert.equal(s.emitd_rooms, 1);
+    assert.equal(s['emitd_namespace_sockets{namespace="/"}'], 2);
+    assert.equal(s['emitd_namespace_sockets{namespace="/keyed"}'], 0);
+    assert.ok(s.emitd_socket_connects_total >= 2);
+    assert.ok(s.emitd_socket_refusals_total >= 1);
+    assert.equal(s['emitd_worker_up{worker="1"}'], 1);
+    assert.equal(s['emitd_worker_up{worker="2"}'], 1);
+    assert.equal(s.emitd_broker_up, 1);
+  } finally {
+    closeAll(a, b, refused);
+  }
+});
+
 test('anything but GET is refused with 405; other paths are not the report', async () => {
   const post = await httpRequest(emitd.port, 'POST', '/health', { body: '{}' });
   assert.equal(post.status, 405);
+  assert.equal((await httpRequest(emitd.port, 'DELETE', '/metrics')).status, 405);
   const other = await httpRequest(emitd.port, 'GET', '/healthz');
   assert.equal(other.status, 404);
   assert.equal((await health()).status, 200, 'and the report is still served');

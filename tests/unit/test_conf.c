@@ -90,7 +90,7 @@ START_TEST(test_everything)
         "listen = [ \"127.0.0.1:4000\", \"[::1]:4001\" ];\n"
         "workers = 3;\n"
         "log_level = \"debug\";\n"
-        "health_path = \"/health\";\n"
+        "health_path = \"/health\"; metrics_path = \"/metrics\";\n"
         "path = \"/sio\";\n"
         "ping_interval = 1500; ping_timeout = 700; max_payload = 4096;\n"
         "transports = [ \"websocket\" ];\n"
@@ -116,6 +116,7 @@ START_TEST(test_everything)
     ck_assert_uint_eq(c->workers, 3);
     ck_assert_int_eq(c->log_level, EM_LOG_DEBUG);
     ck_assert_str_eq(c->health_path, "/health");
+    ck_assert_str_eq(c->metrics_path, "/metrics");
     /* The path is normalised to begin and end with '/'. */
     ck_assert_str_eq(c->endpoints[0].path, "/sio/");
     ck_assert_uint_eq(c->endpoints[0].ping_interval, 1500);
@@ -225,6 +226,7 @@ static const struct {
     { "engineio = ( { path = \"/raw\"; } );\n", 1, "script" },
     { "workers = 2;\nhealth_path = \"health\";\n", 2, "health_path" },
     { "health_path = \"/health?x=1\";\n", 1, "no query" },
+    { "health_path = \"/h\";\nmetrics_path = \"/h\";\n", 2, "must differ" },
     { "namespaces = ( { name = \"/a\";\n api_key = { keys = [ ]; }; } );\n", 2, "needs \"keys\"" },
     { "namespaces = ( { name = \"/a\"; rooms = [ \"u:{cookie.sub}\" ]; } );\n", 1, "room template 1" },
     { "namespaces = ( { name = \"/a\"; rooms = [ \"ok\", \"u:{auth.x\" ]; } );\n", 1, "room template 2" },
