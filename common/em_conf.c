@@ -808,6 +808,9 @@ em_conf_read_listen(config_setting_t *s, em_conf_t *conf, const char *file, char
     char buf[32];
     int  n = 1;
 
+    if (config_setting_is_group(s)) {
+        return em_conf_fail(err, errlen, file, s, "\"listen\" must be \"host:port\" or a list of them");
+    }
     if (config_setting_is_array(s) || config_setting_is_list(s)) {
         n = config_setting_length(s);
         if (n == 0) {
@@ -819,6 +822,9 @@ em_conf_read_listen(config_setting_t *s, em_conf_t *conf, const char *file, char
         config_setting_t *e = (config_setting_is_aggregate(s)) ? config_setting_get_elem(s, (unsigned) i) : s;
         const char       *text;
 
+        if (e == NULL) {
+            return em_conf_fail(err, errlen, file, s, "\"listen\" must be \"host:port\" or a list of them");
+        }
         if (config_setting_type(e) == CONFIG_TYPE_INT) {
             snprintf(buf, sizeof(buf), "%d", config_setting_get_int(e));
             text = buf;
@@ -1040,6 +1046,7 @@ em_conf_load(const char *file, char *err, size_t errlen)
         conf->nlisten = 1;
     }
     if (rc == 0 && conf->nnsps == 0) {
+        free(conf->nsps);           /* "namespaces = ( );" left an empty array */
         conf->nsps = em_conf_calloc(1, sizeof(em_conf_nsp_t));
         conf->nsps[0].name = em_conf_strdup("/");
         conf->nnsps = 1;

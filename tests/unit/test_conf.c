@@ -216,6 +216,7 @@ static const struct {
     { "\nworkers = 65;\n", 2, "workers" },
     { "log_level = \"loud\";\n", 1, "log_level" },
     { "listen = \"127.0.0.1:notaport\";\n", 1, "listen" },
+    { "workers = 2;\nlisten = { };\n", 2, "\"listen\" must be" },
     { "\n\nlimits = { output_soft = 9000; output_hard = 8192; };\n", 3, "output_soft" },
     { "limits = { bogus = 1; };\n", 1, "bogus" },
     { "namespaces = ( { name = \"/a\"; }, { name = \"/a\"; } );\n", 1, "/a" },
