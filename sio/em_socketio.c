@@ -766,32 +766,25 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     s->lref = EM_SIO_NOREF;
     s->state = EM_SIO_S_CONNECTING;
 
-    /* Over the namespace's connection limit for this address? */
-    int64_t retry = 0;
+    /* Over the namespace's connection limit for this address? Then an API
+     * key or a token the namespace needs (after the limit, so that guessing
+     * is limited too): refused and counted before anything of the client is
+     * kept. */
+    int64_t     retry = 0;
+    json_t     *err = NULL;
+    const char *type = "auth", *refusal = NULL;
     if (em_cluster_connect_limit(s, &retry) != EM_OK) {
-        json_t *err = json_pack("{s:s,s:{s:I}}", "message",
-                                "Too many connection attempts. Please try again later.", "data",
-                                "retryAfter", (json_int_t) ((retry + 999) / 1000));
-        em_cluster_connect_failed(s, "rate_limit", "connection rate limit");
-        em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, p->nsp, err);
-        json_decref(err);
-        json_decref(auth);
-        s->state = EM_SIO_S_CLOSED;     /* never linked anywhere */
-        em_sio_socket_discard(s);
-        em_nsp_release_if_empty(nsp);
-        return EM_OK;
-    }
-
-    /* A namespace that needs an API key: refused, counted, before anything
-     * of the client is kept (after the connection limit, so guessing keys
-     * is limited too). */
-    const char *refusal = em_sio_api_key_refusal(s, auth);
-    if (refusal == NULL) {
-        refusal = em_sio_jwt_refusal(s, auth);
+        err = json_pack("{s:s,s:{s:I}}", "message",
+                        "Too many connection attempts. Please try again later.", "data",
+                        "retryAfter", (json_int_t) ((retry + 999) / 1000));
+        type = "rate_limit";
+        refusal = "connection rate limit";
+    } else if ((refusal = em_sio_api_key_refusal(s, auth)) != NULL
+               || (refusal = em_sio_jwt_refusal(s, auth)) != NULL) {
+        err = json_pack("{s:s}", "message", refusal);
     }
     if (refusal != NULL) {
-        json_t *err = json_pack("{s:s}", "message", refusal);
-        em_cluster_connect_failed(s, "auth", refusal);
+        em_cluster_connect_failed(s, type, refusal);
         em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, p->nsp, err);
         json_decref(err);
         json_decref(auth);
