@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "em_brkrec.h"
 #include "em_broker.h"
 #include "em_log.h"
 #include "em_proc.h"
@@ -79,6 +80,7 @@ em_broker_fanout(unsigned i, uint16_t type, size_t len, uint64_t pos)
 {
     em_shm_fan_t *f = em_broker_fan();
     unsigned      n = em_b.shm->nworkers, from = 0;
+    unsigned      target = type == EM_BRK_REC_CMD ? em_brkcmd_target(em_b.rec, len) : EM_BRK_ALL;
 
     if (em_b.resume && em_b.resume_origin == i) {
         em_b.resume = 0;
@@ -97,7 +99,8 @@ em_broker_fanout(unsigned i, uint16_t type, size_t len, uint64_t pos)
         EM_FAN_SET(f, active, 1);
     }
     for (unsigned j = from; j < n; j++) {
-        if (j == i || (type == EM_BRK_REC_BCAST && !em_brk_wants(em_b.shm, j, em_b.rec, len))) {
+        if (j == i || (type == EM_BRK_REC_BCAST && !em_brk_wants(em_b.shm, j, em_b.rec, len))
+            || (type == EM_BRK_REC_CMD && target != EM_BRK_ALL && target != j)) {
             continue;
         }
         EM_FAN_SET(f, cur, EM_SHM_FAN_NONE);

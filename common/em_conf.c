@@ -842,10 +842,71 @@ em_conf_read_listen(config_setting_t *s, em_conf_t *conf, const char *file, char
     return 0;
 }
 
+static const char *const em_conf_admin_keys[] = { "listen", "keys", "max_body", "timeout",
+                                                  "max_ack_timeout", NULL };
+
+/* admin = { listen = "127.0.0.1:3001"; keys = [ "..." ]; max_body = 1048576;
+ *           timeout = 5000; max_ack_timeout = 60000; } */
+static int
+em_conf_read_admin(config_setting_t *g, em_conf_t *conf, const char *file, char *err,
+                   size_t errlen)
+{
+    em_conf_admin_t  *a;
+    config_setting_t *keys, *l;
+    const char       *text = NULL;
+    unsigned          body = 1024 * 1024;
+    int               n;
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g, "\"admin\" must be a group "
+                            "{ listen = \"127.0.0.1:3001\"; keys = [ \"...\" ]; }");
+    }
+    a = conf->admin = em_conf_calloc(1, sizeof(*a));
+    a->timeout = 5000;
+    a->max_ack_timeout = 60000;
+    if (em_conf_check_keys(g, em_conf_admin_keys, "admin", file, err, errlen) != 0
+        || em_conf_get_uint(g, "max_body", 1024, EM_CONF_ADMIN_BODY_MAX, &body, file, err, errlen) != 0
+        || em_conf_get_uint(g, "timeout", 100, EM_CONF_ADMIN_TIMEOUT_MAX, &a->timeout, file, err,
+                            errlen) != 0
+        || em_conf_get_uint(g, "max_ack_timeout", 1, EM_CONF_ADMIN_TIMEOUT_MAX, &a->max_ack_timeout,
+                            file, err, errlen) != 0) {
+        return -1;
+    }
+    a->max_body = body;
+    l = config_setting_get_member(g, "listen");
+    if (l != NULL && config_setting_type(l) == CONFIG_TYPE_STRING) {
+        text = config_setting_get_string(l);
+    }
+    if (text == NULL || em_conf_parse_listen(text, &a->listen) != 0) {
+        return em_conf_fail(err, errlen, file, l != NULL ? l : g,
+                            "admin needs \"listen\": an address such as \"127.0.0.1:3001\"");
+    }
+    keys = config_setting_get_member(g, "keys");
+    n = keys != NULL && (config_setting_is_list(keys) || config_setting_is_array(keys))
+        ? config_setting_length(keys) : 0;
+    if (n < 1 || n > EM_CONF_ADMIN_KEYS_MAX) {
+        return em_conf_fail(err, errlen, file, keys != NULL ? keys : g,
+                            "admin needs \"keys\": a list of 1 to %d strings",
+                            EM_CONF_ADMIN_KEYS_MAX);
+    }
+    a->keys = em_conf_calloc((size_t) n, sizeof(char *));
+    for (int i = 0; i < n; i++) {
+        const char *k = config_setting_get_string_elem(keys, i);
+        if (k == NULL || strlen(k) < EM_CONF_ADMIN_KEY_MIN || strlen(k) > EM_CONF_API_KEY_MAX
+            || strpbrk(k, " \t\r\n") != NULL) {
+            return em_conf_fail(err, errlen, file, keys, "each admin key must be a string of "
+                                "%d to %d bytes without blanks", EM_CONF_ADMIN_KEY_MIN,
+                                EM_CONF_API_KEY_MAX);
+        }
+        a->keys[a->nkeys++] = em_conf_strdup(k);
+    }
+    return 0;
+}
+
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", NULL
 };
 
 static int
@@ -911,6 +972,11 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     }
     if (em_conf_read_endpoint(root, &conf->endpoints[0], file, err, errlen) != 0) {
         return -1;
+    }
+    if ((s = config_setting_get_member(root, "admin")) != NULL) {
+        if (em_conf_read_admin(s, conf, file, err, errlen) != 0) {
+            return -1;
+        }
     }
     if ((s = config_setting_get_member(root, "cors")) != NULL) {
         if (em_conf_read_cors(s, conf, file, err, errlen) != 0) {
@@ -1045,6 +1111,15 @@ em_conf_load(const char *file, char *err, size_t errlen)
         em_conf_parse_listen(EM_CONF_DEFAULT_LISTEN, &conf->listen[0]);
         conf->nlisten = 1;
     }
+    for (size_t i = 0; rc == 0 && conf->admin != NULL && i < conf->nlisten; i++) {
+        if (strcmp(conf->listen[i].host, conf->admin->listen.host) == 0
+            && strcmp(conf->listen[i].port, conf->admin->listen.port) == 0) {
+            snprintf(err, errlen, "%s: the admin listener must have an address of its own "
+                     "(%s is a public listener)", file ? file : "(default)",
+                     conf->admin->listen.text);
+            rc = -1;
+        }
+    }
     if (rc == 0 && conf->nnsps == 0) {
         free(conf->nsps);           /* "namespaces = ( );" left an empty array */
         conf->nsps = em_conf_calloc(1, sizeof(em_conf_nsp_t));
@@ -1068,6 +1143,16 @@ em_conf_free(em_conf_t *conf)
         free(conf->listen[i].host);
         free(conf->listen[i].port);
         free(conf->listen[i].text);
+    }
+    if (conf->admin != NULL) {
+        free(conf->admin->listen.host);
+        free(conf->admin->listen.port);
+        free(conf->admin->listen.text);
+        for (size_t i = 0; i < conf->admin->nkeys; i++) {
+            free(conf->admin->keys[i]);
+        }
+        free(conf->admin->keys);
+        free(conf->admin);
     }
     for (size_t i = 0; i < conf->nendpoints; i++) {
         free(conf->endpoints[i].path);

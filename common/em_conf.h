@@ -129,6 +129,22 @@ typedef struct {
     char    *text;      /* as written */
 } em_conf_listen_t;
 
+/* The admin listener: the backend API, /health and /metrics, on an address
+ * of its own ("admin" group). */
+#define EM_CONF_ADMIN_KEYS_MAX    64
+#define EM_CONF_ADMIN_KEY_MIN     16       /* bytes: a guessable key is refused */
+#define EM_CONF_ADMIN_BODY_MAX    (2u * 1024 * 1024)   /* an event must fit the rings */
+#define EM_CONF_ADMIN_TIMEOUT_MAX 600000u  /* ms */
+
+typedef struct {
+    em_conf_listen_t    listen;
+    char              **keys;         /* bearer keys any of which admits a call */
+    size_t              nkeys;
+    size_t              max_body;     /* bytes of a request body; over: 413 */
+    unsigned            timeout;      /* ms the workers have to answer a call */
+    unsigned            max_ack_timeout; /* ms an emit may wait for acks */
+} em_conf_admin_t;
+
 typedef struct {
     char               *file;         /* the file read, or NULL (embedded default) */
     em_conf_listen_t   *listen;
@@ -141,6 +157,7 @@ typedef struct {
     size_t              nnsps;
     char               *health_path;  /* GET answered with the health report, or NULL */
     char               *metrics_path; /* GET answered with Prometheus metrics, or NULL */
+    em_conf_admin_t    *admin;        /* the admin listener, or NULL */
 
     /* Socket.IO connection-state recovery (the "recovery" group). */
     unsigned            recovery:1;

@@ -784,6 +784,21 @@ em_eio_session_init(const em_eio_upper_t *sio, const em_eio_upper_t *raw)
     return em_loop_reaper_add(em_eio_session_reap);
 }
 
+/* Output a WebSocket client may have waiting and still take a volatile send. */
+#define EM_EIO_READY_BYTES (64u * 1024)
+
+int
+em_eio_session_ready(const em_eio_session_t *s)
+{
+    if (!em_eio_session_open(s) || s->upgrading) {
+        return 0;
+    }
+    if (s->transport == EM_TRANSPORT_WEBSOCKET) {
+        return s->ws != NULL && (s->ws->out == NULL || evbuffer_get_length(s->ws->out) < EM_EIO_READY_BYTES);
+    }
+    return s->get != NULL && s->q_head == NULL;
+}
+
 uint32_t
 em_eio_session_count(void)
 {

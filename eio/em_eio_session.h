@@ -80,6 +80,11 @@ em_eio_session_open(const em_eio_session_t *s)
     return s->state == EM_EIO_SESSION_OPEN;
 }
 
+/* Whether a message sent now goes out at once (a volatile send is
+ * dropped otherwise): a WebSocket with little output waiting, or a polling
+ * GET parked with nothing queued before it. */
+int  em_eio_session_ready(const em_eio_session_t *s);
+
 /* Register the layers above: Socket.IO endpoints and raw ones (EM_OK). */
 int  em_eio_session_init(const em_eio_upper_t *sio, const em_eio_upper_t *raw);
 

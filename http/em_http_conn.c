@@ -35,17 +35,19 @@ typedef struct em_http_chunked_body {
 
 static em_http_handlers_t em_http_upper;
 
-#define EM_HTTP_ROUTES 8
+#define EM_HTTP_ROUTES 16      /* em_http_conn_t.route holds 0..16 */
 
 static struct {
     const char       *path;
     size_t            len;
+    unsigned          flags;
     em_http_route_fn  fn;
 } em_http_routes[EM_HTTP_ROUTES];
 static size_t em_http_nroutes;
+static void (*em_http_route_lost)(void *upper);
 
 int
-em_http_conn_route(const char *path, em_http_route_fn fn)
+em_http_conn_route(const char *path, unsigned flags, em_http_route_fn fn)
 {
     if (em_http_nroutes == EM_HTTP_ROUTES) {
         em_log(EM_LOG_ERR, 0, "too many HTTP routes");
@@ -53,9 +55,51 @@ em_http_conn_route(const char *path, em_http_route_fn fn)
     }
     em_http_routes[em_http_nroutes].path = path;
     em_http_routes[em_http_nroutes].len = strlen(path);
+    em_http_routes[em_http_nroutes].flags = flags;
     em_http_routes[em_http_nroutes].fn = fn;
     em_http_nroutes++;
     return EM_OK;
+}
+
+void
+em_http_conn_route_lost(void (*lost)(void *upper))
+{
+    em_http_route_lost = lost;
+}
+
+/* The route for a request on h, or -1. */
+static int
+em_http_route_find(const em_http_conn_t *h, em_str_t path)
+{
+    unsigned want = h->admin ? EM_HTTP_ROUTE_ADMIN : EM_HTTP_ROUTE_PUBLIC;
+
+    for (size_t i = 0; i < em_http_nroutes; i++) {
+        size_t n = em_http_routes[i].len;
+        if ((em_http_routes[i].flags & want)
+            && (path.len == n || (path.len > n && (em_http_routes[i].flags & EM_HTTP_ROUTE_PREFIX)))
+            && memcmp(path.data, em_http_routes[i].path, n) == 0) {
+            return (int) i;
+        }
+    }
+    return -1;
+}
+
+/* The largest body the request being read may have. */
+static size_t
+em_http_body_max(const em_http_conn_t *h)
+{
+    return h->route ? em_loop.conf->admin->max_body : h->endpoint->max_payload;
+}
+
+/* A request with its whole body: to its route or the layer above. */
+static void
+em_http_serve(em_http_conn_t *h, const em_http_req_t *req, const char *body, size_t len)
+{
+    if (h->route) {
+        em_http_routes[h->route - 1].fn(h, req, body, len);
+    } else {
+        em_http_upper.request(h, req, body, len);
+    }
 }
 
 static em_http_conn_t *
@@ -149,6 +193,10 @@ em_http_request_done(em_http_conn_t *h)
     if (c->state == EM_CONN_CLOSED) {
         return;
     }
+    if (h->held) {
+        h->held = 0;            /* answered: its route hears nothing more */
+        c->upper = NULL;
+    }
     if (!h->keep_alive) {
         em_conn_drain(c);
         return;
@@ -205,6 +253,13 @@ em_http_conn_respond_body_type(em_http_conn_t *h, int status, const char *ctype,
         return;
     }
     em_http_request_done(h);
+}
+
+void
+em_http_conn_hold(em_http_conn_t *h, void *upper)
+{
+    h->held = 1;
+    em_http_conn_park(h, upper);
 }
 
 void
@@ -335,6 +390,56 @@ em_http_handoff(em_http_conn_t *h, unsigned slot)
     em_conn_close(&h->conn);   /* our copy of the fd; the master holds its own */
 }
 
+/* Read the request's body, if it has one, or serve it now. Returns what
+ * em_http_request() returns. */
+static size_t
+em_http_body_start(em_http_conn_t *h, const em_http_req_t *req)
+{
+    size_t max = em_http_body_max(h);
+
+    if (req->chunked) {
+        if (req->method != EM_HTTP_POST && !h->route) {
+            em_http_refuse(h, 400, EM_LIMIT_PROTOCOL, "a chunked body on a request other than POST");
+            return req->head_len;
+        }
+        /* Keep a copy of the head: the body is decoded as it arrives and
+         * the input it came in is dropped. */
+        em_http_chunked_body_t *ch = calloc(1, sizeof(*ch));
+        if (ch == NULL || (ch->head = malloc(req->head_len)) == NULL) {
+            free(ch);
+            em_http_fail(h, 503);
+            return req->head_len;
+        }
+        memcpy(ch->head, req->method_str.data, req->head_len);
+        ch->head_len = req->head_len;
+        h->chunked = ch;
+        h->phase = EM_HTTP_PHASE_CHUNKED;
+        return req->head_len;
+    }
+    if ((req->method == EM_HTTP_POST || h->route) && req->content_length > 0) {
+        if ((size_t) req->content_length > max) {
+            em_loop_violation(h->conn.fd, NULL, EM_LIMIT_REQUEST_SIZE,
+                              "a request body of %lld bytes (limit %zu): answered 413",
+                              (long long) req->content_length, max);
+            h->keep_alive = 0;
+            if (h->route) {
+                static const char tl[] = "{\"error\":\"too_large\",\"message\":\"the request "
+                                         "body is over admin.max_body\"}";
+                em_http_conn_respond(h, 413, "application/json", tl, sizeof(tl) - 1);
+            } else {
+                em_http_conn_respond(h, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
+            }
+            return req->head_len;
+        }
+        h->phase = EM_HTTP_PHASE_BODY;
+        h->head_len = (unsigned) req->head_len;         /* <= EM_HTTP_MAX_HEAD */
+        h->body_len = (uint32_t) req->content_length;   /* <= max_payload (1 GiB) */
+        return 0;
+    }
+    em_http_serve(h, req, NULL, 0);
+    return req->head_len;
+}
+
 /*
  * A request head is complete: route it, then serve it or wait for its body.
  * Returns how many input bytes the caller drops once it is done (the head;
@@ -348,18 +453,32 @@ em_http_request(em_http_conn_t *h, const em_http_req_t *req)
     ssize_t                   n;
 
     h->keep_alive = req->keep_alive;
-    em_http_cors(h, req);
+    h->route = 0;
+    h->endpoint = NULL;
+    if (!h->admin) {
+        em_http_cors(h, req);
+    }
 
-    for (size_t i = 0; i < em_http_nroutes; i++) {
-        if (req->path.len == em_http_routes[i].len
-            && memcmp(req->path.data, em_http_routes[i].path, req->path.len) == 0) {
-            h->noroute = 0;
+    int r = em_http_route_find(h, req->path);
+    if (r >= 0 && !h->admin) {
+        h->noroute = 0;
+        if (req->content_length > 0 || req->chunked) {
+            h->keep_alive = 0;      /* its body is not read */
+        }
+        em_http_routes[r].fn(h, req, NULL, 0);
+        return req->head_len;
+    }
+    if (h->admin) {
+        if (r < 0) {
             if (req->content_length > 0 || req->chunked) {
-                h->keep_alive = 0;      /* its body is not read */
+                h->keep_alive = 0;
             }
-            em_http_routes[i].fn(h, req);
+            static const char nf[] = "{\"error\":\"not_found\",\"message\":\"no such API call\"}";
+            em_http_conn_respond(h, 404, "application/json", nf, sizeof(nf) - 1);
             return req->head_len;
         }
+        h->route = (unsigned) r + 1;
+        return em_http_body_start(h, req);
     }
     ep = em_conf_endpoint(em_loop.conf, req->path.data, req->path.len);
     if (ep == NULL) {
@@ -391,41 +510,7 @@ em_http_request(em_http_conn_t *h, const em_http_req_t *req)
         return req->head_len;
     }
     h->endpoint = ep;
-    if (req->chunked) {
-        if (req->method != EM_HTTP_POST) {
-            em_http_refuse(h, 400, EM_LIMIT_PROTOCOL, "a chunked body on a request other than POST");
-            return req->head_len;
-        }
-        /* Keep a copy of the head: the body is decoded as it arrives and
-         * the input it came in is dropped. */
-        em_http_chunked_body_t *ch = calloc(1, sizeof(*ch));
-        if (ch == NULL || (ch->head = malloc(req->head_len)) == NULL) {
-            free(ch);
-            em_http_fail(h, 503);
-            return req->head_len;
-        }
-        memcpy(ch->head, req->method_str.data, req->head_len);
-        ch->head_len = req->head_len;
-        h->chunked = ch;
-        h->phase = EM_HTTP_PHASE_CHUNKED;
-        return req->head_len;
-    }
-    if (req->method == EM_HTTP_POST && req->content_length > 0) {
-        if ((size_t) req->content_length > ep->max_payload) {
-            em_loop_violation(h->conn.fd, NULL, EM_LIMIT_REQUEST_SIZE,
-                              "a request body of %lld bytes (max_payload %zu): answered 413",
-                              (long long) req->content_length, ep->max_payload);
-            h->keep_alive = 0;
-            em_http_conn_respond(h, 413, "text/plain; charset=UTF-8", "Payload Too Large", 17);
-            return req->head_len;
-        }
-        h->phase = EM_HTTP_PHASE_BODY;
-        h->head_len = (unsigned) req->head_len;         /* <= EM_HTTP_MAX_HEAD */
-        h->body_len = (uint32_t) req->content_length;   /* <= max_payload (1 GiB) */
-        return 0;
-    }
-    em_http_upper.request(h, req, NULL, 0);
-    return req->head_len;
+    return em_http_body_start(h, req);
 }
 
 /* CHUNKED: decode what arrived. Returns EM_OK when the body was served,
@@ -434,7 +519,7 @@ static int
 em_http_chunked_input(em_http_conn_t *h, struct evbuffer *in, size_t len)
 {
     em_http_chunked_body_t *ch = h->chunked;
-    size_t                  max = h->endpoint->max_payload;
+    size_t                  max = em_http_body_max(h);
     size_t                  used = 0;
     em_http_req_t           req;
 
@@ -478,7 +563,7 @@ em_http_chunked_input(em_http_conn_t *h, struct evbuffer *in, size_t len)
         return EM_ERROR;
     }
     h->phase = EM_HTTP_PHASE_BODY;    /* the layer above answers as for any POST */
-    em_http_upper.request(h, &req, ch->body, ch->body_len);
+    em_http_serve(h, &req, ch->body, ch->body_len);
     em_http_chunked_free(h);
     return EM_OK;
 }
@@ -540,7 +625,7 @@ em_http_input(em_conn_t *c)
                 em_http_fail(h, 400);
                 break;
             }
-            em_http_upper.request(h, &req, buf + h->head_len, h->body_len);
+            em_http_serve(h, &req, buf + h->head_len, h->body_len);
             consumed = total;
         } else if (h->phase == EM_HTTP_PHASE_CHUNKED) {
             if (len == 0 || em_http_chunked_input(h, in, len) != EM_OK) {
@@ -607,7 +692,7 @@ em_http_read_timeout(em_conn_t *c)
 }
 
 void
-em_http_conn_accept(int fd, const char *data, size_t len, int noroute)
+em_http_conn_accept(int fd, const char *data, size_t len, int noroute, int admin)
 {
     em_conn_t *c = em_conn_new(fd, data, len);
 
@@ -615,8 +700,26 @@ em_http_conn_accept(int fd, const char *data, size_t len, int noroute)
         return;
     }
     em_http_of(c)->noroute = noroute ? 1 : 0;
+    em_http_of(c)->admin = admin && em_loop.conf->admin != NULL;
     em_http_await_head(em_http_of(c));
     em_conn_start(c);
+}
+
+/* A connection attached to upper is gone: a route's held request, or the
+ * layer above's. */
+static void
+em_http_lost(void *upper, em_conn_t *c)
+{
+    em_http_conn_t *h = em_http_of(c);
+
+    if (h->held) {
+        h->held = 0;
+        if (em_http_route_lost != NULL) {
+            em_http_route_lost(upper);
+        }
+        return;
+    }
+    em_http_upper.lost(upper, c);
 }
 
 int
@@ -630,7 +733,7 @@ em_http_conn_init(const em_http_handlers_t *h)
         .read_timeout = em_http_read_timeout,
         .free = em_http_free,
         .ws_message = h->ws_message,
-        .lost = h->lost,
+        .lost = em_http_lost,
         .upper_id = h->upper_id,
     };
 

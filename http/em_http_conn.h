@@ -33,6 +33,9 @@ typedef struct em_http_conn {
     unsigned                   noroute:1;     /* serve the next request here */
     unsigned                   in_process:1;  /* inside em_http_conn_input() */
     unsigned                   reused:1;      /* a request was answered before */
+    unsigned                   admin:1;       /* from the admin listener: its routes only */
+    unsigned                   held:1;        /* a route holds the request (upper is its) */
+    unsigned                   route:5;       /* the route serving the request, + 1; or 0 */
     unsigned                   head_len:15;   /* BODY: head bytes still in input */
     uint32_t                   body_len;      /* BODY: Content-Length (<= max_payload) */
     const em_conf_endpoint_t  *endpoint;      /* of the request being served */
@@ -56,15 +59,35 @@ typedef struct {
 /* Register the layer above, and this layer with the transport. */
 int em_http_conn_init(const em_http_handlers_t *h);
 
-/* A request for the exact path `path` (no query) goes to fn, which answers
- * it (em_http_conn_respond), before the endpoints are looked at: for the
- * health report and, later, the backend API. At most 8; path is kept. */
-typedef void (*em_http_route_fn)(em_http_conn_t *h, const em_http_req_t *req);
-int em_http_conn_route(const char *path, em_http_route_fn fn);
+/*
+ * A request for the path `path` (no query; with EM_HTTP_ROUTE_PREFIX, any
+ * path it begins) goes to fn before the endpoints are looked at: the health
+ * report, the metrics, the backend API. fn answers it with
+ * em_http_conn_respond*(), now or later (em_http_conn_hold()). A route
+ * serves the public listeners, the admin listener or both; only on the
+ * admin listener does a route get the request's body (up to the admin
+ * max_body; more: 413), which it must copy to keep. The admin listener
+ * serves nothing but its routes. At most 16; path is kept.
+ */
+#define EM_HTTP_ROUTE_PUBLIC 0x1
+#define EM_HTTP_ROUTE_ADMIN  0x2
+#define EM_HTTP_ROUTE_PREFIX 0x4
+typedef void (*em_http_route_fn)(em_http_conn_t *h, const em_http_req_t *req, const char *body,
+                                 size_t len);
+int em_http_conn_route(const char *path, unsigned flags, em_http_route_fn fn);
+
+/* Routes hear through lost(upper) that a connection holding a request for
+ * upper is gone before the answer. */
+void em_http_conn_route_lost(void (*lost)(void *upper));
+
+/* Answer the request later: the connection reads nothing more (no read
+ * deadline) until em_http_conn_respond*(). */
+void em_http_conn_hold(em_http_conn_t *h, void *upper);
 
 /* Take a connection from the master: fd plus bytes it already read;
- * noroute: serve its first request here, never hand it back. */
-void em_http_conn_accept(int fd, const char *data, size_t len, int noroute);
+ * noroute: serve its first request here, never hand it back; admin: from
+ * the admin listener. */
+void em_http_conn_accept(int fd, const char *data, size_t len, int noroute, int admin);
 
 /* Send a response. Completes the request: the connection goes back to
  * reading heads (keep-alive) or drains and closes. */

@@ -25,11 +25,13 @@
 
 /* Ring record types. */
 #define EM_BRK_REC_BCAST 1
+#define EM_BRK_REC_CMD   2      /* a command for other workers, or its reply */
 
-#define EM_BRK_VERSION   1      /* bump on any change to this file */
+#define EM_BRK_VERSION   2      /* bump on any change to this file */
 #define EM_BRK_F_CONF    0x1    /* every instance of configured namespace conf_index */
 #define EM_BRK_F_OFFSET  0x2    /* the data's last element is its recovery log offset */
-#define EM_BRK_F_KNOWN   (EM_BRK_F_CONF | EM_BRK_F_OFFSET)
+#define EM_BRK_F_VOLATILE 0x4   /* only to sockets that can take it at once */
+#define EM_BRK_F_KNOWN   (EM_BRK_F_CONF | EM_BRK_F_OFFSET | EM_BRK_F_VOLATILE)
 
 /* The 16-bit length and count fields: a namespace, a room or except name of
  * more bytes, or more rooms or excepts than this, has no record. */
@@ -67,5 +69,33 @@ _Static_assert(offsetof(em_brk_bcast_t, nexcept) == 14, "em_brk_bcast_t layout c
 _Static_assert(offsetof(em_brk_bcast_t, natt) == 16, "em_brk_bcast_t layout changed");
 _Static_assert(offsetof(em_brk_bcast_t, data_len) == 20, "em_brk_bcast_t layout changed");
 _Static_assert(offsetof(em_brk_bcast_t, reserved) == 24, "em_brk_bcast_t layout changed");
+
+/*
+ * A command (EM_BRK_REC_CMD): something a worker asks the others to do with
+ * their sockets (the backend API's join, leave, disconnect, listings, an
+ * emit that waits for acks), or a worker's reply to one. The broker relays
+ * it to `target` only, or to every worker but the origin (EM_BRK_ALL).
+ *
+ *     em_brk_cmd_t      24 bytes, fields below
+ *     data              data_len bytes: the command's JSON text
+ *     attachments       natt x (uint32 len, len bytes)
+ */
+#define EM_BRK_ALL       0xffffu
+
+typedef struct {
+    uint16_t version;       /* EM_BRK_VERSION */
+    uint16_t kind;          /* what to do: the worker's layer above defines them (not 0) */
+    uint16_t origin;        /* the worker slot asking; a reply goes back to it */
+    uint16_t target;        /* a worker slot, or EM_BRK_ALL */
+    uint32_t data_len;
+    uint32_t natt;          /* at most EM_BRK_ATT_MAX */
+    uint64_t req;           /* the request's id at its origin */
+} em_brk_cmd_t;
+
+_Static_assert(sizeof(em_brk_cmd_t) == 24, "em_brk_cmd_t layout changed");
+_Static_assert(offsetof(em_brk_cmd_t, target) == 6, "em_brk_cmd_t layout changed");
+_Static_assert(offsetof(em_brk_cmd_t, data_len) == 8, "em_brk_cmd_t layout changed");
+_Static_assert(offsetof(em_brk_cmd_t, natt) == 12, "em_brk_cmd_t layout changed");
+_Static_assert(offsetof(em_brk_cmd_t, req) == 16, "em_brk_cmd_t layout changed");
 
 #endif

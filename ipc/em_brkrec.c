@@ -251,3 +251,92 @@ em_brk_list_next(em_brk_list_t *l, em_str_t *out)
     l->n--;
     return 1;
 }
+
+/* ---- command records (EM_BRK_REC_CMD) ---- */
+
+int
+em_brkcmd_size(const em_brk_cmd_msg_t *m, size_t *size)
+{
+    size_t sum = sizeof(em_brk_cmd_t);
+
+    if (m->kind == 0 || m->data.len > UINT32_MAX || m->natt > EM_BRK_ATT_MAX
+        || !em_brk_add(&sum, m->data.len)) {
+        return EM_ERROR;
+    }
+    for (size_t i = 0; i < m->natt; i++) {
+        if (m->att[i].len > UINT32_MAX || !em_brk_add(&sum, 4) || !em_brk_add(&sum, m->att[i].len)) {
+            return EM_ERROR;
+        }
+    }
+    *size = sum;
+    return EM_OK;
+}
+
+int
+em_brkcmd_encode(const em_brk_cmd_msg_t *m, void *buf, size_t cap, size_t *len)
+{
+    em_brk_cmd_t h;
+    size_t       need;
+    char        *w = buf;
+
+    if (em_brkcmd_size(m, &need) != EM_OK || cap < need) {
+        return EM_ERROR;
+    }
+    memset(&h, 0, sizeof(h));
+    h.version = EM_BRK_VERSION;
+    h.kind = m->kind;
+    h.origin = m->origin;
+    h.target = m->target;
+    h.data_len = (uint32_t) m->data.len;
+    h.natt = (uint32_t) m->natt;
+    h.req = m->req;
+    w = em_brk_put(w, &h, sizeof(h));
+    w = em_brk_put(w, m->data.data, m->data.len);
+    for (size_t i = 0; i < m->natt; i++) {
+        uint32_t l = (uint32_t) m->att[i].len;
+        w = em_brk_put(w, &l, 4);
+        w = em_brk_put(w, m->att[i].data, m->att[i].len);
+    }
+    *len = (size_t) (w - (char *) buf);
+    return EM_OK;
+}
+
+int
+em_brkcmd_decode(const void *rec, size_t len, em_brk_cmd_msg_t *m)
+{
+    const char  *p = rec, *end;
+    em_brk_cmd_t h;
+
+    if (len < sizeof(h)) {
+        return EM_ERROR;
+    }
+    end = p + len;
+    memcpy(&h, p, sizeof(h));
+    p += sizeof(h);
+    if (h.version != EM_BRK_VERSION || h.kind == 0 || h.natt > EM_BRK_ATT_MAX) {
+        return EM_ERROR;
+    }
+    memset(m, 0, sizeof(*m));
+    m->kind = h.kind;
+    m->origin = h.origin;
+    m->target = h.target;
+    m->req = h.req;
+    m->natt = h.natt;
+    if (em_brk_take(&p, end, h.data_len, &m->data) != EM_OK
+        || em_brk_take_list(&p, end, h.natt, 4, &m->atts) != EM_OK || p != end) {
+        return EM_ERROR;
+    }
+    return EM_OK;
+}
+
+unsigned
+em_brkcmd_target(const void *rec, size_t len)
+{
+    em_brk_cmd_t h;
+
+    if (len < sizeof(h)) {
+        return EM_BRK_ALL;
+    }
+    memcpy(&h, rec, sizeof(h));
+    return h.target;
+}

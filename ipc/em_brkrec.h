@@ -98,4 +98,32 @@ int em_brkrec_validate(const void *rec, size_t len);
  * that is not one em_brkrec_decode() gave). */
 int em_brk_list_next(em_brk_list_t *l, em_str_t *out);
 
+/* A command record (EM_BRK_REC_CMD) as slices the caller owns, or as a
+ * decoder returns them (slices of the record). */
+typedef struct {
+    uint16_t        kind;
+    uint16_t        origin;
+    uint16_t        target;         /* a worker slot or EM_BRK_ALL */
+    uint64_t        req;
+    em_str_t        data;           /* JSON text */
+    const em_str_t *att;            /* encoding: the attachments */
+    size_t          natt;
+    em_brk_list_t   atts;           /* decoding: the attachments */
+} em_brk_cmd_msg_t;
+
+/* The bytes m's record takes: EM_OK and *size, or EM_ERROR (kind 0, data
+ * over UINT32_MAX bytes, more than EM_BRK_ATT_MAX attachments or one over
+ * UINT32_MAX bytes, or a size past size_t). */
+int em_brkcmd_size(const em_brk_cmd_msg_t *m, size_t *size);
+/* Write m's record into buf: EM_OK and *len, or EM_ERROR (buf untouched). */
+int em_brkcmd_encode(const em_brk_cmd_msg_t *m, void *buf, size_t cap, size_t *len);
+/* Decode a command record: EM_OK, or EM_ERROR when a part runs past len,
+ * bytes follow the last attachment, or the version, kind or attachment
+ * count are not what em_brkcmd_encode() writes. rec needs no alignment. */
+int em_brkcmd_decode(const void *rec, size_t len, em_brk_cmd_msg_t *m);
+/* The target of a command record, read without decoding the rest (the
+ * broker's routing): a slot, EM_BRK_ALL, or EM_BRK_ALL for a record too
+ * short to have one (the workers judge it). */
+unsigned em_brkcmd_target(const void *rec, size_t len);
+
 #endif

@@ -25,6 +25,7 @@ typedef enum {
 #define EM_CHAN_SLOT_ANY  0xffff  /* HANDOFF: let the master place it */
 #define EM_CHAN_F_NOROUTE 0x1   /* serve the first request here, never hand it back */
 #define EM_CHAN_F_PLACED  0x2   /* the master chose this worker by load */
+#define EM_CHAN_F_ADMIN   0x4   /* from the admin listener: the backend API only */
 
 typedef struct {
     uint32_t magic;

@@ -400,6 +400,28 @@ em_lua_on_shutdown(void)
     }
 }
 
+/* socket.data as JSON, for the backend API's listings (null when the
+ * script set none, or set something JSON cannot say). */
+static json_t *
+em_lua_socket_data(em_sio_socket_t *s)
+{
+    lua_State *l = em_lua_state();
+    json_t    *j = NULL;
+    char       err[128];
+
+    if (l == NULL || s->lref == EM_SIO_NOREF || !lua_checkstack(l, 4)) {
+        return NULL;
+    }
+    int top = lua_gettop(l);
+    em_lua_push_socket(s);
+    if (lua_type(l, -1) == LUA_TUSERDATA && lua_getiuservalue(l, -1, 1) == LUA_TTABLE
+        && lua_getfield(l, -1, "data") != LUA_TNIL) {
+        j = em_lua_to_json(l, lua_gettop(l), NULL, err, sizeof(err));
+    }
+    lua_settop(l, top);
+    return j;
+}
+
 static const em_sio_app_t em_lua_sio_app = {
     .has_script = em_lua_has_script,
     .nsp_scripts = em_lua_nsp_scripts,
@@ -410,6 +432,7 @@ static const em_sio_app_t em_lua_sio_app = {
     .release = em_lua_socket_release,
     .presence = em_lua_presence_event,
     .shutdown = em_lua_on_shutdown,
+    .socket_data = em_lua_socket_data,
 };
 
 /* Register the scripts as the Socket.IO layer's application. */

@@ -52,6 +52,7 @@ typedef struct {
 
 typedef struct {
     int           fd;
+    int           admin;          /* the admin listener (conf->admin) */
     struct event *ev;
 } em_listener_t;
 
@@ -288,8 +289,9 @@ em_pending_read(evutil_socket_t fd, short what, void *arg)
 static void
 em_master_accept(evutil_socket_t lfd, short what, void *arg)
 {
+    const em_listener_t *l = arg;
+
     (void) what;
-    (void) arg;
     for (int i = 0; i < EM_MASTER_ACCEPT_BATCH; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -311,6 +313,11 @@ em_master_accept(evutil_socket_t lfd, short what, void *arg)
         }
         /* TCP_NODELAY comes from the listener (Linux copies it to every
          * accepted socket): no setsockopt() per connection. */
+        if (l->admin) {
+            /* The backend API has no sessions to route by: any worker. */
+            em_master_dispatch(fd, -1, NULL, 0, EM_CHAN_F_NOROUTE | EM_CHAN_F_ADMIN);
+            continue;
+        }
         em_pending_t *p = malloc(sizeof(*p));
         if (p == NULL) {
             em_log(EM_LOG_ERR, errno, "malloc() for a new connection failed");
@@ -705,14 +712,15 @@ em_master_run(em_conf_t *conf)
     em_proc_title_set("emitd: master");
     signal(SIGPIPE, SIG_IGN);
 
-    em_m.listeners = calloc(conf->nlisten, sizeof(em_listener_t));
+    em_m.listeners = calloc(conf->nlisten + 1, sizeof(em_listener_t));
     if (em_m.listeners == NULL) {
         return 1;
     }
-    for (size_t i = 0; i < conf->nlisten; i++) {
-        int fd = em_master_bind(&conf->listen[i]);
+    for (size_t i = 0; i < conf->nlisten + (conf->admin != NULL); i++) {
+        const em_conf_listen_t *cl = i < conf->nlisten ? &conf->listen[i] : &conf->admin->listen;
+        int fd = em_master_bind(cl);
         if (fd < 0) {
-            em_log(EM_LOG_ERR, 0, "cannot listen on %s: exiting", conf->listen[i].text);
+            em_log(EM_LOG_ERR, 0, "cannot listen on %s: exiting", cl->text);
             return 1;
         }
         /* The kernel holds a connection that sends nothing for about as
@@ -720,8 +728,9 @@ em_master_run(em_conf_t *conf)
         int secs = (int) ((conf->limits.request_timeout + 999) / 1000), one = 1;
         (void) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));   /* inherited */
+        em_m.listeners[em_m.nlisteners].admin = i >= conf->nlisten;
         em_m.listeners[em_m.nlisteners++].fd = fd;
-        em_log(EM_LOG_INFO, 0, "listening on %s", conf->listen[i].text);
+        em_log(EM_LOG_INFO, 0, "listening on %s%s", cl->text, i >= conf->nlisten ? " (admin)" : "");
     }
 
     em_m.base = event_base_new();
@@ -776,7 +785,7 @@ em_master_run(em_conf_t *conf)
     em_m.accept_ev = evtimer_new(em_m.base, em_master_accept_resume, NULL);
     for (size_t i = 0; i < em_m.nlisteners; i++) {
         em_m.listeners[i].ev = event_new(em_m.base, em_m.listeners[i].fd, EV_READ | EV_PERSIST,
-                                         em_master_accept, NULL);
+                                         em_master_accept, &em_m.listeners[i]);
         event_add(em_m.listeners[i].ev, NULL);
     }
     em_log(EM_LOG_INFO, 0, "emitd %s started with %u workers", EM_VERSION, em_m.nslots);

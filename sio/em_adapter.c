@@ -144,10 +144,14 @@ em_adapter_socket_rooms(const em_sio_socket_t *s,
     }
 }
 
-static void
+static inline void
 em_adapter_deliver(em_sio_socket_t *s, uint32_t stamp, const em_bcast_t *b, const em_pkt_t *pkt)
 {
     if (s->stamp == stamp || s->state == EM_SIO_S_CLOSED) {
+        return;
+    }
+    if (b->vol && !em_sio_socket_ready(s)) {
+        s->stamp = stamp;       /* volatile: not for a client that cannot take it now */
         return;
     }
     if (b->offset != 0 && b->offset <= s->replayed) {
@@ -159,8 +163,15 @@ em_adapter_deliver(em_sio_socket_t *s, uint32_t stamp, const em_bcast_t *b, cons
     em_sio_socket_send(s, pkt);
 }
 
-void
-em_adapter_broadcast(em_nsp_t *nsp, const em_bcast_t *b, const em_pkt_t *pkt)
+/*
+ * Call fn once for each socket of nsp that b selects (the walk of a
+ * broadcast). Inlined into both callers, so a broadcast's delivery is a
+ * direct call.
+ */
+static inline void
+em_adapter_walk(em_nsp_t *nsp, const em_bcast_t *b,
+                void (*fn)(em_sio_socket_t *s, uint32_t stamp, const em_bcast_t *b, void *arg),
+                void *arg)
 {
     uint32_t stamp = ++em_adapter_stamp;
 
@@ -187,7 +198,7 @@ em_adapter_broadcast(em_nsp_t *nsp, const em_bcast_t *b, const em_pkt_t *pkt)
     if (b->nrooms == 0) {
         for (em_sio_socket_t *s = nsp->sockets, *next; s != NULL; s = next) {
             next = s->hh.next;
-            em_adapter_deliver(s, stamp, b, pkt);
+            fn(s, stamp, b, arg);
         }
         return;
     }
@@ -197,14 +208,61 @@ em_adapter_broadcast(em_nsp_t *nsp, const em_bcast_t *b, const em_pkt_t *pkt)
         if (r != NULL) {
             for (em_member_t *m = r->members, *next; m != NULL; m = next) {
                 next = m->hh.next;
-                em_adapter_deliver(m->sock, stamp, b, pkt);
+                fn(m->sock, stamp, b, arg);
             }
         }
         /* Every socket is also in the room named by its own id. */
         HASH_FIND(hh, nsp->sockets, b->rooms[i].data, b->rooms[i].len, s);
         if (s != NULL) {
-            em_adapter_deliver(s, stamp, b, pkt);
+            fn(s, stamp, b, arg);
         }
+    }
+}
+
+static void
+em_adapter_deliver_cb(em_sio_socket_t *s, uint32_t stamp, const em_bcast_t *b, void *arg)
+{
+    em_adapter_deliver(s, stamp, b, arg);
+}
+
+void
+em_adapter_broadcast(em_nsp_t *nsp, const em_bcast_t *b, const em_pkt_t *pkt)
+{
+    em_adapter_walk(nsp, b, em_adapter_deliver_cb, (void *) pkt);
+}
+
+typedef struct {
+    void (*fn)(em_sio_socket_t *s, void *arg);
+    void  *arg;
+} em_adapter_sel_t;
+
+static void
+em_adapter_select_cb(em_sio_socket_t *s, uint32_t stamp, const em_bcast_t *b, void *arg)
+{
+    em_adapter_sel_t *sel = arg;
+
+    (void) b;
+    if (s->stamp != stamp && s->state != EM_SIO_S_CLOSED) {
+        s->stamp = stamp;
+        sel->fn(s, sel->arg);
+    }
+}
+
+void
+em_adapter_select(em_nsp_t *nsp, const em_bcast_t *b, void (*fn)(em_sio_socket_t *s, void *arg),
+                  void *arg)
+{
+    em_adapter_sel_t sel = { fn, arg };
+
+    em_adapter_walk(nsp, b, em_adapter_select_cb, &sel);
+}
+
+void
+em_adapter_rooms(em_nsp_t *nsp, void (*fn)(em_nsp_t *nsp, const char *room, size_t len,
+                                           size_t members, void *arg), void *arg)
+{
+    for (em_room_t *r = nsp->rooms; r != NULL; r = r->hh.next) {
+        fn(nsp, r->name, r->len, r->nmembers, arg);
     }
 }
 

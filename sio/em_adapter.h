@@ -25,6 +25,7 @@ typedef struct {
     size_t                  nexcept;
     const em_sio_socket_t  *skip;
     uint64_t                offset;     /* its recovery log offset, from another worker (or 0) */
+    int                     vol;        /* volatile: only to sockets that can take it now */
 } em_bcast_t;
 
 /* The longest room name (the broker's records carry 16-bit lengths). */
@@ -43,6 +44,16 @@ void em_adapter_socket_rooms(const em_sio_socket_t *s,
 
 /* Send the packet once to every matching socket of nsp. */
 void em_adapter_broadcast(em_nsp_t *nsp, const em_bcast_t *b, const em_pkt_t *pkt);
+
+/* Call fn once for each socket of nsp that b selects (not CLOSED ones);
+ * fn must not join, leave or remove sockets (collect them first). */
+void em_adapter_select(em_nsp_t *nsp, const em_bcast_t *b, void (*fn)(em_sio_socket_t *s, void *arg),
+                       void *arg);
+
+/* Call fn for each room of nsp with its members in this worker (not the
+ * rooms of socket ids). */
+void em_adapter_rooms(em_nsp_t *nsp, void (*fn)(em_nsp_t *nsp, const char *room, size_t len,
+                                                size_t members, void *arg), void *arg);
 
 /* Free every room of a namespace that is going away. */
 void em_adapter_nsp_free(em_nsp_t *nsp);

@@ -13,6 +13,7 @@
 #include "em_brkrec.h"
 #include "em_shm.h"
 #include "em_bus.h"
+#include "em_cmd.h"
 #include "em_log.h"
 #include "em_loop.h"
 #include "em_sio.h"
@@ -27,6 +28,7 @@ _Static_assert(EM_BRK_ATT_MAX >= EM_SIO_MAX_ATTACHMENTS,
 typedef struct em_bus_pending {
     struct em_bus_pending *next;
     size_t                 len;
+    uint16_t               type;        /* EM_BRK_REC_* */
     unsigned char          data[];
 } em_bus_pending_t;
 
@@ -42,6 +44,7 @@ static struct {
     uint64_t           dropped;
     unsigned char     *rec;
     size_t             rec_cap;
+    int                starting;    /* reading through what a dead worker left */
 } em_bus;
 
 /* Write queued records, oldest first; stop at the first that does not fit. */
@@ -52,7 +55,7 @@ em_bus_flush(void)
 
     while (em_bus.q_head != NULL) {
         em_bus_pending_t *p = em_bus.q_head;
-        if (em_ring_write(&em_bus.up, EM_BRK_REC_BCAST, p->data, p->len) != EM_OK) {
+        if (em_ring_write(&em_bus.up, p->type, p->data, p->len) != EM_OK) {
             if (em_ring_space_wait_prepare(&em_bus.up, p->len) == EM_AGAIN) {
                 continue;   /* room appeared meanwhile */
             }
@@ -106,6 +109,46 @@ em_bus_log_fault(const em_brk_fault_t *f)
     }
 }
 
+/* A queue entry for a record of len bytes, or NULL (logged) when the queue
+ * is over its bound or memory ran out. */
+static em_bus_pending_t *
+em_bus_slot(size_t len)
+{
+    em_bus_pending_t *p;
+
+    if (em_bus.q_bytes + len > EM_BUS_QUEUE_LIMIT) {
+        /* The broker has not taken anything for a long while: say so, once
+         * per thousand, rather than grow without bound. */
+        if (em_bus.dropped++ % 1000 == 0) {
+            em_log(EM_LOG_ERR, 0, "the broker is not keeping up: %llu records for other workers "
+                   "dropped so far (%zu bytes waiting)", (unsigned long long) em_bus.dropped,
+                   em_bus.q_bytes);
+        }
+        return NULL;
+    }
+    p = malloc(sizeof(*p) + len);
+    if (p == NULL) {
+        em_log(EM_LOG_ERR, 0, "malloc() of a %zu-byte record failed", len);
+    }
+    return p;
+}
+
+/* Queue an encoded record after the others and write what fits. */
+static void
+em_bus_enqueue(em_bus_pending_t *p, uint16_t type)
+{
+    p->next = NULL;
+    p->type = type;
+    if (em_bus.q_tail) {
+        em_bus.q_tail->next = p;
+    } else {
+        em_bus.q_head = p;
+    }
+    em_bus.q_tail = p;
+    em_bus.q_bytes += p->len;
+    em_bus_flush();
+}
+
 void
 em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data, int logged,
                em_buf_t *const *att, size_t natt)
@@ -133,7 +176,8 @@ em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data
     }
     m = (em_brk_msg_t) {
         .origin = (uint16_t) em_loop.slot,
-        .flags = (uint16_t) ((conf_index >= 0 ? EM_BRK_F_CONF : 0) | (logged ? EM_BRK_F_OFFSET : 0)),
+        .flags = (uint16_t) ((conf_index >= 0 ? EM_BRK_F_CONF : 0) | (logged ? EM_BRK_F_OFFSET : 0)
+                             | (b->vol ? EM_BRK_F_VOLATILE : 0)),
         .conf_index = conf_index >= 0 ? (uint32_t) conf_index : 0,
         .nsp = nsp,
         .rooms = b->rooms,
@@ -152,19 +196,7 @@ em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data
         em_log(EM_LOG_ERR, 0, "a broadcast of %zu bytes is too large for the other workers", len);
         goto done;
     }
-    if (em_bus.q_bytes + len > EM_BUS_QUEUE_LIMIT) {
-        /* The broker has not taken anything for a long while: say so, once
-         * per thousand, rather than grow without bound. */
-        if (em_bus.dropped++ % 1000 == 0) {
-            em_log(EM_LOG_ERR, 0, "the broker is not keeping up: %llu broadcasts for other workers "
-                   "dropped so far (%zu bytes waiting)", (unsigned long long) em_bus.dropped,
-                   em_bus.q_bytes);
-        }
-        goto done;
-    }
-    p = malloc(sizeof(*p) + len);
-    if (p == NULL) {
-        em_log(EM_LOG_ERR, 0, "malloc() of a %zu-byte broadcast failed", len);
+    if ((p = em_bus_slot(len)) == NULL) {
         goto done;
     }
     if (em_brkrec_encode(&m, p->data, len, &p->len) != EM_OK || p->len != len) {
@@ -172,15 +204,7 @@ em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t data
         free(p);
         goto done;
     }
-    p->next = NULL;
-    if (em_bus.q_tail) {
-        em_bus.q_tail->next = p;
-    } else {
-        em_bus.q_head = p;
-    }
-    em_bus.q_tail = p;
-    em_bus.q_bytes += len;
-    em_bus_flush();
+    em_bus_enqueue(p, EM_BRK_REC_BCAST);
 done:
     if (atts != small) {
         free(atts);
@@ -255,6 +279,7 @@ em_bus_deliver(const unsigned char *rec, size_t len)
     b.except = rooms + nrooms;
     b.nexcept = nexcept;
     b.offset = (v.flags & EM_BRK_F_OFFSET) ? em_bus_offset(v.data) : 0;
+    b.vol = (v.flags & EM_BRK_F_VOLATILE) != 0;
     ok = 1;
     /* A named namespace is one lookup; "every instance" walks the worker's. */
     em_nsp_t *named = (v.flags & EM_BRK_F_CONF) ? NULL : em_nsp_find(v.nsp.data, v.nsp.len);
@@ -288,6 +313,15 @@ em_bus_consume(void)
             n++;
             if (type == EM_BRK_REC_BCAST) {
                 em_bus_deliver(em_bus.rec, len);
+            } else if (type == EM_BRK_REC_CMD && !em_bus.starting) {
+                em_brk_cmd_msg_t m;
+                if (em_brkcmd_decode(em_bus.rec, len, &m) == EM_OK
+                    && (m.target == EM_BRK_ALL || m.target == em_loop.slot)) {
+                    em_cmd_receive(&m);
+                } else {
+                    em_log(EM_LOG_ERR, 0, "a malformed command record (%zu bytes) from the broker "
+                           "was dropped", len);
+                }
             }
         }
         if (em_ring_space_notify_needed(&em_bus.down)) {
@@ -341,8 +375,11 @@ em_bus_init(int shm_fd, int bell, int broker_bell)
     }
     em_bus.active = 1;
     /* Whatever the broker queued for this slot while we were not running
-     * is for sockets that are gone: read it through. */
+     * is for sockets that are gone: read it through (commands too: those
+     * who asked have their answers from the others or their timeouts). */
+    em_bus.starting = 1;
     em_bus_consume();
+    em_bus.starting = 0;
     return EM_OK;
 }
 
@@ -369,6 +406,43 @@ em_bus_key_del(const char *nsp, size_t nsp_len, const char *room, size_t room_le
             __atomic_store_n(c, (uint16_t) (v - 1), __ATOMIC_RELEASE);
         }
     }
+}
+
+int
+em_bus_active(void)
+{
+    return em_bus.active;
+}
+
+size_t
+em_bus_max_record(void)
+{
+    return em_bus.active ? em_ring_max_payload(&em_bus.up) : SIZE_MAX;
+}
+
+int
+em_bus_send_cmd(const em_brk_cmd_msg_t *m)
+{
+    em_bus_pending_t *p;
+    size_t            len;
+
+    if (!em_bus.active) {
+        return EM_ERROR;
+    }
+    if (em_brkcmd_size(m, &len) != EM_OK || len > em_ring_max_payload(&em_bus.up)) {
+        em_log(EM_LOG_ERR, 0, "a command of %zu bytes is too large for the other workers",
+               m->data.len);
+        return EM_ERROR;
+    }
+    if ((p = em_bus_slot(len)) == NULL) {
+        return EM_ERROR;
+    }
+    if (em_brkcmd_encode(m, p->data, len, &p->len) != EM_OK) {
+        free(p);
+        return EM_ERROR;
+    }
+    em_bus_enqueue(p, EM_BRK_REC_CMD);
+    return EM_OK;
 }
 
 void

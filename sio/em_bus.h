@@ -8,6 +8,7 @@
 #include "em_adapter.h"
 #include <stdint.h>
 
+#include "em_brkrec.h"
 #include "em_buf.h"
 
 /* Map the shared segment and attach this worker's rings. No broker (one
@@ -30,6 +31,16 @@ void em_bus_publish(em_str_t nsp, long conf_index, const em_bcast_t *b, em_str_t
  */
 void em_bus_key_add(const char *nsp, size_t nsp_len, const char *room, size_t room_len);
 void em_bus_key_del(const char *nsp, size_t nsp_len, const char *room, size_t room_len);
+
+/* Whether there are other workers to reach (a broker), and the largest
+ * record the rings carry (SIZE_MAX without). */
+int    em_bus_active(void);
+size_t em_bus_max_record(void);
+
+/* Send a command record (em_brkrec.h) to its target through the broker:
+ * EM_OK, or EM_ERROR (logged) when there is no broker, it is too large or
+ * the queue for the broker is full. */
+int em_bus_send_cmd(const em_brk_cmd_msg_t *m);
 
 /* Records this worker has received from and published to the broker. */
 void em_bus_counts(uint64_t *received, uint64_t *published);

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "em_bus.h"
+#include "em_cmd.h"
 #include "em_cluster.h"
 #include "em_jwt.h"
 #include "em_log.h"
@@ -507,6 +508,12 @@ em_sio_socket_session(const em_sio_socket_t *s)
     return s->client->eio;
 }
 
+int
+em_sio_socket_ready(const em_sio_socket_t *s)
+{
+    return s->state == EM_SIO_S_OPEN && em_eio_session_ready(s->client->eio);
+}
+
 /* Keep a send made during on_connect; a packet that cannot be kept closes
  * the session (never a silent gap in what the client receives). */
 static int
@@ -646,6 +653,7 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
         em_sio_app.socket_event(s, "disconnecting", reason);
     }
     em_adapter_leave_all(s);
+    em_cmd_socket_gone(s);
     em_cluster_socket_gone(s, s->counted ? reason : NULL);
     HASH_DELETE(hh, nsp->sockets, s);
     em_bus_key_del(nsp->name, nsp->name_len, s->id, EM_SID_LEN);
@@ -1016,7 +1024,11 @@ em_sio_dispatch(em_sio_client_t *c, const em_sio_packet_t *p, const em_str_t *at
         if (p->type == EM_SIO_EVENT || p->type == EM_SIO_BINARY_EVENT) {
             rc = (s->lref != EM_SIO_NOREF) ? em_sio_app.event(s, args, atts, natt, p->id) : EM_OK;
         } else {
-            rc = (s->lref != EM_SIO_NOREF) ? em_sio_app.ack(s, p->id, args, atts, natt) : EM_OK;
+            if (em_cmd_ack(s, p->id, args, atts, natt)) {
+                rc = EM_OK;     /* the answer to a backend API emit */
+            } else {
+                rc = (s->lref != EM_SIO_NOREF) ? em_sio_app.ack(s, p->id, args, atts, natt) : EM_OK;
+            }
         }
         json_decref(args);
         return rc;

@@ -101,6 +101,9 @@ typedef struct {
     void (*presence)(const em_pchange_t *change);
     /* emitd is stopping (em_sio_shutdown): the last word to the sockets. */
     void (*shutdown)(void);
+    /* The application's data of a socket as JSON (a new reference), or
+     * NULL: for the backend API's listings. May be left NULL. */
+    json_t *(*socket_data)(em_sio_socket_t *s);
 } em_sio_app_t;
 
 extern em_sio_app_t em_sio_app;
@@ -176,6 +179,9 @@ int em_nsp_conf_index(const char *name, size_t len, size_t *index);
 
 /* The first of the worker's namespaces (iterate with ->hh.next). */
 em_nsp_t *em_nsp_first(void);
+
+/* Whether a packet sent to the socket now goes out at once (volatile). */
+int em_sio_socket_ready(const em_sio_socket_t *s);
 
 /* The Engine.IO session a socket belongs to. */
 em_eio_session_t *em_sio_socket_session(const em_sio_socket_t *s);

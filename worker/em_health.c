@@ -26,7 +26,7 @@
 #include "em_loop.h"
 
 static void
-em_health_serve(em_http_conn_t *h, const em_http_req_t *req)
+em_health_serve(em_http_conn_t *h, const em_http_req_t *req, const char *body, size_t len)
 {
     em_monitor_figures_t fig;
     struct timespec      now;
@@ -35,6 +35,8 @@ em_health_serve(em_http_conn_t *h, const em_http_req_t *req)
     json_t              *workers, *doc;
     unsigned             down = 0;
 
+    (void) body;
+    (void) len;
     if (req->method != EM_HTTP_GET) {
         h->keep_alive = 0;
         em_http_conn_respond(h, 405, "text/plain; charset=UTF-8", "Method Not Allowed", 18);
@@ -106,13 +108,15 @@ em_metrics_one(struct evbuffer *b, const char *name, const char *type, const cha
 }
 
 static void
-em_metrics_serve(em_http_conn_t *h, const em_http_req_t *req)
+em_metrics_serve(em_http_conn_t *h, const em_http_req_t *req, const char *body, size_t len)
 {
     const em_conf_t     *conf = em_loop.conf;
     em_monitor_figures_t fig;
     em_recovery_stats_t  rec;
     struct evbuffer     *b;
 
+    (void) body;
+    (void) len;
     if (req->method != EM_HTTP_GET) {
         h->keep_alive = 0;
         em_http_conn_respond(h, 405, "text/plain; charset=UTF-8", "Method Not Allowed", 18);
@@ -176,12 +180,20 @@ em_metrics_serve(em_http_conn_t *h, const em_http_req_t *req)
 int
 em_health_init(void)
 {
-    if (em_loop.conf->metrics_path != NULL
-        && em_http_conn_route(em_loop.conf->metrics_path, em_metrics_serve) != EM_OK) {
+    const em_conf_t *conf = em_loop.conf;
+
+    /* On the public listeners where configured; on the admin listener,
+     * always, at /health and /metrics. */
+    if ((conf->metrics_path != NULL
+         && em_http_conn_route(conf->metrics_path, EM_HTTP_ROUTE_PUBLIC, em_metrics_serve) != EM_OK)
+        || (conf->health_path != NULL
+            && em_http_conn_route(conf->health_path, EM_HTTP_ROUTE_PUBLIC, em_health_serve) != EM_OK)) {
         return EM_ERROR;
     }
-    if (em_loop.conf->health_path == NULL) {
-        return EM_OK;
+    if (conf->admin != NULL
+        && (em_http_conn_route("/health", EM_HTTP_ROUTE_ADMIN, em_health_serve) != EM_OK
+            || em_http_conn_route("/metrics", EM_HTTP_ROUTE_ADMIN, em_metrics_serve) != EM_OK)) {
+        return EM_ERROR;
     }
-    return em_http_conn_route(em_loop.conf->health_path, em_health_serve);
+    return EM_OK;
 }

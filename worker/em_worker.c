@@ -15,6 +15,7 @@
 #include "em_bus.h"
 #include "em_chan.h"
 #include "em_cluster.h"
+#include "em_api.h"
 #include "em_health.h"
 #include "em_http_conn.h"
 #include "em_eio_session.h"
@@ -118,7 +119,8 @@ em_worker_chan_read(evutil_socket_t chan, short what, void *arg)
             close(fd);
             continue;
         }
-        em_http_conn_accept(fd, em_worker_chanbuf, msg.len, (msg.flags & EM_CHAN_F_NOROUTE) != 0);
+        em_http_conn_accept(fd, em_worker_chanbuf, msg.len, (msg.flags & EM_CHAN_F_NOROUTE) != 0,
+                            (msg.flags & EM_CHAN_F_ADMIN) != 0);
     }
 }
 
@@ -171,7 +173,7 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
         || em_sio_init() != EM_OK) {
         return 1;
     }
-    if (em_cluster_init(state_fd) != EM_OK || em_health_init() != EM_OK) {
+    if (em_cluster_init(state_fd) != EM_OK || em_health_init() != EM_OK || em_api_init() != EM_OK) {
         return 1;
     }
     if (em_lua_init() != EM_OK) {

@@ -11,6 +11,10 @@
  * When it is refused, the same bytes describe a broadcast instead (counts,
  * flags and slices cut from the input), which is encoded, checked to have
  * the size em_brkrec_size() gave, and decoded back to the same parts.
+ *
+ * The same input is also decoded as a command record (EM_BRK_REC_CMD):
+ * an accepted one lies inside the input, re-encodes to exactly its bytes,
+ * and no proper prefix of it is one.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -183,9 +187,37 @@ fuzz_built(const uint8_t *data, size_t size)
     free(enc);
 }
 
+static void
+fuzz_cmd(const uint8_t *data, size_t size)
+{
+    em_brk_cmd_msg_t m;
+    em_str_t        *att;
+    size_t           len;
+    char            *enc;
+
+    (void) em_brkcmd_target(data, size);
+    if (em_brkcmd_decode(data, size, &m) != EM_OK) {
+        return;
+    }
+    FUZZ_ASSERT(fuzz_inside(m.data, data, size) && m.kind != 0 && m.natt <= EM_BRK_ATT_MAX);
+    att = malloc((m.natt + 1) * sizeof(em_str_t));
+    FUZZ_ASSERT(att != NULL);
+    FUZZ_ASSERT(fuzz_list(m.atts, att, m.natt, data, size) == m.natt);
+    m.att = att;
+    enc = malloc(size);
+    FUZZ_ASSERT(enc != NULL);
+    FUZZ_ASSERT(em_brkcmd_encode(&m, enc, size, &len) == EM_OK && len == size);
+    FUZZ_ASSERT(memcmp(enc, data, size) == 0);
+    FUZZ_ASSERT(em_brkcmd_target(data, size) == m.target);
+    FUZZ_ASSERT(size == 0 || em_brkcmd_decode(data, size - 1, &m) == EM_ERROR);
+    free(enc);
+    free(att);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    fuzz_cmd(data, size);
     em_brk_view_t v;
     int           rc = em_brkrec_decode(data, size, &v);
 

@@ -201,7 +201,7 @@ END_TEST
 START_TEST(test_layout_pinned)
 {
     static const char want[] =
-        "\x01\x00" "\x01\x00" "\x07\x00" "\x02\x00"     /* version, flags, origin, nsp_len */
+        "\x02\x00" "\x01\x00" "\x07\x00" "\x02\x00"     /* version, flags, origin, nsp_len */
         "\x03\x00\x00\x00"                              /* conf_index */
         "\x01\x00" "\x01\x00"                           /* nrooms, nexcept */
         "\x01\x00\x00\x00" "\x03\x00\x00\x00"           /* natt, data_len */
@@ -240,9 +240,9 @@ typedef struct {
  * except len 33, "c" 35, data 36..38, attachment len 39, "xyz" 43..45. */
 static const bad_case_t bad_cases[] = {
     { "version 0", 0, 2, 0 },
-    { "version 2", 0, 2, 2 },
+    { "version 3", 0, 2, 3 },
     { "version 0xffff", 0, 2, 0xffff },
-    { "unknown flag 0x4", 2, 2, 0x4 },
+    { "unknown flag 0x8", 2, 2, 0x8 },
     { "unknown flag 0x8000 with F_CONF", 2, 2, 0x8001 },
     { "nsp_len one past the end", 6, 2, 19 },
     { "nsp_len 0xffff", 6, 2, 0xffff },
@@ -368,7 +368,7 @@ static const enc_case_t enc_cases[] = {
       EM_BRK_BAD_NATT, 0 },
     { "an attachment of 2^32 bytes", P_ATT, (size_t) UINT32_MAX + 1, EM_BRK_BAD_ATT, 1 },
     { "data of 2^32 bytes", P_DATA, (size_t) UINT32_MAX + 1, EM_BRK_BAD_DATA, 0 },
-    { "unknown flag", P_FLAGS, 0x4, EM_BRK_BAD_FLAGS, 0 },
+    { "unknown flag", P_FLAGS, 0x8, EM_BRK_BAD_FLAGS, 0 },
     { "conf_index without F_CONF", P_CONF, 1, EM_BRK_BAD_FLAGS, 0 },
 };
 
@@ -463,6 +463,84 @@ START_TEST(test_encode_refused)
 }
 END_TEST
 
+/* ---- command records ---- */
+
+START_TEST(test_cmd_round_trip)
+{
+    em_str_t         att[2] = { { "ab", 2 }, { "", 0 } };
+    em_brk_cmd_msg_t m = { .kind = 3, .origin = 1, .target = EM_BRK_ALL, .req = 0x0102030405060708ull,
+                           .data = { "{\"nsp\":\"/\"}", 11 }, .att = att, .natt = 2 };
+    em_brk_cmd_msg_t d;
+    char             buf[128];
+    size_t           need, len;
+    em_str_t         a;
+
+    ck_assert_int_eq(em_brkcmd_size(&m, &need), EM_OK);
+    ck_assert_uint_eq(need, sizeof(em_brk_cmd_t) + 11 + 4 + 2 + 4);
+    ck_assert_int_eq(em_brkcmd_encode(&m, buf, need - 1, &len), EM_ERROR);
+    ck_assert_int_eq(em_brkcmd_encode(&m, buf, sizeof(buf), &len), EM_OK);
+    ck_assert_uint_eq(len, need);
+    ck_assert_uint_eq(em_brkcmd_target(buf, len), EM_BRK_ALL);
+    ck_assert_int_eq(em_brkcmd_decode(buf, len, &d), EM_OK);
+    ck_assert_uint_eq(d.kind, 3);
+    ck_assert_uint_eq(d.origin, 1);
+    ck_assert_uint_eq(d.target, EM_BRK_ALL);
+    ck_assert(d.req == m.req);
+    ck_assert_uint_eq(d.data.len, 11);
+    ck_assert(memcmp(d.data.data, m.data.data, 11) == 0);
+    ck_assert_uint_eq(d.natt, 2);
+    ck_assert(em_brk_list_next(&d.atts, &a) && a.len == 2 && memcmp(a.data, "ab", 2) == 0);
+    ck_assert(em_brk_list_next(&d.atts, &a) && a.len == 0);
+    ck_assert(!em_brk_list_next(&d.atts, &a));
+    /* every proper prefix, and one byte more, are refused */
+    for (size_t n = 0; n < len; n++) {
+        ck_assert_int_eq(em_brkcmd_decode(buf, n, &d), EM_ERROR);
+    }
+    ck_assert_int_eq(em_brkcmd_decode(buf, len + 1, &d), EM_ERROR);
+    /* a target slot is read without decoding */
+    m.target = 5;
+    ck_assert_int_eq(em_brkcmd_encode(&m, buf, sizeof(buf), &len), EM_OK);
+    ck_assert_uint_eq(em_brkcmd_target(buf, len), 5);
+    ck_assert_uint_eq(em_brkcmd_target(buf, 3), EM_BRK_ALL);
+}
+END_TEST
+
+START_TEST(test_cmd_refused)
+{
+    em_brk_cmd_msg_t m = { .kind = 1, .data = { "{}", 2 } };
+    em_brk_cmd_msg_t d;
+    em_brk_cmd_t     h;
+    char             buf[64];
+    size_t           len;
+
+    ck_assert_int_eq(em_brkcmd_encode(&m, buf, sizeof(buf), &len), EM_OK);
+    memcpy(&h, buf, sizeof(h));
+    h.version = EM_BRK_VERSION + 1;                 /* another version */
+    memcpy(buf, &h, sizeof(h));
+    ck_assert_int_eq(em_brkcmd_decode(buf, len, &d), EM_ERROR);
+    h.version = EM_BRK_VERSION;
+    h.kind = 0;                                     /* no kind */
+    memcpy(buf, &h, sizeof(h));
+    ck_assert_int_eq(em_brkcmd_decode(buf, len, &d), EM_ERROR);
+    h.kind = 1;
+    h.natt = EM_BRK_ATT_MAX + 1;                    /* too many attachments */
+    memcpy(buf, &h, sizeof(h));
+    ck_assert_int_eq(em_brkcmd_decode(buf, len, &d), EM_ERROR);
+    h.natt = 1;                                     /* one that is not there */
+    memcpy(buf, &h, sizeof(h));
+    ck_assert_int_eq(em_brkcmd_decode(buf, len, &d), EM_ERROR);
+    h.natt = 0;
+    h.data_len = 0xffffffffu;                       /* data past the end */
+    memcpy(buf, &h, sizeof(h));
+    ck_assert_int_eq(em_brkcmd_decode(buf, len, &d), EM_ERROR);
+    m.kind = 0;
+    ck_assert_int_eq(em_brkcmd_size(&m, &len), EM_ERROR);
+    m.kind = 1;
+    m.natt = EM_BRK_ATT_MAX + 1;
+    ck_assert_int_eq(em_brkcmd_size(&m, &len), EM_ERROR);
+}
+END_TEST
+
 static Suite *
 brkrec_suite(void)
 {
@@ -479,6 +557,8 @@ brkrec_suite(void)
     tcase_add_loop_test(tc, test_bad_record, 0, EM_NELEMS(bad_cases));
     tcase_add_test(tc, test_list_broken);
     tcase_add_loop_test(tc, test_encode_refused, 0, EM_NELEMS(enc_cases));
+    tcase_add_test(tc, test_cmd_round_trip);
+    tcase_add_test(tc, test_cmd_refused);
     suite_add_tcase(s, tc);
     return s;
 }

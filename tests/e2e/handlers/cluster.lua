@@ -28,6 +28,7 @@ function on_connect(socket)
   local auth = socket.handshake.auth
   if type(auth.user) == "string" then
     socket:set_user(auth.user, { username = auth.user })
+    socket.data = { userId = auth.user, plan = "pro" }   -- read by the backend API's listings
   end
 
   socket:on("whoami", function(ack)
