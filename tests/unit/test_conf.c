@@ -91,6 +91,8 @@ START_TEST(test_everything)
         "workers = 3;\n"
         "log_level = \"debug\";\n"
         "health_path = \"/health\"; metrics_path = \"/metrics\";\n"
+        "admin = { listen = \"127.0.0.1:4002\"; keys = [ \"0123456789abcdef\", \"fedcba9876543210x\" ];\n"
+        "          max_body = 2048; timeout = 700; max_ack_timeout = 9000; };\n"
         "path = \"/sio\";\n"
         "ping_interval = 1500; ping_timeout = 700; max_payload = 4096;\n"
         "transports = [ \"websocket\" ];\n"
@@ -117,6 +119,14 @@ START_TEST(test_everything)
     ck_assert_int_eq(c->log_level, EM_LOG_DEBUG);
     ck_assert_str_eq(c->health_path, "/health");
     ck_assert_str_eq(c->metrics_path, "/metrics");
+    ck_assert_ptr_nonnull(c->admin);
+    ck_assert_str_eq(c->admin->listen.host, "127.0.0.1");
+    ck_assert_str_eq(c->admin->listen.port, "4002");
+    ck_assert_uint_eq(c->admin->nkeys, 2);
+    ck_assert_str_eq(c->admin->keys[1], "fedcba9876543210x");
+    ck_assert_uint_eq(c->admin->max_body, 2048);
+    ck_assert_uint_eq(c->admin->timeout, 700);
+    ck_assert_uint_eq(c->admin->max_ack_timeout, 9000);
     /* The path is normalised to begin and end with '/'. */
     ck_assert_str_eq(c->endpoints[0].path, "/sio/");
     ck_assert_uint_eq(c->endpoints[0].ping_interval, 1500);
@@ -228,6 +238,18 @@ static const struct {
     { "workers = 2;\nhealth_path = \"health\";\n", 2, "health_path" },
     { "health_path = \"/health?x=1\";\n", 1, "no query" },
     { "health_path = \"/h\";\nmetrics_path = \"/h\";\n", 2, "must differ" },
+    { "\nadmin = { keys = [ \"0123456789abcdef\" ]; };\n", 2, "needs \"listen\"" },
+    { "admin = \"127.0.0.1:3001\";\n", 1, "must be a group" },
+    { "admin = { listen = \"127.0.0.1:3001\"; };\n", 1, "needs \"keys\"" },
+    { "admin = { listen = \"127.0.0.1:3001\"; keys = [ \"short\" ]; };\n", 1, "16 to 1024 bytes" },
+    { "admin = { listen = \"127.0.0.1:3001\"; keys = [ \"0123456789 abcdef\" ]; };\n", 1,
+      "without blanks" },
+    { "admin = { listen = \"127.0.0.1:3001\"; keys = [ \"0123456789abcdef\" ]; max_body = 99999999; };\n",
+      1, "max_body" },
+    { "admin = { listen = \"127.0.0.1:3001\"; keys = [ \"0123456789abcdef\" ]; port = 1; };\n", 1,
+      "port" },
+    { "listen = \"127.0.0.1:3001\";\nadmin = { listen = \"127.0.0.1:3001\"; keys = [ \"0123456789abcdef\" ]; };\n",
+      0, "address of its own" },
     { "namespaces = ( { name = \"/a\";\n api_key = { keys = [ ]; }; } );\n", 2, "needs \"keys\"" },
     { "namespaces = ( { name = \"/a\"; rooms = [ \"u:{cookie.sub}\" ]; } );\n", 1, "room template 1" },
     { "namespaces = ( { name = \"/a\"; rooms = [ \"ok\", \"u:{auth.x\" ]; } );\n", 1, "room template 2" },
