@@ -4,6 +4,10 @@
  * ../emitd/bench.lua, so that emitd-bench measures both servers the same
  * way (deploy/loadtest/run.sh runs them side by side).
  *
+ * POST /v1/emit {"to": room?, "event": name, "args": [...]} is the backend
+ * endpoint a Node application would write, calling io.to(room).emit(): the
+ * peer of emitd's backend API in deploy/loadtest/publish.js.
+ *
  *   node server.js [port]      (listens on 127.0.0.1 only)
  */
 const http = require('http');
@@ -13,7 +17,28 @@ const port = Number(process.argv[2] || 3000);
 const MAX_ROOM_NAME = 64;
 const validRoom = (room) => typeof room === 'string' && room.length > 0 && room.length <= MAX_ROOM_NAME;
 
-const httpServer = http.createServer();
+/* Made before the Server attaches: socket.io hands this listener only the
+ * requests that are not its own. */
+const httpServer = http.createServer((req, res) => {
+  if (req.method !== 'POST' || req.url !== '/v1/emit') {
+    res.writeHead(404).end();
+    return;
+  }
+  const chunks = [];
+  req.on('data', (d) => chunks.push(d));
+  req.on('end', () => {
+    let body;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch (e) {
+      res.writeHead(400, { 'Content-Type': 'application/json' }).end('{"error":"bad_request"}');
+      return;
+    }
+    const target = body.to ? io.to(body.to) : io;
+    target.emit(body.event, ...(Array.isArray(body.args) ? body.args : []));
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}');
+  });
+});
 const io = new Server(httpServer, { pingInterval: 25000, pingTimeout: 20000, connectTimeout: 45000 });
 
 io.on('connection', (socket) => {
