@@ -903,10 +903,35 @@ em_conf_read_admin(config_setting_t *g, em_conf_t *conf, const char *file, char 
     return 0;
 }
 
+static const char *const em_conf_webhook_keys[] = { "max_inflight", "timeout", "max_response",
+                                                    NULL };
+
+/* webhooks = { max_inflight = 64; timeout = 10000; max_response = 1048576; } */
+static int
+em_conf_read_webhooks(config_setting_t *g, em_conf_t *conf, const char *file, char *err,
+                      size_t errlen)
+{
+    unsigned resp = (unsigned) conf->webhook_max_response;
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g, "\"webhooks\" must be a group");
+    }
+    if (em_conf_check_keys(g, em_conf_webhook_keys, "webhooks", file, err, errlen) != 0
+        || em_conf_get_uint(g, "max_inflight", 1, 100000, &conf->webhook_max_inflight, file, err,
+                            errlen) != 0
+        || em_conf_get_uint(g, "timeout", 1, 600000, &conf->webhook_timeout, file, err, errlen) != 0
+        || em_conf_get_uint(g, "max_response", 1024, 64u * 1024 * 1024, &resp, file, err,
+                            errlen) != 0) {
+        return -1;
+    }
+    conf->webhook_max_response = resp;
+    return 0;
+}
+
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", NULL
 };
 
 static int
@@ -972,6 +997,11 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     }
     if (em_conf_read_endpoint(root, &conf->endpoints[0], file, err, errlen) != 0) {
         return -1;
+    }
+    if ((s = config_setting_get_member(root, "webhooks")) != NULL) {
+        if (em_conf_read_webhooks(s, conf, file, err, errlen) != 0) {
+            return -1;
+        }
     }
     if ((s = config_setting_get_member(root, "admin")) != NULL) {
         if (em_conf_read_admin(s, conf, file, err, errlen) != 0) {
@@ -1062,6 +1092,9 @@ em_conf_load(const char *file, char *err, size_t errlen)
     conf->recovery_max_disconnection = 120000;
     conf->recovery_buffer = 8u * 1024 * 1024;
     conf->recovery_sessions = 16384;
+    conf->webhook_max_inflight = 64;
+    conf->webhook_timeout = 10000;
+    conf->webhook_max_response = 1024 * 1024;
     conf->limits = (em_conf_limits_t) {
         .event_args = 1024,
         .attachments = 10,          /* socket.io-parser's maxAttachments */

@@ -159,6 +159,11 @@ typedef struct {
     char               *metrics_path; /* GET answered with Prometheus metrics, or NULL */
     em_conf_admin_t    *admin;        /* the admin listener, or NULL */
 
+    /* Scripts' HTTP calls to their backends (the "webhooks" group). */
+    unsigned            webhook_max_inflight;   /* calls at once, per worker */
+    unsigned            webhook_timeout;        /* ms, when a call gives none */
+    size_t              webhook_max_response;   /* bytes of a response body */
+
     /* Socket.IO connection-state recovery (the "recovery" group). */
     unsigned            recovery:1;
     unsigned            recovery_max_disconnection;   /* ms */

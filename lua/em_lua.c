@@ -32,7 +32,8 @@
 #include "em_luajson.h"
 #include "em_socketio.h"
 
-lua_State        *em_lua_vm;
+lua_State        *em_lua_vm;          /* the thread running now (the main one between calls) */
+static lua_State *em_lua_main;        /* the state's main thread */
 int              *em_lua_nsp_env;      /* per configured namespace: env ref or LUA_NOREF */
 int              *em_lua_ep_env;       /* per endpoint (raw ones): env ref or LUA_NOREF */
 static struct timespec em_lua_deadline;
@@ -111,21 +112,11 @@ em_lua_traceback(lua_State *l)
 }
 
 
-/* Call the function below nargs arguments; keeps nres results on success. */
-int
-em_lua_call(int nargs, int nres, const char *what)
+/* A call into a script starts: the runaway deadline is set by the
+ * outermost one. */
+static void
+em_lua_enter(void)
 {
-    return em_lua_call_named(nargs, nres, what, NULL);
-}
-
-/* The same; an error names `what` followed by `name` in quotes (when given),
- * formatted only if there is an error. */
-int
-em_lua_call_named(int nargs, int nres, const char *what, const char *name)
-{
-    int base = lua_gettop(em_lua_vm) - nargs;
-    int rc;
-
     if (em_lua_depth++ == 0) {
         unsigned ms = em_loop.conf->limits.script_time;
         clock_gettime(CLOCK_MONOTONIC, &em_lua_deadline);
@@ -136,18 +127,109 @@ em_lua_call_named(int nargs, int nres, const char *what, const char *name)
             em_lua_deadline.tv_nsec -= 1000000000L;
         }
     }
+}
+
+static uint64_t em_lua_errors;
+
+static void
+em_lua_log_error(const char *what, const char *name, const char *msg)
+{
+    em_lua_errors++;
+    if (name != NULL) {
+        em_log(EM_LOG_ERR, 0, "script error in %s\"%.100s\": %s", what, name, msg);
+    } else {
+        em_log(EM_LOG_ERR, 0, "script error in %s: %s", what, msg);
+    }
+}
+
+uint64_t
+em_lua_error_count(void)
+{
+    return em_lua_errors;
+}
+
+/* Threads that ran a handler to its end, kept for the next ones. */
+#define EM_LUA_POOL 32
+static int em_lua_pool[EM_LUA_POOL];
+static int em_lua_npool;
+
+/* Push a thread to run a handler in (from the pool, or a new one). */
+static lua_State *
+em_lua_thread(void)
+{
+    if (em_lua_npool > 0) {
+        int ref = em_lua_pool[--em_lua_npool];
+        lua_rawgeti(em_lua_vm, LUA_REGISTRYINDEX, ref);
+        luaL_unref(em_lua_vm, LUA_REGISTRYINDEX, ref);
+        return lua_tothread(em_lua_vm, -1);
+    }
+    return lua_newthread(em_lua_vm);
+}
+
+int
+em_lua_resume(lua_State *co, int nargs, const char *what, const char *name)
+{
+    lua_State *prev = em_lua_vm;
+    int        nres, rc;
+
+    em_lua_enter();
+    em_lua_vm = co;     /* what the C functions it calls push onto */
+    rc = lua_resume(co, prev, nargs, &nres);
+    em_lua_vm = prev;
+    em_lua_depth--;
+    if (rc == LUA_OK || rc == LUA_YIELD) {
+        lua_pop(co, nres);
+        return rc == LUA_OK ? EM_OK : EM_AGAIN;
+    }
+    const char *msg = lua_tostring(co, -1);
+    luaL_traceback(prev, co, msg != NULL ? msg : "(error object is not a string)", 0);
+    em_lua_log_error(what, name, lua_tostring(prev, -1));
+    lua_pop(prev, 1);
+    return EM_ERROR;
+}
+
+/* Call the function below nargs arguments; keeps nres results on success. */
+int
+em_lua_call(int nargs, int nres, const char *what)
+{
+    return em_lua_call_named(nargs, nres, what, NULL);
+}
+
+/* The same; an error names `what` followed by `name` in quotes (when given),
+ * formatted only if there is an error. A call that keeps no results runs
+ * in a coroutine of its own, so that what it calls may wait (emitd.http):
+ * it then goes on later, and this returns EM_OK at once. */
+int
+em_lua_call_named(int nargs, int nres, const char *what, const char *name)
+{
+    int base = lua_gettop(em_lua_vm) - nargs;
+    int rc;
+
+    if (nres == 0) {
+        lua_State *co = em_lua_thread();
+        lua_insert(em_lua_vm, base);            /* the thread below the function */
+        if (co == NULL || !lua_checkstack(co, nargs + 1 + LUA_MINSTACK)) {
+            lua_settop(em_lua_vm, base - 1);
+            em_lua_log_error(what, name, "no memory for the handler's stack");
+            return EM_ERROR;
+        }
+        lua_xmove(em_lua_vm, co, nargs + 1);
+        rc = em_lua_resume(co, nargs, what, name);
+        if (rc == EM_OK && em_lua_npool < EM_LUA_POOL && lua_gettop(co) == 0) {
+            em_lua_pool[em_lua_npool++] = luaL_ref(em_lua_vm, LUA_REGISTRYINDEX);
+        } else {
+            lua_pop(em_lua_vm, 1);              /* a waiting one is kept by what it waits for */
+        }
+        return rc == EM_ERROR ? EM_ERROR : EM_OK;
+    }
+    em_lua_enter();
     lua_pushcfunction(em_lua_vm, em_lua_traceback);
     lua_insert(em_lua_vm, base);
     rc = lua_pcall(em_lua_vm, nargs, nres, base);
     lua_remove(em_lua_vm, base);
     em_lua_depth--;
     if (rc != LUA_OK) {
-        if (name != NULL) {
-            em_log(EM_LOG_ERR, 0, "script error in %s\"%.100s\": %s", what, name,
-                   lua_tostring(em_lua_vm, -1));
-        } else {
-            em_log(EM_LOG_ERR, 0, "script error in %s: %s", what, lua_tostring(em_lua_vm, -1));
-        }
+        em_lua_log_error(what, name, lua_tostring(em_lua_vm, -1));
         lua_pop(em_lua_vm, 1);
         return EM_ERROR;
     }
@@ -261,6 +343,8 @@ em_lua_init(void)
         em_log(EM_LOG_ERR, 0, "lua_newstate() failed");
         return EM_ERROR;
     }
+    em_lua_main = em_lua_vm;
+    em_lua_npool = 0;
     lua_atpanic(em_lua_vm, em_lua_panic);
     luaL_openlibs(em_lua_vm);
     /* A script must not end or block its worker: no os.exit, os.execute,
@@ -317,8 +401,9 @@ void
 em_lua_shutdown(void)
 {
     if (em_lua_vm != NULL) {
-        lua_close(em_lua_vm);
-        em_lua_vm = NULL;
+        lua_close(em_lua_main);
+        em_lua_vm = em_lua_main = NULL;
+        em_lua_npool = 0;
     }
     free(em_lua_nsp_env);
     free(em_lua_ep_env);

@@ -511,6 +511,7 @@ static const luaL_Reg em_lua_emitd_fns[] = {
     { "isotime", em_lua_isotime },
     { "after", em_lua_after },
     { "every", em_lua_every },
+    { "http", em_lua_http },
     { NULL, NULL }
 };
 

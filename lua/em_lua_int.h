@@ -59,6 +59,17 @@ void             em_lua_handler_push(lua_State *l, int idx, lua_Integer i);
 /* em_lua_call() naming the handler (`what` `name`) in its errors. */
 int              em_lua_call_named(int nargs, int nres, const char *what, const char *name);
 
+/* Resume coroutine co with the nargs values on its stack (a handler that
+ * waited, given what it waited for): EM_OK when it ended, EM_AGAIN when it
+ * waits again, EM_ERROR (logged with `what` `name` and a traceback). */
+int              em_lua_resume(lua_State *co, int nargs, const char *what, const char *name);
+
+/* emitd.http(request) (em_lua_http.c). */
+int              em_lua_http(lua_State *l);
+
+/* Script errors logged since the worker started. */
+uint64_t         em_lua_error_count(void);
+
 /*
  * Encode the stack values [first, last] as a packet's JSON array. With
  * `log`, an EVENT without ack goes through em_cluster_event_pkt (an offset

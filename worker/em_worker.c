@@ -16,6 +16,7 @@
 #include "em_chan.h"
 #include "em_cluster.h"
 #include "em_api.h"
+#include "em_fetch.h"
 #include "em_health.h"
 #include "em_http_conn.h"
 #include "em_eio_session.h"
@@ -173,7 +174,8 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
         || em_sio_init() != EM_OK) {
         return 1;
     }
-    if (em_cluster_init(state_fd) != EM_OK || em_health_init() != EM_OK || em_api_init() != EM_OK) {
+    if (em_cluster_init(state_fd) != EM_OK || em_health_init() != EM_OK || em_api_init() != EM_OK
+        || em_fetch_init(conf->webhook_max_inflight, conf->webhook_max_response) != EM_OK) {
         return 1;
     }
     if (em_lua_init() != EM_OK) {
@@ -201,6 +203,7 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
 
     em_loop_reap();
     em_lua_shutdown();
+    em_fetch_shutdown();
     em_cluster_shutdown();
     return 0;
 }
