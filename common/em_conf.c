@@ -928,10 +928,12 @@ em_conf_read_webhooks(config_setting_t *g, em_conf_t *conf, const char *file, ch
     return 0;
 }
 
+static const char *const em_conf_store_keys[] = { "entries", NULL };
+
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", NULL
 };
 
 static int
@@ -997,6 +999,16 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     }
     if (em_conf_read_endpoint(root, &conf->endpoints[0], file, err, errlen) != 0) {
         return -1;
+    }
+    if ((s = config_setting_get_member(root, "store")) != NULL) {
+        if (!config_setting_is_group(s)) {
+            return em_conf_fail(err, errlen, file, s, "\"store\" must be a group { entries = 16384; }");
+        }
+        if (em_conf_check_keys(s, em_conf_store_keys, "store", file, err, errlen) != 0
+            || em_conf_get_uint(s, "entries", 1, 16u * 1024 * 1024, &conf->store_entries, file, err,
+                                errlen) != 0) {
+            return -1;
+        }
     }
     if ((s = config_setting_get_member(root, "webhooks")) != NULL) {
         if (em_conf_read_webhooks(s, conf, file, err, errlen) != 0) {
@@ -1095,6 +1107,7 @@ em_conf_load(const char *file, char *err, size_t errlen)
     conf->webhook_max_inflight = 64;
     conf->webhook_timeout = 10000;
     conf->webhook_max_response = 1024 * 1024;
+    conf->store_entries = 16384;
     conf->limits = (em_conf_limits_t) {
         .event_args = 1024,
         .attachments = 10,          /* socket.io-parser's maxAttachments */

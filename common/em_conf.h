@@ -163,6 +163,7 @@ typedef struct {
     unsigned            webhook_max_inflight;   /* calls at once, per worker */
     unsigned            webhook_timeout;        /* ms, when a call gives none */
     size_t              webhook_max_response;   /* bytes of a response body */
+    unsigned            store_entries;          /* the scripts' store: keys and list items */
 
     /* Socket.IO connection-state recovery (the "recovery" group). */
     unsigned            recovery:1;

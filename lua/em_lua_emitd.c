@@ -546,5 +546,6 @@ em_lua_emitd_open(lua_State *l)
     lua_setfield(l, -2, "worker");
     lua_pushstring(l, EM_VERSION);
     lua_setfield(l, -2, "version");
+    em_lua_store_open(l);
     lua_setglobal(l, "emitd");
 }

@@ -64,6 +64,9 @@ int              em_lua_call_named(int nargs, int nres, const char *what, const 
  * waits again, EM_ERROR (logged with `what` `name` and a traceback). */
 int              em_lua_resume(lua_State *co, int nargs, const char *what, const char *name);
 
+/* emitd.store (em_lua_store.c), set on the emitd table on top of the stack. */
+void             em_lua_store_open(lua_State *l);
+
 /* emitd.http(request) (em_lua_http.c). */
 int              em_lua_http(lua_State *l);
 

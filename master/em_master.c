@@ -762,6 +762,7 @@ em_master_run(em_conf_t *conf)
     em_state_default_sizes(&sizes);
     sizes.sessions = conf->recovery_sessions;
     sizes.log_bytes = conf->recovery ? conf->recovery_buffer : 65536;
+    sizes.store = conf->store_entries;
     if (em_state_create(&em_m.state, em_m.nslots, &sizes) != EM_OK) {
         return 1;
     }

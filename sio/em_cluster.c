@@ -47,7 +47,8 @@ int
 em_cluster_init_private(void)
 {
     em_state_sizes_t sz = {
-        .limits = 256, .users = 256, .rooms = 256, .sessions = 64, .log_bytes = 65536, .ips = 64
+        .limits = 256, .users = 256, .rooms = 256, .sessions = 64, .log_bytes = 65536, .ips = 64,
+        .store = 256
     };
 
     if (em_state_create(&em_cluster, 1, &sz) != EM_OK) {

@@ -17,6 +17,7 @@
  *             events a disconnected socket may have missed (em_plog_t)
  *   monitor   connection figures, a ring of recent connection events and
  *             the per-IP / per-user-agent counts (em_st_monitor_t)
+ *   store     the scripts' key/value store and lists (em_st_kv_t), LRU-evicted
  *
  * Every struct below is fixed-layout; the version changes with any of them.
  */
@@ -28,7 +29,7 @@
 #include <stdint.h>
 
 #define EM_STATE_MAGIC    0x454d5354u    /* "EMST" */
-#define EM_STATE_VERSION  2
+#define EM_STATE_VERSION  3
 #define EM_STATE_SLOTS    64             /* = EM_MAX_WORKERS */
 
 /* ---- generic table: a hash of fixed-size entries with an LRU list ---- */
@@ -81,6 +82,33 @@ typedef struct {
 } em_st_limit_t;
 
 _Static_assert(sizeof(em_st_limit_t) == 24, "em_st_limit_t layout changed");
+
+/*
+ * A key of the scripts' store: a JSON value's text (kind VALUE), an integer
+ * (INT, for incr), or a list's head (LIST: items first .. first+count-1
+ * are entries of kind ITEM under the item keys, at most cap of them). The
+ * store's keys carry a prefix byte: 'k' before a script's key, 'i' before
+ * an item's (the list's key, a NUL and the item's 8-byte number).
+ */
+#define EM_ST_KV_KEY_MAX   200     /* bytes of a script's key */
+#define EM_ST_KV_VALUE_MAX 2048    /* bytes of one value or list item */
+#define EM_ST_KV_TABKEY    224     /* the table's key_max: prefix + key + NUL + 8, aligned */
+#define EM_ST_KV_VALUE     1
+#define EM_ST_KV_INT       2
+#define EM_ST_KV_LIST      3
+#define EM_ST_KV_ITEM      4
+
+typedef struct {
+    int64_t  expires;       /* ms; 0: never */
+    int64_t  num;           /* INT: the value; LIST: the first item's number */
+    uint32_t kind;
+    uint32_t len;           /* bytes of data */
+    uint32_t count;         /* LIST: items */
+    uint32_t cap;           /* LIST: items kept at most (older ones drop) */
+    char     data[EM_ST_KV_VALUE_MAX];
+} em_st_kv_t;
+
+_Static_assert(offsetof(em_st_kv_t, data) == 32, "em_st_kv_t layout changed");
 
 #define EM_ST_STATUS_OFFLINE 0
 #define EM_ST_STATUS_ONLINE  1
@@ -239,7 +267,8 @@ _Static_assert(sizeof(em_st_lock_t) == 64, "em_st_lock_t layout changed");
 #define EM_ZONE_PRESENCE 1
 #define EM_ZONE_SESSIONS 2
 #define EM_ZONE_MONITOR  3
-#define EM_ZONES         4
+#define EM_ZONE_STORE    4
+#define EM_ZONES         5
 
 /* The segment's header; offsets are from the segment's start. */
 typedef struct {
@@ -258,11 +287,13 @@ typedef struct {
     uint64_t     uas_off;                   /* em_shtab_t of uint64 counts */
     uint32_t     repairs[EM_ZONES];         /* zones rebuilt after a holder died */
     uint32_t     broker_pid;                /* the live broker process, or 0 */
-    uint32_t     reserved[5];
+    uint64_t     store_off;                 /* em_shtab_t of em_st_kv_t */
+    uint32_t     reserved[2];
     uint32_t     slot_pid[EM_STATE_SLOTS];  /* the live process of each worker slot, or 0 */
     em_st_lock_t locks[EM_ZONES];
 } em_state_hdr_t;
 
+_Static_assert(offsetof(em_state_hdr_t, store_off) == 112, "em_state_hdr_t layout changed");
 _Static_assert(offsetof(em_state_hdr_t, slot_pid) == 128, "em_state_hdr_t layout changed");
 _Static_assert(offsetof(em_state_hdr_t, locks) == 384, "em_state_hdr_t layout changed");
 _Static_assert(sizeof(em_state_hdr_t) == 384 + 64 * EM_ZONES, "em_state_hdr_t layout changed");

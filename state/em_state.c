@@ -32,6 +32,7 @@ em_state_default_sizes(em_state_sizes_t *sz)
     sz->sessions = 16384;
     sz->log_bytes = 8u * 1024 * 1024;
     sz->ips = 4096;
+    sz->store = 16384;
 }
 
 int64_t
@@ -67,7 +68,7 @@ em_state_create(em_state_t *st, unsigned nworkers, const em_state_sizes_t *sz)
     em_state_hdr_t *h;
     uint64_t        off = EM_ALIGN64(sizeof(em_state_hdr_t));
     uint64_t        limits_off, users_off, rooms_off, sessions_off, plog_off, monitor_off;
-    uint64_t        ips_off, uas_off;
+    uint64_t        ips_off, uas_off, store_off;
 
     memset(st, 0, sizeof(*st));
     st->fd = -1;
@@ -91,6 +92,8 @@ em_state_create(em_state_t *st, unsigned nworkers, const em_state_sizes_t *sz)
     off = EM_ALIGN64(off + em_shtab_size(sz->ips, 64, sizeof(uint64_t)));
     uas_off = off;
     off = EM_ALIGN64(off + em_shtab_size(sz->ips, 160, sizeof(uint64_t)));
+    store_off = off;
+    off = EM_ALIGN64(off + em_shtab_size(sz->store ? sz->store : 1, EM_ST_KV_TABKEY, sizeof(em_st_kv_t)));
 
     st->size = off;
     if ((st->hdr = em_shm_segment_new("emitd-state", st->size, &st->fd)) == NULL) {
@@ -110,6 +113,7 @@ em_state_create(em_state_t *st, unsigned nworkers, const em_state_sizes_t *sz)
     h->monitor_off = monitor_off;
     h->ips_off = ips_off;
     h->uas_off = uas_off;
+    h->store_off = store_off;
     for (int z = 0; z < EM_ZONES; z++) {
         em_state_lock_init(&h->locks[z]);
     }
@@ -119,6 +123,8 @@ em_state_create(em_state_t *st, unsigned nworkers, const em_state_sizes_t *sz)
     em_shtab_init(em_state_tab(st, sessions_off), sz->sessions, 64, sizeof(em_st_session_t));
     em_shtab_init(em_state_tab(st, ips_off), sz->ips, 64, sizeof(uint64_t));
     em_shtab_init(em_state_tab(st, uas_off), sz->ips, 160, sizeof(uint64_t));
+    em_shtab_init(em_state_tab(st, store_off), sz->store ? sz->store : 1, EM_ST_KV_TABKEY,
+                  sizeof(em_st_kv_t));
     em_plog_t *lg = (em_plog_t *) ((char *) h + plog_off);
     lg->size = (sz->log_bytes + 7) & ~(uint64_t) 7;
     lg->next_offset = 1;
@@ -213,6 +219,9 @@ em_state_repair(em_state_t *st, int zone)
     case EM_ZONE_MONITOR:
         em_shtab_rebuild(em_state_tab(st, h->ips_off));
         em_shtab_rebuild(em_state_tab(st, h->uas_off));
+        break;
+    case EM_ZONE_STORE:
+        em_shtab_rebuild(em_state_tab(st, h->store_off));
         break;
     }
 }

@@ -55,6 +55,7 @@ typedef struct {
     uint32_t sessions;      /* recovery sessions and tokens */
     uint64_t log_bytes;     /* packet log */
     uint32_t ips;           /* monitored IPs and user agents (each) */
+    uint32_t store;         /* the scripts' store: keys and list items */
 } em_state_sizes_t;
 
 void em_state_default_sizes(em_state_sizes_t *sz);
@@ -278,5 +279,45 @@ typedef struct {
 
 /* The n most frequent IPs (which 0) or user agents (which 1). */
 size_t em_monitor_top(em_state_t *st, int which, em_monitor_top_t *out, size_t n);
+
+/* ---- em_store.c: the scripts' key/value store and lists ---- */
+
+/* Why a store call did nothing. */
+#define EM_KV_TOO_LONG  1   /* a key over EM_ST_KV_KEY_MAX or a value over EM_ST_KV_VALUE_MAX */
+#define EM_KV_FULL      2   /* no entry could be made (a store of 0 entries) */
+#define EM_KV_NOT_INT   3   /* incr of a key that holds something else */
+#define EM_KV_NOT_LIST  4   /* a list call on a key that holds something else, or the reverse */
+
+/* The value under key (its JSON text, or an integer's digits) into
+ * out[0..cap) with *len: EM_OK, or EM_DECLINED when there is none (or it
+ * expired, or it is a list). now and ttl are in ms; ttl 0: no expiry. */
+int em_kv_get(em_state_t *st, em_str_t key, int64_t now, char *out, size_t cap, size_t *len);
+/* Set key to the JSON text value: EM_OK or EM_ERROR (*why, EM_KV_*). */
+int em_kv_set(em_state_t *st, em_str_t key, em_str_t value, int64_t ttl, int64_t now, int *why);
+/* Add by to the integer under key (0 when absent): EM_OK and *out. A ttl
+ * given (> 0) is set anew; 0 keeps the key's own. */
+int em_kv_incr(em_state_t *st, em_str_t key, int64_t by, int64_t ttl, int64_t now, int64_t *out,
+               int *why);
+/* Delete key (a list with its items): 1 if it was there. */
+int em_kv_del(em_state_t *st, em_str_t key, int64_t now);
+/* Append value to the list under key (made if absent), dropping the oldest
+ * items past cap: EM_OK and its *count. ttl as for incr. */
+int em_kv_push(em_state_t *st, em_str_t key, em_str_t value, uint32_t cap, int64_t ttl, int64_t now,
+               uint32_t *count, int *why);
+/* Call fn with items start..stop (0-based, negative from the end, as
+ * Redis's LRANGE) of the list under key, oldest first: how many; items
+ * the store evicted are skipped. */
+size_t em_kv_range(em_state_t *st, em_str_t key, int64_t start, int64_t stop, int64_t now,
+                   void (*fn)(const char *value, size_t len, void *arg), void *arg);
+/* Items of the list under key (0 when none). */
+uint32_t em_kv_len(em_state_t *st, em_str_t key, int64_t now);
+
+typedef struct {
+    uint32_t entries;       /* keys and list items held */
+    uint32_t capacity;
+    uint64_t evicted;       /* dropped to make room (least recently used first) */
+} em_kv_stats_t;
+
+void em_kv_stats(em_state_t *st, em_kv_stats_t *out);
 
 #endif

@@ -2301,6 +2301,9 @@ zones_fill(void)
     plog_put("/", NULL, NULL, EM_STR("[\"one\"]"), NULL, 0, 10);
     plog_put("/", NULL, NULL, EM_STR("[\"two\"]"), NULL, 0, 10);
     em_monitor_connect(&st, 0, mev(&ev, "connect", "s", "1.1.1.1", "ua", 10));
+    uint32_t n;
+    ck_assert_int_eq(em_kv_set(&st, EM_STR("kv"), EM_STR("{\"a\":1}"), 0, 10, NULL), EM_OK);
+    ck_assert_int_eq(em_kv_push(&st, EM_STR("list"), EM_STR("\"m1\""), 10, 0, 10, &n, NULL), EM_OK);
 }
 
 /* Each zone's tables are whole and usable (round: how many times this ran). */
@@ -2345,8 +2348,149 @@ zones_check(int zone, int round)
         ck_assert_uint_eq(em_monitor_top(&st, 0, top, 2), 1);
         ck_assert_str_eq(top[0].key, "1.1.1.1");
         break;
+    case EM_ZONE_STORE: {
+        char     buf[64];
+        size_t   len;
+        uint32_t n;
+        ck_assert_int_eq(em_kv_get(&st, EM_STR("kv"), 20, buf, sizeof(buf), &len), EM_OK);
+        ck_assert_int_eq(len, 7);
+        ck_assert_int_eq(memcmp(buf, "{\"a\":1}", 7), 0);
+        ck_assert_uint_eq(em_kv_len(&st, EM_STR("list"), 20), 1 + (uint32_t) round);
+        ck_assert_int_eq(em_kv_push(&st, EM_STR("list"), EM_STR("\"m\""), 10, 0, 20, &n, NULL), EM_OK);
+        ck_assert_uint_eq(n, 2 + (uint32_t) round);
+        break;
+    }
     }
 }
+
+/* ---- the scripts' store ---- */
+
+static void
+kv_collect(const char *v, size_t len, void *arg)
+{
+    char *out = arg;
+
+    strncat(out, v, len);
+    strcat(out, ";");
+}
+
+START_TEST(test_kv_values)
+{
+    char    buf[EM_ST_KV_VALUE_MAX + 1], big[EM_ST_KV_VALUE_MAX + 2];
+    size_t  len;
+    int64_t n;
+    int     why = 0;
+
+    ck_assert_int_eq(em_kv_get(&st, EM_STR("nope"), 1, buf, sizeof(buf), &len), EM_DECLINED);
+    ck_assert_int_eq(em_kv_set(&st, EM_STR("a"), EM_STR("[1,2]"), 0, 1, &why), EM_OK);
+    ck_assert_int_eq(em_kv_get(&st, EM_STR("a"), 1, buf, sizeof(buf), &len), EM_OK);
+    ck_assert_int_eq(len, 5);
+    /* a ttl: gone once it passed */
+    ck_assert_int_eq(em_kv_set(&st, EM_STR("t"), EM_STR("1"), 100, 1000, &why), EM_OK);
+    ck_assert_int_eq(em_kv_get(&st, EM_STR("t"), 1099, buf, sizeof(buf), &len), EM_OK);
+    ck_assert_int_eq(em_kv_get(&st, EM_STR("t"), 1100, buf, sizeof(buf), &len), EM_DECLINED);
+    /* incr: from 0, by any step, on integers only */
+    ck_assert_int_eq(em_kv_incr(&st, EM_STR("c"), 1, 0, 1, &n, &why), EM_OK);
+    ck_assert(n == 1);
+    ck_assert_int_eq(em_kv_incr(&st, EM_STR("c"), -5, 0, 1, &n, &why), EM_OK);
+    ck_assert(n == -4);
+    ck_assert_int_eq(em_kv_get(&st, EM_STR("c"), 1, buf, sizeof(buf), &len), EM_OK);
+    ck_assert_int_eq(memcmp(buf, "-4", 2), 0);
+    ck_assert_int_eq(em_kv_incr(&st, EM_STR("a"), 1, 0, 1, &n, &why), EM_ERROR);
+    ck_assert_int_eq(why, EM_KV_NOT_INT);
+    n = INT64_MAX;
+    ck_assert_int_eq(em_kv_set(&st, EM_STR("w"), EM_STR("0"), 0, 1, &why), EM_OK);
+    ck_assert_int_eq(em_kv_del(&st, EM_STR("w"), 1), 1);
+    ck_assert_int_eq(em_kv_del(&st, EM_STR("w"), 1), 0);
+    ck_assert_int_eq(em_kv_incr(&st, EM_STR("w"), INT64_MAX, 0, 1, &n, &why), EM_OK);
+    ck_assert_int_eq(em_kv_incr(&st, EM_STR("w"), 1, 0, 1, &n, &why), EM_OK);     /* wraps, defined */
+    ck_assert(n == INT64_MIN);
+    /* bounds */
+    memset(big, 'x', sizeof(big));
+    ck_assert_int_eq(em_kv_set(&st, (em_str_t) { big, EM_ST_KV_KEY_MAX + 1 }, EM_STR("1"), 0, 1, &why),
+                     EM_ERROR);
+    ck_assert_int_eq(why, EM_KV_TOO_LONG);
+    ck_assert_int_eq(em_kv_set(&st, EM_STR("b"), (em_str_t) { big, EM_ST_KV_VALUE_MAX + 1 }, 0, 1, &why),
+                     EM_ERROR);
+    ck_assert_int_eq(em_kv_set(&st, (em_str_t) { big, EM_ST_KV_KEY_MAX },
+                               (em_str_t) { big, EM_ST_KV_VALUE_MAX }, 0, 1, &why), EM_OK);
+    ck_assert_int_eq(em_kv_get(&st, (em_str_t) { big, EM_ST_KV_KEY_MAX }, 1, buf, sizeof(buf), &len),
+                     EM_OK);
+    ck_assert_uint_eq(len, EM_ST_KV_VALUE_MAX);
+}
+END_TEST
+
+START_TEST(test_kv_lists)
+{
+    char     out[256] = "";
+    uint32_t n;
+    int      why = 0;
+    int64_t  x;
+
+    for (int i = 1; i <= 5; i++) {
+        char v[8];
+        snprintf(v, sizeof(v), "%d", i);
+        ck_assert_int_eq(em_kv_push(&st, EM_STR("l"), (em_str_t) { v, strlen(v) }, 3, 0, 1, &n, &why), EM_OK);
+        ck_assert_uint_eq(n, (uint32_t) (i < 3 ? i : 3));
+    }
+    ck_assert_uint_eq(em_kv_range(&st, EM_STR("l"), 0, -1, 1, kv_collect, out), 3);
+    ck_assert_str_eq(out, "3;4;5;");        /* the cap drops the oldest */
+    out[0] = '\0';
+    ck_assert_uint_eq(em_kv_range(&st, EM_STR("l"), -2, -1, 1, kv_collect, out), 2);
+    ck_assert_str_eq(out, "4;5;");
+    out[0] = '\0';
+    ck_assert_uint_eq(em_kv_range(&st, EM_STR("l"), 5, 9, 1, kv_collect, out), 0);
+    ck_assert_uint_eq(em_kv_range(&st, EM_STR("l"), -100, 0, 1, kv_collect, out), 1);
+    ck_assert_str_eq(out, "3;");
+    ck_assert_int_eq(em_kv_incr(&st, EM_STR("l"), 1, 0, 1, &x, &why), EM_ERROR);
+    ck_assert_int_eq(why, EM_KV_NOT_INT);
+    ck_assert_int_eq(em_kv_set(&st, EM_STR("v"), EM_STR("1"), 0, 1, &why), EM_OK);
+    ck_assert_int_eq(em_kv_push(&st, EM_STR("v"), EM_STR("1"), 3, 0, 1, &n, &why), EM_ERROR);
+    ck_assert_int_eq(why, EM_KV_NOT_LIST);
+    /* deleting a list drops its items: the store is back to what it held */
+    em_kv_stats_t before, after;
+    em_kv_stats(&st, &before);
+    ck_assert_int_eq(em_kv_del(&st, EM_STR("l"), 1), 1);
+    em_kv_stats(&st, &after);
+    ck_assert_uint_eq(after.entries, before.entries - 4);
+    ck_assert_uint_eq(em_kv_len(&st, EM_STR("l"), 1), 0);
+    /* a list with a ttl expires whole */
+    ck_assert_int_eq(em_kv_push(&st, EM_STR("e"), EM_STR("1"), 3, 50, 100, &n, &why), EM_OK);
+    ck_assert_uint_eq(em_kv_len(&st, EM_STR("e"), 149), 1);
+    ck_assert_uint_eq(em_kv_len(&st, EM_STR("e"), 150), 0);
+    em_kv_stats(&st, &after);
+    ck_assert_uint_eq(after.entries, before.entries - 4);
+}
+END_TEST
+
+/* A full store drops the least recently used entries and counts them. */
+START_TEST(test_kv_lru)
+{
+    em_state_t       small;
+    em_state_sizes_t sz;
+    char             buf[16], k[16];
+    size_t           len;
+    em_kv_stats_t    s;
+
+    em_state_default_sizes(&sz);
+    sz.store = 8;
+    ck_assert_int_eq(em_state_create(&small, 1, &sz), EM_OK);
+    for (int i = 0; i < 8; i++) {
+        snprintf(k, sizeof(k), "k%d", i);
+        ck_assert_int_eq(em_kv_set(&small, (em_str_t) { k, strlen(k) }, EM_STR("1"), 0, 1, NULL), EM_OK);
+    }
+    ck_assert_int_eq(em_kv_get(&small, EM_STR("k0"), 1, buf, sizeof(buf), &len), EM_OK);   /* used again */
+    ck_assert_int_eq(em_kv_set(&small, EM_STR("new"), EM_STR("2"), 0, 1, NULL), EM_OK);
+    ck_assert_int_eq(em_kv_get(&small, EM_STR("k0"), 1, buf, sizeof(buf), &len), EM_OK);
+    ck_assert_int_eq(em_kv_get(&small, EM_STR("k1"), 1, buf, sizeof(buf), &len), EM_DECLINED);
+    em_kv_stats(&small, &s);
+    ck_assert_uint_eq(s.entries, 8);
+    ck_assert_uint_eq(s.capacity, 8);
+    ck_assert_uint_eq(s.evicted, 1);
+    em_state_unmap(&small);
+    close(small.fd);
+}
+END_TEST
 
 /* A child dies holding a zone's lock: the next locker repairs it and goes on. */
 START_TEST(test_xproc_dead_holder)
@@ -2526,6 +2670,13 @@ state_suite(void)
     tcase_add_test(tc, test_monitor_ring);
     tcase_add_test(tc, test_monitor_top);
     tcase_add_test(tc, test_monitor_event_fill);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, state_setup, state_close);
+    tcase_add_test(tc, test_kv_values);
+    tcase_add_test(tc, test_kv_lists);
+    tcase_add_test(tc, test_kv_lru);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("processes");
