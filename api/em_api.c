@@ -72,6 +72,7 @@ typedef struct {
 static void
 em_api_respond_json(em_http_conn_t *h, int status, json_t *doc)
 {
+    em_stat_add(em_loop.stats->api_calls, 1);
     char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 
     json_decref(doc);

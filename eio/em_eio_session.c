@@ -204,6 +204,7 @@ em_eio_session_send(em_eio_session_t *s, em_buf_t *buf)
     if (!em_eio_session_open(s)) {
         return;
     }
+    em_stat_add(em_loop.stats->messages_out, 1);
     if (s->transport == EM_TRANSPORT_WEBSOCKET) {
         if (s->ws != NULL) {
             em_ws_send(s->ws, buf);
@@ -296,6 +297,12 @@ em_eio_session_new(em_http_conn_t *c, const em_http_req_t *req, unsigned transpo
     }
     HASH_ADD(hh, em_eio_sessions, sid, EM_SID_LEN, s);
     em_eio_nsessions++;
+    em_stat_add(em_loop.stats->handshakes, 1);
+    if (s->transport == EM_TRANSPORT_WEBSOCKET) {
+        em_stat_add(em_loop.stats->sessions_ws, 1);
+    } else {
+        em_stat_add(em_loop.stats->sessions_polling, 1);
+    }
     em_loop.handlers.load_changed();
     return s;
 }
@@ -362,6 +369,11 @@ em_eio_session_finish(em_eio_session_t *s)
     em_eio_session_free_queue(s);
     HASH_DELETE(hh, em_eio_sessions, s);
     em_eio_nsessions--;
+    if (s->transport == EM_TRANSPORT_WEBSOCKET) {
+        em_stat_sub(em_loop.stats->sessions_ws, 1);
+    } else {
+        em_stat_sub(em_loop.stats->sessions_polling, 1);
+    }
     em_loop.handlers.load_changed();
     s->reap_next = em_eio_reap_list;
     em_eio_reap_list = s;
@@ -484,6 +496,10 @@ em_eio_session_complete_upgrade(em_eio_session_t *s)
     s->probe = NULL;
     s->upgrading = 0;
     em_eio_session_upgrade_timer_free(s);
+    if (s->transport != EM_TRANSPORT_WEBSOCKET) {
+        em_stat_sub(em_loop.stats->sessions_polling, 1);
+        em_stat_add(em_loop.stats->sessions_ws, 1);
+    }
     s->transport = EM_TRANSPORT_WEBSOCKET;
     s->ws = ws;
     if (s->get != NULL) {
@@ -511,6 +527,7 @@ em_eio_session_packet(em_eio_session_t *s, const em_eio_packet_t *p)
         em_eio_session_heartbeat(s);
         break;
     case EM_EIO_MESSAGE:
+        em_stat_add(em_loop.stats->messages_in, 1);
         em_upper(s)->message(s, p->data.data, p->data.len, p->binary);
         break;
     case EM_EIO_CLOSE:

@@ -135,6 +135,7 @@ static void
 em_lua_log_error(const char *what, const char *name, const char *msg)
 {
     em_lua_errors++;
+    em_stat_add(em_loop.stats->script_errors, 1);
     if (name != NULL) {
         em_log(EM_LOG_ERR, 0, "script error in %s\"%.100s\": %s", what, name, msg);
     } else {

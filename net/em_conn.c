@@ -321,6 +321,7 @@ em_conn_new(int fd, const char *data, size_t len)
     c->fd = fd;
     c->state = EM_CONN_OPEN;
     /* The bytes the master already read go first. */
+    em_stat_add(em_loop.stats->bytes_in, len);     /* read by the master (or another worker) */
     if (len > 0 && (em_conn_input(c) == NULL || evbuffer_add(c->in, data, len) != 0)) {
         em_log(EM_LOG_ERR, 0, "evbuffer_add() failed");
         if (c->in != NULL) {
@@ -505,6 +506,7 @@ em_conn_do_read(em_conn_t *c)
     if (n > 0) {
         v.iov_len = (size_t) n;
         evbuffer_commit_space(in, &v, 1);
+        em_stat_add(em_loop.stats->bytes_in, n);
     } else {
         evbuffer_commit_space(in, NULL, 0);
     }
@@ -567,6 +569,7 @@ em_conn_do_write(em_conn_t *c)
             return;
         }
         if (n > 0) {
+            em_stat_add(em_loop.stats->bytes_out, n);
             c->write_since = em_conn_now();     /* progress: the write deadline moves */
         }
         if (c->state == EM_CONN_WS && em_conn_output_over(c) != EM_OK) {

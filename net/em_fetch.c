@@ -151,14 +151,20 @@ em_fetch_finish(em_fetch_t *f, CURLcode code)
         res.body = f->body != NULL ? f->body : "";
         res.body_len = f->body_len;
         long cls = res.status / 100;
+        em_st_wstats_t *w = em_loop.stats;
         em_f.st.by_class[cls >= 1 && cls <= 5 ? cls : 0]++;
+        em_stat_add(w->webhook_class[cls >= 1 && cls <= 5 ? cls : 0], 1);
         for (size_t i = 0; i < 8; i++) {
             em_f.st.latency_le[i] += res.seconds <= em_fetch_buckets[i];
+            em_stat_add(w->webhook_le[i], res.seconds <= em_fetch_buckets[i]);
         }
         em_f.st.latency_count++;
         em_f.st.latency_sum += res.seconds;
+        em_stat_add(w->webhook_count, 1);
+        em_stat_add(w->webhook_sum_us, (uint64_t) (res.seconds * 1e6));
     } else {
         em_f.st.failed++;
+        em_stat_add(em_loop.stats->webhook_failed, 1);
         res.error = f->too_large ? "response too large"
                   : code == CURLE_OPERATION_TIMEDOUT ? "timeout"
                   : f->errbuf[0] != '\0' ? f->errbuf : curl_easy_strerror(code);
@@ -317,6 +323,7 @@ em_fetch_start(const em_fetch_req_t *req, em_fetch_done_fn done, void *arg, cons
     }
     if (em_f.st.running >= em_f.max_inflight) {
         em_f.st.declined++;
+        em_stat_add(em_loop.stats->webhook_declined, 1);
         *why = "too many webhook calls in flight (webhooks.max_inflight)";
         return EM_DECLINED;
     }

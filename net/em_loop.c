@@ -12,7 +12,8 @@
 #include "em_log.h"
 #include "em_loop.h"
 
-em_loop_t em_loop;
+static em_st_wstats_t em_loop_unmapped;    /* figures before the state is mapped */
+em_loop_t em_loop = { .stats = &em_loop_unmapped };
 
 #define EM_LOOP_REAPERS 8
 

@@ -30,6 +30,7 @@ typedef struct {
     unsigned            slot;         /* 0-based; logs and scripts say slot + 1 */
     unsigned            nworkers;
     em_state_t         *state;        /* the cluster-wide state, once mapped */
+    em_st_wstats_t     *stats;        /* this worker's figures (a private copy until mapped) */
     em_loop_handlers_t  handlers;
 } em_loop_t;
 

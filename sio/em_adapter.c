@@ -160,6 +160,7 @@ em_adapter_deliver(em_sio_socket_t *s, uint32_t stamp, const em_bcast_t *b, cons
         return;
     }
     s->stamp = stamp;
+    em_stat_add(em_loop.stats->deliveries, 1);
     em_sio_socket_send(s, pkt);
 }
 

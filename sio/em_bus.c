@@ -409,6 +409,19 @@ em_bus_key_del(const char *nsp, size_t nsp_len, const char *room, size_t room_le
 }
 
 int
+em_bus_ring_stats(unsigned slot, int up, em_ring_stats_t *out)
+{
+    em_ring_t r;
+
+    if (!em_bus.active || slot >= em_loop.nworkers
+        || em_shm_ring(&em_bus.shm, slot, up ? EM_SHM_UP : EM_SHM_DOWN, &r) != EM_OK) {
+        return EM_ERROR;
+    }
+    em_ring_stats(&r, out);
+    return EM_OK;
+}
+
+int
 em_bus_active(void)
 {
     return em_bus.active;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "em_brkrec.h"
+#include "em_ring.h"
 #include "em_buf.h"
 
 /* Map the shared segment and attach this worker's rings. No broker (one
@@ -41,6 +42,9 @@ size_t em_bus_max_record(void);
  * EM_OK, or EM_ERROR (logged) when there is no broker, it is too large or
  * the queue for the broker is full. */
 int em_bus_send_cmd(const em_brk_cmd_msg_t *m);
+
+/* The figures of worker slot's ring to the broker (up) or from it. */
+int em_bus_ring_stats(unsigned slot, int up, em_ring_stats_t *out);
 
 /* Records this worker has received from and published to the broker. */
 void em_bus_counts(uint64_t *received, uint64_t *published);

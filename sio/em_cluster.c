@@ -38,6 +38,10 @@ em_cluster_init(int fd)
         return EM_ERROR;
     }
     em_state_slot_set(&em_cluster, em_loop.slot, (uint32_t) getpid());
+    em_loop.stats = em_state_wstats(&em_cluster, em_loop.slot);
+    /* The sessions of a worker that was here before died with it. */
+    __atomic_store_n(&em_loop.stats->sessions_ws, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&em_loop.stats->sessions_polling, 0, __ATOMIC_RELAXED);
     return EM_OK;
 }
 
@@ -55,6 +59,7 @@ em_cluster_init_private(void)
         return EM_ERROR;
     }
     em_loop.state = &em_cluster;
+    em_loop.stats = em_state_wstats(&em_cluster, 0);
     em_cluster_private = 1;
     return EM_OK;
 }
@@ -363,6 +368,7 @@ em_cluster_recover(em_sio_socket_t *s, json_t *auth, char **buf, em_str_t **room
         *buf = NULL;
         *rooms = NULL;
         *nrooms = 0;
+        em_stat_add(em_loop.stats->recovery_misses, 1);
         goto done;
     }
     rc = EM_OK;
@@ -381,8 +387,10 @@ em_cluster_recover_replay(em_sio_socket_t *s, const em_str_t *rooms, size_t nroo
         s->replayed = 0;
         free(s->pid);
         s->pid = NULL;
+        em_stat_add(em_loop.stats->recovery_misses, 1);
         return EM_DECLINED;
     }
+    em_stat_add(em_loop.stats->recovery_hits, 1);
     memcpy(s->id, rooms[0].data, EM_SID_LEN);
     s->id[EM_SID_LEN] = '\0';
     s->recovered = 1;
@@ -425,6 +433,11 @@ em_cluster_connect_failed(em_sio_socket_t *s, const char *type, const char *mess
     json_t       *d = json_pack("{s:s}", "message", message ? message : "");
     char         *text = d ? json_dumps(d, JSON_COMPACT) : NULL;
 
+    if (strcmp(type, "rate_limit") == 0) {
+        em_stat_add(em_loop.stats->refusals_rate, 1);
+    } else if (strcmp(type, "auth") == 0 || strcmp(type, "auth_failure") == 0) {
+        em_stat_add(em_loop.stats->refusals_auth, 1);
+    }
     em_monitor_event_fill(&ev, type, (em_str_t) { s->id, EM_SID_LEN }, em_cluster_nsp(s),
                           em_cluster_user(s), em_cluster_socket_ip(s), em_cluster_socket_ua(s),
                           (em_str_t) { text, text ? strlen(text) : 0 });

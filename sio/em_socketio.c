@@ -1295,6 +1295,7 @@ em_sio_route(em_str_t name, long conf, const em_bcast_t *b, const em_pkt_t *pkt)
 {
     em_str_t data = { pkt->text->data + pkt->data_off, pkt->text->len - pkt->data_off };
 
+    em_stat_add(em_loop.stats->broadcasts, 1);
     if (conf < 0) {
         em_nsp_t *nsp = em_nsp_find(name.data, name.len);
         if (nsp != NULL) {

@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define EM_STATE_MAGIC    0x454d5354u    /* "EMST" */
-#define EM_STATE_VERSION  3
+#define EM_STATE_VERSION  4
 #define EM_STATE_SLOTS    64             /* = EM_MAX_WORKERS */
 
 /* ---- generic table: a hash of fixed-size entries with an LRU list ---- */
@@ -248,6 +248,41 @@ typedef struct {
 
 _Static_assert(offsetof(em_st_monitor_t, active) == 64, "em_st_monitor_t layout changed");
 
+/*
+ * One worker slot's own figures for /metrics: written by that worker only
+ * (a plain add, no lock: em_stat_add()), read by any; kept across the
+ * worker's restarts so that the counters only grow. The two gauges are set
+ * back to 0 by a worker starting in the slot.
+ */
+#define EM_ST_LAT_BUCKETS 8
+
+typedef struct {
+    uint64_t handshakes;            /* Engine.IO sessions opened */
+    uint64_t sessions_ws;           /* gauge: sessions on WebSocket now */
+    uint64_t sessions_polling;      /* gauge: sessions on long-polling now */
+    uint64_t messages_in;           /* Engine.IO messages from clients */
+    uint64_t messages_out;          /* ... to clients */
+    uint64_t bytes_in;              /* bytes read from clients */
+    uint64_t bytes_out;             /* bytes written to clients */
+    uint64_t broadcasts;            /* broadcasts published from this worker */
+    uint64_t deliveries;            /* packets delivered by a broadcast to this worker's sockets */
+    uint64_t recovery_hits;         /* CONNECTs with {pid, offset} recovered */
+    uint64_t recovery_misses;       /* ... that had to start anew */
+    uint64_t refusals_auth;         /* CONNECTs refused by api_key or jwt */
+    uint64_t refusals_rate;         /* CONNECTs refused by connect_limit */
+    uint64_t script_errors;
+    uint64_t webhook_class[6];      /* responses by status class ([0]: other) */
+    uint64_t webhook_failed;        /* no response */
+    uint64_t webhook_declined;      /* over webhooks.max_inflight */
+    uint64_t webhook_le[EM_ST_LAT_BUCKETS];   /* responses within em_fetch_buckets */
+    uint64_t webhook_count;
+    uint64_t webhook_sum_us;
+    uint64_t api_calls;             /* backend API calls answered */
+    uint64_t reserved[7];
+} em_st_wstats_t;
+
+_Static_assert(sizeof(em_st_wstats_t) == 320, "em_st_wstats_t layout changed");
+
 /* A zone's lock: a process-shared robust mutex, and the pid of the one
  * process remaking it after it became unrecoverable (0: nobody), in a
  * cache line. */
@@ -288,7 +323,7 @@ typedef struct {
     uint32_t     repairs[EM_ZONES];         /* zones rebuilt after a holder died */
     uint32_t     broker_pid;                /* the live broker process, or 0 */
     uint64_t     store_off;                 /* em_shtab_t of em_st_kv_t */
-    uint32_t     reserved[2];
+    uint64_t     wstats_off;                /* em_st_wstats_t[EM_STATE_SLOTS] */
     uint32_t     slot_pid[EM_STATE_SLOTS];  /* the live process of each worker slot, or 0 */
     em_st_lock_t locks[EM_ZONES];
 } em_state_hdr_t;

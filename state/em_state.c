@@ -68,7 +68,7 @@ em_state_create(em_state_t *st, unsigned nworkers, const em_state_sizes_t *sz)
     em_state_hdr_t *h;
     uint64_t        off = EM_ALIGN64(sizeof(em_state_hdr_t));
     uint64_t        limits_off, users_off, rooms_off, sessions_off, plog_off, monitor_off;
-    uint64_t        ips_off, uas_off, store_off;
+    uint64_t        ips_off, uas_off, store_off, wstats_off;
 
     memset(st, 0, sizeof(*st));
     st->fd = -1;
@@ -94,6 +94,8 @@ em_state_create(em_state_t *st, unsigned nworkers, const em_state_sizes_t *sz)
     off = EM_ALIGN64(off + em_shtab_size(sz->ips, 160, sizeof(uint64_t)));
     store_off = off;
     off = EM_ALIGN64(off + em_shtab_size(sz->store ? sz->store : 1, EM_ST_KV_TABKEY, sizeof(em_st_kv_t)));
+    wstats_off = off;
+    off = EM_ALIGN64(off + sizeof(em_st_wstats_t) * EM_STATE_SLOTS);
 
     st->size = off;
     if ((st->hdr = em_shm_segment_new("emitd-state", st->size, &st->fd)) == NULL) {
@@ -114,6 +116,7 @@ em_state_create(em_state_t *st, unsigned nworkers, const em_state_sizes_t *sz)
     h->ips_off = ips_off;
     h->uas_off = uas_off;
     h->store_off = store_off;
+    h->wstats_off = wstats_off;
     for (int z = 0; z < EM_ZONES; z++) {
         em_state_lock_init(&h->locks[z]);
     }
@@ -131,6 +134,12 @@ em_state_create(em_state_t *st, unsigned nworkers, const em_state_sizes_t *sz)
     em_st_monitor_t *m = (em_st_monitor_t *) ((char *) h + monitor_off);
     m->last_reset = h->created;
     return EM_OK;
+}
+
+em_st_wstats_t *
+em_state_wstats(em_state_t *st, unsigned slot)
+{
+    return (em_st_wstats_t *) ((char *) st->hdr + st->hdr->wstats_off) + slot;
 }
 
 int

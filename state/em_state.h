@@ -66,6 +66,18 @@ int  em_state_create(em_state_t *st, unsigned nworkers, const em_state_sizes_t *
 int  em_state_map(em_state_t *st, int fd);
 void em_state_unmap(em_state_t *st);
 
+/* A worker slot's figures (slot < EM_STATE_SLOTS). */
+em_st_wstats_t *em_state_wstats(em_state_t *st, unsigned slot);
+
+/* Add to a figure only its own worker writes: a plain add that other
+ * processes read whole (aligned 64-bit stores). */
+#define em_stat_add(field, n) \
+    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (uint64_t) (n), \
+                     __ATOMIC_RELAXED)
+#define em_stat_sub(field, n) \
+    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) - (uint64_t) (n), \
+                     __ATOMIC_RELAXED)
+
 void em_state_lock(em_state_t *st, int zone);
 void em_state_unlock(em_state_t *st, int zone);
 

@@ -13,13 +13,16 @@
  * while one is down (between its death and its restart).
  */
 #include <event2/buffer.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "em_bus.h"
 #include "em_cluster.h"
+#include "em_fetch.h"
 #include "em_health.h"
 #include "em_http_conn.h"
 #include "em_log.h"
@@ -107,6 +110,140 @@ em_metrics_one(struct evbuffer *b, const char *name, const char *type, const cha
                         (unsigned long long) v);
 }
 
+/* The figures each worker keeps of itself (em_st_wstats_t), one series per
+ * worker. */
+#define EM_WSTAT(f) offsetof(em_st_wstats_t, f)
+static const struct {
+    const char *name, *type, *help, *labels;
+    size_t      off;
+} em_metrics_wstats[] = {
+    { "emitd_handshakes_total", "counter", "Engine.IO sessions opened.", NULL, EM_WSTAT(handshakes) },
+    { "emitd_connections", "gauge", "Engine.IO sessions open now, by transport.",
+      "transport=\"websocket\"", EM_WSTAT(sessions_ws) },
+    { "emitd_connections", NULL, NULL, "transport=\"polling\"", EM_WSTAT(sessions_polling) },
+    { "emitd_messages_received_total", "counter", "Engine.IO messages (packets) from clients.", NULL,
+      EM_WSTAT(messages_in) },
+    { "emitd_messages_sent_total", "counter", "Engine.IO messages (packets) to clients.", NULL,
+      EM_WSTAT(messages_out) },
+    { "emitd_received_bytes_total", "counter", "Bytes read from clients (HTTP and WebSocket).", NULL,
+      EM_WSTAT(bytes_in) },
+    { "emitd_sent_bytes_total", "counter", "Bytes written to clients.", NULL, EM_WSTAT(bytes_out) },
+    { "emitd_broadcasts_total", "counter",
+      "Broadcasts published from a worker (scripts and the backend API).", NULL, EM_WSTAT(broadcasts) },
+    { "emitd_deliveries_total", "counter", "Packets a broadcast delivered to a worker's sockets.",
+      NULL, EM_WSTAT(deliveries) },
+    { "emitd_recovery_total", "counter",
+      "CONNECTs that asked for connection-state recovery, by result.", "result=\"hit\"",
+      EM_WSTAT(recovery_hits) },
+    { "emitd_recovery_total", NULL, NULL, "result=\"miss\"", EM_WSTAT(recovery_misses) },
+    { "emitd_connect_refusals_total", "counter",
+      "CONNECTs refused, by reason: auth (api_key, jwt) or rate_limit (connect_limit).",
+      "reason=\"auth\"", EM_WSTAT(refusals_auth) },
+    { "emitd_connect_refusals_total", NULL, NULL, "reason=\"rate_limit\"", EM_WSTAT(refusals_rate) },
+    { "emitd_script_errors_total", "counter", "Errors raised in handler scripts.", NULL,
+      EM_WSTAT(script_errors) },
+    { "emitd_webhook_requests_total", "counter",
+      "Webhook calls (emitd.http) by result: the response's status class, error or declined.",
+      "status=\"1xx\"", EM_WSTAT(webhook_class[1]) },
+    { "emitd_webhook_requests_total", NULL, NULL, "status=\"2xx\"", EM_WSTAT(webhook_class[2]) },
+    { "emitd_webhook_requests_total", NULL, NULL, "status=\"3xx\"", EM_WSTAT(webhook_class[3]) },
+    { "emitd_webhook_requests_total", NULL, NULL, "status=\"4xx\"", EM_WSTAT(webhook_class[4]) },
+    { "emitd_webhook_requests_total", NULL, NULL, "status=\"5xx\"", EM_WSTAT(webhook_class[5]) },
+    { "emitd_webhook_requests_total", NULL, NULL, "status=\"error\"", EM_WSTAT(webhook_failed) },
+    { "emitd_webhook_requests_total", NULL, NULL, "status=\"declined\"", EM_WSTAT(webhook_declined) },
+    { "emitd_api_requests_total", "counter", "Backend API calls answered.", NULL, EM_WSTAT(api_calls) },
+};
+
+static uint64_t
+em_metrics_wget(const em_st_wstats_t *w, size_t off)
+{
+    return __atomic_load_n((const uint64_t *) ((const char *) w + off), __ATOMIC_RELAXED);
+}
+
+static void
+em_metrics_workers(struct evbuffer *b)
+{
+    for (size_t m = 0; m < EM_NELEMS(em_metrics_wstats); m++) {
+        if (em_metrics_wstats[m].type != NULL) {
+            evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", em_metrics_wstats[m].name,
+                                em_metrics_wstats[m].help, em_metrics_wstats[m].name,
+                                em_metrics_wstats[m].type);
+        }
+        for (unsigned i = 0; i < em_loop.nworkers; i++) {
+            const em_st_wstats_t *w = em_state_wstats(&em_cluster, i);
+            evbuffer_add_printf(b, "%s{worker=\"%u\"%s%s} %llu\n", em_metrics_wstats[m].name, i + 1,
+                                em_metrics_wstats[m].labels ? "," : "",
+                                em_metrics_wstats[m].labels ? em_metrics_wstats[m].labels : "",
+                                (unsigned long long) em_metrics_wget(w, em_metrics_wstats[m].off));
+        }
+    }
+    /* The webhooks' latency, a histogram per worker. */
+    evbuffer_add_printf(b, "# HELP emitd_webhook_duration_seconds Time from a webhook call to its "
+                        "response.\n# TYPE emitd_webhook_duration_seconds histogram\n");
+    for (unsigned i = 0; i < em_loop.nworkers; i++) {
+        const em_st_wstats_t *w = em_state_wstats(&em_cluster, i);
+        for (size_t k = 0; k < EM_ST_LAT_BUCKETS; k++) {
+            evbuffer_add_printf(b, "emitd_webhook_duration_seconds_bucket{worker=\"%u\",le=\"%g\"} %llu\n",
+                                i + 1, em_fetch_buckets[k],
+                                (unsigned long long) __atomic_load_n(&w->webhook_le[k], __ATOMIC_RELAXED));
+        }
+        uint64_t n = __atomic_load_n(&w->webhook_count, __ATOMIC_RELAXED);
+        evbuffer_add_printf(b, "emitd_webhook_duration_seconds_bucket{worker=\"%u\",le=\"+Inf\"} %llu\n"
+                            "emitd_webhook_duration_seconds_sum{worker=\"%u\"} %.6f\n"
+                            "emitd_webhook_duration_seconds_count{worker=\"%u\"} %llu\n",
+                            i + 1, (unsigned long long) n, i + 1,
+                            (double) __atomic_load_n(&w->webhook_sum_us, __ATOMIC_RELAXED) / 1e6,
+                            i + 1, (unsigned long long) n);
+    }
+}
+
+/* The rings between the workers and the broker: records, and how often a
+ * writer found one full (back-pressure). */
+static void
+em_metrics_rings(struct evbuffer *b)
+{
+    static const char *const names[] = { "emitd_ring_records_total", "emitd_ring_full_total",
+                                         "emitd_ring_used_bytes" };
+    static const char *const help[] = {
+        "Records written to a worker's ring to the broker (up) or from it (down).",
+        "Times a record waited because the ring was full (back-pressure).",
+        "Bytes in use in the ring now." };
+    em_ring_stats_t rs;
+
+    if (em_loop.nworkers < 2 || em_bus_ring_stats(0, 1, &rs) != EM_OK) {
+        return;
+    }
+    for (int m = 0; m < 3; m++) {
+        evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", names[m], help[m], names[m],
+                            m == 2 ? "gauge" : "counter");
+        for (unsigned i = 0; i < em_loop.nworkers; i++) {
+            for (int up = 1; up >= 0; up--) {
+                if (em_bus_ring_stats(i, up, &rs) != EM_OK) {
+                    continue;
+                }
+                uint64_t v = m == 0 ? rs.written : m == 1 ? rs.full : rs.used;
+                evbuffer_add_printf(b, "%s{worker=\"%u\",direction=\"%s\"} %llu\n", names[m], i + 1,
+                                    up ? "up" : "down", (unsigned long long) v);
+            }
+        }
+    }
+}
+
+static void
+em_metrics_store(struct evbuffer *b)
+{
+    em_kv_stats_t s;
+
+    em_kv_stats(&em_cluster, &s);
+    em_metrics_one(b, "emitd_store_entries", "gauge",
+                   "Keys and list items in the scripts' shared store.", s.entries);
+    em_metrics_one(b, "emitd_store_capacity", "gauge", "Entries the shared store holds at most.",
+                   s.capacity);
+    em_metrics_one(b, "emitd_store_evicted_total", "counter",
+                   "Entries the shared store dropped to make room (least recently used first).",
+                   s.evicted);
+}
+
 static void
 em_metrics_serve(em_http_conn_t *h, const em_http_req_t *req, const char *body, size_t len)
 {
@@ -173,6 +310,9 @@ em_metrics_serve(em_http_conn_t *h, const em_http_req_t *req, const char *body, 
                        "Whether the broker process runs (1) or is being restarted (0).",
                        em_state_broker_pid(&em_cluster) != 0);
     }
+    em_metrics_workers(b);
+    em_metrics_rings(b);
+    em_metrics_store(b);
     em_http_conn_respond_body_type(h, 200, "text/plain; version=0.0.4; charset=utf-8", b);
     evbuffer_free(b);
 }

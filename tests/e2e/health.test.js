@@ -127,6 +127,79 @@ test('GET /metrics: Prometheus text that promtool accepts, with the cluster\'s f
   }
 });
 
+/* The sum over the workers of a per-worker series (labels besides worker). */
+function perWorker(s, name, labels = '') {
+  let sum = 0;
+  let n = 0;
+  for (const [k, v] of Object.entries(s)) {
+    const m = k.match(/^([a-z_]+)\{worker="(\d+)"(?:,(.*))?\}$/);
+    if (m && m[1] === name && (m[3] || '') === labels) {
+      sum += v;
+      n++;
+    }
+  }
+  assert.equal(n, 2, `${name}{${labels}} for both workers`);
+  return sum;
+}
+
+async function metrics() {
+  const r = await httpRequest(emitd.port, 'GET', '/metrics');
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: r.body, encoding: 'utf8', timeout: 20000 });
+  assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
+  return samples(r.body);
+}
+
+test('GET /metrics: each worker\'s figures follow what the clients did', async () => {
+  const before = await metrics();
+  const a = await connect(emitd.url, '/', 'websocket');
+  const b = await connect(emitd.url, '/', 'polling');
+  const refused = io(`${emitd.url}/keyed`, { forceNew: true, reconnection: false });
+  try {
+    await connectError(refused);
+    await ack(a, 'join', 'fig');
+    await ack(b, 'join', 'fig');
+    await ack(a, 'to_room', 'fig', 'note', 'hello');     /* one broadcast, to both members */
+    a.emit('presence:update-status', {});                /* a script error (no status) */
+    await ack(a, 'whoami');
+    let s;
+    for (let i = 0; i < 100; i++) {
+      s = await metrics();
+      if (perWorker(s, 'emitd_script_errors_total') > perWorker(before, 'emitd_script_errors_total')) break;
+      await delay(20);
+    }
+    const d = (name, labels) => perWorker(s, name, labels) - perWorker(before, name, labels);
+    assert.equal(perWorker(s, 'emitd_connections', 'transport="websocket"'), 1);
+    assert.equal(perWorker(s, 'emitd_connections', 'transport="polling"'), 1);
+    assert.ok(d('emitd_handshakes_total') >= 3, 'two clients and the refused one');
+    assert.equal(d('emitd_connect_refusals_total', 'reason="auth"'), 1);
+    assert.equal(d('emitd_connect_refusals_total', 'reason="rate_limit"'), 0);
+    assert.equal(d('emitd_broadcasts_total'), 1);
+    assert.equal(d('emitd_deliveries_total'), 2);
+    assert.equal(d('emitd_script_errors_total'), 1);
+    assert.ok(d('emitd_messages_received_total') >= 8, 'CONNECTs, joins, events');
+    assert.ok(d('emitd_messages_sent_total') >= 6);
+    assert.ok(d('emitd_received_bytes_total') > 300);
+    assert.ok(d('emitd_sent_bytes_total') > 300);
+    assert.ok(s['emitd_ring_records_total{worker="1",direction="up"}'] >= 0);
+    assert.ok('emitd_ring_full_total{worker="2",direction="down"}' in s);
+    assert.ok(s.emitd_store_capacity > 0);
+    assert.equal(s['emitd_webhook_duration_seconds_bucket{worker="1",le="+Inf"}'],
+                 s['emitd_webhook_duration_seconds_count{worker="1"}']);
+  } finally {
+    closeAll(a, b, refused);
+  }
+  /* the gauges go back down */
+  let s;
+  for (let i = 0; i < 100; i++) {
+    s = await metrics();
+    if (perWorker(s, 'emitd_connections', 'transport="websocket"') === 0
+        && perWorker(s, 'emitd_connections', 'transport="polling"') === 0) break;
+    await delay(20);
+  }
+  assert.equal(perWorker(s, 'emitd_connections', 'transport="websocket"'), 0);
+  assert.equal(perWorker(s, 'emitd_connections', 'transport="polling"'), 0);
+});
+
 test('anything but GET is refused with 405; other paths are not the report', async () => {
   const post = await httpRequest(emitd.port, 'POST', '/health', { body: '{}' });
   assert.equal(post.status, 405);
