@@ -69,6 +69,13 @@ typedef struct {
 
 /* ---- answers ---- */
 
+/* A namespace as clients name it (without its endpoint's prefix). */
+static const char *
+em_api_wire(const char *name)
+{
+    return em_conf_nsp_wire(name, strlen(name)).data;    /* a suffix: NUL-terminated */
+}
+
 static void
 em_api_respond_json(em_http_conn_t *h, int status, json_t *doc)
 {
@@ -164,15 +171,38 @@ em_api_fail(em_api_err_t *e, int status, const char *fmt, ...)
 /* The namespace an operation names ("/" when none): a configured one, every
  * instance of a parameterised one (its pattern), or one instance. */
 static int
-em_api_namespace(em_api_op_t *op, const char *name, em_api_err_t *e)
+em_api_namespace(em_api_op_t *op, const char *given, const json_t *path, em_api_err_t *e)
 {
     const em_conf_t *conf = em_loop.conf;
-    size_t           len = strlen(name), idx;
+    const char      *prefix = "";
+    char             name[1024];
+    size_t           len, idx;
 
     op->conf = -1;
-    if (len == 0 || name[0] != '/' || len > EM_BRK_NAME_MAX) {
+    if (given[0] != '/' || strlen(given) > 512) {
         return em_api_fail(e, 400, "\"namespace\" must be a name beginning with '/'");
     }
+    if (path != NULL) {
+        /* Another Socket.IO endpoint's namespaces: by its path. */
+        const char *p = json_string_value(path);
+        size_t      pl = p != NULL ? strlen(p) : 0, k;
+        if (pl == 0 || p[0] != '/') {
+            return em_api_fail(e, 400, "\"path\" must be a Socket.IO endpoint's path");
+        }
+        for (k = 0; k < conf->nendpoints; k++) {
+            const char *ep = conf->endpoints[k].path;
+            if (!conf->endpoints[k].raw
+                && (strcmp(ep, p) == 0 || (strlen(ep) == pl + 1 && strncmp(ep, p, pl) == 0))) {
+                break;
+            }
+        }
+        if (k == conf->nendpoints) {
+            return em_api_fail(e, 404, "no Socket.IO endpoint has the path \"%s\"", p);
+        }
+        prefix = conf->endpoints[k].prefix;
+    }
+    snprintf(name, sizeof(name), "%s%s", prefix, given);
+    len = strlen(name);
     for (size_t i = 0; i < conf->nnsps; i++) {
         if (conf->nsps[i].dynamic && strcmp(conf->nsps[i].name, name) == 0) {
             op->conf = (long) i;        /* the pattern: every instance */
@@ -180,7 +210,8 @@ em_api_namespace(em_api_op_t *op, const char *name, em_api_err_t *e)
         }
     }
     if (op->conf < 0 && em_nsp_conf_index(name, len, &idx) != EM_OK) {
-        return em_api_fail(e, 404, "no namespace \"%s\" is configured", name);
+        return em_api_fail(e, 404, "no namespace \"%s\" is configured%s%s", given,
+                           path != NULL ? " on " : "", path != NULL ? json_string_value(path) : "");
     }
     op->nsp = strdup(name);
     return op->nsp != NULL ? EM_OK : em_api_fail(e, 500, "out of memory");
@@ -232,7 +263,8 @@ em_api_select(em_api_op_t *op, const json_t *o, em_api_err_t *e)
     if (nsp != NULL && !json_is_string(nsp)) {
         return em_api_fail(e, 400, "\"namespace\" must be a string");
     }
-    if (em_api_namespace(op, nsp != NULL ? json_string_value(nsp) : "/", e) != EM_OK) {
+    if (em_api_namespace(op, nsp != NULL ? json_string_value(nsp) : "/", json_object_get(o, "path"),
+                         e) != EM_OK) {
         return EM_ERROR;
     }
     if (sock != NULL && (!json_is_string(sock) || json_string_length(sock) == 0
@@ -496,7 +528,8 @@ em_api_parse_op(em_api_kind_t kind, const json_t *o, em_api_op_t *op, em_api_err
         if ((v = json_object_get(o, "namespace")) != NULL && !json_is_string(v)) {
             return em_api_fail(e, 400, "\"namespace\" must be a string");
         }
-        if (em_api_namespace(op, v != NULL ? json_string_value(v) : "/", e) != EM_OK) {
+        if (em_api_namespace(op, v != NULL ? json_string_value(v) : "/", json_object_get(o, "path"),
+                             e) != EM_OK) {
             return EM_ERROR;
         }
         if (op->conf >= 0) {
@@ -550,7 +583,7 @@ em_api_presence(const em_api_op_t *op)
         em_presence_each(&em_cluster, nsp, op->online, em_api_presence_cb, users);
     }
     em_presence_stats(&em_cluster, nsp, c);
-    return json_pack("{s:s,s:o,s:{s:I,s:I,s:I,s:I,s:I}}", "namespace", op->nsp, "users", users,
+    return json_pack("{s:s,s:o,s:{s:I,s:I,s:I,s:I,s:I}}", "namespace", em_api_wire(op->nsp), "users", users,
                      "stats", "totalUsers", (json_int_t) (c[0] + c[1] + c[2] + c[3]),
                      "onlineUsers", (json_int_t) c[EM_ST_STATUS_ONLINE],
                      "awayUsers", (json_int_t) c[EM_ST_STATUS_AWAY],
@@ -646,7 +679,7 @@ em_api_shape(const em_api_op_t *op, json_t *res, int complete)
                            && i < op->limit; i++) {
             json_array_append(trim, json_array_get(list, i));
         }
-        out = json_pack("{s:s,s:o,s:I}", "namespace", op->nsp, "sockets",
+        out = json_pack("{s:s,s:o,s:I}", "namespace", em_api_wire(op->nsp), "sockets",
                         trim != NULL ? trim : json_array(), "total",
                         json_integer_value(json_object_get(res, "total")));
         break;
@@ -675,7 +708,7 @@ em_api_shape(const em_api_op_t *op, json_t *res, int complete)
                 json_object_set_new(have, "sockets", json_integer(
                     json_integer_value(json_object_get(have, "sockets")) + c));
             } else {
-                json_object_set_new(by, key, json_pack("{s:s,s:s,s:I}", "name", rn, "namespace", ns,
+                json_object_set_new(by, key, json_pack("{s:s,s:s,s:I}", "name", rn, "namespace", em_api_wire(ns),
                                                        "sockets", c));
             }
             free(key);
@@ -696,7 +729,7 @@ em_api_shape(const em_api_op_t *op, json_t *res, int complete)
         }
         free(v);
         json_decref(by);
-        out = json_pack("{s:s,s:o}", "namespace", op->nsp, "rooms", list != NULL ? list : json_array());
+        out = json_pack("{s:s,s:o}", "namespace", em_api_wire(op->nsp), "rooms", list != NULL ? list : json_array());
         break;
     }
     default:
@@ -851,7 +884,7 @@ em_api_auth(const em_http_req_t *req)
 static json_t *
 em_api_query_doc(const em_http_req_t *req, em_api_err_t *e)
 {
-    static const char *const strs[] = { "namespace", "room", "socket", NULL };
+    static const char *const strs[] = { "namespace", "room", "socket", "path", NULL };
     json_t *o = json_object();
     char    buf[EM_HTTP_MAX_HEAD];
     ssize_t n;

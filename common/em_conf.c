@@ -689,17 +689,25 @@ em_conf_read_limits(config_setting_t *g, em_conf_limits_t *l, const char *file, 
     return 0;
 }
 
+/* The namespaces of endpoint ep, appended to conf->nsps with its prefix. */
 static int
-em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, const char *file,
+em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, size_t ep, const char *file,
                         char *err, size_t errlen)
 {
-    int n = config_setting_length(list);
+    int         n = config_setting_length(list);
+    const char *prefix = conf->endpoints[ep].prefix;
+    char        full[512];
 
     if (!config_setting_is_list(list) && !config_setting_is_array(list)) {
         return em_conf_fail(err, errlen, file, list,
                             "\"namespaces\" must be a list: ( { name = \"/\"; script = \"x.lua\"; } )");
     }
-    conf->nsps = em_conf_calloc((size_t) n, sizeof(em_conf_nsp_t));
+    em_conf_nsp_t *grown = realloc(conf->nsps, (conf->nnsps + (size_t) n + 1) * sizeof(em_conf_nsp_t));
+    if (grown == NULL) {
+        return em_conf_fail(err, errlen, file, list, "out of memory");
+    }
+    conf->nsps = grown;
+    memset(conf->nsps + conf->nnsps, 0, ((size_t) n + 1) * sizeof(em_conf_nsp_t));
     for (int i = 0; i < n; i++) {
         config_setting_t *g = config_setting_get_elem(list, (unsigned) i);
         const char       *name = NULL, *script = NULL;
@@ -718,8 +726,12 @@ em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, const char *fil
             return em_conf_fail(err, errlen, file, g,
                                 "a namespace needs a \"name\" beginning with '/' (no ',' or control characters)");
         }
+        if (strlen(prefix) + strlen(name) >= 256) {
+            return em_conf_fail(err, errlen, file, g, "namespace \"%s\" is too long with its path", name);
+        }
+        snprintf(full, sizeof(full), "%s%s", prefix, name);
         for (size_t j = 0; j < conf->nnsps; j++) {
-            if (strcmp(conf->nsps[j].name, name) == 0) {
+            if (strcmp(conf->nsps[j].name, full) == 0) {
                 return em_conf_fail(err, errlen, file, g, "namespace \"%s\" is defined twice", name);
             }
         }
@@ -744,7 +756,8 @@ em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, const char *fil
         if (rt != NULL && em_conf_read_rooms(rt, nsp, file, err, errlen) != 0) {
             return -1;
         }
-        nsp->name = em_conf_strdup(name);
+        nsp->name = em_conf_strdup(full);
+        nsp->endpoint = ep;
         nsp->dynamic = strstr(name, "/:") != NULL;
         if (script != NULL) {
             nsp->script = em_conf_script_path(file, script);
@@ -930,10 +943,87 @@ em_conf_read_webhooks(config_setting_t *g, em_conf_t *conf, const char *file, ch
 
 static const char *const em_conf_store_keys[] = { "entries", NULL };
 
+/* Namespace "/" for endpoint ep, which was given none. */
+static void
+em_conf_default_nsp(em_conf_t *conf, size_t ep)
+{
+    em_conf_nsp_t *grown = realloc(conf->nsps, (conf->nnsps + 1) * sizeof(em_conf_nsp_t));
+    char           name[300];
+
+    if (grown == NULL) {
+        abort();        /* em_conf_calloc's policy: the configuration cannot be half read */
+    }
+    conf->nsps = grown;
+    memset(&conf->nsps[conf->nnsps], 0, sizeof(em_conf_nsp_t));
+    snprintf(name, sizeof(name), "%s/", conf->endpoints[ep].prefix);
+    conf->nsps[conf->nnsps].name = em_conf_strdup(name);
+    conf->nsps[conf->nnsps].endpoint = ep;
+    conf->nnsps++;
+}
+
+static const char *const em_conf_socketio_keys[] = {
+    "path", "ping_interval", "ping_timeout", "connect_timeout", "max_payload", "transports",
+    "allow_upgrades", "namespaces", NULL
+};
+
+/* socketio = ( { path = "/realtime"; namespaces = ( ... ); ping_interval = ...; } ): more
+ * Socket.IO endpoints, each with its own path, namespaces and settings
+ * (the top-level ones are their defaults). */
+static int
+em_conf_read_socketio(config_setting_t *list, em_conf_t *conf, const char *file, char *err,
+                      size_t errlen)
+{
+    int n = config_setting_length(list);
+
+    if (!config_setting_is_list(list) && !config_setting_is_array(list)) {
+        return em_conf_fail(err, errlen, file, list,
+                            "\"socketio\" must be a list: ( { path = \"/realtime\"; namespaces = ( ... ); } )");
+    }
+    for (int i = 0; i < n; i++) {
+        config_setting_t *g = config_setting_get_elem(list, (unsigned) i);
+        if (!config_setting_is_group(g)) {
+            return em_conf_fail(err, errlen, file, g, "each socketio endpoint must be a group");
+        }
+        if (em_conf_check_keys(g, em_conf_socketio_keys, "a socketio endpoint", file, err, errlen) != 0) {
+            return -1;
+        }
+        em_conf_endpoint_t *eps = realloc(conf->endpoints, (conf->nendpoints + 1) * sizeof(*eps));
+        if (eps == NULL) {
+            return em_conf_fail(err, errlen, file, g, "out of memory");
+        }
+        conf->endpoints = eps;
+        size_t              k = conf->nendpoints++;
+        em_conf_endpoint_t *ep = &conf->endpoints[k];
+        *ep = conf->endpoints[0];
+        ep->path = NULL;
+        ep->prefix = NULL;
+        if (em_conf_read_endpoint(g, ep, file, err, errlen) != 0) {
+            return -1;
+        }
+        if (ep->path == NULL) {
+            return em_conf_fail(err, errlen, file, g, "a socketio endpoint needs a \"path\"");
+        }
+        size_t plen = strlen(ep->path);
+        ep->prefix = em_conf_calloc(1, plen + 2);
+        ep->prefix[0] = EM_CONF_NSP_PREFIX;
+        memcpy(ep->prefix + 1, ep->path, plen - 1);     /* without the trailing '/' */
+        ep->prefix[plen] = EM_CONF_NSP_SEP;
+        size_t before = conf->nnsps;
+        config_setting_t *ns = config_setting_get_member(g, "namespaces");
+        if (ns != NULL && em_conf_read_namespaces(ns, conf, k, file, err, errlen) != 0) {
+            return -1;
+        }
+        if (conf->nnsps == before) {
+            em_conf_default_nsp(conf, k);
+        }
+    }
+    return 0;
+}
+
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", NULL
 };
 
 static int
@@ -1036,9 +1126,12 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
         }
     }
     if ((s = config_setting_get_member(root, "namespaces")) != NULL) {
-        if (em_conf_read_namespaces(s, conf, file, err, errlen) != 0) {
+        if (em_conf_read_namespaces(s, conf, 0, file, err, errlen) != 0) {
             return -1;
         }
+    }
+    if (conf->nnsps == 0) {
+        em_conf_default_nsp(conf, 0);   /* none given (or "( )"): "/" */
     }
     if ((s = config_setting_get_member(root, "engineio")) != NULL) {
         int n = config_setting_length(s);
@@ -1064,6 +1157,7 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
             }
             *ep = conf->endpoints[0];
             ep->path = NULL;
+            ep->prefix = NULL;
             ep->raw = 1;
             conf->nendpoints++;
             if (em_conf_read_endpoint(g, ep, file, err, errlen) != 0
@@ -1079,6 +1173,10 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
                                     ep->script, strerror(errno));
             }
         }
+    }
+    if ((s = config_setting_get_member(root, "socketio")) != NULL
+        && em_conf_read_socketio(s, conf, file, err, errlen) != 0) {
+        return -1;
     }
     for (size_t i = 0; i < conf->nendpoints; i++) {
         for (size_t j = i + 1; j < conf->nendpoints; j++) {
@@ -1128,6 +1226,7 @@ em_conf_load(const char *file, char *err, size_t errlen)
     conf->nendpoints = 1;
     conf->endpoints[0] = (em_conf_endpoint_t) {
         .path = em_conf_strdup("/socket.io/"),
+        .prefix = em_conf_strdup(""),
         .allow_upgrades = 1,
         .transports = EM_TRANSPORT_POLLING | EM_TRANSPORT_WEBSOCKET,
         .ping_interval = 25000,
@@ -1167,10 +1266,7 @@ em_conf_load(const char *file, char *err, size_t errlen)
         }
     }
     if (rc == 0 && conf->nnsps == 0) {
-        free(conf->nsps);           /* "namespaces = ( );" left an empty array */
-        conf->nsps = em_conf_calloc(1, sizeof(em_conf_nsp_t));
-        conf->nsps[0].name = em_conf_strdup("/");
-        conf->nnsps = 1;
+        em_conf_default_nsp(conf, 0);   /* the embedded default */
     }
     if (rc != 0) {
         em_conf_free(conf);
@@ -1203,6 +1299,7 @@ em_conf_free(em_conf_t *conf)
     for (size_t i = 0; i < conf->nendpoints; i++) {
         free(conf->endpoints[i].path);
         free(conf->endpoints[i].script);
+        free(conf->endpoints[i].prefix);
     }
     for (size_t i = 0; i < conf->nnsps; i++) {
         free(conf->nsps[i].name);

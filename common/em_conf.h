@@ -7,6 +7,9 @@
 #define EM_CONF_H
 
 #include <stddef.h>
+#include <string.h>
+
+#include "em_core.h"
 
 #define EM_TRANSPORT_POLLING    0x1
 #define EM_TRANSPORT_WEBSOCKET  0x2
@@ -66,8 +69,20 @@ typedef struct {
 /* The name of algorithm bit `alg` ("HS256"), or NULL. */
 const char *em_conf_jwt_alg_name(unsigned alg);
 
+/*
+ * A namespace of another Socket.IO endpoint than the first is named inside
+ * emitd with its endpoint's prefix, "@" + path (no trailing '/') + "#", then
+ * its name as clients say it: "/" of path "/realtime/" is "@/realtime#/".
+ * Its rooms, presence, recovery and store keys follow from that name, so
+ * two endpoints' namespaces never meet; em_conf_nsp_wire() gives the name
+ * clients see.
+ */
+#define EM_CONF_NSP_PREFIX '@'
+#define EM_CONF_NSP_SEP    '#'
+
 typedef struct {
-    char           *name;           /* "/chat", or a pattern with ":param" segments */
+    char           *name;           /* "/chat", or a pattern with ":param" segments (prefixed) */
+    size_t          endpoint;       /* its Socket.IO endpoint (index into conf->endpoints) */
     char           *script;         /* absolute path of the handler script, or NULL */
     unsigned        dynamic:1;      /* name has ":param" segments */
     em_conf_limit_t connect_limit;  /* CONNECT attempts per client IP, all workers */
@@ -87,6 +102,7 @@ typedef struct {
     char     *path;             /* always begins and ends with '/' */
     char     *script;           /* raw endpoints: the script; Socket.IO: NULL */
     unsigned  raw:1;
+    char     *prefix;           /* Socket.IO: its namespaces' prefix ("" for the first) */
     unsigned  allow_upgrades:1;
     unsigned  transports;       /* EM_TRANSPORT_* bits */
     unsigned  ping_interval;    /* ms */
@@ -190,6 +206,19 @@ void em_conf_free(em_conf_t *conf);
 
 /* Find the endpoint whose path equals the request path (slices allowed). */
 const em_conf_endpoint_t *em_conf_endpoint(const em_conf_t *conf, const char *path, size_t len);
+
+/* The name clients use for a namespace's (prefixed) name. */
+static inline em_str_t
+em_conf_nsp_wire(const char *name, size_t len)
+{
+    if (len > 0 && name[0] == EM_CONF_NSP_PREFIX) {
+        const char *sep = memchr(name, EM_CONF_NSP_SEP, len);
+        if (sep != NULL) {
+            return (em_str_t) { sep + 1, len - (size_t) (sep + 1 - name) };
+        }
+    }
+    return (em_str_t) { name, len };
+}
 
 /* Whether a namespace has a connection limit (the client address is kept). */
 int em_conf_has_connect_limits(const em_conf_t *conf);

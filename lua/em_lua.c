@@ -294,7 +294,8 @@ em_lua_load(const char *path, const char *nsp_name, lua_Integer conf_index)
     lua_setmetatable(em_lua_vm, env);
     if (nsp_name != NULL) {
         lua_createtable(em_lua_vm, 0, 2);
-        lua_pushstring(em_lua_vm, nsp_name);
+        em_str_t wire = em_conf_nsp_wire(nsp_name, strlen(nsp_name));
+        lua_pushlstring(em_lua_vm, wire.data, wire.len);
         lua_setfield(em_lua_vm, -2, "name");
         lua_pushinteger(em_lua_vm, conf_index);
         lua_setfield(em_lua_vm, -2, "_conf");

@@ -224,6 +224,10 @@ em_lua_nsp_name(lua_State *l, int idx, lua_Integer *conf)
     lua_getfield(l, idx, "_conf");
     *conf = lua_isinteger(l, -1) ? lua_tointeger(l, -1) : -1;
     lua_pop(l, 1);
+    if (n.data == NULL && *conf >= 0 && (size_t) *conf < em_loop.conf->nnsps) {
+        n.data = em_loop.conf->nsps[*conf].name;      /* its name inside emitd (prefixed) */
+        n.len = strlen(n.data);
+    }
     if (n.data == NULL) {
         lua_getfield(l, idx, "name");
         n.data = lua_tolstring(l, -1, &n.len);
@@ -512,7 +516,8 @@ em_lua_presence_event(const em_pchange_t *c)
         lua_pushstring(l, "offline");
         lua_setfield(l, -2, "status");
     }
-    lua_pushstring(l, c->nsp);
+    em_str_t wire = em_conf_nsp_wire(c->nsp, strlen(c->nsp));
+    lua_pushlstring(l, wire.data, wire.len);
     if (em_lua_presence_handlers(l, (lua_Integer) conf, ev)) {
         em_lua_presence_run(l, c->room ? 3 : 2, ev);
     }

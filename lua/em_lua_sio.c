@@ -178,7 +178,8 @@ em_lua_connect(em_sio_socket_t *s, json_t *auth, json_t **reject)
     /* handshake, params and data are made when a script first reads them
      * (em_lua_socket_lazy); until then only the auth object is kept. */
     lua_createtable(em_lua_vm, 0, 2);
-    lua_pushlstring(em_lua_vm, s->nsp->name, s->nsp->name_len);
+    em_str_t wire = em_conf_nsp_wire(s->nsp->name, s->nsp->name_len);
+    lua_pushlstring(em_lua_vm, wire.data, wire.len);
     lua_setfield(em_lua_vm, -2, "nsp");
     if (json_object_size(auth) > 0 && em_lua_push_json(em_lua_vm, auth, NULL, 0) == EM_OK) {
         lua_setfield(em_lua_vm, -2, "_auth");

@@ -593,6 +593,7 @@ em_cmd_socket_info(em_sio_socket_t *s)
     em_str_t          ip = em_cluster_socket_ip(s);
     json_t           *rooms = json_array();
     json_t           *data = em_sio_app.socket_data != NULL ? em_sio_app.socket_data(s) : NULL;
+    em_str_t          wire = em_conf_nsp_wire(s->nsp->name, s->nsp->name_len);
 
     if (rooms != NULL) {
         json_array_append_new(rooms, json_string(s->id));
@@ -600,7 +601,7 @@ em_cmd_socket_info(em_sio_socket_t *s)
     }
     return json_pack("{s:s,s:s%,s:o,s:o,s:o,s:s%,s:s,s:I,s:b}",
                      "id", s->id,
-                     "namespace", s->nsp->name, s->nsp->name_len,
+                     "namespace", wire.data, wire.len,
                      "rooms", rooms != NULL ? rooms : json_array(),
                      "data", data != NULL ? data : json_null(),
                      "user", s->user != NULL ? json_string(s->user) : json_null(),

@@ -178,6 +178,7 @@ em_sio_encode(em_sio_type_t type, unsigned natt, em_str_t nsp, int64_t id, json_
     ssize_t   hlen;
     em_buf_t *b;
 
+    nsp = em_conf_nsp_wire(nsp.data, nsp.len);     /* as clients name it */
     if (nsp.len > 256) {
         return NULL;
     }
@@ -211,6 +212,7 @@ em_sio_pkt_build_raw(em_pkt_t *out, em_sio_type_t type, em_str_t nsp, int64_t id
     out->natt = natt;
     out->offset = 0;
     out->text = NULL;
+    nsp = em_conf_nsp_wire(nsp.data, nsp.len);     /* as clients name it */
     head[0] = '4';
     hlen = (nsp.len <= 256)
                ? em_sio_encode_header(type, (unsigned) natt, nsp, id, data.len > 0, head + 1,
@@ -709,7 +711,8 @@ static em_sio_socket_t *
 em_sio_client_socket(em_sio_client_t *c, em_str_t nsp)
 {
     for (em_sio_socket_t *s = c->sockets; s != NULL; s = s->next) {
-        if (s->nsp->name_len == nsp.len && memcmp(s->nsp->name, nsp.data, nsp.len) == 0) {
+        em_str_t w = em_conf_nsp_wire(s->nsp->name, s->nsp->name_len);
+        if (w.len == nsp.len && memcmp(w.data, nsp.data, nsp.len) == 0) {
             return s;
         }
     }
@@ -757,8 +760,20 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
             return EM_OK;
         }
     }
-    if (em_nsp_conf_index(p->nsp.data, p->nsp.len, &conf_index) != EM_OK
-        || (nsp = em_nsp_get(p->nsp.data, p->nsp.len, conf_index)) == NULL) {
+    /* The namespace inside emitd: the endpoint's prefix, then the name. */
+    const char *prefix = c->eio->endpoint->prefix != NULL ? c->eio->endpoint->prefix : "";
+    size_t      plen = strlen(prefix);
+    char        key[600];
+    if (plen + p->nsp.len > 512) {
+        em_sio_connect_error(c, p->nsp, "Invalid namespace");
+        json_decref(auth);
+        return EM_OK;
+    }
+    memcpy(key, prefix, plen);
+    memcpy(key + plen, p->nsp.data, p->nsp.len);
+    if (em_nsp_conf_index(key, plen + p->nsp.len, &conf_index) != EM_OK
+        || em_loop.conf->nsps[conf_index].endpoint != (size_t) (c->eio->endpoint - em_loop.conf->endpoints)
+        || (nsp = em_nsp_get(key, plen + p->nsp.len, conf_index)) == NULL) {
         em_sio_connect_error(c, p->nsp, "Invalid namespace");
         json_decref(auth);
         return EM_OK;

@@ -108,7 +108,10 @@ START_TEST(test_everything)
         "  { name = \"/device/:id\"; rooms = [ \"device:{auth.id}\", \"{query.a}-{headers.b}\" ];\n"
         "    shutdown_event = { name = \"system.maintenance\"; message = \"bye\"; }; }\n"
         ");\n"
-        "engineio = ( { path = \"/raw\"; script = \"chat.lua\"; max_payload = 16; } );\n");
+        "engineio = ( { path = \"/raw\"; script = \"chat.lua\"; max_payload = 16; } );\n"
+        "socketio = ( { path = \"/realtime\"; transports = [ \"websocket\" ]; ping_interval = 7000;\n"
+        "               namespaces = ( { name = \"/\"; script = \"chat.lua\"; }, { name = \"/chat\"; } ); },\n"
+        "             { path = \"/ws/\"; } );\n");
 
     ck_assert_msg(c != NULL, "refused: %s", em_t_err);
     ck_assert_uint_eq(c->nlisten, 2);
@@ -124,6 +127,26 @@ START_TEST(test_everything)
     ck_assert_str_eq(c->admin->listen.port, "4002");
     ck_assert_uint_eq(c->admin->nkeys, 2);
     ck_assert_str_eq(c->admin->keys[1], "fedcba9876543210x");
+    /* more Socket.IO endpoints: their settings, and their namespaces named
+     * with their prefix */
+    ck_assert_uint_eq(c->nendpoints, 4);
+    ck_assert_str_eq(c->endpoints[2].path, "/realtime/");
+    ck_assert_str_eq(c->endpoints[2].prefix, "@/realtime#");
+    ck_assert_uint_eq(c->endpoints[2].ping_interval, 7000);
+    ck_assert_uint_eq(c->endpoints[2].transports, EM_TRANSPORT_WEBSOCKET);
+    ck_assert_uint_eq(c->endpoints[2].max_payload, 4096);    /* the top level's */
+    ck_assert_str_eq(c->endpoints[3].prefix, "@/ws#");
+    ck_assert_uint_eq(c->nnsps, 5);
+    ck_assert_str_eq(c->nsps[2].name, "@/realtime#/");
+    ck_assert_uint_eq(c->nsps[2].endpoint, 2);
+    ck_assert_ptr_nonnull(c->nsps[2].script);
+    ck_assert_str_eq(c->nsps[3].name, "@/realtime#/chat");
+    ck_assert_str_eq(c->nsps[4].name, "@/ws#/");          /* none given: "/" */
+    ck_assert_uint_eq(c->nsps[4].endpoint, 3);
+    em_str_t w = em_conf_nsp_wire(c->nsps[3].name, strlen(c->nsps[3].name));
+    ck_assert_uint_eq(w.len, 5);
+    ck_assert(memcmp(w.data, "/chat", 5) == 0);
+    ck_assert_uint_eq(c->nsps[0].endpoint, 0);
     ck_assert_uint_eq(c->admin->max_body, 2048);
     ck_assert_uint_eq(c->admin->timeout, 700);
     ck_assert_uint_eq(c->admin->max_ack_timeout, 9000);
@@ -145,7 +168,7 @@ START_TEST(test_everything)
     ck_assert_uint_eq(c->limits.event_args, 50);
     ck_assert_uint_eq(c->limits.rooms, 7);
     ck_assert_uint_eq(c->limits.attachments, 10);       /* not set: the default */
-    ck_assert_uint_eq(c->nnsps, 2);
+    ck_assert_uint_eq(c->nnsps, 5);
     ck_assert_str_eq(c->nsps[0].name, "/chat");
     /* A script path is taken relative to the configuration file. */
     ck_assert_ptr_nonnull(strstr(c->nsps[0].script, em_t_dir));
@@ -185,7 +208,7 @@ START_TEST(test_everything)
     ck_assert_uint_eq(c->nsps[0].dynamic, 0);
     ck_assert_int_eq(em_conf_has_connect_limits(c), 1);
     /* The raw endpoint inherits the top-level settings it does not set. */
-    ck_assert_uint_eq(c->nendpoints, 2);
+    ck_assert_uint_eq(c->nendpoints, 4);
     ck_assert_uint_eq(c->endpoints[1].raw, 1);
     ck_assert_str_eq(c->endpoints[1].path, "/raw/");
     ck_assert_uint_eq(c->endpoints[1].max_payload, 16);
@@ -239,6 +262,12 @@ static const struct {
     { "health_path = \"/health?x=1\";\n", 1, "no query" },
     { "health_path = \"/h\";\nmetrics_path = \"/h\";\n", 2, "must differ" },
     { "\nadmin = { keys = [ \"0123456789abcdef\" ]; };\n", 2, "needs \"listen\"" },
+    { "socketio = ( { namespaces = ( ); } );\n", 1, "needs a \"path\"" },
+    { "socketio = ( { path = \"/socket.io\"; } );\n", 0, "two endpoints" },
+    { "socketio = ( { path = \"/r\"; script = \"chat.lua\"; } );\n", 1, "script" },
+    { "socketio = { path = \"/r\"; };\n", 1, "must be a list" },
+    { "socketio = ( { path = \"/r\";\n namespaces = ( { name = \"/a\"; }, { name = \"/a\"; } ); } );\n", 2,
+      "defined twice" },
     { "admin = \"127.0.0.1:3001\";\n", 1, "must be a group" },
     { "admin = { listen = \"127.0.0.1:3001\"; };\n", 1, "needs \"keys\"" },
     { "admin = { listen = \"127.0.0.1:3001\"; keys = [ \"short\" ]; };\n", 1, "16 to 1024 bytes" },

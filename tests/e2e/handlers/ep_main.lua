@@ -1,0 +1,14 @@
+-- ep_main.lua - endpoints.test.js: a namespace script that says which
+-- endpoint's it is, and broadcasts within its own namespace.
+local TAG = "main"
+
+function on_connect(socket)
+  socket:join("shared-room")
+  socket:on("who", function(ack)
+    ack({ tag = TAG, nsp = socket.nsp, name = nsp.name, size = nsp:size() })
+  end)
+  socket:on("shout", function(text, ack)
+    nsp:to("shared-room"):emit("heard", TAG, text)
+    ack(true)
+  end)
+end
