@@ -105,6 +105,18 @@ em_brk_put_names(char *w, const em_str_t *v, size_t n)
     return w;
 }
 
+/* Attachments: (uint32 len, bytes) each. */
+static char *
+em_brk_put_atts(char *w, const em_str_t *att, size_t natt)
+{
+    for (size_t i = 0; i < natt; i++) {
+        uint32_t l = (uint32_t) att[i].len;
+        w = em_brk_put(w, &l, 4);
+        w = em_brk_put(w, att[i].data, att[i].len);
+    }
+    return w;
+}
+
 int
 em_brkrec_encode(const em_brk_msg_t *m, void *buf, size_t cap, size_t *len)
 {
@@ -130,11 +142,7 @@ em_brkrec_encode(const em_brk_msg_t *m, void *buf, size_t cap, size_t *len)
     w = em_brk_put_names(w, m->rooms, m->nrooms);
     w = em_brk_put_names(w, m->except, m->nexcept);
     w = em_brk_put(w, m->data.data, m->data.len);
-    for (size_t i = 0; i < m->natt; i++) {
-        uint32_t l = (uint32_t) m->att[i].len;
-        w = em_brk_put(w, &l, 4);
-        w = em_brk_put(w, m->att[i].data, m->att[i].len);
-    }
+    w = em_brk_put_atts(w, m->att, m->natt);
     *len = (size_t) (w - (char *) buf);
     return EM_OK;
 }
@@ -292,11 +300,7 @@ em_brkcmd_encode(const em_brk_cmd_msg_t *m, void *buf, size_t cap, size_t *len)
     h.req = m->req;
     w = em_brk_put(w, &h, sizeof(h));
     w = em_brk_put(w, m->data.data, m->data.len);
-    for (size_t i = 0; i < m->natt; i++) {
-        uint32_t l = (uint32_t) m->att[i].len;
-        w = em_brk_put(w, &l, 4);
-        w = em_brk_put(w, m->att[i].data, m->att[i].len);
-    }
+    w = em_brk_put_atts(w, m->att, m->natt);
     *len = (size_t) (w - (char *) buf);
     return EM_OK;
 }

@@ -14,7 +14,7 @@ const assert = require('node:assert/strict');
 const {
   startEmitd, stopAndCheck, handler, childrenOf, processArgs, isAlive, delay, isReference,
 } = require('./lib/harness');
-const { io, ack, closeAll, waitConnected, once } = require('./lib/clients');
+const { io, ack, closeAll, spreadClients, payloadsOf, waitUntil, waitConnected, once } = require('./lib/clients');
 
 const skip = isReference() && 'emitd-only: workers, presence and shared limits are emitd APIs';
 const BLOCK_MS = 2000;
@@ -51,41 +51,9 @@ async function client(user, opts = {}) {
   return s;
 }
 
-/* Clients of the given users, on both workers where there are two or more
- * (placement is by load: keep opening, bounded, and close the extras). */
-async function spread(users, opts) {
-  const kept = [];
-  const extra = [];
-  try {
-    for (let i = 0; i < 4 * users.length + 8 && kept.length < users.length; i++) {
-      const s = await client(users[kept.length], opts);
-      const workers = new Set(kept.map((k) => k.worker));
-      if (kept.length === users.length - 1 && users.length > 1 && workers.size === 1
-          && workers.has(s.worker)) extra.push(s);
-      else kept.push(s);
-    }
-  } finally {
-    closeAll(extra);
-  }
-  assert.equal(kept.length, users.length, 'could not place clients on both workers');
-  return kept;
-}
-
-/* The values (without the recovery offset) of the events `event`. */
-function payloads(s, event) {
-  return s.seen.filter((e) => e[0] === event).map((e) => e[1]);
-}
-
-async function waitFor(what, fn, ms = 5000) {
-  const deadline = Date.now() + ms;
-  for (let i = 0; i < 10000; i++) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) break;
-    await delay(20);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
+const spread = (users, opts) => spreadClients(client, users, opts);
+const payloads = payloadsOf;
+const waitFor = waitUntil;
 
 function workerPid(n) {
   return childrenOf(emitd.pid).find((pid) => (processArgs(pid) || '') === `emitd: worker ${n}`);

@@ -348,7 +348,48 @@ function normalize(v) {
   return v;
 }
 
+/*
+ * Clients of the given users, on both workers where there are two or more:
+ * placement is by load, so keep opening (bounded) and close the extras.
+ * make(user, opts) opens one and sets its .worker.
+ */
+async function spreadClients(make, users, opts) {
+  const kept = [];
+  const extra = [];
+  try {
+    for (let i = 0; i < 4 * users.length + 8 && kept.length < users.length; i++) {
+      const s = await make(users[kept.length], opts);
+      const workers = new Set(kept.map((k) => k.worker));
+      if (kept.length === users.length - 1 && users.length > 1 && workers.size === 1
+          && workers.has(s.worker)) extra.push(s);
+      else kept.push(s);
+    }
+  } finally {
+    closeAll(extra);
+  }
+  if (kept.length !== users.length) throw new Error('could not place clients on both workers');
+  return kept;
+}
+
+/* The first values of the events `event` a socket recorded in s.seen. */
+function payloadsOf(s, event) {
+  return s.seen.filter((e) => e[0] === event).map((e) => e[1]);
+}
+
+/* Poll fn until it gives a true value (bounded in time and count). */
+async function waitUntil(what, fn, ms = 5000) {
+  const deadline = Date.now() + ms;
+  for (let i = 0; i < 10000; i++) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
 module.exports = {
+  spreadClients, payloadsOf, waitUntil,
   io, Manager, WebSocket, TRANSPORTS, WAIT_MS, withTimeout, once, ack, nspUrl, connect,
   waitConnected, waitUpgraded, connectError, closeAll, Queue, recordEvents, openWs,
   waitClosed, httpRequest, RawHttp, splitPayload, parseOpen, normalize,
