@@ -770,8 +770,17 @@ em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, size_t ep, cons
     return 0;
 }
 
+static void
+em_conf_cors_free(em_conf_cors_t *cors)
+{
+    for (size_t i = 0; i < cors->norigins; i++) {
+        free(cors->origins[i]);
+    }
+    free(cors->origins);
+}
+
 static int
-em_conf_read_cors(config_setting_t *g, em_conf_t *conf, const char *file, char *err, size_t errlen)
+em_conf_read_cors(config_setting_t *g, em_conf_cors_t *cors, const char *file, char *err, size_t errlen)
 {
     config_setting_t *o;
     int               cred = 0;
@@ -779,37 +788,37 @@ em_conf_read_cors(config_setting_t *g, em_conf_t *conf, const char *file, char *
     if (!config_setting_is_group(g)) {
         return em_conf_fail(err, errlen, file, g, "\"cors\" must be a group { origins = [...]; }");
     }
-    conf->cors_enabled = 1;
+    cors->enabled = 1;
     if (em_conf_check_keys(g, em_conf_cors_keys, "cors", file, err, errlen) != 0
         || em_conf_get_bool(g, "credentials", &cred, file, err, errlen) != 0) {
         return -1;
     }
-    conf->cors_credentials = cred ? 1 : 0;
+    cors->credentials = cred ? 1 : 0;
     o = config_setting_get_member(g, "origins");
     if (o == NULL) {
-        conf->cors_any = 1;
+        cors->any = 1;
         return 0;
     }
     if (config_setting_type(o) == CONFIG_TYPE_STRING) {
         const char *s = config_setting_get_string(o);
-        conf->cors_origins = em_conf_calloc(1, sizeof(char *));
-        conf->cors_origins[conf->ncors_origins++] = em_conf_strdup(s);
-        conf->cors_any = strcmp(s, "*") == 0;
+        cors->origins = em_conf_calloc(1, sizeof(char *));
+        cors->origins[cors->norigins++] = em_conf_strdup(s);
+        cors->any = strcmp(s, "*") == 0;
         return 0;
     }
     if (!config_setting_is_array(o) && !config_setting_is_list(o)) {
         return em_conf_fail(err, errlen, file, o, "\"origins\" must be a string or a list of strings");
     }
-    conf->cors_origins = em_conf_calloc((size_t) config_setting_length(o), sizeof(char *));
+    cors->origins = em_conf_calloc((size_t) config_setting_length(o), sizeof(char *));
     for (int i = 0; i < config_setting_length(o); i++) {
         const char *s = config_setting_get_string_elem(o, i);
         if (s == NULL) {
             return em_conf_fail(err, errlen, file, o, "\"origins\" must hold strings");
         }
         if (strcmp(s, "*") == 0) {
-            conf->cors_any = 1;
+            cors->any = 1;
         }
-        conf->cors_origins[conf->ncors_origins++] = em_conf_strdup(s);
+        cors->origins[cors->norigins++] = em_conf_strdup(s);
     }
     return 0;
 }
@@ -963,7 +972,7 @@ em_conf_default_nsp(em_conf_t *conf, size_t ep)
 
 static const char *const em_conf_socketio_keys[] = {
     "path", "ping_interval", "ping_timeout", "connect_timeout", "max_payload", "transports",
-    "allow_upgrades", "namespaces", NULL
+    "allow_upgrades", "namespaces", "cors", NULL
 };
 
 /* socketio = ( { path = "/realtime"; namespaces = ( ... ); ping_interval = ...; } ): more
@@ -997,11 +1006,19 @@ em_conf_read_socketio(config_setting_t *list, em_conf_t *conf, const char *file,
         *ep = conf->endpoints[0];
         ep->path = NULL;
         ep->prefix = NULL;
+        ep->cors = NULL;
         if (em_conf_read_endpoint(g, ep, file, err, errlen) != 0) {
             return -1;
         }
         if (ep->path == NULL) {
             return em_conf_fail(err, errlen, file, g, "a socketio endpoint needs a \"path\"");
+        }
+        config_setting_t *cg = config_setting_get_member(g, "cors");
+        if (cg != NULL) {
+            ep->cors = em_conf_calloc(1, sizeof(*ep->cors));
+            if (em_conf_read_cors(cg, ep->cors, file, err, errlen) != 0) {
+                return -1;
+            }
         }
         size_t plen = strlen(ep->path);
         ep->prefix = em_conf_calloc(1, plen + 2);
@@ -1111,7 +1128,7 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
         }
     }
     if ((s = config_setting_get_member(root, "cors")) != NULL) {
-        if (em_conf_read_cors(s, conf, file, err, errlen) != 0) {
+        if (em_conf_read_cors(s, &conf->cors, file, err, errlen) != 0) {
             return -1;
         }
     }
@@ -1300,6 +1317,10 @@ em_conf_free(em_conf_t *conf)
         free(conf->endpoints[i].path);
         free(conf->endpoints[i].script);
         free(conf->endpoints[i].prefix);
+        if (conf->endpoints[i].cors != NULL) {
+            em_conf_cors_free(conf->endpoints[i].cors);
+            free(conf->endpoints[i].cors);
+        }
     }
     for (size_t i = 0; i < conf->nnsps; i++) {
         free(conf->nsps[i].name);
@@ -1337,10 +1358,7 @@ em_conf_free(em_conf_t *conf)
             free(ak);
         }
     }
-    for (size_t i = 0; i < conf->ncors_origins; i++) {
-        free(conf->cors_origins[i]);
-    }
-    free(conf->cors_origins);
+    em_conf_cors_free(&conf->cors);
     free(conf->health_path);
     free(conf->metrics_path);
     free(conf->listen);
@@ -1389,15 +1407,21 @@ em_conf_has_connect_limits(const em_conf_t *conf)
 }
 
 int
-em_conf_origin_allowed(const em_conf_t *conf, const char *origin, size_t len)
+em_conf_origin_allowed(const em_conf_cors_t *cors, const char *origin, size_t len)
 {
-    if (conf->cors_any) {
+    if (cors->any) {
         return 1;
     }
-    for (size_t i = 0; i < conf->ncors_origins; i++) {
-        if (strlen(conf->cors_origins[i]) == len && memcmp(conf->cors_origins[i], origin, len) == 0) {
+    for (size_t i = 0; i < cors->norigins; i++) {
+        if (strlen(cors->origins[i]) == len && memcmp(cors->origins[i], origin, len) == 0) {
             return 1;
         }
     }
     return 0;
+}
+
+const em_conf_cors_t *
+em_conf_cors(const em_conf_t *conf, const em_conf_endpoint_t *ep)
+{
+    return ep != NULL && ep->cors != NULL ? ep->cors : &conf->cors;
 }

@@ -97,12 +97,22 @@ typedef struct {
 #define EM_CONF_ROOM_TEMPLATES_MAX 16
 #define EM_CONF_ROOM_TEMPLATE_MAX  1024     /* bytes of one template */
 
+/* CORS of an endpoint ("cors" group). */
+typedef struct {
+    unsigned  enabled:1;
+    unsigned  any:1;
+    unsigned  credentials:1;
+    char    **origins;
+    size_t    norigins;
+} em_conf_cors_t;
+
 /* One Engine.IO endpoint: the Socket.IO one, or a raw Engine.IO one. */
 typedef struct {
     char     *path;             /* always begins and ends with '/' */
     char     *script;           /* raw endpoints: the script; Socket.IO: NULL */
     unsigned  raw:1;
     char     *prefix;           /* Socket.IO: its namespaces' prefix ("" for the first) */
+    em_conf_cors_t *cors;       /* its own "cors" group, or NULL: the top level's */
     unsigned  allow_upgrades:1;
     unsigned  transports;       /* EM_TRANSPORT_* bits */
     unsigned  ping_interval;    /* ms */
@@ -187,11 +197,7 @@ typedef struct {
     size_t              recovery_buffer;              /* bytes of the packet log */
     unsigned            recovery_sessions;            /* sessions and tokens kept */
 
-    unsigned            cors_enabled:1;
-    unsigned            cors_any:1;
-    unsigned            cors_credentials:1;
-    char              **cors_origins;
-    size_t              ncors_origins;
+    em_conf_cors_t      cors;         /* the top-level "cors": the endpoints' default */
 
     em_conf_limits_t    limits;
 } em_conf_t;
@@ -227,6 +233,9 @@ int em_conf_has_connect_limits(const em_conf_t *conf);
 int em_conf_needs_handshake(const em_conf_t *conf);
 
 /* True when the Origin value is allowed by the CORS settings. */
-int em_conf_origin_allowed(const em_conf_t *conf, const char *origin, size_t len);
+int em_conf_origin_allowed(const em_conf_cors_t *cors, const char *origin, size_t len);
+
+/* The CORS settings of an endpoint (NULL: the top level's). */
+const em_conf_cors_t *em_conf_cors(const em_conf_t *conf, const em_conf_endpoint_t *ep);
 
 #endif

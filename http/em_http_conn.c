@@ -158,7 +158,6 @@ static int
 em_http_write_head(em_http_conn_t *h, int status, const char *ctype, size_t len)
 {
     struct evbuffer *out = em_conn_output(&h->conn);
-    const em_conf_t *conf = em_loop.conf;
 
     if (out == NULL) {
         em_conn_close(&h->conn);
@@ -171,7 +170,7 @@ em_http_write_head(em_http_conn_t *h, int status, const char *ctype, size_t len)
     evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
     if (h->origin != NULL) {
         evbuffer_add_printf(out, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", h->origin);
-        if (conf->cors_credentials) {
+        if (h->cors_cred) {
             evbuffer_add_printf(out, "Access-Control-Allow-Credentials: true\r\n");
         }
     }
@@ -324,16 +323,17 @@ em_http_refuse(em_http_conn_t *h, int status, em_limit_t limit, const char *why)
 
 /* Note the request's Origin if CORS allows it, to echo in the response. */
 static void
-em_http_cors(em_http_conn_t *h, const em_http_req_t *req)
+em_http_cors(em_http_conn_t *h, const em_http_req_t *req, const em_conf_cors_t *cors)
 {
     const em_http_header_t *origin;
 
     free(h->origin);
     h->origin = NULL;
-    if (!em_loop.conf->cors_enabled || (origin = em_http_header(req, "origin")) == NULL) {
+    h->cors_cred = cors->credentials;
+    if (!cors->enabled || (origin = em_http_header(req, "origin")) == NULL) {
         return;
     }
-    if (em_conf_origin_allowed(em_loop.conf, origin->value.data, origin->value.len)
+    if (em_conf_origin_allowed(cors, origin->value.data, origin->value.len)
         && memchr(origin->value.data, '\r', origin->value.len) == NULL
         && memchr(origin->value.data, '\n', origin->value.len) == NULL) {
         h->origin = strndup(origin->value.data, origin->value.len);
@@ -356,7 +356,7 @@ em_http_preflight(em_http_conn_t *h, const em_http_req_t *req)
                             "Access-Control-Allow-Origin: %s\r\nVary: Origin, Access-Control-Request-Headers\r\n"
                             "Access-Control-Allow-Methods: GET,HEAD,PUT,PATCH,POST,DELETE\r\n",
                             h->origin);
-        if (em_loop.conf->cors_credentials) {
+        if (h->cors_cred) {
             evbuffer_add_printf(out, "Access-Control-Allow-Credentials: true\r\n");
         }
         if (acrh != NULL && memchr(acrh->value.data, '\r', acrh->value.len) == NULL
@@ -456,7 +456,7 @@ em_http_request(em_http_conn_t *h, const em_http_req_t *req)
     h->route = 0;
     h->endpoint = NULL;
     if (!h->admin) {
-        em_http_cors(h, req);
+        em_http_cors(h, req, &em_loop.conf->cors);
     }
 
     int r = em_http_route_find(h, req->path);
@@ -487,6 +487,9 @@ em_http_request(em_http_conn_t *h, const em_http_req_t *req)
         }
         em_http_conn_respond(h, 404, "text/plain; charset=UTF-8", "Not Found", 9);
         return req->head_len;
+    }
+    if (ep->cors != NULL) {
+        em_http_cors(h, req, ep->cors);     /* the endpoint's own */
     }
 
     n = em_http_query_get(req->query, "sid", sid, sizeof(sid));

@@ -35,6 +35,7 @@ typedef struct em_http_conn {
     unsigned                   reused:1;      /* a request was answered before */
     unsigned                   admin:1;       /* from the admin listener: its routes only */
     unsigned                   held:1;        /* a route holds the request (upper is its) */
+    unsigned                   cors_cred:1;   /* the request's CORS allows credentials */
     unsigned                   route:5;       /* the route serving the request, + 1; or 0 */
     unsigned                   head_len:15;   /* BODY: head bytes still in input */
     uint32_t                   body_len;      /* BODY: Content-Length (<= max_payload) */

@@ -1,7 +1,7 @@
 'use strict';
 /*
  * Several Socket.IO endpoints in one instance: each path has its own
- * namespaces, scripts and settings (transports, ping), a namespace "/" of
+ * namespaces, scripts and settings (transports, ping, CORS), a namespace "/" of
  * one is not the "/" of another (rooms, broadcasts, counts), the backend
  * API reaches one endpoint's namespace by its path, and a namespace is
  * only served on its own path. Real clients, 2 workers.
@@ -27,7 +27,7 @@ test.before(async () => {
       socketio: [
         { path: '/realtime', transports: ['websocket'], ping_interval: 7000,
           namespaces: [{ name: '/', script: handler('ep_realtime.lua') }] },
-        { path: '/ws', ping_interval: 9000,
+        { path: '/ws', ping_interval: 9000, cors: { origins: ['http://ws.example'] },
           namespaces: [{ name: '/device/:deviceId', api_key: { keys: ['dev-key'], invalid_message: 'Invalid API key' } }] },
       ],
       engineio: undefined,
@@ -89,6 +89,21 @@ test('each endpoint has its own transports and ping settings', { skip }, async (
   } finally {
     closeAll(b);
   }
+});
+
+test('each endpoint has its own CORS; the others take the top level\'s', { skip }, async () => {
+  const get = (path, origin) => httpRequest(emitd.port, 'GET', `${path}?EIO=4&transport=polling`,
+                                            { headers: { Origin: origin } });
+  let r = await get('/ws/', 'http://ws.example');
+  assert.equal(r.headers['access-control-allow-origin'], 'http://ws.example');
+  assert.equal(r.headers['access-control-allow-credentials'], undefined);
+  r = await get('/ws/', 'http://good.example');
+  assert.equal(r.headers['access-control-allow-origin'], undefined);
+  r = await get('/socket.io/', 'http://good.example');
+  assert.equal(r.headers['access-control-allow-origin'], 'http://good.example');
+  assert.equal(r.headers['access-control-allow-credentials'], 'true');
+  r = await get('/socket.io/', 'http://ws.example');
+  assert.equal(r.headers['access-control-allow-origin'], undefined);
 });
 
 test('a namespace is served on its own path only; its api_key applies there', { skip }, async () => {

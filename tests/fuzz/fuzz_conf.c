@@ -67,14 +67,24 @@ fz_check(const em_conf_t *c)
         FUZZ_ASSERT(ep->max_payload >= 16 && ep->ping_interval >= 1 && ep->ping_timeout >= 1);
         FUZZ_ASSERT((ep->raw != 0) == (ep->script != NULL));
         FUZZ_ASSERT(em_conf_endpoint(c, ep->path, len) == ep);
+        /* a Socket.IO endpoint's namespaces carry its prefix */
+        FUZZ_ASSERT(ep->raw ? ep->prefix == NULL : ep->prefix != NULL);
+        const em_conf_cors_t *cors = em_conf_cors(c, ep);
+        for (size_t k = 0; k < cors->norigins; k++) {
+            FUZZ_ASSERT(em_conf_origin_allowed(cors, cors->origins[k], strlen(cors->origins[k])));
+        }
+    }
+    for (size_t i = 0; i < c->nnsps; i++) {
+        const em_conf_nsp_t *n = &c->nsps[i];
+        FUZZ_ASSERT(n->endpoint < c->nendpoints && !c->endpoints[n->endpoint].raw);
+        const char *prefix = c->endpoints[n->endpoint].prefix;
+        FUZZ_ASSERT(strncmp(n->name, prefix, strlen(prefix)) == 0);
+        em_str_t w = em_conf_nsp_wire(n->name, strlen(n->name));
+        FUZZ_ASSERT(w.len >= 1 && w.data[0] == '/');
     }
     FUZZ_ASSERT(c->limits.attachments <= EM_CONF_MAX_ATTACHMENTS);
     FUZZ_ASSERT(c->limits.json_depth >= 1 && c->limits.json_depth <= EM_CONF_MAX_JSON_DEPTH);
     FUZZ_ASSERT(c->limits.output_soft <= c->limits.output_hard);
-    for (size_t i = 0; i < c->ncors_origins; i++) {
-        const char *o = c->cors_origins[i];
-        FUZZ_ASSERT(em_conf_origin_allowed(c, o, strlen(o)));
-    }
     (void) em_conf_has_connect_limits(c);
 }
 

@@ -75,7 +75,7 @@ START_TEST(test_default)
     ck_assert_str_eq(c->nsps[0].name, "/");
     ck_assert_ptr_null(c->nsps[0].script);
     ck_assert_uint_eq(c->recovery, 0);
-    ck_assert_uint_eq(c->cors_enabled, 0);
+    ck_assert_uint_eq(c->cors.enabled, 0);
     ck_assert_uint_eq(c->limits.event_args, 1024);
     ck_assert_uint_eq(c->limits.attachments, 10);
     ck_assert_uint_eq(c->limits.output_hard, 16u * 1024 * 1024);
@@ -110,6 +110,7 @@ START_TEST(test_everything)
         ");\n"
         "engineio = ( { path = \"/raw\"; script = \"chat.lua\"; max_payload = 16; } );\n"
         "socketio = ( { path = \"/realtime\"; transports = [ \"websocket\" ]; ping_interval = 7000;\n"
+        "               cors = { origins = \"https://rt.example\"; };\n"
         "               namespaces = ( { name = \"/\"; script = \"chat.lua\"; }, { name = \"/chat\"; } ); },\n"
         "             { path = \"/ws/\"; } );\n");
 
@@ -136,6 +137,12 @@ START_TEST(test_everything)
     ck_assert_uint_eq(c->endpoints[2].transports, EM_TRANSPORT_WEBSOCKET);
     ck_assert_uint_eq(c->endpoints[2].max_payload, 4096);    /* the top level's */
     ck_assert_str_eq(c->endpoints[3].prefix, "@/ws#");
+    /* its own cors; the others take the top level's */
+    ck_assert_ptr_nonnull(c->endpoints[2].cors);
+    ck_assert_uint_eq(c->endpoints[2].cors->credentials, 0);
+    ck_assert_int_eq(em_conf_origin_allowed(em_conf_cors(c, &c->endpoints[2]), B("https://rt.example")), 1);
+    ck_assert_int_eq(em_conf_origin_allowed(em_conf_cors(c, &c->endpoints[2]), B("https://app.example.com")), 0);
+    ck_assert_ptr_eq(em_conf_cors(c, &c->endpoints[3]), &c->cors);
     ck_assert_uint_eq(c->nnsps, 5);
     ck_assert_str_eq(c->nsps[2].name, "@/realtime#/");
     ck_assert_uint_eq(c->nsps[2].endpoint, 2);
@@ -156,11 +163,11 @@ START_TEST(test_everything)
     ck_assert_uint_eq(c->endpoints[0].ping_timeout, 700);
     ck_assert_uint_eq(c->endpoints[0].max_payload, 4096);
     ck_assert_uint_eq(c->endpoints[0].transports, EM_TRANSPORT_WEBSOCKET);
-    ck_assert_uint_eq(c->cors_enabled, 1);
-    ck_assert_uint_eq(c->cors_credentials, 1);
-    ck_assert_int_eq(em_conf_origin_allowed(c, B("https://app.example.com")), 1);
-    ck_assert_int_eq(em_conf_origin_allowed(c, B("https://app.example.co")), 0);
-    ck_assert_int_eq(em_conf_origin_allowed(c, B("https://evil.example.com")), 0);
+    ck_assert_uint_eq(c->cors.enabled, 1);
+    ck_assert_uint_eq(c->cors.credentials, 1);
+    ck_assert_int_eq(em_conf_origin_allowed(&c->cors, B("https://app.example.com")), 1);
+    ck_assert_int_eq(em_conf_origin_allowed(&c->cors, B("https://app.example.co")), 0);
+    ck_assert_int_eq(em_conf_origin_allowed(&c->cors, B("https://evil.example.com")), 0);
     ck_assert_uint_eq(c->recovery, 1);
     ck_assert_uint_eq(c->recovery_max_disconnection, 60000);
     ck_assert_uint_eq(c->recovery_buffer, 1048576);
