@@ -56,7 +56,8 @@ fz_check(const em_conf_t *c)
     FUZZ_ASSERT(c->workers >= 1 && c->workers <= EM_MAX_WORKERS);
     FUZZ_ASSERT(c->nnsps >= 1);
     for (size_t i = 0; i < c->nnsps; i++) {
-        FUZZ_ASSERT(c->nsps[i].name != NULL && c->nsps[i].name[0] == '/');
+        FUZZ_ASSERT(c->nsps[i].name != NULL
+                    && (c->nsps[i].name[0] == '/' || c->nsps[i].name[0] == EM_CONF_NSP_PREFIX));
     }
     FUZZ_ASSERT(c->nendpoints >= 1 && !c->endpoints[0].raw);
     for (size_t i = 0; i < c->nendpoints; i++) {
