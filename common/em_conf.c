@@ -269,7 +269,38 @@ em_conf_check_keys(const config_setting_t *g, const char *const *known, const ch
 }
 
 static const char *const em_conf_nsp_keys[] = { "name", "script", "connect_limit",
-                                                "shutdown_event", "api_key", "rooms", "jwt", NULL };
+                                                "shutdown_event", "api_key", "rooms", "jwt",
+                                                "connect_hook", NULL };
+static const char *const em_conf_hook_keys[] = { "url", "timeout", "message", NULL };
+
+/* connect_hook = { url = "http://127.0.0.1:8080/connect"; timeout = 3000;
+ *                  message = "Unauthorized"; } */
+static int
+em_conf_read_hook(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, char *err,
+                  size_t errlen)
+{
+    const char *url = NULL, *msg = "Unauthorized";
+    unsigned    timeout = 5000;
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g, "\"connect_hook\" must be a group { url = \"...\"; }");
+    }
+    if (em_conf_check_keys(g, em_conf_hook_keys, "connect_hook", file, err, errlen) != 0
+        || em_conf_get_string(g, "url", &url, file, err, errlen) != 0
+        || em_conf_get_string(g, "message", &msg, file, err, errlen) != 0
+        || em_conf_get_uint(g, "timeout", 1, 600000, &timeout, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (url == NULL || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
+        return em_conf_fail(err, errlen, file, g, "connect_hook needs a \"url\" beginning with "
+                            "http:// or https://");
+    }
+    nsp->connect_hook = em_conf_calloc(1, sizeof(*nsp->connect_hook));
+    nsp->connect_hook->url = em_conf_strdup(url);
+    nsp->connect_hook->timeout = timeout;
+    nsp->connect_hook->message = em_conf_strdup(msg);
+    return 0;
+}
 static const char *const em_conf_jwt_keys[] = { "secret", "public_key", "algorithms", "issuer",
                                                 "audience", "leeway", "token_auth", "token_query",
                                                 "token_header", "missing_message",
@@ -750,6 +781,10 @@ em_conf_read_namespaces(config_setting_t *list, em_conf_t *conf, size_t ep, cons
         }
         config_setting_t *jw = config_setting_get_member(g, "jwt");
         if (jw != NULL && em_conf_read_jwt(jw, nsp, file, err, errlen) != 0) {
+            return -1;
+        }
+        config_setting_t *hk = config_setting_get_member(g, "connect_hook");
+        if (hk != NULL && em_conf_read_hook(hk, nsp, file, err, errlen) != 0) {
             return -1;
         }
         config_setting_t *rt = config_setting_get_member(g, "rooms");
@@ -1330,6 +1365,11 @@ em_conf_free(em_conf_t *conf)
         for (size_t k = 0; k < conf->nsps[i].nrooms; k++) {
             free(conf->nsps[i].rooms[k]);
         }
+        if (conf->nsps[i].connect_hook != NULL) {
+            free(conf->nsps[i].connect_hook->url);
+            free(conf->nsps[i].connect_hook->message);
+            free(conf->nsps[i].connect_hook);
+        }
         free(conf->nsps[i].rooms);
         em_conf_jwt_t *jw = conf->nsps[i].jwt;
         if (jw != NULL) {
@@ -1388,7 +1428,7 @@ em_conf_needs_handshake(const em_conf_t *conf)
 {
     for (size_t i = 0; i < conf->nnsps; i++) {
         if (conf->nsps[i].api_key != NULL || conf->nsps[i].jwt != NULL
-            || conf->nsps[i].nrooms > 0) {
+            || conf->nsps[i].nrooms > 0 || conf->nsps[i].connect_hook != NULL) {
             return 1;
         }
     }

@@ -80,6 +80,13 @@ const char *em_conf_jwt_alg_name(unsigned alg);
 #define EM_CONF_NSP_PREFIX '@'
 #define EM_CONF_NSP_SEP    '#'
 
+/* connect_hook: the backend admits or refuses each CONNECT of a namespace. */
+typedef struct {
+    char     *url;
+    unsigned  timeout;          /* ms */
+    char     *message;          /* the refusal's message when the backend gives none */
+} em_conf_hook_t;
+
 typedef struct {
     char           *name;           /* "/chat", or a pattern with ":param" segments (prefixed) */
     size_t          endpoint;       /* its Socket.IO endpoint (index into conf->endpoints) */
@@ -92,6 +99,7 @@ typedef struct {
     em_conf_jwt_t  *jwt;            /* or NULL: no token needed */
     char          **rooms;          /* room templates joined at connect */
     size_t          nrooms;
+    em_conf_hook_t *connect_hook;   /* or NULL */
 } em_conf_nsp_t;
 
 #define EM_CONF_ROOM_TEMPLATES_MAX 16

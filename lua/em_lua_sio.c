@@ -152,6 +152,8 @@ em_lua_socket_lazy(lua_State *l, const char *key)
         em_lua_push_handshake(l, s, uv);
     } else if (key[0] == 'p') {
         em_lua_push_params(l, s);
+    } else if (s != NULL && s->data != NULL && em_lua_push_json(l, s->data, NULL, 0) == EM_OK) {
+        /* what the connect_hook gave */
     } else {
         lua_newtable(l);
     }

@@ -593,6 +593,10 @@ em_cmd_socket_info(em_sio_socket_t *s)
     em_str_t          ip = em_cluster_socket_ip(s);
     json_t           *rooms = json_array();
     json_t           *data = em_sio_app.socket_data != NULL ? em_sio_app.socket_data(s) : NULL;
+
+    if (data == NULL && s->data != NULL) {
+        data = json_incref(s->data);        /* the connect_hook's, no script made one */
+    }
     em_str_t          wire = em_conf_nsp_wire(s->nsp->name, s->nsp->name_len);
 
     if (rooms != NULL) {

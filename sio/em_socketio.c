@@ -16,6 +16,7 @@
 
 #include "em_bus.h"
 #include "em_cmd.h"
+#include "em_fetch.h"
 #include "em_cluster.h"
 #include "em_jwt.h"
 #include "em_log.h"
@@ -35,6 +36,11 @@ struct em_sio_client {
     size_t            bin_bytes;
     unsigned          nsockets;     /* namespaces it is in (limits.namespaces) */
     unsigned          closed:1;     /* its session closed: freed by the reaper */
+    /* A CONNECT waiting for its namespace's connect_hook; meanwhile what
+     * the client sends waits in inq, in order. */
+    struct em_sio_hook *hook;
+    struct em_sio_inq  *inq_head, *inq_tail;
+    size_t            inq_bytes;
     em_sio_client_t  *reap_next;
 };
 
@@ -625,6 +631,8 @@ em_sio_socket_discard(em_sio_socket_t *s)
 {
     json_decref(s->claims);
     s->claims = NULL;
+    json_decref(s->data);
+    s->data = NULL;
     s->next = em_sio_reap_sockets;
     em_sio_reap_sockets = s;
     em_loop_schedule_reap();
@@ -730,6 +738,123 @@ em_sio_connect_error(em_sio_client_t *c, em_str_t nsp, const char *message)
 
 static em_limit_t em_sio_data_check(const json_t *v, unsigned depth, int binary, size_t natt);
 
+/* The rest of a CONNECT once it may go on (after the checks and the
+ * connect_hook): recovery, the socket linked, its rooms, on_connect, the
+ * CONNECT reply. Takes auth. */
+static int
+em_sio_connect_finish(em_sio_client_t *c, em_sio_socket_t *s, em_nsp_t *nsp, size_t conf_index,
+                      json_t *auth, em_str_t wire)
+{
+    json_t *reject = NULL, *ok;
+
+    /* A client coming back with {pid, offset}: its old id, rooms and the
+     * packets it missed. */
+    char          *rbuf = NULL;
+    em_str_t      *rooms = NULL;
+    size_t         nrooms = 0;
+    em_plog_pkt_t *missed = NULL;
+    uint64_t       offset;
+    if (em_cluster_recover(s, auth, &rbuf, &rooms, &nrooms, &offset) == EM_OK) {
+        /* On the bus before the log is read: an event logged after the
+         * read reaches this worker live, one in both is skipped by its
+         * offset, and none falls between the two. */
+        em_sio_recovery_keys(nsp, rooms, nrooms, 1);
+        if (em_cluster_recover_replay(s, rooms, nrooms, offset, &missed) != EM_OK) {
+            em_sio_recovery_keys(nsp, rooms, nrooms, 0);
+            free(rbuf);
+            free(rooms);
+            rbuf = NULL;
+            rooms = NULL;
+            nrooms = 0;
+        }
+    }
+
+    s->next = c->sockets;
+    c->sockets = s;
+    c->nsockets++;
+    HASH_ADD(hh, nsp->sockets, id, EM_SID_LEN, s);
+    /* A socket is also the room named by its id; the namespace has sockets. */
+    em_bus_key_add(nsp->name, nsp->name_len, s->id, EM_SID_LEN);
+    if (nsp->nsockets++ == 0) {
+        em_bus_key_add(nsp->name, nsp->name_len, NULL, 0);
+        em_sio_pattern_key(nsp, 1);
+    }
+    for (size_t i = 1; i < nrooms; i++) {
+        em_adapter_join(s, rooms[i]);
+    }
+    em_sio_recovery_keys(nsp, rooms, nrooms, 0);     /* joined now: held by the rooms */
+    free(rbuf);
+    free(rooms);
+    /* The namespace's room templates, before on_connect sees the socket. */
+    em_sio_template_rooms(s, auth);
+
+    if (em_sio_app.has_script(conf_index)) {
+        if (auth == NULL) {
+            auth = json_object();
+        }
+        if (em_sio_app.connect(s, auth, &reject) != EM_OK) {
+            json_t *m = json_object_get(reject, "message");
+            em_cluster_connect_failed(s, "auth_failure", json_string_value(m));
+            em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, wire, reject);
+            json_decref(reject);
+            json_decref(auth);
+            em_plog_pkts_free(missed);
+            em_sio_socket_remove(s, NULL);
+            return EM_OK;
+        }
+    }
+    json_decref(auth);
+    if (s->state == EM_SIO_S_CLOSED) {
+        /* on_connect disconnected it for good (its connection closed). */
+        em_plog_pkts_free(missed);
+        return EM_OK;
+    }
+    em_cluster_socket_connected(s);
+    ok = s->pid ? json_pack("{s:s,s:s}", "sid", s->id, "pid", s->pid)
+                : json_pack("{s:s}", "sid", s->id);
+    em_sio_send_simple(c, EM_SIO_CONNECT, (em_str_t) { nsp->name, nsp->name_len }, ok);
+    json_decref(ok);
+    em_sio_state_t pending = (em_sio_state_t) s->state;
+    s->state = EM_SIO_S_OPEN;
+    /* What it missed comes first, then what on_connect sent. */
+    for (em_plog_pkt_t *m = missed; m != NULL; m = m->next) {
+        em_buf_t **atts = m->natt ? calloc(m->natt, sizeof(*atts)) : NULL;
+        em_pkt_t   pkt;
+        size_t     na = 0;
+        while (atts != NULL && na < m->natt
+               && (atts[na] = em_buf_copy(m->atts[na].data, m->atts[na].len, 1)) != NULL) {
+            na++;
+        }
+        if (na == m->natt && em_sio_pkt_build_raw(&pkt, EM_SIO_EVENT,
+                                                  (em_str_t) { nsp->name, nsp->name_len },
+                                                  EM_SIO_NO_ID, m->data, atts, na) == EM_OK) {
+            em_sio_socket_send(s, &pkt);
+            em_pkt_release(&pkt);
+        } else if (na != m->natt) {
+            for (size_t i = 0; i < na; i++) {
+                em_buf_unref(atts[i]);
+            }
+            free(atts);
+        }
+    }
+    em_plog_pkts_free(missed);
+    for (size_t i = 0; i < s->nheld; i++) {
+        em_eio_session_send(c->eio, s->held[i]);
+    }
+    em_sio_drop_held(s);
+    if (c->connect_timer != NULL) {
+        event_free(c->connect_timer);
+        c->connect_timer = NULL;
+    }
+    if (pending != EM_SIO_S_CONNECTING) {
+        em_sio_socket_disconnect(s, pending == EM_SIO_S_CONNECTING_CLOSE);
+    }
+    return EM_OK;
+}
+
+static int em_sio_hook_start(em_sio_client_t *c, em_sio_socket_t *s, em_nsp_t *nsp,
+                             size_t conf_index, json_t *auth, em_str_t wire);
+
 /* CONNECT to a namespace; returns EM_ERROR if the connection must close. */
 static int
 em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
@@ -737,7 +862,7 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
     size_t           conf_index;
     em_nsp_t        *nsp;
     em_sio_socket_t *s;
-    json_t          *auth = NULL, *reject = NULL, *ok;
+    json_t          *auth = NULL;
 
     if (em_sio_client_socket(c, p->nsp) != NULL) {
         return EM_OK;   /* already connected: ignored, as Node does */
@@ -817,109 +942,10 @@ em_sio_connect(em_sio_client_t *c, const em_sio_packet_t *p)
         return EM_OK;
     }
 
-    /* A client coming back with {pid, offset}: its old id, rooms and the
-     * packets it missed. */
-    char          *rbuf = NULL;
-    em_str_t      *rooms = NULL;
-    size_t         nrooms = 0;
-    em_plog_pkt_t *missed = NULL;
-    uint64_t       offset;
-    if (em_cluster_recover(s, auth, &rbuf, &rooms, &nrooms, &offset) == EM_OK) {
-        /* On the bus before the log is read: an event logged after the
-         * read reaches this worker live, one in both is skipped by its
-         * offset, and none falls between the two. */
-        em_sio_recovery_keys(nsp, rooms, nrooms, 1);
-        if (em_cluster_recover_replay(s, rooms, nrooms, offset, &missed) != EM_OK) {
-            em_sio_recovery_keys(nsp, rooms, nrooms, 0);
-            free(rbuf);
-            free(rooms);
-            rbuf = NULL;
-            rooms = NULL;
-            nrooms = 0;
-        }
+    if (em_loop.conf->nsps[conf_index].connect_hook != NULL) {
+        return em_sio_hook_start(c, s, nsp, conf_index, auth, p->nsp);
     }
-
-    s->next = c->sockets;
-    c->sockets = s;
-    c->nsockets++;
-    HASH_ADD(hh, nsp->sockets, id, EM_SID_LEN, s);
-    /* A socket is also the room named by its id; the namespace has sockets. */
-    em_bus_key_add(nsp->name, nsp->name_len, s->id, EM_SID_LEN);
-    if (nsp->nsockets++ == 0) {
-        em_bus_key_add(nsp->name, nsp->name_len, NULL, 0);
-        em_sio_pattern_key(nsp, 1);
-    }
-    for (size_t i = 1; i < nrooms; i++) {
-        em_adapter_join(s, rooms[i]);
-    }
-    em_sio_recovery_keys(nsp, rooms, nrooms, 0);     /* joined now: held by the rooms */
-    free(rbuf);
-    free(rooms);
-    /* The namespace's room templates, before on_connect sees the socket. */
-    em_sio_template_rooms(s, auth);
-
-    if (em_sio_app.has_script(conf_index)) {
-        if (auth == NULL) {
-            auth = json_object();
-        }
-        if (em_sio_app.connect(s, auth, &reject) != EM_OK) {
-            json_t *m = json_object_get(reject, "message");
-            em_cluster_connect_failed(s, "auth_failure", json_string_value(m));
-            em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, p->nsp, reject);
-            json_decref(reject);
-            json_decref(auth);
-            em_plog_pkts_free(missed);
-            em_sio_socket_remove(s, NULL);
-            return EM_OK;
-        }
-    }
-    json_decref(auth);
-    if (s->state == EM_SIO_S_CLOSED) {
-        /* on_connect disconnected it for good (its connection closed). */
-        em_plog_pkts_free(missed);
-        return EM_OK;
-    }
-    em_cluster_socket_connected(s);
-    ok = s->pid ? json_pack("{s:s,s:s}", "sid", s->id, "pid", s->pid)
-                : json_pack("{s:s}", "sid", s->id);
-    em_sio_send_simple(c, EM_SIO_CONNECT, (em_str_t) { nsp->name, nsp->name_len }, ok);
-    json_decref(ok);
-    em_sio_state_t pending = (em_sio_state_t) s->state;
-    s->state = EM_SIO_S_OPEN;
-    /* What it missed comes first, then what on_connect sent. */
-    for (em_plog_pkt_t *m = missed; m != NULL; m = m->next) {
-        em_buf_t **atts = m->natt ? calloc(m->natt, sizeof(*atts)) : NULL;
-        em_pkt_t   pkt;
-        size_t     na = 0;
-        while (atts != NULL && na < m->natt
-               && (atts[na] = em_buf_copy(m->atts[na].data, m->atts[na].len, 1)) != NULL) {
-            na++;
-        }
-        if (na == m->natt && em_sio_pkt_build_raw(&pkt, EM_SIO_EVENT,
-                                                  (em_str_t) { nsp->name, nsp->name_len },
-                                                  EM_SIO_NO_ID, m->data, atts, na) == EM_OK) {
-            em_sio_socket_send(s, &pkt);
-            em_pkt_release(&pkt);
-        } else if (na != m->natt) {
-            for (size_t i = 0; i < na; i++) {
-                em_buf_unref(atts[i]);
-            }
-            free(atts);
-        }
-    }
-    em_plog_pkts_free(missed);
-    for (size_t i = 0; i < s->nheld; i++) {
-        em_eio_session_send(c->eio, s->held[i]);
-    }
-    em_sio_drop_held(s);
-    if (c->connect_timer != NULL) {
-        event_free(c->connect_timer);
-        c->connect_timer = NULL;
-    }
-    if (pending != EM_SIO_S_CONNECTING) {
-        em_sio_socket_disconnect(s, pending == EM_SIO_S_CONNECTING_CLOSE);
-    }
-    return EM_OK;
+    return em_sio_connect_finish(c, s, nsp, conf_index, auth, p->nsp);
 }
 
 /*
@@ -1146,6 +1172,257 @@ em_sio_attachment(em_sio_client_t *c, const char *data, size_t len)
     return rc;
 }
 
+/* ---- connect_hook: the backend admits or refuses a CONNECT ---- */
+
+/* A message the client sent while its CONNECT waited, kept in order. */
+typedef struct em_sio_inq {
+    struct em_sio_inq *next;
+    int                binary;
+    size_t             len;
+    char               data[];
+} em_sio_inq_t;
+
+typedef struct em_sio_hook {
+    em_sio_client_t *c;             /* NULL once the client went */
+    em_sio_socket_t *s;             /* made, not linked anywhere yet */
+    em_nsp_t        *nsp;
+    size_t           conf_index;
+    json_t          *auth;
+    char             wire[260];     /* the namespace as the client named it */
+    size_t           wire_len;
+} em_sio_hook_t;
+
+static int em_sio_text(em_sio_client_t *c, const char *data, size_t len);
+static int em_sio_attachment(em_sio_client_t *c, const char *data, size_t len);
+
+/* The handshake's query string as an object, and its headers (names in
+ * lower case) as another. */
+static void
+em_sio_hook_handshake(em_sio_socket_t *s, json_t *body)
+{
+    em_http_req_t req;
+    json_t       *q = json_object(), *h = json_object();
+
+    if (q != NULL && h != NULL && em_sio_handshake_req(s, &req) == EM_OK) {
+        for (size_t i = 0; i < req.nheaders; i++) {
+            char name[128];
+            size_t n = EM_MIN(req.headers[i].name.len, sizeof(name) - 1);
+            for (size_t k = 0; k < n; k++) {
+                char ch = req.headers[i].name.data[k];
+                name[k] = (char) (ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+            }
+            name[n] = '\0';
+            json_object_set_new(h, name, json_stringn(req.headers[i].value.data, req.headers[i].value.len));
+        }
+        const char *p = req.query.data, *end = req.query.data + req.query.len;
+        while (p < end) {
+            const char *amp = memchr(p, '&', (size_t) (end - p));
+            const char *e = amp != NULL ? amp : end;
+            const char *eq = memchr(p, '=', (size_t) (e - p));
+            char        key[128], val[2048];
+            size_t      kl = (size_t) ((eq != NULL ? eq : e) - p);
+            if (kl > 0 && kl < sizeof(key)) {
+                memcpy(key, p, kl);
+                key[kl] = '\0';
+                ssize_t vl = em_http_query_get(req.query, key, val, sizeof(val));
+                if (vl >= 0 && json_object_get(q, key) == NULL) {
+                    json_object_set_new(q, key, json_stringn(val, (size_t) vl));
+                }
+            }
+            p = e + 1;
+        }
+    }
+    em_str_t ip = em_cluster_socket_ip(s);
+    json_object_set_new(body, "query", q != NULL ? q : json_object());
+    json_object_set_new(body, "headers", h != NULL ? h : json_object());
+    json_object_set_new(body, "address", json_stringn(ip.data, ip.len));
+}
+
+static void em_sio_inq_run(em_sio_client_t *c);
+
+static void
+em_sio_hook_done(const em_fetch_res_t *res, void *arg)
+{
+    em_sio_hook_t        *k = arg;
+    em_sio_client_t      *c = k->c;
+    em_sio_socket_t      *s = k->s;
+    const em_conf_hook_t *hook = em_loop.conf->nsps[k->conf_index].connect_hook;
+    em_str_t              wire = { k->wire, k->wire_len };
+    json_t               *doc = NULL;
+
+    if (c == NULL) {
+        /* The client went while the backend thought. */
+        json_decref(k->auth);
+        s->state = EM_SIO_S_CLOSED;
+        em_sio_socket_discard(s);
+        em_nsp_release_if_empty(k->nsp);
+        free(k);
+        return;
+    }
+    c->hook = NULL;
+    c->nsockets--;                      /* counted again when it is linked */
+    if (res->ok && res->body_len > 0) {
+        doc = json_loadb(res->body, res->body_len, JSON_DECODE_ANY, NULL);
+    }
+    if (res->ok && res->status >= 200 && res->status < 300) {
+        /* Admitted: its "data" is socket.data, its "rooms" are joined. */
+        json_t *rooms = json_object_get(doc, "rooms");
+        if (json_is_object(doc) && json_object_get(doc, "data") != NULL) {
+            s->data = json_incref(json_object_get(doc, "data"));
+        }
+        json_t *extra = json_is_array(rooms) ? json_incref(rooms) : NULL;
+        json_decref(doc);
+        int rc = em_sio_connect_finish(c, s, k->nsp, k->conf_index, k->auth, wire);
+        if (rc == EM_OK && extra != NULL && em_sio_socket_live(s)) {
+            size_t  i;
+            json_t *r;
+            json_array_foreach(extra, i, r) {
+                if (json_is_string(r) && em_sio_socket_live(s)) {
+                    em_adapter_join(s, (em_str_t) { json_string_value(r), json_string_length(r) });
+                }
+            }
+        }
+        json_decref(extra);
+        if (rc != EM_OK) {
+            em_eio_session_close(c->eio, "parse error");
+        }
+    } else {
+        const char *msg = json_string_value(json_object_get(doc, "message"));
+        json_t     *err = json_pack("{s:s}", "message", msg != NULL ? msg : hook->message);
+        if (err != NULL && json_object_get(doc, "data") != NULL) {
+            json_object_set(err, "data", json_object_get(doc, "data"));
+        }
+        if (!res->ok) {
+            em_log(EM_LOG_WARN, 0, "connect_hook of %s: %s: the CONNECT is refused",
+                   em_loop.conf->nsps[k->conf_index].name, res->error);
+        }
+        em_cluster_connect_failed(s, "auth", msg != NULL ? msg : hook->message);
+        em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, wire, err);
+        json_decref(err);
+        json_decref(doc);
+        json_decref(k->auth);
+        s->state = EM_SIO_S_CLOSED;
+        em_sio_socket_discard(s);
+        em_nsp_release_if_empty(k->nsp);
+    }
+    free(k);
+    em_sio_inq_run(c);
+}
+
+static int
+em_sio_hook_start(em_sio_client_t *c, em_sio_socket_t *s, em_nsp_t *nsp, size_t conf_index,
+                  json_t *auth, em_str_t wire)
+{
+    const em_conf_hook_t *hook = em_loop.conf->nsps[conf_index].connect_hook;
+    em_sio_hook_t        *k = calloc(1, sizeof(*k));
+    json_t               *body = json_object();
+    const char           *why = NULL;
+    char                 *text = NULL;
+
+    if (k != NULL && body != NULL && wire.len < sizeof(k->wire)) {
+        k->c = c;
+        k->s = s;
+        k->nsp = nsp;
+        k->conf_index = conf_index;
+        k->auth = auth;
+        memcpy(k->wire, wire.data, wire.len);
+        k->wire_len = wire.len;
+        json_object_set_new(body, "namespace", json_stringn(wire.data, wire.len));
+        json_object_set_new(body, "path", json_string(c->eio->endpoint->path));
+        json_object_set_new(body, "socketId", json_string(s->id));
+        json_object_set(body, "auth", auth != NULL ? auth : json_object());
+        em_sio_hook_handshake(s, body);
+        text = json_dumps(body, JSON_COMPACT);
+    }
+    json_decref(body);
+    const char *hdr[] = { "Content-Type: application/json" };
+    em_fetch_req_t req = { .method = "POST", .url = hook->url, .headers = hdr, .nheaders = 1,
+                           .body = text, .body_len = text != NULL ? strlen(text) : 0,
+                           .timeout_ms = hook->timeout };
+    if (text != NULL && em_fetch_start(&req, em_sio_hook_done, k, &why) == EM_OK) {
+        free(text);
+        c->hook = k;
+        c->nsockets++;              /* a CONNECT under way counts against limits.namespaces */
+        return EM_OK;
+    }
+    free(text);
+    em_log(EM_LOG_WARN, 0, "connect_hook of %s cannot be called: %s", nsp->name,
+           why != NULL ? why : "out of memory");
+    json_t *err = json_pack("{s:s}", "message", hook->message);
+    em_cluster_connect_failed(s, "auth", hook->message);
+    em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, wire, err);
+    json_decref(err);
+    json_decref(auth);
+    free(k);
+    s->state = EM_SIO_S_CLOSED;
+    em_sio_socket_discard(s);
+    em_nsp_release_if_empty(nsp);
+    return EM_OK;
+}
+
+/* Keep a message while a CONNECT waits: EM_ERROR past the bound (four
+ * max_payloads, as a binary packet's attachments). */
+static int
+em_sio_inq_add(em_sio_client_t *c, const char *data, size_t len, int binary)
+{
+    size_t max = 4 * c->eio->endpoint->max_payload;
+
+    if (c->inq_bytes + len > max) {
+        em_eio_session_refuse(c->eio, EM_LIMIT_REQUEST_SIZE,
+                              "over %zu bytes sent while its CONNECT waited for the connect_hook", max);
+        return EM_OK;
+    }
+    em_sio_inq_t *q = malloc(sizeof(*q) + len);
+    if (q == NULL) {
+        em_eio_session_refuse(c->eio, EM_LIMIT_MEMORY, "no memory to keep a packet for later");
+        return EM_OK;
+    }
+    q->next = NULL;
+    q->binary = binary;
+    q->len = len;
+    memcpy(q->data, data, len);
+    if (c->inq_tail != NULL) {
+        c->inq_tail->next = q;
+    } else {
+        c->inq_head = q;
+    }
+    c->inq_tail = q;
+    c->inq_bytes += len;
+    return EM_OK;
+}
+
+static void
+em_sio_inq_free(em_sio_client_t *c)
+{
+    while (c->inq_head != NULL) {
+        em_sio_inq_t *q = c->inq_head;
+        c->inq_head = q->next;
+        free(q);
+    }
+    c->inq_tail = NULL;
+    c->inq_bytes = 0;
+}
+
+/* What waited, in order, until the next CONNECT waits again. */
+static void
+em_sio_inq_run(em_sio_client_t *c)
+{
+    while (c->hook == NULL && !c->closed && c->inq_head != NULL && em_eio_session_open(c->eio)) {
+        em_sio_inq_t *q = c->inq_head;
+        c->inq_head = q->next;
+        if (c->inq_head == NULL) {
+            c->inq_tail = NULL;
+        }
+        c->inq_bytes -= q->len;
+        int rc = q->binary ? em_sio_attachment(c, q->data, q->len) : em_sio_text(c, q->data, q->len);
+        if (rc != EM_OK && em_eio_session_open(c->eio)) {
+            em_eio_session_refuse(c->eio, EM_LIMIT_PROTOCOL, "a malformed Socket.IO packet of %zu bytes",
+                                  q->len);
+        }
+        free(q);
+    }
+}
+
 /* ---- Engine.IO hooks ---- */
 
 static void
@@ -1189,6 +1466,10 @@ em_sio_message(em_eio_session_t *s, const char *data, size_t len, int binary)
     if (c == NULL) {
         return;
     }
+    if (c->hook != NULL) {
+        em_sio_inq_add(c, data, len, binary);  /* after the CONNECT that waits */
+        return;
+    }
     rc = binary ? em_sio_attachment(c, data, len) : em_sio_text(c, data, len);
     if (rc != EM_OK && em_eio_session_open(s)) {
         em_eio_session_refuse(s, EM_LIMIT_PROTOCOL, "a malformed Socket.IO %s of %zu bytes",
@@ -1212,6 +1493,11 @@ em_sio_close(em_eio_session_t *s, const char *reason)
      * memory goes at the next reap. */
     c->closed = 1;
     em_sio_bin_reset(c);
+    if (c->hook != NULL) {
+        c->hook->c = NULL;      /* its answer finds no client */
+        c->hook = NULL;
+    }
+    em_sio_inq_free(c);
     if (c->connect_timer != NULL) {
         event_free(c->connect_timer);
         c->connect_timer = NULL;

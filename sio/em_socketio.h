@@ -64,6 +64,7 @@ struct em_sio_socket {
     char                 *pid;            /* its recovery session (recovery on), or NULL */
     char                 *token;          /* an application recovery token, or NULL */
     json_t               *claims;         /* the verified JWT's claims (jwt), or NULL */
+    json_t               *data;           /* socket.data the connect_hook gave, or NULL */
     int64_t               connected_at;   /* ms */
     uint32_t              nrooms;         /* rooms it is in (limits.rooms) */
     uint32_t              nacks;          /* server emits waiting for its ack (limits.pending_acks) */

@@ -111,7 +111,8 @@ START_TEST(test_everything)
         "engineio = ( { path = \"/raw\"; script = \"chat.lua\"; max_payload = 16; } );\n"
         "socketio = ( { path = \"/realtime\"; transports = [ \"websocket\" ]; ping_interval = 7000;\n"
         "               cors = { origins = \"https://rt.example\"; };\n"
-        "               namespaces = ( { name = \"/\"; script = \"chat.lua\"; }, { name = \"/chat\"; } ); },\n"
+        "               namespaces = ( { name = \"/\"; script = \"chat.lua\"; },\n"
+        "                              { name = \"/chat\"; connect_hook = { url = \"http://127.0.0.1:9/hook\"; }; } ); },\n"
         "             { path = \"/ws/\"; } );\n");
 
     ck_assert_msg(c != NULL, "refused: %s", em_t_err);
@@ -154,6 +155,10 @@ START_TEST(test_everything)
     ck_assert_uint_eq(w.len, 5);
     ck_assert(memcmp(w.data, "/chat", 5) == 0);
     ck_assert_uint_eq(c->nsps[0].endpoint, 0);
+    ck_assert_ptr_nonnull(c->nsps[3].connect_hook);
+    ck_assert_str_eq(c->nsps[3].connect_hook->url, "http://127.0.0.1:9/hook");
+    ck_assert_uint_eq(c->nsps[3].connect_hook->timeout, 5000);
+    ck_assert_str_eq(c->nsps[3].connect_hook->message, "Unauthorized");
     ck_assert_uint_eq(c->admin->max_body, 2048);
     ck_assert_uint_eq(c->admin->timeout, 700);
     ck_assert_uint_eq(c->admin->max_ack_timeout, 9000);
@@ -270,6 +275,9 @@ static const struct {
     { "health_path = \"/h\";\nmetrics_path = \"/h\";\n", 2, "must differ" },
     { "\nadmin = { keys = [ \"0123456789abcdef\" ]; };\n", 2, "needs \"listen\"" },
     { "socketio = ( { namespaces = ( ); } );\n", 1, "needs a \"path\"" },
+    { "namespaces = ( { name = \"/a\"; connect_hook = { url = \"ftp://x\"; }; } );\n", 1, "http://" },
+    { "namespaces = ( { name = \"/a\"; connect_hook = { url = \"http://x\"; tries = 2; }; } );\n", 1,
+      "tries" },
     { "socketio = ( { path = \"/socket.io\"; } );\n", 0, "two endpoints" },
     { "socketio = ( { path = \"/r\"; script = \"chat.lua\"; } );\n", 1, "script" },
     { "socketio = { path = \"/r\"; };\n", 1, "must be a list" },
