@@ -194,9 +194,11 @@ em_conf_read_endpoint(const config_setting_t *group, em_conf_endpoint_t *ep,
     }
     if (path != NULL) {
         size_t len = strlen(path);
-        if (len == 0 || path[0] != '/' || len > 200 || strpbrk(path, "?# \t\r\n") != NULL) {
+        if (len == 0 || path[0] != '/' || len > 200 || strpbrk(path, "?# \t\r\n") != NULL
+            || strstr(path, "//") != NULL) {
+            /* "//": "/x//" would also answer for "/x/", another endpoint's path */
             return em_conf_fail(err, errlen, file, config_setting_get_member(group, "path"),
-                                "\"path\" must begin with '/' and hold no '?', '#' or spaces");
+                                "\"path\" must begin with '/' and hold no '?', '#', spaces or \"//\"");
         }
         free(ep->path);
         ep->path = em_conf_calloc(1, len + 2);

@@ -275,6 +275,7 @@ static const struct {
     { "health_path = \"/h\";\nmetrics_path = \"/h\";\n", 2, "must differ" },
     { "\nadmin = { keys = [ \"0123456789abcdef\" ]; };\n", 2, "needs \"listen\"" },
     { "socketio = ( { namespaces = ( ); } );\n", 1, "needs a \"path\"" },
+    { "path = \"/x//\"; engineio = ( { path = \"/x\"; script = \"chat.lua\"; } );\n", 1, "\"//\"" },
     { "namespaces = ( { name = \"/a\"; connect_hook = { url = \"ftp://x\"; }; } );\n", 1, "http://" },
     { "namespaces = ( { name = \"/a\"; connect_hook = { url = \"http://x\"; tries = 2; }; } );\n", 1,
       "tries" },
