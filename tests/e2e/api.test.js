@@ -13,7 +13,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
 const { startEmitd, handler, delay, freePort, isReference } = require('./lib/harness');
-const { io, ack, closeAll, spreadClients, payloadsOf, waitUntil, waitConnected, once, httpRequest } = require('./lib/clients');
+const { io, ack, closeAll, userClient, spreadClients, payloadsOf, waitUntil, waitConnected, once, httpRequest } = require('./lib/clients');
 
 const skip = isReference() && 'emitd-only: the backend API is emitd\'s';
 const KEY = 'backend-key-0123456789abcdef';
@@ -60,18 +60,7 @@ async function api(method, path, body, { key = KEY, raw } = {}) {
 }
 
 /* A /chat client (recovery on: each event carries its offset last). */
-async function client(user, opts = {}) {
-  const s = io(`${emitd.url}/chat`, {
-    forceNew: true, transports: ['websocket'], reconnection: false, timeout: 5000,
-    auth: user ? { user } : {}, ...opts,
-  });
-  s.seen = [];
-  s.onAny((event, ...args) => s.seen.push([event, ...args]));
-  await waitConnected(s);
-  const [who] = await ack(s, 'whoami');
-  s.worker = who.worker;
-  return s;
-}
+const client = (user, opts) => userClient(`${emitd.url}/chat`, user, opts);
 
 const spread = (users, opts) => spreadClients(client, users, opts);
 const payloads = payloadsOf;

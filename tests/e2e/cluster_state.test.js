@@ -14,7 +14,7 @@ const assert = require('node:assert/strict');
 const {
   startEmitd, stopAndCheck, handler, childrenOf, processArgs, isAlive, delay, isReference,
 } = require('./lib/harness');
-const { io, ack, closeAll, spreadClients, payloadsOf, waitUntil, waitConnected, once } = require('./lib/clients');
+const { io, ack, closeAll, userClient, spreadClients, payloadsOf, waitUntil, waitConnected, once } = require('./lib/clients');
 
 const skip = isReference() && 'emitd-only: workers, presence and shared limits are emitd APIs';
 const BLOCK_MS = 2000;
@@ -37,19 +37,8 @@ test.before(async () => {
 });
 test.after(async () => { if (emitd) await emitd.stop(); });
 
-/* A /chat client (recovery on: every event carries an offset last). */
-async function client(user, opts = {}) {
-  const s = io(`${emitd.url}/chat`, {
-    forceNew: true, transports: ['websocket'], reconnection: false, timeout: 5000,
-    auth: user ? { user } : {}, ...opts,
-  });
-  s.seen = [];
-  s.onAny((event, ...args) => s.seen.push([event, ...args]));
-  await waitConnected(s);
-  const [who] = await ack(s, 'whoami');
-  s.worker = who.worker;
-  return s;
-}
+/* A /chat client (recovery on: each event carries its offset last). */
+const client = (user, opts) => userClient(`${emitd.url}/chat`, user, opts);
 
 const spread = (users, opts) => spreadClients(client, users, opts);
 const payloads = payloadsOf;

@@ -349,6 +349,23 @@ function normalize(v) {
 }
 
 /*
+ * A WebSocket client of user (auth {user}) at url that records every event
+ * in s.seen and knows its worker (s.worker, from the handlers' "whoami").
+ */
+async function userClient(url, user, opts = {}) {
+  const s = io(url, {
+    forceNew: true, transports: ['websocket'], reconnection: false, timeout: 5000,
+    auth: user ? { user } : {}, ...opts,
+  });
+  s.seen = [];
+  s.onAny((event, ...args) => s.seen.push([event, ...args]));
+  await waitConnected(s);
+  const [who] = await ack(s, 'whoami');
+  s.worker = who.worker;
+  return s;
+}
+
+/*
  * Clients of the given users, on both workers where there are two or more:
  * placement is by load, so keep opening (bounded) and close the extras.
  * make(user, opts) opens one and sets its .worker.
@@ -389,7 +406,7 @@ async function waitUntil(what, fn, ms = 5000) {
 }
 
 module.exports = {
-  spreadClients, payloadsOf, waitUntil,
+  userClient, spreadClients, payloadsOf, waitUntil,
   io, Manager, WebSocket, TRANSPORTS, WAIT_MS, withTimeout, once, ack, nspUrl, connect,
   waitConnected, waitUpgraded, connectError, closeAll, Queue, recordEvents, openWs,
   waitClosed, httpRequest, RawHttp, splitPayload, parseOpen, normalize,
