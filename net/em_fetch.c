@@ -17,7 +17,7 @@
 
 #define EM_FETCH_HEADERS_MAX (64 * 1024)     /* bytes of a response's header lines */
 
-const double em_fetch_buckets[8] = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10 };
+const double em_fetch_buckets[EM_ST_LAT_BUCKETS] = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10 };
 
 typedef struct em_fetch {
     CURL              *easy;
@@ -45,7 +45,7 @@ static struct {
     struct event     *timer;
     unsigned          max_inflight;
     size_t            max_response;
-    em_fetch_stats_t  st;
+    unsigned          inflight;     /* requests under way */
     em_fetch_t       *running;
 } em_f;
 
@@ -152,24 +152,19 @@ em_fetch_finish(em_fetch_t *f, CURLcode code)
         res.body_len = f->body_len;
         long cls = res.status / 100;
         em_st_wstats_t *w = em_loop.stats;
-        em_f.st.by_class[cls >= 1 && cls <= 5 ? cls : 0]++;
         em_stat_add(w->webhook_class[cls >= 1 && cls <= 5 ? cls : 0], 1);
-        for (size_t i = 0; i < 8; i++) {
-            em_f.st.latency_le[i] += res.seconds <= em_fetch_buckets[i];
+        for (size_t i = 0; i < EM_ST_LAT_BUCKETS; i++) {
             em_stat_add(w->webhook_le[i], res.seconds <= em_fetch_buckets[i]);
         }
-        em_f.st.latency_count++;
-        em_f.st.latency_sum += res.seconds;
         em_stat_add(w->webhook_count, 1);
         em_stat_add(w->webhook_sum_us, (uint64_t) (res.seconds * 1e6));
     } else {
-        em_f.st.failed++;
         em_stat_add(em_loop.stats->webhook_failed, 1);
         res.error = f->too_large ? "response too large"
                   : code == CURLE_OPERATION_TIMEDOUT ? "timeout"
                   : f->errbuf[0] != '\0' ? f->errbuf : curl_easy_strerror(code);
     }
-    em_f.st.running--;
+    em_f.inflight--;
     f->done(&res, f->arg);
 }
 
@@ -297,7 +292,7 @@ em_fetch_shutdown(void)
         em_fetch_res_t res = { .error = "emitd is stopping" };
         em_fetch_unlink(f);
         curl_multi_remove_handle(em_f.multi, f->easy);
-        em_f.st.running--;
+        em_f.inflight--;
         f->done(&res, f->arg);
         em_fetch_free(f);
     }
@@ -321,8 +316,7 @@ em_fetch_start(const em_fetch_req_t *req, em_fetch_done_fn done, void *arg, cons
         *why = "webhooks are not set up";
         return EM_ERROR;
     }
-    if (em_f.st.running >= em_f.max_inflight) {
-        em_f.st.declined++;
+    if (em_f.inflight >= em_f.max_inflight) {
         em_stat_add(em_loop.stats->webhook_declined, 1);
         *why = "too many webhook calls in flight (webhooks.max_inflight)";
         return EM_DECLINED;
@@ -387,13 +381,6 @@ em_fetch_start(const em_fetch_req_t *req, em_fetch_done_fn done, void *arg, cons
         f->next->prev = f;
     }
     em_f.running = f;
-    em_f.st.running++;
-    em_f.st.started++;
+    em_f.inflight++;
     return EM_OK;
-}
-
-void
-em_fetch_stats(em_fetch_stats_t *st)
-{
-    *st = em_f.st;
 }

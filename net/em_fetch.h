@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "em_state.h"
+
 typedef struct {
     const char        *method;      /* "GET", "POST", ... */
     const char        *url;         /* http:// or https:// only */
@@ -45,21 +47,8 @@ void em_fetch_shutdown(void);
  * the request cannot be made (a bad URL or out of memory; *why says). */
 int  em_fetch_start(const em_fetch_req_t *req, em_fetch_done_fn done, void *arg, const char **why);
 
-/* Requests running now, and the totals since the worker started. */
-typedef struct {
-    uint64_t running;
-    uint64_t started;
-    uint64_t failed;                /* no response: timeout, refused, too large */
-    uint64_t by_class[6];           /* responses by status class: [1] 1xx ... [5] 5xx, [0] other */
-    uint64_t declined;              /* over max_inflight */
-    uint64_t latency_le[8];         /* responses within 0.01 0.05 0.1 0.25 0.5 1 2.5 10 s */
-    uint64_t latency_count;
-    double   latency_sum;
-} em_fetch_stats_t;
-
-void em_fetch_stats(em_fetch_stats_t *st);
-
-/* The buckets of latency_le, in seconds. */
-extern const double em_fetch_buckets[8];
+/* The upper bounds, in seconds, of the latency histogram each response is
+ * counted in (em_loop.stats->webhook_le, for /metrics). */
+extern const double em_fetch_buckets[EM_ST_LAT_BUCKETS];
 
 #endif
