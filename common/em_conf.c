@@ -1243,8 +1243,89 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     return 0;
 }
 
+/*
+ * Copy the setting `from` (of another config_t) into the group or list
+ * `into`, under its name; groups, arrays and lists recursively. Returns 0,
+ * or -1 when libconfig refuses an element (an array of mixed types).
+ */
+static int
+em_conf_copy_setting(const config_setting_t *from, config_setting_t *into, int depth)
+{
+    int               type = config_setting_type(from);
+    config_setting_t *to;
+
+    if (depth > 64) {
+        return -1;
+    }
+    to = config_setting_add(into, config_setting_is_group(into) ? config_setting_name(from) : NULL,
+                            type);
+    if (to == NULL) {
+        return -1;
+    }
+    switch (type) {
+    case CONFIG_TYPE_INT:
+        return config_setting_set_int(to, config_setting_get_int(from)) == CONFIG_TRUE ? 0 : -1;
+    case CONFIG_TYPE_INT64:
+        return config_setting_set_int64(to, config_setting_get_int64(from)) == CONFIG_TRUE ? 0 : -1;
+    case CONFIG_TYPE_FLOAT:
+        return config_setting_set_float(to, config_setting_get_float(from)) == CONFIG_TRUE ? 0 : -1;
+    case CONFIG_TYPE_BOOL:
+        return config_setting_set_bool(to, config_setting_get_bool(from)) == CONFIG_TRUE ? 0 : -1;
+    case CONFIG_TYPE_STRING:
+        return config_setting_set_string(to, config_setting_get_string(from)) == CONFIG_TRUE ? 0 : -1;
+    default:
+        for (int i = 0; i < config_setting_length(from); i++) {
+            if (em_conf_copy_setting(config_setting_get_elem(from, (unsigned) i), to, depth + 1) != 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
+}
+
+/*
+ * Replace the top-level settings of cfg with those of the text `over`
+ * (the command line's -g). Returns 0, or -1 with a message in err.
+ */
+static int
+em_conf_override(config_t *cfg, const char *over, char *err, size_t errlen)
+{
+    config_t          ov;
+    config_setting_t *root = config_root_setting(cfg);
+    config_setting_t *oroot;
+    int               rc = 0;
+
+    config_init(&ov);
+    if (config_read_string(&ov, over) != CONFIG_TRUE) {
+        snprintf(err, errlen, "-g:%d: %s", config_error_line(&ov), config_error_text(&ov));
+        config_destroy(&ov);
+        return -1;
+    }
+    oroot = config_root_setting(&ov);
+    for (int i = 0; rc == 0 && i < config_setting_length(oroot); i++) {
+        const config_setting_t *e = config_setting_get_elem(oroot, (unsigned) i);
+        const char             *name = config_setting_name(e);
+
+        if (config_setting_get_member(root, name) != NULL) {
+            config_setting_remove(root, name);
+        }
+        if (em_conf_copy_setting(e, root, 0) != 0) {
+            snprintf(err, errlen, "-g: cannot use the setting \"%s\"", name);
+            rc = -1;
+        }
+    }
+    config_destroy(&ov);
+    return rc;
+}
+
 em_conf_t *
 em_conf_load(const char *file, char *err, size_t errlen)
+{
+    return em_conf_load_with(file, NULL, err, errlen);
+}
+
+em_conf_t *
+em_conf_load_with(const char *file, const char *over, char *err, size_t errlen)
 {
     em_conf_t *conf = em_conf_calloc(1, sizeof(*conf));
     long       ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1289,10 +1370,15 @@ em_conf_load(const char *file, char *err, size_t errlen)
         .max_payload = 1000000,
     };
 
-    if (file != NULL) {
-        conf->file = em_conf_strdup(file);
+    if (file != NULL || over != NULL) {
+        conf->file = file != NULL ? em_conf_strdup(file) : NULL;
         config_init(&cfg);
-        if (config_read_file(&cfg, file) != CONFIG_TRUE) {
+        if (file == NULL) {
+            rc = em_conf_override(&cfg, over, err, errlen);
+            if (rc == 0) {
+                rc = em_conf_read(&cfg, conf, "-g", err, errlen);
+            }
+        } else if (config_read_file(&cfg, file) != CONFIG_TRUE) {
             if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO) {
                 snprintf(err, errlen, "%s: cannot read the file: %s", file, strerror(errno));
             } else {
@@ -1301,7 +1387,10 @@ em_conf_load(const char *file, char *err, size_t errlen)
             }
             rc = -1;
         } else {
-            rc = em_conf_read(&cfg, conf, file, err, errlen);
+            rc = over != NULL ? em_conf_override(&cfg, over, err, errlen) : 0;
+            if (rc == 0) {
+                rc = em_conf_read(&cfg, conf, file, err, errlen);
+            }
         }
         config_destroy(&cfg);
     }

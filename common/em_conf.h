@@ -216,6 +216,12 @@ typedef struct {
  */
 em_conf_t *em_conf_load(const char *file, char *err, size_t errlen);
 
+/*
+ * The same, with the top-level settings of the libconfig text `over` (NULL:
+ * none) replacing the file's settings of the same name (emitd -g).
+ */
+em_conf_t *em_conf_load_with(const char *file, const char *over, char *err, size_t errlen);
+
 void em_conf_free(em_conf_t *conf);
 
 /* Find the endpoint whose path equals the request path (slices allowed). */

@@ -1,5 +1,5 @@
 /*
- * main.c - emitd's command line: emitd [-c file] [-t] [-v] [-h]
+ * main.c - emitd's command line: emitd [-c file] [-g settings] [-t] [-v] [-h]
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -19,8 +19,11 @@ static void
 em_usage(FILE *out)
 {
     fprintf(out,
-            "usage: emitd [-c file] [-t] [-v] [-h]\n"
+            "usage: emitd [-c file] [-g settings] [-t] [-v] [-h]\n"
             "  -c file   read the configuration from file (default: the embedded one)\n"
+            "  -g settings\n"
+            "            top-level settings (libconfig syntax) that replace the file's\n"
+            "            settings of the same name, e.g. -g 'workers = 2;'\n"
             "  -t        check the configuration and exit\n"
             "  -v        print the version and exit\n"
             "  -h        print this help and exit\n");
@@ -30,15 +33,19 @@ int
 main(int argc, char **argv)
 {
     const char *file = NULL;
+    const char *over = NULL;
     int         test = 0;
     int         opt;
     char        err[1024];
     em_conf_t  *conf;
 
-    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:g:tvh")) != -1) {
         switch (opt) {
         case 'c':
             file = optarg;
+            break;
+        case 'g':
+            over = optarg;
             break;
         case 't':
             test = 1;
@@ -64,7 +71,7 @@ main(int argc, char **argv)
         fprintf(stderr, "emitd: [emerg] sodium_init() failed\n");
         return 1;
     }
-    conf = em_conf_load(file, err, sizeof(err));
+    conf = em_conf_load_with(file, over, err, sizeof(err));
     if (conf != NULL && em_lua_check_scripts(conf, test, err, sizeof(err)) != EM_OK) {
         em_conf_free(conf);
         conf = NULL;

@@ -352,6 +352,45 @@ START_TEST(test_unreadable)
 }
 END_TEST
 
+/* -g: the text's top-level settings replace the file's, the rest stays. */
+START_TEST(test_override)
+{
+    char       path[256];
+    em_conf_t *c = load_text("over.conf", "workers = 3; log_level = \"warn\";\n"
+                             "listen = \"127.0.0.1:3000\";\n"
+                             "namespaces = ( { name = \"/a\"; } );\n");
+
+    ck_assert_ptr_nonnull(c);
+    em_conf_free(c);
+    snprintf(path, sizeof(path), "%s/over.conf", em_t_dir);
+    c = em_conf_load_with(path, "listen = [ \"127.0.0.1:4001\", \"127.0.0.1:4002\" ]; workers = 2;\n"
+                          "namespaces = ( { name = \"/b\"; rooms = [ \"x:{auth.id}\" ];"
+                          " connect_limit = { max = 5; window = 1000; block = 0; }; } );",
+                          em_t_err, sizeof(em_t_err));
+    ck_assert_msg(c != NULL, "%s", em_t_err);
+    ck_assert_uint_eq(c->workers, 2);
+    ck_assert_int_eq(c->log_level, EM_LOG_WARN);          /* kept from the file */
+    ck_assert_uint_eq(c->nlisten, 2);
+    ck_assert_str_eq(c->listen[1].port, "4002");
+    ck_assert_uint_eq(c->nnsps, 1);
+    ck_assert_str_eq(c->nsps[0].name, "/b");
+    ck_assert_uint_eq(c->nsps[0].nrooms, 1);
+    em_conf_free(c);
+
+    /* a bad override is refused, naming -g */
+    ck_assert_ptr_null(em_conf_load_with(path, "workers = ", em_t_err, sizeof(em_t_err)));
+    ck_assert_ptr_nonnull(strstr(em_t_err, "-g:1: syntax error"));
+    ck_assert_ptr_null(em_conf_load_with(NULL, "workers = \"two\";", em_t_err, sizeof(em_t_err)));
+    ck_assert_ptr_nonnull(strstr(em_t_err, "\"workers\" must be an integer"));
+    /* no file: the embedded default with the override */
+    c = em_conf_load_with(NULL, "workers = 5;", em_t_err, sizeof(em_t_err));
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_eq(c->workers, 5);
+    ck_assert_str_eq(c->listen[0].port, "3000");
+    em_conf_free(c);
+}
+END_TEST
+
 static Suite *
 conf_suite(void)
 {
@@ -364,6 +403,7 @@ conf_suite(void)
     tcase_add_test(tc, test_endpoint_lookup);
     tcase_add_loop_test(tc, test_bad, 0, (int) EM_NELEMS(em_bad));
     tcase_add_test(tc, test_unreadable);
+    tcase_add_test(tc, test_override);
     suite_add_tcase(s, tc);
     return s;
 }
