@@ -4,7 +4,10 @@
  * A call is a list of operations (one, or a batch's), all checked before
  * the first runs, then run in order, each after the one before it has
  * finished on every worker: a plain emit is routed at once (encoded once,
- * logged for recovery like a script's, em_sio_route()); the others are
+ * logged for recovery like a script's, em_sio_route()) and followed by a
+ * SYNC command, so that it has reached every worker's sockets before the
+ * call is answered (a backend's calls one after another reach a client in
+ * their order, whichever workers serve them); the others are
  * commands on every worker's sockets (em_cmd.h) whose answers the call
  * waits for, holding its request (em_http_conn_hold()). A client that goes
  * away first cancels what is left.
@@ -55,6 +58,7 @@ typedef struct {
     size_t         limit;       /* SOCKETS */
     int            online;      /* PRESENCE: online users only */
     char          *room;        /* PRESENCE: the users in this room */
+    json_t        *early;       /* a plain EMIT's answer, given after its SYNC */
 } em_api_op_t;
 
 typedef struct {
@@ -143,6 +147,7 @@ em_api_op_free(em_api_op_t *op)
         em_buf_unref(op->atts[i]);
     }
     free(op->atts);
+    json_decref(op->early);
     memset(op, 0, sizeof(*op));
 }
 
@@ -759,9 +764,17 @@ static void
 em_api_cmd_done(json_t *result, int complete, void *arg)
 {
     em_api_call_t *c = arg;
+    em_api_op_t   *op = &c->ops[c->next];
 
     c->running = 0;
-    json_array_append_new(c->results, em_api_shape(&c->ops[c->next], result, complete));
+    if (op->early != NULL) {
+        /* a plain emit's SYNC: every worker had it (or is gone) */
+        json_decref(result);
+        json_array_append_new(c->results, op->early);
+        op->early = NULL;
+    } else {
+        json_array_append_new(c->results, em_api_shape(op, result, complete));
+    }
     c->next++;
     em_api_next(c);
 }
@@ -778,16 +791,38 @@ em_api_next(em_api_call_t *c)
 
     while (c->next < c->nops) {
         em_api_op_t *op = &c->ops[c->next];
-        if (op->kind == EM_API_PRESENCE || (op->kind == EM_API_EMIT && op->timeout == 0)) {
-            json_array_append_new(c->results, op->kind == EM_API_PRESENCE ? em_api_presence(op)
-                                                                          : em_api_emit(op));
+        if (op->kind == EM_API_PRESENCE) {
+            json_array_append_new(c->results, em_api_presence(op));
             c->next++;
             continue;
         }
-        unsigned timeout = op->kind == EM_API_EMIT ? op->timeout + EM_API_ACK_GRACE
-                                                   : em_loop.conf->admin->timeout;
-        c->running = em_cmd_run(kinds[op->kind], op->cmd, op->atts, op->natt, timeout,
-                                em_api_cmd_done, c);
+        em_cmd_kind_t kind = kinds[op->kind];
+        unsigned      timeout = em_loop.conf->admin->timeout;
+        if (op->kind == EM_API_EMIT && op->timeout == 0) {
+            json_t *r = em_api_emit(op);
+            if (json_object_get(r, "error") != NULL) {
+                json_array_append_new(c->results, r);
+                c->next++;
+                continue;
+            }
+            op->early = r;
+            kind = EM_CMD_SYNC;
+        } else if (op->kind == EM_API_EMIT) {
+            timeout = op->timeout + EM_API_ACK_GRACE;
+        }
+        if (kind == EM_CMD_SYNC) {
+            json_t *none = json_object();
+            c->running = none != NULL ? em_cmd_run(kind, none, NULL, 0, timeout, em_api_cmd_done, c) : 0;
+            json_decref(none);
+        } else {
+            c->running = em_cmd_run(kind, op->cmd, op->atts, op->natt, timeout, em_api_cmd_done, c);
+        }
+        if (c->running == 0 && op->early != NULL) {
+            json_array_append_new(c->results, op->early);   /* it was routed all the same */
+            op->early = NULL;
+            c->next++;
+            continue;
+        }
         if (c->running == 0) {
             json_array_append_new(c->results, em_api_error_doc(503, "out of memory"));
             c->next++;

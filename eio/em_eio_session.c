@@ -40,6 +40,7 @@ static void em_eio_session_abort(em_eio_session_t *s, const char *reason);
 
 static em_eio_upper_t     em_eio_upper[2];       /* [0] Socket.IO, [1] raw endpoints */
 static em_eio_session_t *em_eio_sessions;       /* uthash by sid */
+static int                em_eio_stopping;       /* close_all ran: no new sessions */
 static uint32_t           em_eio_nsessions;
 static em_eio_session_t *em_eio_reap_list;      /* finished, freed by the reaper */
 
@@ -676,6 +677,10 @@ em_eio_session_request(em_http_conn_t *c, const em_http_req_t *req, const char *
             em_eio_session_http_error(c, 3, "Bad request");
             return;
         }
+        if (em_eio_stopping) {
+            em_http_conn_respond(c, 503, "text/plain; charset=UTF-8", "Service Unavailable", 19);
+            return;
+        }
         s = em_eio_session_new(c, req, tr);
         if (s == NULL) {
             em_http_conn_respond(c, 503, "text/plain; charset=UTF-8", "Service Unavailable", 19);
@@ -827,6 +832,7 @@ em_eio_session_close_all(const char *reason)
 {
     em_eio_session_t *s, *tmp;
 
+    em_eio_stopping = 1;
     HASH_ITER(hh, em_eio_sessions, s, tmp) {
         em_eio_session_close(s, reason);
     }

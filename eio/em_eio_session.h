@@ -91,7 +91,11 @@ int  em_eio_session_init(const em_eio_upper_t *sio, const em_eio_upper_t *raw);
 /* Sessions open in this worker. */
 uint32_t em_eio_session_count(void);
 
-/* Close every session (the worker is stopping). */
+/*
+ * Close every session (the worker is stopping). From then on a handshake is
+ * answered 503, while the requests of closing sessions are still served: a
+ * polling client's next GET, on a new connection, fetches its goodbyes.
+ */
 void em_eio_session_close_all(const char *reason);
 
 /* Queue or send one message (text: "4..." already prefixed; or binary). */

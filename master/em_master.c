@@ -659,10 +659,9 @@ em_master_signal(int sig)
         if (!em_m.stopping) {
             em_log(EM_LOG_INFO, 0, "signal %d: shutting down", (int) sig);
             em_m.stopping = 1;
-            for (size_t i = 0; i < em_m.nlisteners; i++) {
-                event_del(em_m.listeners[i].ev);
-                close(em_m.listeners[i].fd);
-            }
+            /* The listeners stay open until the workers are gone: a polling
+             * client's last GET, on a new connection, fetches the goodbyes
+             * its worker sends (new sessions are refused there). */
             for (unsigned i = 0; i < em_m.nslots; i++) {
                 if (em_m.slots[i].pid > 0) {
                     kill(em_m.slots[i].pid, SIGTERM);

@@ -645,6 +645,10 @@ em_cmd_exec(em_cmd_kind_t kind, const json_t *cmd, em_buf_t *const *atts, size_t
         em_cmd_emit(cmd, atts, natt, origin, req);
         return;
     }
+    if (kind == EM_CMD_SYNC) {
+        em_cmd_part_done(origin, req, json_object());
+        return;
+    }
     if (kind == EM_CMD_ROOMS) {
         json_t *list = json_array();
         if (list != NULL) {
@@ -813,7 +817,7 @@ em_cmd_receive(const em_brk_cmd_msg_t *m)
         json_decref(j);
         return;
     }
-    if (m->kind < EM_CMD_EMIT || m->kind > EM_CMD_ROOMS || m->origin >= em_loop.nworkers) {
+    if (m->kind < EM_CMD_EMIT || m->kind > EM_CMD_SYNC || m->origin >= em_loop.nworkers) {
         em_log(EM_LOG_ERR, 0, "a command of unknown kind %u was dropped", m->kind);
         json_decref(j);
         return;

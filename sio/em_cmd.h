@@ -24,6 +24,11 @@
  *               "data", "user", "address", "transport", "connectedAt",
  *               "recovered"}], "total": n} (at most limit from each worker)
  *   ROOMS       -> {"rooms": [[namespace, room, sockets], ...]}
+ *   SYNC        -> {}: a barrier. A worker answers once it has handled
+ *               every record the asking worker sent through the broker
+ *               before it (the broker relays one worker's records in
+ *               order), so a broadcast routed before it has reached the
+ *               sockets of every worker when the command is done.
  */
 #ifndef EM_CMD_H
 #define EM_CMD_H
@@ -43,6 +48,7 @@ typedef enum {
     EM_CMD_DISCONNECT,
     EM_CMD_SOCKETS,
     EM_CMD_ROOMS,
+    EM_CMD_SYNC,
     EM_CMD_REPLY = 0x100        /* a worker's part, back to the one that asked */
 } em_cmd_kind_t;
 

@@ -116,10 +116,8 @@ em_worker_chan_read(evutil_socket_t chan, short what, void *arg)
             em_w.conns_received++;
             em_worker_load_changed();
         }
-        if (em_w.stopping) {
-            close(fd);
-            continue;
-        }
+        /* Stopping: still served, for the closing sessions' last requests
+         * (the Engine.IO layer refuses new sessions). */
         em_http_conn_accept(fd, em_worker_chanbuf, msg.len, (msg.flags & EM_CHAN_F_NOROUTE) != 0,
                             (msg.flags & EM_CHAN_F_ADMIN) != 0);
     }

@@ -66,6 +66,69 @@ const spread = (users, opts) => spreadClients(client, users, opts);
 const payloads = payloadsOf;
 const waitFor = waitUntil;
 
+/* A call on a given keep-alive agent: {status, body}. */
+function callOn(agent, path, body) {
+  return new Promise((resolve, reject) => {
+    const text = JSON.stringify(body);
+    const req = http.request({ host: '127.0.0.1', port: admin, method: 'POST', path, agent,
+      headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) } },
+    (res) => { let t = ''; res.on('data', (d) => { t += d; }); res.on('end', () => resolve({ status: res.statusCode, body: t })); });
+    req.setTimeout(15000, () => req.destroy(new Error('no answer')));
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
+test('calls one after another reach a client in their order, whichever workers serve them', { skip }, async () => {
+  const [a, b] = await spread(['ord1', 'ord2']);
+  const broker = emitd.children().find((c) => /broker/.test(c.args)).pid;
+  const agents = [];
+  const on = {};                     /* worker -> a keep-alive agent served by it */
+  try {
+    assert.notEqual(a.worker, b.worker);
+    await ack(a, 'join', 'first');
+    /* Find a connection on each worker: with the broker stopped, an emit to
+     * the whole namespace reaches only the sockets of the worker serving it. */
+    for (let k = 0; k < 8; k++) agents.push(new http.Agent({ keepAlive: true, maxSockets: 1 }));
+    /* opened at once, before the workers report their load: spread */
+    await Promise.all(agents.map((agent) => callOn(agent, '/v1/emit', { namespace: '/none', event: 'x' })));
+    for (let k = 0; k < agents.length && Object.keys(on).length < 2; k++) {
+      const agent = agents[k];
+      process.kill(broker, 'SIGSTOP');
+      let call;
+      let first;
+      try {
+        call = callOn(agent, '/v1/emit', { namespace: '/chat', event: 'probe', args: [k] });
+        first = await waitFor('the probe', () => [a, b].find((s) => payloads(s, 'probe').includes(k)));
+        await delay(20);
+        assert.ok(![a, b].every((s) => payloads(s, 'probe').includes(k)), 'the stopped broker relayed nothing');
+      } finally {
+        process.kill(broker, 'SIGCONT');
+      }
+      assert.equal((await call).status, 200);
+      if (!on[first.worker]) on[first.worker] = agent;
+    }
+    assert.equal(Object.keys(on).length, 2, 'connections on both workers');
+    /* The first call, from b's worker, must relay to a through the (stopped)
+     * broker; the second, from a's own worker, is delivered there at once.
+     * The first is answered only once it reached a, so the second comes after. */
+    process.kill(broker, 'SIGSTOP');
+    const resume = delay(300).then(() => process.kill(broker, 'SIGCONT'));
+    const r1 = await callOn(on[b.worker], '/v1/emit', { namespace: '/chat', to: 'first', event: 'seq', args: [1] });
+    assert.equal(r1.status, 200, r1.body);
+    const r2 = await callOn(on[a.worker], '/v1/emit', { namespace: '/chat', to: 'first', event: 'seq', args: [2] });
+    assert.equal(r2.status, 200, r2.body);
+    await waitFor('both events', () => payloads(a, 'seq').length === 2);
+    assert.deepEqual(payloads(a, 'seq'), [1, 2]);
+    assert.deepEqual(payloads(b, 'seq'), []);
+    await resume;
+  } finally {
+    try { process.kill(broker, 'SIGCONT'); } catch (_) { /* gone */ }
+    agents.forEach((ag) => ag.destroy());
+    closeAll(a, b);
+  }
+});
+
 test('emit to a namespace, a room, except a room and one socket reaches clients on both workers', { skip }, async () => {
   const [a, b, c] = await spread(['ann', 'bob', 'cid']);
   try {

@@ -74,3 +74,31 @@ test('SIGTERM: on_shutdown and shutdown_event reach every client once, then it i
     closeAll(all);
   }
 });
+
+test('SIGTERM: a polling client between two GETs fetches its goodbye on a new connection; new sessions get 503', async () => {
+  const { httpRequest, splitPayload, parseOpen } = require('./lib/clients');
+  const d = await startEmitd({ config: { workers: 1, namespaces: [{ name: '/photos', shutdown_event: MAINTENANCE }] } });
+  try {
+    const base = '/socket.io/?EIO=4&transport=polling';
+    const open = parseOpen((await httpRequest(d.port, 'GET', base)).body);
+    const url = `${base}&sid=${open.sid}`;
+    assert.equal((await httpRequest(d.port, 'POST', url, { body: '40/photos,' })).status, 200);
+    assert.match((await httpRequest(d.port, 'GET', url)).body, /^40\/photos,\{"sid":/);
+    /* no GET is waiting when the signal comes */
+    process.kill(d.pid, 'SIGTERM');
+    await delay(50);
+    const bye = await httpRequest(d.port, 'GET', url);
+    assert.equal(bye.status, 200);
+    const pkts = splitPayload(bye.body);
+    const ev = pkts.find((p) => p.startsWith('42/photos,'));
+    assert.ok(ev, `the goodbye is in ${JSON.stringify(bye.body)}`);
+    const [name, data] = JSON.parse(ev.slice('42/photos,'.length));
+    assert.equal(name, 'system.maintenance');
+    assert.equal(data.message, MAINTENANCE.message);
+    const late = await httpRequest(d.port, 'GET', base);
+    assert.equal(late.status, 503, 'a handshake while stopping is refused');
+    assert.deepEqual(await stopAndCheck(d), []);
+  } finally {
+    await d.stop();
+  }
+});
