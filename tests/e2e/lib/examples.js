@@ -130,4 +130,47 @@ function runSeedClient(file, replacements, { python = false } = {}) {
   };
 }
 
-module.exports = { REPO, EXAMPLES, exampleConf, startExample, runSeedClient };
+/*
+ * A python-socketio client (lib/py_client.py) with opts (url,
+ * socketio_path, namespaces, headers, auth, transports, emit): what it saw,
+ * as parsed JSON lines in .seen; waitFor(fn) waits for a line fn accepts.
+ */
+function pyClient(opts) {
+  const child = spawn('/usr/bin/python3', ['-u', path.join(__dirname, 'py_client.py'), JSON.stringify(opts)],
+    { stdio: ['pipe', 'pipe', 'pipe'] });
+  const seen = [];
+  let partial = '';
+  let errors = '';
+  let exited = false;
+  child.stdout.on('data', (d) => {
+    partial += d;
+    const parts = partial.split('\n');
+    partial = parts.pop();
+    for (const l of parts) if (l.trim()) seen.push(JSON.parse(l));
+  });
+  child.stderr.on('data', (d) => { errors += d; });
+  child.once('close', () => { exited = true; });
+  return {
+    seen,
+    async waitFor(what, fn, ms = 10000) {
+      const deadline = Date.now() + ms;
+      for (let i = 0; i < 100000; i++) {
+        const hit = seen.find(fn);
+        if (hit) return hit;
+        if (Date.now() > deadline || exited) break;
+        await delay(20);
+      }
+      throw new Error(`python-socketio: no ${what}; it saw ${JSON.stringify(seen)}\n${errors}`);
+    },
+    events(name) { return seen.filter((x) => x.event === name).map((x) => x.args); },
+    async stop() {
+      if (!exited) {
+        child.stdin.end();
+        for (let i = 0; i < 150 && !exited; i++) await delay(20);
+        if (!exited) child.kill('SIGKILL');
+      }
+    },
+  };
+}
+
+module.exports = { REPO, EXAMPLES, exampleConf, startExample, runSeedClient, pyClient };
