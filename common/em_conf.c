@@ -1074,10 +1074,71 @@ em_conf_read_socketio(config_setting_t *list, em_conf_t *conf, const char *file,
     return 0;
 }
 
+/* ---- vars: the scripts' own settings, kept as a tree ---- */
+
+static void
+em_conf_var_free(em_conf_var_t *v)
+{
+    for (size_t i = 0; i < v->nkids; i++) {
+        em_conf_var_free(&v->kids[i]);
+    }
+    free(v->kids);
+    free(v->name);
+    free(v->s);
+}
+
+static int
+em_conf_read_var(const config_setting_t *from, em_conf_var_t *v, int depth, size_t *count,
+                 const char *file, char *err, size_t errlen)
+{
+    const char *name = config_setting_name(from);
+
+    if (++*count > EM_CONF_VARS_MAX) {
+        return em_conf_fail(err, errlen, file, from, "\"vars\" holds more than %d values",
+                            EM_CONF_VARS_MAX);
+    }
+    if (depth > EM_CONF_VARS_DEPTH) {
+        return em_conf_fail(err, errlen, file, from, "\"vars\" nests deeper than %d levels",
+                            EM_CONF_VARS_DEPTH);
+    }
+    v->name = name != NULL ? em_conf_strdup(name) : NULL;
+    switch (config_setting_type(from)) {
+    case CONFIG_TYPE_STRING:
+        v->type = EM_VAR_STRING;
+        v->s = em_conf_strdup(config_setting_get_string(from));
+        return 0;
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        v->type = EM_VAR_INT;
+        v->i = config_setting_get_int64(from);
+        return 0;
+    case CONFIG_TYPE_FLOAT:
+        v->type = EM_VAR_FLOAT;
+        v->f = config_setting_get_float(from);
+        return 0;
+    case CONFIG_TYPE_BOOL:
+        v->type = EM_VAR_BOOL;
+        v->i = config_setting_get_bool(from);
+        return 0;
+    default:
+        break;
+    }
+    v->type = config_setting_is_group(from) ? EM_VAR_GROUP : EM_VAR_LIST;
+    v->nkids = (size_t) config_setting_length(from);
+    v->kids = v->nkids ? em_conf_calloc(v->nkids, sizeof(*v->kids)) : NULL;
+    for (size_t i = 0; i < v->nkids; i++) {
+        if (em_conf_read_var(config_setting_get_elem(from, (unsigned) i), &v->kids[i], depth + 1,
+                             count, file, err, errlen) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", NULL
 };
 
 static int
@@ -1143,6 +1204,16 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     }
     if (em_conf_read_endpoint(root, &conf->endpoints[0], file, err, errlen) != 0) {
         return -1;
+    }
+    if ((s = config_setting_get_member(root, "vars")) != NULL) {
+        size_t count = 0;
+        if (!config_setting_is_group(s)) {
+            return em_conf_fail(err, errlen, file, s, "\"vars\" must be a group { name = value; ... }");
+        }
+        conf->vars = em_conf_calloc(1, sizeof(*conf->vars));
+        if (em_conf_read_var(s, conf->vars, 0, &count, file, err, errlen) != 0) {
+            return -1;
+        }
     }
     if ((s = config_setting_get_member(root, "store")) != NULL) {
         if (!config_setting_is_group(s)) {
@@ -1490,6 +1561,10 @@ em_conf_free(em_conf_t *conf)
         }
     }
     em_conf_cors_free(&conf->cors);
+    if (conf->vars != NULL) {
+        em_conf_var_free(conf->vars);
+        free(conf->vars);
+    }
     free(conf->health_path);
     free(conf->metrics_path);
     free(conf->listen);

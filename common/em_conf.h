@@ -207,8 +207,33 @@ typedef struct {
 
     em_conf_cors_t      cors;         /* the top-level "cors": the endpoints' default */
 
+    struct em_conf_var *vars;         /* the "vars" group, for the scripts; or NULL */
+
     em_conf_limits_t    limits;
 } em_conf_t;
+
+/* A value of the "vars" group: the scripts' own settings (global "vars"). */
+typedef enum {
+    EM_VAR_STRING = 1,
+    EM_VAR_INT,
+    EM_VAR_FLOAT,
+    EM_VAR_BOOL,
+    EM_VAR_GROUP,       /* kids with names */
+    EM_VAR_LIST         /* kids without names, in order */
+} em_conf_var_type_t;
+
+#define EM_CONF_VARS_MAX    4096    /* values in "vars", nested ones counted */
+#define EM_CONF_VARS_DEPTH  8
+
+typedef struct em_conf_var {
+    char               *name;       /* NULL in a list */
+    em_conf_var_type_t  type;
+    char               *s;          /* STRING */
+    long long           i;          /* INT, BOOL */
+    double              f;          /* FLOAT */
+    struct em_conf_var *kids;       /* GROUP, LIST */
+    size_t              nkids;
+} em_conf_var_t;
 
 /*
  * Load the configuration from `file` (NULL: the embedded default). On error

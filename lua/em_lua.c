@@ -282,6 +282,39 @@ em_lua_args_pkt(em_pkt_t *pkt, em_sio_type_t type, em_str_t nsp, int64_t id, int
 }
 
 
+/* Push a value of the configuration's "vars" (a table for a group or list). */
+static void
+em_lua_push_var(const em_conf_var_t *v)
+{
+    switch (v->type) {
+    case EM_VAR_STRING:
+        lua_pushstring(em_lua_vm, v->s);
+        return;
+    case EM_VAR_INT:
+        lua_pushinteger(em_lua_vm, (lua_Integer) v->i);
+        return;
+    case EM_VAR_FLOAT:
+        lua_pushnumber(em_lua_vm, v->f);
+        return;
+    case EM_VAR_BOOL:
+        lua_pushboolean(em_lua_vm, (int) v->i);
+        return;
+    default:
+        break;
+    }
+    luaL_checkstack(em_lua_vm, 4, "vars");       /* nested at most EM_CONF_VARS_DEPTH */
+    lua_createtable(em_lua_vm, v->type == EM_VAR_LIST ? (int) v->nkids : 0,
+                    v->type == EM_VAR_GROUP ? (int) v->nkids : 0);
+    for (size_t i = 0; i < v->nkids; i++) {
+        em_lua_push_var(&v->kids[i]);
+        if (v->type == EM_VAR_GROUP) {
+            lua_setfield(em_lua_vm, -2, v->kids[i].name);
+        } else {
+            lua_rawseti(em_lua_vm, -2, (lua_Integer) i + 1);
+        }
+    }
+}
+
 /* Run a script in a fresh environment; returns its env ref or LUA_NOREF. */
 static int
 em_lua_load(const char *path, const char *nsp_name, lua_Integer conf_index)
@@ -292,6 +325,13 @@ em_lua_load(const char *path, const char *nsp_name, lua_Integer conf_index)
     lua_pushglobaltable(em_lua_vm);
     lua_setfield(em_lua_vm, -2, "__index");
     lua_setmetatable(em_lua_vm, env);
+    /* The configuration's "vars", a copy of its own for each script. */
+    if (em_loop.conf->vars != NULL) {
+        em_lua_push_var(em_loop.conf->vars);
+    } else {
+        lua_newtable(em_lua_vm);
+    }
+    lua_setfield(em_lua_vm, env, "vars");
     if (nsp_name != NULL) {
         lua_createtable(em_lua_vm, 0, 2);
         em_str_t wire = em_conf_nsp_wire(nsp_name, strlen(nsp_name));

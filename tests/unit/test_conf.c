@@ -352,6 +352,40 @@ START_TEST(test_unreadable)
 }
 END_TEST
 
+/* vars: the scripts' own settings, kept as a tree of values. */
+START_TEST(test_vars)
+{
+    em_conf_t *c = load_text("vars.conf", "vars = { backend = \"http://127.0.0.1:8080\"; n = 3;\n"
+                             "  big = 5000000000L; ratio = 0.5; on = true; list = [ \"a\", \"b\" ];\n"
+                             "  deep = { x = ( 1, \"two\", { y = false; } ); }; };\n");
+
+    ck_assert_msg(c != NULL, "%s", em_t_err);
+    ck_assert_ptr_nonnull(c->vars);
+    ck_assert_int_eq(c->vars->type, EM_VAR_GROUP);
+    ck_assert_uint_eq(c->vars->nkids, 7);
+    ck_assert_str_eq(c->vars->kids[0].name, "backend");
+    ck_assert_str_eq(c->vars->kids[0].s, "http://127.0.0.1:8080");
+    ck_assert_int_eq(c->vars->kids[1].i, 3);
+    ck_assert_int_eq(c->vars->kids[2].i, 5000000000LL);
+    ck_assert_double_eq(c->vars->kids[3].f, 0.5);
+    ck_assert_int_eq(c->vars->kids[4].type, EM_VAR_BOOL);
+    ck_assert_int_eq(c->vars->kids[5].type, EM_VAR_LIST);
+    ck_assert_str_eq(c->vars->kids[5].kids[1].s, "b");
+    const em_conf_var_t *x = &c->vars->kids[6].kids[0];
+    ck_assert_int_eq(x->type, EM_VAR_LIST);
+    ck_assert_uint_eq(x->nkids, 3);
+    ck_assert_ptr_null(x->kids[1].name);
+    ck_assert_str_eq(x->kids[2].kids[0].name, "y");
+    em_conf_free(c);
+
+    ck_assert_ptr_null(load_text("vars2.conf", "vars = 3;\n"));
+    ck_assert_ptr_nonnull(strstr(em_t_err, "\"vars\" must be a group"));
+    ck_assert_ptr_null(load_text("vars3.conf",
+                                 "vars = { a = { b = { c = { d = { e = { f = { g = { h = { i = 1; }; }; }; }; }; }; }; }; };\n"));
+    ck_assert_ptr_nonnull(strstr(em_t_err, "nests deeper than 8"));
+}
+END_TEST
+
 /* -g: the text's top-level settings replace the file's, the rest stays. */
 START_TEST(test_override)
 {
@@ -404,6 +438,7 @@ conf_suite(void)
     tcase_add_loop_test(tc, test_bad, 0, (int) EM_NELEMS(em_bad));
     tcase_add_test(tc, test_unreadable);
     tcase_add_test(tc, test_override);
+    tcase_add_test(tc, test_vars);
     suite_add_tcase(s, tc);
     return s;
 }
