@@ -7,6 +7,8 @@
  * only what a test machine needs instead: a free public port, the number of
  * workers, and a free port for the admin listener (its group is the
  * shipped one, with only its "listen" replaced, so the shipped keys stay).
+ * With `vars`, the shipped "vars" group goes the same way, with only the
+ * named values replaced (the stand-in backend's URL on a free port).
  * Everything else - namespaces, scripts, limits, texts - is the file's.
  *
  * runSeedClient() copies a seed's client example (tests/e2e/seeds/) as it
@@ -34,7 +36,20 @@ function adminGroup(text) {
   return m ? m[0] : null;
 }
 
-async function startExample(name, { workers = 2, extra = '', env } = {}) {
+/* The shipped "vars = { ... };" with the values of `vars` replaced. */
+function varsGroup(text, vars) {
+  const m = text.match(/^vars\s*=\s*\{[\s\S]*?^\};/m);
+  if (!m) throw new Error('the example has no vars group');
+  let g = m[0];
+  for (const [k, v] of Object.entries(vars)) {
+    const re = new RegExp(`^(\\s*${k}\\s*=\\s*)[^;]*;`, 'm');
+    if (!re.test(g)) throw new Error(`the example's vars have no ${k}`);
+    g = g.replace(re, `$1${JSON.stringify(v)};`);
+  }
+  return g;
+}
+
+async function startExample(name, { workers = 2, extra = '', env, vars } = {}) {
   const conf = exampleConf(name);
   const text = fs.readFileSync(conf, 'utf8');
   const port = await freePort();
@@ -47,6 +62,7 @@ async function startExample(name, { workers = 2, extra = '', env } = {}) {
     over += admin.replace(/listen\s*=\s*"[^"]*"/, `listen = "127.0.0.1:${adminPort}"`) + '\n';
     adminKey = admin.match(/keys\s*=\s*\[\s*"([^"]+)"/)[1];
   }
+  if (vars) over += varsGroup(text, vars) + '\n';
   const saved = {};
   for (const [k, v] of Object.entries(env || {})) { saved[k] = process.env[k]; process.env[k] = v; }
   let d;
