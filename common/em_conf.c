@@ -587,9 +587,11 @@ em_conf_read_jwt(config_setting_t *g, em_conf_nsp_t *nsp, const char *file, char
     j->token_auth = where[0][0] ? em_conf_strdup(where[0]) : NULL;
     j->token_query = where[1][0] ? em_conf_strdup(where[1]) : NULL;
     j->token_header = where[2][0] ? em_conf_strdup(where[2]) : NULL;
-    if (j->token_auth == NULL && j->token_query == NULL && j->token_header == NULL) {
+    /* Nowhere to look is fine only when tokens come later, through the
+     * script's nsp:verify_token (studio.md's "authenticate" event). */
+    if (j->token_auth == NULL && j->token_query == NULL && j->token_header == NULL && required) {
         return em_conf_fail(err, errlen, file, g, "jwt must be looked for somewhere "
-                            "(token_auth, token_query or token_header)");
+                            "(token_auth, token_query or token_header), or be required = false");
     }
     j->missing_message = em_conf_strdup(msgs[0]);
     j->invalid_message = em_conf_strdup(msgs[1]);

@@ -316,6 +316,8 @@ static const struct {
     { "namespaces = ( { name = \"/a\"; api_key = { keys = [ \"\" ]; }; } );\n", 1, "1 to 1024 bytes" },
     { "namespaces = ( { name = \"/a\"; api_key = { keys = [ \"k\" ]; query = \"\"; header = \"\";"
       " auth = \"\"; }; } );\n", 1, "looked for somewhere" },
+    { "namespaces = ( { name = \"/a\"; jwt = { secret = \"0123456789abcdef\"; token_auth = \"\";"
+      " token_query = \"\"; token_header = \"\"; }; } );\n", 1, "or be required = false" },
     { "namespaces = ( { name = \"/a\";\n shutdown_event = { message = \"m\"; }; } );\n", 2,
       "needs a \"name\"" },
     { "namespaces = ( { name = \"/a\"; shutdown_event = \"system.maintenance\"; } );\n", 1,
@@ -378,6 +380,11 @@ START_TEST(test_vars)
     ck_assert_str_eq(x->kids[2].kids[0].name, "y");
     em_conf_free(c);
 
+    /* a token looked for nowhere: only with required = false (nsp:verify_token) */
+    c = load_text("jwt-later.conf", "namespaces = ( { name = \"/a\"; jwt = { secret = \"0123456789abcdef\";"
+                  " required = false; token_auth = \"\"; token_query = \"\"; token_header = \"\"; }; } );\n");
+    ck_assert_msg(c != NULL, "%s", em_t_err);
+    em_conf_free(c);
     ck_assert_ptr_null(load_text("vars2.conf", "vars = 3;\n"));
     ck_assert_ptr_nonnull(strstr(em_t_err, "\"vars\" must be a group"));
     ck_assert_ptr_null(load_text("vars3.conf",

@@ -93,15 +93,18 @@ async function startExample(name, { workers = 2, extra = '', env, vars } = {}) {
 
 /*
  * Run seeds/<file> with its placeholders replaced ([[from, to], ...], every
- * occurrence, each one required to be there). Resolves at once to
+ * occurrence, each one required to be there), and `driver` code after it. Resolves at once to
  * {lines, waitLine(re, ms), stop()}.
  */
-function runSeedClient(file, replacements, { python = false } = {}) {
+function runSeedClient(file, replacements, { python = false, driver = '' } = {}) {
   let text = fs.readFileSync(path.join(SEEDS, file), 'utf8');
   for (const [from, to] of replacements) {
     if (!text.includes(from)) throw new Error(`${file} has no "${from}" to replace`);
     text = text.split(from).join(to);
   }
+  /* An example that only defines (studio.md's class) is used by a driver
+   * the test appends after it, the example itself left as it is. */
+  text += driver;
   /* Beside tests/e2e so that node resolves socket.io-client from its node_modules. */
   const dir = fs.mkdtempSync(path.join(path.resolve(__dirname, '..'), '.seed-'));
   const copy = path.join(dir, file);
