@@ -603,7 +603,7 @@ em_cmd_socket_info(em_sio_socket_t *s)
         json_array_append_new(rooms, json_string(s->id));
         em_adapter_socket_rooms(s, em_cmd_rooms_cb, rooms);
     }
-    return json_pack("{s:s,s:s%,s:o,s:o,s:o,s:s%,s:s,s:I,s:b}",
+    return json_pack("{s:s,s:s%,s:o,s:o,s:o,s:s%,s:s,s:I,s:b,s:i}",
                      "id", s->id,
                      "namespace", wire.data, wire.len,
                      "rooms", rooms != NULL ? rooms : json_array(),
@@ -612,7 +612,8 @@ em_cmd_socket_info(em_sio_socket_t *s)
                      "address", ip.data, ip.len,
                      "transport", es->transport == EM_TRANSPORT_WEBSOCKET ? "websocket" : "polling",
                      "connectedAt", (json_int_t) s->connected_at,
-                     "recovered", (int) s->recovered);
+                     "recovered", (int) s->recovered,
+                     "worker", (int) em_loop.slot + 1);
 }
 
 typedef struct {

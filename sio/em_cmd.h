@@ -22,7 +22,7 @@
  *   DISCONNECT  "close": true to close the whole connection -> {"sockets": n}
  *   SOCKETS     "limit": n -> {"sockets": [{"id", "namespace", "rooms",
  *               "data", "user", "address", "transport", "connectedAt",
- *               "recovered"}], "total": n} (at most limit from each worker)
+ *               "recovered", "worker"}], "total": n} (at most limit from each worker)
  *   ROOMS       -> {"rooms": [[namespace, room, sockets], ...]}
  *   SYNC        -> {}: a barrier. A worker answers once it has handled
  *               every record the asking worker sent through the broker

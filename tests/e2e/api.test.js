@@ -259,6 +259,7 @@ test('join, leave and disconnect by room or socket, on every worker, then listin
     assert.equal(byId[a.id].user, 'jo');
     assert.equal(byId[a.id].transport, 'websocket');
     assert.equal(byId[a.id].namespace, '/chat');
+    for (const s of [a, b, c]) assert.equal(byId[s.id].worker, s.worker, 'the worker serving it');
     assert.deepEqual(byId[a.id].rooms.slice().sort(), [a.id, 'also', 'group', 'moved'].sort());
     r = await api('GET', '/v1/sockets?namespace=/chat&room=moved&limit=1');
     assert.equal(r.body.sockets.length, 1);
