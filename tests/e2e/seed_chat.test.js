@@ -111,6 +111,9 @@ test('rooms: join:chat, room:info, room:list, room:online, leave:chat, with thei
     assert.equal(joined.username, 'name-r-bob');
     assert.match(joined.timestamp, ISO);
     assert.deepEqual(events(bob, 'user:joined'), [], 'not to the joining user');
+    await waitUntil('room:info, updated', () => events(ann, 'room:info').length === 1);
+    assert.equal(events(ann, 'room:info')[0].chatId, 'room-1');
+    assert.equal(events(ann, 'room:info')[0].participantCount, 2);
     await waitUntil('room:online-update with both', () => events(ann, 'room:online-update')
       .some((u) => u.chatId === 'room-1' && u.onlineCount === 2));
     const upd = events(ann, 'room:online-update').find((u) => u.onlineCount === 2);

@@ -151,10 +151,13 @@ local function participants(chat)
   return store.incr("chat:parts\n" .. chat, 0)
 end
 
+-- Count the user among the chat's participants; true when it is new.
 local function add_participant(chat, user)
   if store.incr("chat:part\n" .. chat .. "\n" .. user) == 1 then
     store.incr("chat:parts\n" .. chat)
+    return true
   end
+  return false
 end
 
 local function last_activity(chat)
@@ -368,10 +371,15 @@ function on_connect(socket)
     local entry = access(socket, chat)
     if entry == nil then return fail(cb, T.denied) end
     socket:join(room_of(chat))
-    add_participant(chat, user)
+    local new = add_participant(chat, user)
     touch(chat)
     local info = { chatId = chat, participantCount = participants(chat), isActive = true,
                    lastActivity = last_activity(chat) }
+    if new then
+      -- "room:info - Room information updated": a new participant
+      socket:to(room_of(chat)):emit("room:info", { chatId = chat, participantCount = info.participantCount,
+        onlineCount = #nsp:room_online(room_of(chat)), lastActivity = info.lastActivity })
+    end
     socket:emit("room:joined", { chatId = chat, roomInfo = info })
     socket:to(room_of(chat)):emit("user:joined", { chatId = chat, userId = user, username = username,
                                                    timestamp = now_iso() })
