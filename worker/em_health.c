@@ -291,12 +291,19 @@ em_metrics_serve(em_http_conn_t *h, const em_http_req_t *req, const char *body, 
                    "Packets that left the recovery log for room before they expired.",
                    rec.log_evicted);
     evbuffer_add_printf(b, "# HELP emitd_namespace_sockets Sockets in a namespace, every worker "
-                        "(configured names; a parameterised one under its pattern).\n"
-                        "# TYPE emitd_namespace_sockets gauge\n");
+                        "(by endpoint path and configured name; a parameterised one under its "
+                        "pattern).\n# TYPE emitd_namespace_sockets gauge\n");
     for (size_t i = 0; i < conf->nnsps; i++) {
-        em_str_t name = { conf->nsps[i].name, strlen(conf->nsps[i].name) };
-        evbuffer_add_printf(b, "emitd_namespace_sockets{namespace=\"");
-        em_metrics_label(b, conf->nsps[i].name);
+        const em_conf_nsp_t *nsp = &conf->nsps[i];
+        em_str_t             name = { nsp->name, strlen(nsp->name) };
+        /* the name clients use (a suffix of the internal one, which carries
+         * the endpoint's prefix), with the endpoint's path */
+        em_str_t             wire = em_conf_nsp_wire(name.data, name.len);
+
+        evbuffer_add_printf(b, "emitd_namespace_sockets{path=\"");
+        em_metrics_label(b, conf->endpoints[nsp->endpoint].path);
+        evbuffer_add_printf(b, "\",namespace=\"");
+        em_metrics_label(b, wire.data);
         evbuffer_add_printf(b, "\"} %u\n", em_room_size(&em_cluster, name, (em_str_t) { "", 0 }));
     }
     evbuffer_add_printf(b, "# HELP emitd_worker_up Whether the worker process runs (1) or is "

@@ -115,8 +115,8 @@ test('GET /metrics: Prometheus text that promtool accepts, with the cluster\'s f
     assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
     assert.equal(s.emitd_sockets, 2);
     assert.equal(s.emitd_rooms, 1);
-    assert.equal(s['emitd_namespace_sockets{namespace="/"}'], 2);
-    assert.equal(s['emitd_namespace_sockets{namespace="/keyed"}'], 0);
+    assert.equal(s['emitd_namespace_sockets{path="/socket.io/",namespace="/"}'], 2);
+    assert.equal(s['emitd_namespace_sockets{path="/socket.io/",namespace="/keyed"}'], 0);
     assert.ok(s.emitd_socket_connects_total >= 2);
     assert.ok(s.emitd_socket_refusals_total >= 1);
     assert.equal(s['emitd_worker_up{worker="1"}'], 1);

@@ -84,6 +84,17 @@ test('every example answers in the one instance', async () => {
     assert.equal(r.status, 200, r.text);
     await waitUntil('the UPDATE', () => events(action, 'message').length === 2);
     assert.equal(JSON.parse(events(action, 'message')[1]).type, 'UPDATE');
+    /* /metrics names each namespace by its endpoint and the name clients use */
+    const m = await waitUntil('the metrics', async () => {
+      const res = await fetch(`http://127.0.0.1:${emitd.adminPort}/metrics`);
+      const text = await res.text();
+      return /emitd_namespace_sockets\{path="\/realtime\/",namespace="\/"\} 1\n/.test(text) ? text : null;
+    });
+    assert.match(m, /emitd_namespace_sockets\{path="\/ws\/",namespace="\/device\/:deviceId"\} \d+\n/);
+    assert.match(m, /emitd_namespace_sockets\{path="\/ws\/",namespace="\/"\} 0\n/);
+    assert.match(m, /emitd_namespace_sockets\{path="\/socket.io\/",namespace="\/chat"\} 2\n/);
+    assert.match(m, /emitd_namespace_sockets\{path="\/socket.io\/",namespace="\/"\} 1\n/);
+    assert.doesNotMatch(m, /namespace="@/);
   } finally {
     closeAll(all);
   }
