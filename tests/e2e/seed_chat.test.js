@@ -85,6 +85,21 @@ test('connecting needs a valid token; the connect_error says why', async () => {
   }
 });
 
+test('a token that expires while connected: every event answers "User not authenticated"', async () => {
+  const exp = Math.floor(Date.now() / 1000) + 2;
+  const s = await user('short-lived', { tok: jwt.sign({ sub: 'short-lived', chats: ['e1'], exp }, SECRET) });
+  try {
+    assert.equal((await call(s, 'join:chat', { chatId: 'e1' })).success, true);
+    await delay(Math.max(0, exp * 1000 - Date.now()) + 300);
+    for (const ev of ['message:send', 'join:chat', 'presence:stats', 'message:read']) {
+      assert.deepEqual(await call(s, ev, { chatId: 'e1', content: 'x', messageId: 'm' }),
+        { success: false, message: 'User not authenticated' }, ev);
+    }
+  } finally {
+    closeAll(s);
+  }
+});
+
 test('rooms: join:chat, room:info, room:list, room:online, leave:chat, with their events, across workers', async () => {
   const [ann, bob] = await spread(['r-ann', 'r-bob'], {
     claims: { chats: [{ id: 'room-1', name: 'Design', description: 'Design talk' }, 'room-2'] } });
