@@ -1140,7 +1140,7 @@ em_conf_read_var(const config_setting_t *from, em_conf_var_t *v, int depth, size
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", NULL
 };
 
 static int
@@ -1203,6 +1203,17 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
         && strcmp(conf->health_path, conf->metrics_path) == 0) {
         return em_conf_fail(err, errlen, file, config_setting_get_member(root, "metrics_path"),
                             "\"metrics_path\" and \"health_path\" must differ");
+    }
+    const char *pid = NULL;
+    if (em_conf_get_string(root, "pid_file", &pid, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (pid != NULL) {
+        if (pid[0] == '\0' || strlen(pid) > 1000 || pid[strlen(pid) - 1] == '/') {
+            return em_conf_fail(err, errlen, file, config_setting_get_member(root, "pid_file"),
+                                "\"pid_file\" must name a file (1 to 1000 bytes)");
+        }
+        conf->pid_file = em_conf_strdup(pid);
     }
     if (em_conf_read_endpoint(root, &conf->endpoints[0], file, err, errlen) != 0) {
         return -1;
@@ -1573,6 +1584,7 @@ em_conf_free(em_conf_t *conf)
     free(conf->endpoints);
     free(conf->nsps);
     free(conf->file);
+    free(conf->pid_file);
     free(conf);
 }
 

@@ -190,6 +190,7 @@ typedef struct {
     em_conf_nsp_t      *nsps;
     size_t              nnsps;
     char               *health_path;  /* GET answered with the health report, or NULL */
+    char               *pid_file;     /* the master's pid, written at start; or NULL */
     char               *metrics_path; /* GET answered with Prometheus metrics, or NULL */
     em_conf_admin_t    *admin;        /* the admin listener, or NULL */
 

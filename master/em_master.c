@@ -95,6 +95,60 @@ static struct {
 
 static void em_master_spawn(unsigned slot);
 
+/*
+ * Write the master's pid to `path` atomically: a file of its own beside it,
+ * then rename(2), so a reader never sees half a pid. Returns 0, or -1
+ * (logged).
+ */
+static int
+em_master_pid_write(const char *path)
+{
+    char tmp[1100], line[32];
+    int  fd, n;
+
+    snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int) getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        em_log(EM_LOG_ERR, errno, "cannot write the pid file %s", path);
+        return -1;
+    }
+    n = snprintf(line, sizeof(line), "%d\n", (int) getpid());
+    if (write(fd, line, (size_t) n) != n || fsync(fd) != 0) {
+        em_log(EM_LOG_ERR, errno, "cannot write the pid file %s", path);
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        em_log(EM_LOG_ERR, errno, "cannot write the pid file %s", path);
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Remove the pid file at exit, if it still holds this master's pid. */
+static void
+em_master_pid_remove(const char *path)
+{
+    char    buf[32];
+    int     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    ssize_t n;
+
+    if (fd < 0) {
+        return;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n > 0) {
+        buf[n] = '\0';
+        if (atoi(buf) == (int) getpid()) {
+            unlink(path);
+        }
+    }
+}
+
 static void
 em_master_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
@@ -789,10 +843,17 @@ em_master_run(em_conf_t *conf)
         event_add(em_m.listeners[i].ev, NULL);
     }
     em_log(EM_LOG_INFO, 0, "emitd %s started with %u workers", EM_VERSION, em_m.nslots);
+    if (conf->pid_file != NULL && em_master_pid_write(conf->pid_file) != 0) {
+        em_m.exit_code = 1;
+        kill(getpid(), SIGTERM);      /* stop the children the usual way */
+    }
 
     event_base_dispatch(em_m.base);
 
     em_log(EM_LOG_INFO, 0, "exiting");
+    if (conf->pid_file != NULL) {
+        em_master_pid_remove(conf->pid_file);
+    }
     event_free(sigev);
     close(sfd);
     for (unsigned i = 0; i < em_m.nslots; i++) {

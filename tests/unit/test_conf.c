@@ -316,6 +316,8 @@ static const struct {
     { "namespaces = ( { name = \"/a\"; api_key = { keys = [ \"\" ]; }; } );\n", 1, "1 to 1024 bytes" },
     { "namespaces = ( { name = \"/a\"; api_key = { keys = [ \"k\" ]; query = \"\"; header = \"\";"
       " auth = \"\"; }; } );\n", 1, "looked for somewhere" },
+    { "pid_file = \"\";\n", 1, "\"pid_file\" must name a file" },
+    { "pid_file = \"/run/emitd/\";\n", 1, "\"pid_file\" must name a file" },
     { "namespaces = ( { name = \"/a\"; jwt = { secret = \"0123456789abcdef\"; token_auth = \"\";"
       " token_query = \"\"; token_header = \"\"; }; } );\n", 1, "or be required = false" },
     { "namespaces = ( { name = \"/a\";\n shutdown_event = { message = \"m\"; }; } );\n", 2,
@@ -384,6 +386,10 @@ START_TEST(test_vars)
     c = load_text("jwt-later.conf", "namespaces = ( { name = \"/a\"; jwt = { secret = \"0123456789abcdef\";"
                   " required = false; token_auth = \"\"; token_query = \"\"; token_header = \"\"; }; } );\n");
     ck_assert_msg(c != NULL, "%s", em_t_err);
+    em_conf_free(c);
+    c = load_text("pid.conf", "pid_file = \"/run/emitd.pid\";\n");
+    ck_assert_msg(c != NULL, "%s", em_t_err);
+    ck_assert_str_eq(c->pid_file, "/run/emitd.pid");
     em_conf_free(c);
     ck_assert_ptr_null(load_text("vars2.conf", "vars = 3;\n"));
     ck_assert_ptr_nonnull(strstr(em_t_err, "\"vars\" must be a group"));
