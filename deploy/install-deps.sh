@@ -22,7 +22,7 @@ PACKAGES=(
   libevent-dev libwslay-dev liblua5.4-dev libconfig-dev check
   libsodium-dev libssl-dev libjansson-dev uthash-dev libjwt-dev libcurl4-openssl-dev
   python3-socketio python3-aiohttp python3-websocket python3-requests
-  redis-server valgrind
+  redis-server valgrind groff-base
 )
 if ! command -v node >/dev/null 2>&1; then
   PACKAGES+=(nodejs npm)
