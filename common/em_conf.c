@@ -1140,7 +1140,7 @@ em_conf_read_var(const config_setting_t *from, em_conf_var_t *v, int depth, size
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", NULL
 };
 
 static int
@@ -1167,6 +1167,10 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
         if (em_conf_read_listen(s, conf, file, err, errlen) != 0) {
             return -1;
         }
+    }
+    if (em_conf_get_uint(root, "max_connections", 0, 10000000, &conf->max_connections, file, err,
+                         errlen) != 0) {
+        return -1;
     }
     if (em_conf_get_uint(root, "workers", 0, EM_MAX_WORKERS, &workers, file, err, errlen) != 0) {
         return -1;

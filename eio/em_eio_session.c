@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "em_eio_session.h"
 #include "em_log.h"
@@ -41,6 +42,40 @@ static void em_eio_session_abort(em_eio_session_t *s, const char *reason);
 static em_eio_upper_t     em_eio_upper[2];       /* [0] Socket.IO, [1] raw endpoints */
 static em_eio_session_t *em_eio_sessions;       /* uthash by sid */
 static int                em_eio_stopping;       /* close_all ran: no new sessions */
+
+/*
+ * Whether the cluster holds max_connections sessions already: the sum of
+ * every worker's session gauges in the state segment (workers admitting at
+ * the same moment may each take one more). Logged at most once a second.
+ */
+static int
+em_eio_full(void)
+{
+    static time_t last;
+    unsigned      max = em_loop.conf->max_connections;
+    uint64_t      n = 0;
+
+    if (max == 0) {
+        return 0;
+    }
+    if (em_loop.state == NULL) {
+        n = em_eio_session_count();
+    } else {
+        for (unsigned i = 0; i < em_loop.nworkers; i++) {
+            const em_st_wstats_t *w = em_state_wstats(em_loop.state, i);
+            n += __atomic_load_n(&w->sessions_ws, __ATOMIC_RELAXED)
+                 + __atomic_load_n(&w->sessions_polling, __ATOMIC_RELAXED);
+        }
+    }
+    if (n < max) {
+        return 0;
+    }
+    if (time(NULL) != last) {
+        last = time(NULL);
+        em_log(EM_LOG_WARN, 0, "max_connections (%u) reached: new sessions are refused with 503", max);
+    }
+    return 1;
+}
 static uint32_t           em_eio_nsessions;
 static em_eio_session_t *em_eio_reap_list;      /* finished, freed by the reaper */
 
@@ -677,7 +712,7 @@ em_eio_session_request(em_http_conn_t *c, const em_http_req_t *req, const char *
             em_eio_session_http_error(c, 3, "Bad request");
             return;
         }
-        if (em_eio_stopping) {
+        if (em_eio_stopping || em_eio_full()) {
             em_http_conn_respond(c, 503, "text/plain; charset=UTF-8", "Service Unavailable", 19);
             return;
         }

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -94,6 +95,47 @@ static struct {
 } em_m;
 
 static void em_master_spawn(unsigned slot);
+
+/*
+ * Raise the open-files limit for what the configuration needs: every
+ * session may land on one worker (max_connections, plus room for the
+ * listeners, rings, scripts' files and webhooks), or as far as the hard
+ * limit goes without max_connections. A system that refuses is said
+ * clearly; emitd runs on with what it has.
+ */
+#define EM_MASTER_FD_SPARE 1024
+
+static void
+em_master_nofile(const em_conf_t *conf)
+{
+    struct rlimit rl;
+    rlim_t        want;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return;
+    }
+    want = conf->max_connections ? (rlim_t) conf->max_connections + EM_MASTER_FD_SPARE : rl.rlim_max;
+    if (want <= rl.rlim_cur) {
+        return;
+    }
+    if (want > rl.rlim_max) {
+        struct rlimit up = { want, want };
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
+            em_log(EM_LOG_INFO, 0, "open files limit raised to %llu", (unsigned long long) want);
+            return;
+        }
+        em_log(EM_LOG_WARN, errno, "max_connections = %u needs %llu open files, but the system "
+               "allows %llu (ulimit -n, LimitNOFILE=, /etc/security/limits.conf): clients past "
+               "that are refused", conf->max_connections, (unsigned long long) want,
+               (unsigned long long) rl.rlim_max);
+        want = rl.rlim_max;
+    }
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        em_log(EM_LOG_WARN, errno, "cannot raise the open files limit to %llu",
+               (unsigned long long) want);
+    }
+}
 
 /*
  * Write the master's pid to `path` atomically: a file of its own beside it,
@@ -765,6 +807,7 @@ em_master_run(em_conf_t *conf)
     em_proc_title_set("emitd: master");
     signal(SIGPIPE, SIG_IGN);
 
+    em_master_nofile(conf);
     em_m.listeners = calloc(conf->nlisten + 1, sizeof(em_listener_t));
     if (em_m.listeners == NULL) {
         return 1;

@@ -41,3 +41,49 @@ test('a pid file that cannot be written: a clear message, exit code 1', { skip }
     await d.stop();
   }
 });
+
+test('max_connections: past it a new client is refused with 503, the others go on; a freed place is taken again', { skip }, async () => {
+  const { io, waitConnected, connectError, closeAll, httpRequest } = require('./lib/clients');
+  const d = await startEmitd({ config: { max_connections: 3 } });
+  const socks = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const s = io(d.url, { forceNew: true, reconnection: false, transports: [i % 2 ? 'polling' : 'websocket'] });
+      socks.push(s);
+      await waitConnected(s);
+    }
+    const r = await httpRequest(d.port, 'GET', '/socket.io/?EIO=4&transport=polling');
+    assert.equal(r.status, 503);
+    const over = io(d.url, { forceNew: true, reconnection: false, transports: ['websocket'] });
+    socks.push(over);
+    await connectError(over);
+    await d.waitLog(/max_connections \(3\) reached: new sessions are refused with 503/);
+    /* the three are still served */
+    for (const s of socks.slice(0, 3)) assert.equal(s.connected, true);
+    socks[0].close();
+    const again = io(d.url, { forceNew: true, reconnection: false, transports: ['polling'] });
+    socks.push(again);
+    await waitUntil('a freed place taken', async () => {
+      if (again.connected) return true;
+      if (!again.active) again.connect();
+      return false;
+    });
+    assert.deepEqual(await stopAndCheck(d), []);
+  } finally {
+    closeAll(socks);
+    await d.stop();
+  }
+});
+
+test('max_connections the system cannot give files for: a clear message, and emitd runs', { skip }, async () => {
+  /* more than fs.nr_open: refused even to root */
+  const d = await startEmitd({ config: { max_connections: 10000000 } });
+  try {
+    await d.waitLog(/max_connections = 10000000 needs 10001024 open files, but the system allows \d+ \(ulimit -n, LimitNOFILE=/);
+    const { httpRequest } = require('./lib/clients');
+    assert.equal((await httpRequest(d.port, 'GET', '/socket.io/?EIO=4&transport=polling')).status, 200);
+    assert.deepEqual(await stopAndCheck(d), []);
+  } finally {
+    await d.stop();
+  }
+});
