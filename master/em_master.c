@@ -641,6 +641,33 @@ em_master_spawn(unsigned slot)
     em_log(EM_LOG_INFO, 0, "started worker %u (pid %d)", slot + 1, (int) pid);
 }
 
+/*
+ * When to start a dead child again: at once after a death that ended a
+ * run of 2 s or more; after a quicker one, 250 ms doubling with each
+ * death in a row, up to 30 s, so a child that cannot live never makes the
+ * master spin. Logged; /health says the child is down meanwhile.
+ */
+#define EM_MASTER_BACKOFF_FIRST_MS 250
+#define EM_MASTER_BACKOFF_MAX_MS   30000
+
+static struct timeval
+em_master_backoff(const char *who, unsigned quick_deaths)
+{
+    unsigned ms = 0;
+
+    if (quick_deaths > 0) {
+        unsigned shift = EM_MIN(quick_deaths - 1, 16u);
+        ms = EM_MIN((unsigned) EM_MASTER_BACKOFF_FIRST_MS << shift, (unsigned) EM_MASTER_BACKOFF_MAX_MS);
+    }
+    if (ms == 0) {
+        em_log(EM_LOG_WARN, 0, "restarting %s at once", who);
+    } else {
+        em_log(EM_LOG_WARN, 0, "restarting %s in %u ms (%u quick deaths in a row)", who, ms,
+               quick_deaths);
+    }
+    return (struct timeval) { ms / 1000, (ms % 1000) * 1000 };
+}
+
 static void
 em_master_reap(void)
 {
@@ -657,7 +684,7 @@ em_master_reap(void)
             if (!em_m.stopping) {
                 em_broker_proc_t *b = &em_m.broker;
                 b->quick_deaths = (time(NULL) - b->started < 2) ? b->quick_deaths + 1 : 0;
-                struct timeval tv = { b->quick_deaths > 1 ? 1 : 0, 0 };
+                struct timeval tv = em_master_backoff("the broker", b->quick_deaths);
                 if (b->respawn_ev == NULL) {
                     b->respawn_ev = evtimer_new(em_m.base, em_master_broker_respawn_cb, NULL);
                 }
@@ -701,7 +728,9 @@ em_master_reap(void)
             }
             /* Restart at once, but back off from a worker that keeps dying. */
             s->quick_deaths = (time(NULL) - s->started < 2) ? s->quick_deaths + 1 : 0;
-            struct timeval tv = { s->quick_deaths > 1 ? 1 : 0, 0 };
+            char who[32];
+            snprintf(who, sizeof(who), "worker %u", i + 1);
+            struct timeval tv = em_master_backoff(who, s->quick_deaths);
             if (s->respawn_ev == NULL) {
                 s->respawn_ev = evtimer_new(em_m.base, em_master_respawn_cb, (void *) (uintptr_t) i);
             }

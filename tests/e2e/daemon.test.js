@@ -9,7 +9,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { startEmitd, stopAndCheck, isReference } = require('./lib/harness');
+const { startEmitd, stopAndCheck, isReference, delay } = require('./lib/harness');
 const { waitUntil } = require('./lib/clients');
 
 const skip = isReference() && 'emitd-only: pid_file';
@@ -82,6 +82,39 @@ test('max_connections the system cannot give files for: a clear message, and emi
     await d.waitLog(/max_connections = 10000000 needs 10001024 open files, but the system allows \d+ \(ulimit -n, LimitNOFILE=/);
     const { httpRequest } = require('./lib/clients');
     assert.equal((await httpRequest(d.port, 'GET', '/socket.io/?EIO=4&transport=polling')).status, 200);
+    assert.deepEqual(await stopAndCheck(d), []);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('a worker that keeps dying is restarted with a growing back-off, logged, and /health says it is down meanwhile', { skip }, async () => {
+  const { httpRequest } = require('./lib/clients');
+  const d = await startEmitd({ config: { health_path: '/health' } });
+  const workerPid = () => (d.children().find((c) => c.args === 'emitd: worker 1') || {}).pid;
+  try {
+    const waits = [];
+    let pid = await waitUntil('worker 1', workerPid);
+    await delay(2200);                       /* a run of its own first: more than 2 s */
+    for (let i = 0; i < 4; i++) {
+      const from = d.logSize();
+      process.kill(pid, 'SIGKILL');
+      const m = await d.waitLog(/restarting worker 1 (at once|in (\d+) ms \((\d+) quick deaths in a row\))/, 5000, { from });
+      waits.push(m[2] ? Number(m[2]) : 0);
+      if (i === 3) {
+        /* during the longest wait: degraded, worker 1 down */
+        const h = await httpRequest(d.port, 'GET', '/health');
+        assert.equal(h.status, 503);
+        const v = JSON.parse(h.body);
+        assert.equal(v.status, 'degraded');
+        assert.deepEqual(v.details.workers.find((w) => w.worker === 1), { worker: 1, status: 'down' });
+      }
+      pid = await waitUntil('worker 1 again', () => { const p = workerPid(); return p && p !== pid ? p : null; }, 15000);
+    }
+    /* the first death after a run of its own restarts at once; the quick ones back off, doubling */
+    assert.equal(waits[0], 0);
+    assert.deepEqual(waits.slice(1), [250, 500, 1000]);
+    await d.waitLog(/worker 1 \(pid \d+\) was killed by signal 9/);
     assert.deepEqual(await stopAndCheck(d), []);
   } finally {
     await d.stop();
