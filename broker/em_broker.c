@@ -249,6 +249,16 @@ em_broker_attach(em_shm_t *shm, const int *worker_bells)
     return EM_OK;
 }
 
+/* SIGUSR1: logrotate moved the log file (the master forwards it). */
+static void
+em_broker_reopen(evutil_socket_t sig, short what, void *arg)
+{
+    (void) sig;
+    (void) what;
+    (void) arg;
+    em_log_reopen();
+}
+
 int
 em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *state, int64_t keep)
 {
@@ -282,7 +292,14 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
     }
     /* Records may have waited while no broker ran. */
     em_broker_pass();
+    struct event *sigusr1 = evsignal_new(em_b.base, SIGUSR1, em_broker_reopen, NULL);
+    if (sigusr1 == NULL || evsignal_add(sigusr1, NULL) != 0) {
+        em_log(EM_LOG_WARN, 0, "cannot take SIGUSR1: the log will not be reopened here");
+    }
     event_base_dispatch(em_b.base);
+    if (sigusr1 != NULL) {
+        event_free(sigusr1);
+    }
 
     event_free(sigterm);
     event_free(sigint);

@@ -1140,7 +1140,7 @@ em_conf_read_var(const config_setting_t *from, em_conf_var_t *v, int depth, size
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", NULL
 };
 
 static int
@@ -1207,6 +1207,17 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
         && strcmp(conf->health_path, conf->metrics_path) == 0) {
         return em_conf_fail(err, errlen, file, config_setting_get_member(root, "metrics_path"),
                             "\"metrics_path\" and \"health_path\" must differ");
+    }
+    const char *elog = NULL;
+    if (em_conf_get_string(root, "error_log", &elog, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (elog != NULL) {
+        if (elog[0] == '\0' || strlen(elog) > 1000) {
+            return em_conf_fail(err, errlen, file, config_setting_get_member(root, "error_log"),
+                                "\"error_log\" must be \"stderr\", \"syslog\" or a file name");
+        }
+        conf->error_log = em_conf_strdup(elog);
     }
     const char *pid = NULL;
     if (em_conf_get_string(root, "pid_file", &pid, file, err, errlen) != 0) {
@@ -1589,6 +1600,7 @@ em_conf_free(em_conf_t *conf)
     free(conf->nsps);
     free(conf->file);
     free(conf->pid_file);
+    free(conf->error_log);
     free(conf);
 }
 

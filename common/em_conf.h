@@ -191,6 +191,7 @@ typedef struct {
     size_t              nnsps;
     char               *health_path;  /* GET answered with the health report, or NULL */
     char               *pid_file;     /* the master's pid, written at start; or NULL */
+    char               *error_log;    /* "stderr", "syslog" or a file; NULL: stderr */
     unsigned            max_connections;  /* Engine.IO sessions of the cluster; 0: no limit */
     char               *metrics_path; /* GET answered with Prometheus metrics, or NULL */
     em_conf_admin_t    *admin;        /* the admin listener, or NULL */

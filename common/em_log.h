@@ -17,6 +17,17 @@ void em_log_set_role(const char *role);
 /* Parse "error" | "warn" | "info" | "debug"; -1 if unknown. */
 int em_log_level_parse(const char *name);
 
+/*
+ * Where the log goes: NULL or "stderr" (standard error, as it is),
+ * "syslog" (facility daemon), or a file name, opened for appending and put
+ * on standard error so that children and libraries write there too.
+ * Returns 0, or -1 with errno.
+ */
+int em_log_open(const char *target);
+
+/* Open the log file again (logrotate moved it: SIGUSR1). 0, or -1 (logged). */
+int em_log_reopen(void);
+
 /* Log a message; err != 0 appends " (err: strerror(err))". */
 void em_log(em_log_level_t level, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -522,6 +522,7 @@ em_master_child_fds(const int *fds, int n)
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_IGN);      /* reload is the master's business */
+    signal(SIGUSR1, SIG_IGN);     /* until the child's loop takes it (log reopen) */
     signal(SIGCHLD, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
     if (n < 0 || (size_t) n > sizeof(high) / sizeof(high[0])) {
@@ -778,6 +779,18 @@ em_master_signal(int sig)
     case SIGHUP:
         em_log(EM_LOG_WARN, 0, "SIGHUP: configuration reload is not supported yet; ignored");
         return;
+    case SIGUSR1:
+        /* logrotate moved the log file: open it again here and in every child */
+        em_log_reopen();
+        for (unsigned i = 0; i < em_m.nslots; i++) {
+            if (em_m.slots[i].pid > 0) {
+                kill(em_m.slots[i].pid, SIGUSR1);
+            }
+        }
+        if (em_m.broker.pid > 0) {
+            kill(em_m.broker.pid, SIGUSR1);
+        }
+        return;
     case SIGTERM:
     case SIGINT:
     case SIGQUIT:
@@ -826,7 +839,7 @@ em_master_signalfd_cb(evutil_socket_t fd, short what, void *arg)
 int
 em_master_run(em_conf_t *conf)
 {
-    static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT };
+    static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1 };
     struct event    *sigev;
     int              sfd;
 

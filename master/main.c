@@ -1,6 +1,7 @@
 /*
  * main.c - emitd's command line: emitd [-c file] [-g settings] [-t] [-v] [-h]
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,12 @@ main(int argc, char **argv)
         return 0;
     }
     em_log_level = (em_log_level_t) conf->log_level;
+    if (em_log_open(conf->error_log) != 0) {
+        fprintf(stderr, "emitd: [emerg] cannot open the error_log %s: %s\n", conf->error_log,
+                strerror(errno));
+        em_conf_free(conf);
+        return 1;
+    }
     em_proc_title_init(argc, argv);
     return em_master_run(conf);
 }

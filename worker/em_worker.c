@@ -139,6 +139,16 @@ em_worker_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(em_loop.base, &tv);
 }
 
+/* SIGUSR1: logrotate moved the log file (the master forwards it). */
+static void
+em_worker_reopen(evutil_socket_t sig, short what, void *arg)
+{
+    (void) sig;
+    (void) what;
+    (void) arg;
+    em_log_reopen();
+}
+
 int
 em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan, int state_fd,
               int shm_fd, int bell, int broker_bell)
@@ -196,8 +206,15 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
         return 1;
     }
     em_worker_load_changed();
+    struct event *sigusr1 = evsignal_new(em_loop.base, SIGUSR1, em_worker_reopen, NULL);
+    if (sigusr1 == NULL || evsignal_add(sigusr1, NULL) != 0) {
+        em_log(EM_LOG_WARN, 0, "cannot take SIGUSR1: the log will not be reopened here");
+    }
 
     event_base_dispatch(em_loop.base);
+    if (sigusr1 != NULL) {
+        event_free(sigusr1);
+    }
 
     em_loop_reap();
     em_lua_shutdown();

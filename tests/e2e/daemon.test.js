@@ -120,3 +120,36 @@ test('a worker that keeps dying is restarted with a growing back-off, logged, an
     await d.stop();
   }
 });
+
+test('error_log to a file; SIGUSR1 reopens it in the master, the workers and the broker (logrotate)', { skip }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emitd-log-'));
+  const file = path.join(dir, 'emitd.log');
+  const d = await startEmitd({ config: { error_log: file } });
+  try {
+    await waitUntil('the start in the log file', () => fs.existsSync(file) && /started with 2 workers/.test(fs.readFileSync(file, 'utf8')));
+    assert.equal(d.log(), '', 'nothing on standard error');
+    fs.renameSync(file, `${file}.1`);
+    process.kill(d.pid, 'SIGUSR1');
+    const want = [/#master: reopened the log file/, /#worker 1: reopened the log file/, /#worker 2: reopened the log file/,
+      /#broker: reopened the log file/];
+    await waitUntil('every process in the new file', () => fs.existsSync(file)
+      && want.every((re) => re.test(fs.readFileSync(file, 'utf8'))));
+    assert.doesNotMatch(fs.readFileSync(`${file}.1`, 'utf8'), /reopened/, 'the old file gets nothing more');
+    assert.deepEqual(await stopAndCheck(d), []);
+    assert.match(fs.readFileSync(file, 'utf8'), /exiting/);
+  } finally {
+    await d.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an error_log that cannot be opened: a clear message, exit code 1', { skip }, async () => {
+  const d = await startEmitd({ config: { error_log: '/nonexistent-dir/emitd.log' }, wait: false });
+  try {
+    await Promise.race([d.exitPromise, new Promise((resolve) => setTimeout(resolve, 20000))]);
+    assert.equal(d.exitCode, 1);
+    assert.match(d.log(), /cannot open the error_log \/nonexistent-dir\/emitd\.log: No such file or directory/);
+  } finally {
+    await d.stop();
+  }
+});
