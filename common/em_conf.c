@@ -1140,7 +1140,7 @@ em_conf_read_var(const config_setting_t *from, em_conf_var_t *v, int depth, size
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", "user", "group", NULL
 };
 
 static int
@@ -1207,6 +1207,24 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
         && strcmp(conf->health_path, conf->metrics_path) == 0) {
         return em_conf_fail(err, errlen, file, config_setting_get_member(root, "metrics_path"),
                             "\"metrics_path\" and \"health_path\" must differ");
+    }
+    static const char *const ids[] = { "user", "group" };
+    for (int i = 0; i < 2; i++) {
+        const char *v = NULL;
+        if (em_conf_get_string(root, ids[i], &v, file, err, errlen) != 0) {
+            return -1;
+        }
+        if (v != NULL && (v[0] == '\0' || strlen(v) > 64)) {
+            return em_conf_fail(err, errlen, file, config_setting_get_member(root, ids[i]),
+                                "\"%s\" must be a name of 1 to 64 bytes", ids[i]);
+        }
+        if (v != NULL) {
+            *(i == 0 ? &conf->user : &conf->group) = em_conf_strdup(v);
+        }
+    }
+    if (conf->group != NULL && conf->user == NULL) {
+        return em_conf_fail(err, errlen, file, config_setting_get_member(root, "group"),
+                            "\"group\" needs \"user\"");
     }
     const char *elog = NULL;
     if (em_conf_get_string(root, "error_log", &elog, file, err, errlen) != 0) {
@@ -1601,6 +1619,8 @@ em_conf_free(em_conf_t *conf)
     free(conf->file);
     free(conf->pid_file);
     free(conf->error_log);
+    free(conf->user);
+    free(conf->group);
     free(conf);
 }
 

@@ -192,6 +192,8 @@ typedef struct {
     char               *health_path;  /* GET answered with the health report, or NULL */
     char               *pid_file;     /* the master's pid, written at start; or NULL */
     char               *error_log;    /* "stderr", "syslog" or a file; NULL: stderr */
+    char               *user;         /* the workers and the broker run as this user, or NULL */
+    char               *group;        /* ... and group (NULL: the user's) */
     unsigned            max_connections;  /* Engine.IO sessions of the cluster; 0: no limit */
     char               *metrics_path; /* GET answered with Prometheus metrics, or NULL */
     em_conf_admin_t    *admin;        /* the admin listener, or NULL */

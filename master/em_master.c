@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -95,6 +97,73 @@ static struct {
 } em_m;
 
 static void em_master_spawn(unsigned slot);
+
+/* Who the children become (user, group): resolved once by the master. */
+static struct {
+    int    on;
+    uid_t  uid;
+    gid_t  gid;
+    gid_t  groups[64];
+    int    ngroups;
+} em_drop;
+
+/*
+ * Resolve "user" and "group" (as root: else they are ignored, with a
+ * warning). Returns 0, or -1 (logged) for a name that does not exist.
+ */
+static int
+em_master_ids(const em_conf_t *conf)
+{
+    struct passwd *pw;
+
+    if (conf->user == NULL) {
+        return 0;
+    }
+    if (geteuid() != 0) {
+        em_log(EM_LOG_WARN, 0, "\"user\" is used only when emitd starts as root: the workers "
+               "run as uid %d", (int) geteuid());
+        return 0;
+    }
+    errno = 0;
+    if ((pw = getpwnam(conf->user)) == NULL) {
+        em_log(EM_LOG_ERR, errno, "user \"%s\" does not exist", conf->user);
+        return -1;
+    }
+    em_drop.uid = pw->pw_uid;
+    em_drop.gid = pw->pw_gid;
+    if (conf->group != NULL) {
+        struct group *gr = getgrnam(conf->group);
+        if (gr == NULL) {
+            em_log(EM_LOG_ERR, errno, "group \"%s\" does not exist", conf->group);
+            return -1;
+        }
+        em_drop.gid = gr->gr_gid;
+    }
+    em_drop.ngroups = (int) (sizeof(em_drop.groups) / sizeof(em_drop.groups[0]));
+    if (getgrouplist(conf->user, em_drop.gid, em_drop.groups, &em_drop.ngroups) < 0) {
+        em_drop.ngroups = 1;          /* more than 64: the primary group only */
+        em_drop.groups[0] = em_drop.gid;
+    }
+    em_drop.on = 1;
+    em_log(EM_LOG_INFO, 0, "the workers and the broker run as %s (uid %d, gid %d)", conf->user,
+           (int) em_drop.uid, (int) em_drop.gid);
+    return 0;
+}
+
+/* In a new child: become the configured user, for good, or exit. */
+static void
+em_master_drop(void)
+{
+    if (!em_drop.on) {
+        return;
+    }
+    if (setgroups((size_t) em_drop.ngroups, em_drop.groups) != 0 || setgid(em_drop.gid) != 0
+        || setuid(em_drop.uid) != 0 || (em_drop.uid != 0 && setuid(0) == 0)) {
+        em_log(EM_LOG_ERR, errno, "cannot drop privileges to uid %d gid %d", (int) em_drop.uid,
+               (int) em_drop.gid);
+        _exit(EM_WORKER_EXIT_FATAL);
+    }
+}
 
 /*
  * Raise the open-files limit for what the configuration needs: every
@@ -550,6 +619,7 @@ em_master_child_fds(const int *fds, int n)
      * ours; the signals it blocked are ours to take again. */
     em_m.base = NULL;
     sigprocmask(SIG_UNBLOCK, &em_m.sigmask, NULL);
+    em_master_drop();
 }
 
 static void em_master_spawn_broker(void);
@@ -850,6 +920,9 @@ em_master_run(em_conf_t *conf)
     signal(SIGPIPE, SIG_IGN);
 
     em_master_nofile(conf);
+    if (em_master_ids(conf) != 0) {
+        return 1;
+    }
     em_m.listeners = calloc(conf->nlisten + 1, sizeof(em_listener_t));
     if (em_m.listeners == NULL) {
         return 1;

@@ -14,6 +14,14 @@ const { waitUntil } = require('./lib/clients');
 
 const skip = isReference() && 'emitd-only: pid_file';
 
+/* Wait (bounded) for a daemon that should stop by itself; 'timeout' if not. */
+async function exited(d, ms = 20000) {
+  let t;
+  const r = await Promise.race([d.exitPromise, new Promise((resolve) => { t = setTimeout(resolve, ms, 'timeout'); })]);
+  clearTimeout(t);
+  return r;
+}
+
 test('pid_file holds the master\'s pid while it runs, and goes at exit', { skip }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emitd-pid-'));
   const pidFile = path.join(dir, 'emitd.pid');
@@ -33,8 +41,7 @@ test('pid_file holds the master\'s pid while it runs, and goes at exit', { skip 
 test('a pid file that cannot be written: a clear message, exit code 1', { skip }, async () => {
   const d = await startEmitd({ config: { pid_file: '/nonexistent-dir/emitd.pid' }, wait: false });
   try {
-    const r = await Promise.race([d.exitPromise, new Promise((resolve) => setTimeout(resolve, 20000, 'timeout'))]);
-    assert.notEqual(r, 'timeout', 'emitd stopped by itself');
+    assert.notEqual(await exited(d), 'timeout', 'emitd stopped by itself');
     assert.equal(d.exitCode, 1);
     assert.match(d.log(), /cannot write the pid file \/nonexistent-dir\/emitd\.pid \(2: No such file or directory\)/);
   } finally {
@@ -146,9 +153,52 @@ test('error_log to a file; SIGUSR1 reopens it in the master, the workers and the
 test('an error_log that cannot be opened: a clear message, exit code 1', { skip }, async () => {
   const d = await startEmitd({ config: { error_log: '/nonexistent-dir/emitd.log' }, wait: false });
   try {
-    await Promise.race([d.exitPromise, new Promise((resolve) => setTimeout(resolve, 20000))]);
+    assert.notEqual(await exited(d), 'timeout', 'emitd stopped by itself');
     assert.equal(d.exitCode, 1);
     assert.match(d.log(), /cannot open the error_log \/nonexistent-dir\/emitd\.log: No such file or directory/);
+  } finally {
+    await d.stop();
+  }
+});
+
+const notRoot = (typeof process.getuid === 'function' && process.getuid() !== 0) && 'needs root (privilege drop)';
+
+test('user/group: as root, the master keeps root to bind, every child runs as the user and serves', { skip: skip || notRoot }, async () => {
+  const { connect, ack, closeAll } = require('./lib/clients');
+  const ids = (pid) => {
+    const st = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    return { uid: st.match(/^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m).slice(1).map(Number),
+      gid: st.match(/^Gid:\s+(\d+)\s+(\d+)\s+(\d+)/m).slice(1).map(Number),
+      groups: st.match(/^Groups:\s*(.*)$/m)[1].trim() };
+  };
+  const d = await startEmitd({ config: { user: 'nobody', group: 'nogroup' } });
+  let s;
+  try {
+    await d.waitLog(/the workers and the broker run as nobody \(uid 65534, gid 65534\)/);
+    const kids = await waitUntil('three children', () => { const k = d.children(); return k.length === 3 ? k : null; });
+    for (const k of kids) {
+      const id = ids(k.pid);
+      assert.deepEqual(id.uid, [65534, 65534, 65534], `${k.args} uid`);
+      assert.deepEqual(id.gid, [65534, 65534, 65534], `${k.args} gid`);
+      assert.equal(id.groups, '65534', `${k.args} supplementary groups`);
+    }
+    assert.equal(ids(d.pid).uid[0], 0, 'the master stays root');
+    s = await connect(d.url, '/', 'websocket');
+    assert.deepEqual(await ack(s, 'echo', 'still served'), ['still served']);
+    closeAll(s);
+    assert.deepEqual(await stopAndCheck(d), []);
+  } finally {
+    if (s) s.close();
+    await d.stop();
+  }
+});
+
+test('a user that does not exist: a clear message, exit code 1', { skip: skip || notRoot }, async () => {
+  const d = await startEmitd({ config: { user: 'no-such-user-emitd' }, wait: false });
+  try {
+    assert.notEqual(await exited(d), 'timeout', 'emitd stopped by itself');
+    assert.equal(d.exitCode, 1);
+    assert.match(d.log(), /user "no-such-user-emitd" does not exist/);
   } finally {
     await d.stop();
   }
