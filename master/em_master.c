@@ -591,7 +591,6 @@ em_master_child_fds(const int *fds, int n)
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_IGN);      /* reload is the master's business */
-    signal(SIGUSR1, SIG_IGN);     /* until the child's loop takes it (log reopen) */
     signal(SIGCHLD, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
     if (n < 0 || (size_t) n > sizeof(high) / sizeof(high[0])) {
@@ -618,7 +617,11 @@ em_master_child_fds(const int *fds, int n)
     /* The master's loop (its epoll and signalfd are closed above) is not
      * ours; the signals it blocked are ours to take again. */
     em_m.base = NULL;
-    sigprocmask(SIG_UNBLOCK, &em_m.sigmask, NULL);
+    /* SIGUSR1 (log reopen) stays blocked, so pending, until the child's loop
+     * takes it; the others are the child's now. */
+    sigset_t mine = em_m.sigmask;
+    sigdelset(&mine, SIGUSR1);
+    sigprocmask(SIG_UNBLOCK, &mine, NULL);
     em_master_drop();
 }
 
