@@ -293,13 +293,7 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
     /* Records may have waited while no broker ran. */
     em_broker_pass();
     struct event *sigusr1 = evsignal_new(em_b.base, SIGUSR1, em_broker_reopen, NULL);
-    if (sigusr1 == NULL || evsignal_add(sigusr1, NULL) != 0) {
-        em_log(EM_LOG_WARN, 0, "cannot take SIGUSR1: the log will not be reopened here");
-    }
-    sigset_t usr1;                 /* blocked since the fork: a pending one comes now */
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
-    sigprocmask(SIG_UNBLOCK, &usr1, NULL);
+    em_log_reopen_ready(sigusr1 != NULL && evsignal_add(sigusr1, NULL) == 0);
     event_base_dispatch(em_b.base);
     if (sigusr1 != NULL) {
         event_free(sigusr1);

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,20 @@ em_log_open(const char *target)
     free(em_log_path);
     em_log_path = strdup(target);
     return em_log_path != NULL ? 0 : -1;
+}
+
+void
+em_log_reopen_ready(int registered)
+{
+    sigset_t usr1;
+
+    if (!registered) {
+        em_log(EM_LOG_WARN, 0, "cannot take SIGUSR1: the log will not be reopened here");
+        return;
+    }
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_UNBLOCK, &usr1, NULL);
 }
 
 int

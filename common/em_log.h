@@ -28,6 +28,13 @@ int em_log_open(const char *target);
 /* Open the log file again (logrotate moved it: SIGUSR1). 0, or -1 (logged). */
 int em_log_reopen(void);
 
+/*
+ * A child's loop takes SIGUSR1 now (its handler registered): unblock it, so
+ * that one sent since the fork, held pending, comes in; registered 0: the handler
+ * could not be registered (logged; the signal stays blocked).
+ */
+void em_log_reopen_ready(int registered);
+
 /* Log a message; err != 0 appends " (err: strerror(err))". */
 void em_log(em_log_level_t level, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

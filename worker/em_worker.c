@@ -207,13 +207,7 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
     }
     em_worker_load_changed();
     struct event *sigusr1 = evsignal_new(em_loop.base, SIGUSR1, em_worker_reopen, NULL);
-    if (sigusr1 == NULL || evsignal_add(sigusr1, NULL) != 0) {
-        em_log(EM_LOG_WARN, 0, "cannot take SIGUSR1: the log will not be reopened here");
-    }
-    sigset_t usr1;                 /* blocked since the fork: a pending one comes now */
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
-    sigprocmask(SIG_UNBLOCK, &usr1, NULL);
+    em_log_reopen_ready(sigusr1 != NULL && evsignal_add(sigusr1, NULL) == 0);
 
     event_base_dispatch(em_loop.base);
     if (sigusr1 != NULL) {
