@@ -76,6 +76,7 @@ em_eio_full(void)
     }
     return 1;
 }
+
 static uint32_t           em_eio_nsessions;
 static em_eio_session_t *em_eio_reap_list;      /* finished, freed by the reaper */
 
