@@ -22,6 +22,7 @@
 #include <string.h>
 #include <grp.h>
 #include <pwd.h>
+#include <systemd/sd-daemon.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -97,6 +98,37 @@ static struct {
 } em_m;
 
 static void em_master_spawn(unsigned slot);
+
+/*
+ * systemd's Type=notify (sd_notify; nothing without $NOTIFY_SOCKET): READY
+ * once emitd serves, STATUS with the cluster's sessions every few seconds,
+ * STOPPING on a stop signal.
+ */
+#define EM_MASTER_STATUS_SECONDS 5
+
+static void
+em_master_status(void)
+{
+    uint64_t n = 0;
+
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        const em_st_wstats_t *w = em_state_wstats(&em_m.state, i);
+        n += __atomic_load_n(&w->sessions_ws, __ATOMIC_RELAXED)
+             + __atomic_load_n(&w->sessions_polling, __ATOMIC_RELAXED);
+    }
+    sd_notifyf(0, "STATUS=%llu connections, %u workers", (unsigned long long) n, em_m.nslots);
+}
+
+static void
+em_master_status_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    (void) arg;
+    if (!em_m.stopping) {
+        em_master_status();
+    }
+}
 
 /* Who the children become (user, group): resolved once by the master. */
 static struct {
@@ -869,6 +901,7 @@ em_master_signal(int sig)
     case SIGQUIT:
         if (!em_m.stopping) {
             em_log(EM_LOG_INFO, 0, "signal %d: shutting down", (int) sig);
+            sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
             em_m.stopping = 1;
             /* The listeners stay open until the workers are gone: a polling
              * client's last GET, on a new connection, fetches the goodbyes
@@ -1007,11 +1040,24 @@ em_master_run(em_conf_t *conf)
     if (conf->pid_file != NULL && em_master_pid_write(conf->pid_file) != 0) {
         em_m.exit_code = 1;
         kill(getpid(), SIGTERM);      /* stop the children the usual way */
+    } else {
+        sd_notifyf(0, "READY=1\nMAINPID=%d", (int) getpid());
+        em_master_status();
+    }
+    struct timeval every = { EM_MASTER_STATUS_SECONDS, 0 };
+    struct event  *status_ev = getenv("NOTIFY_SOCKET") != NULL
+                                   ? event_new(em_m.base, -1, EV_PERSIST, em_master_status_cb, NULL)
+                                   : NULL;
+    if (status_ev != NULL) {
+        event_add(status_ev, &every);
     }
 
     event_base_dispatch(em_m.base);
 
     em_log(EM_LOG_INFO, 0, "exiting");
+    if (status_ev != NULL) {
+        event_free(status_ev);
+    }
     if (conf->pid_file != NULL) {
         em_master_pid_remove(conf->pid_file);
     }

@@ -209,3 +209,52 @@ test('a user that does not exist: a clear message, exit code 1', { skip: skip ||
     await d.stop();
   }
 });
+
+test('sd_notify (systemd Type=notify): READY with MAINPID, STATUS with the connections, STOPPING', { skip }, async () => {
+  const { spawn } = require('node:child_process');
+  const { connect, closeAll } = require('./lib/clients');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emitd-notify-'));
+  const sock = path.join(dir, 'notify');
+  /* systemd's side: an AF_UNIX datagram socket, each message a line of JSON */
+  const py = spawn('/usr/bin/python3', ['-u', '-c', `
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("bound", flush=True)
+s.settimeout(60)
+while True:
+    try:
+        m = s.recv(4096)
+    except socket.timeout:
+        break
+    print(json.dumps(m.decode()), flush=True)
+`, sock], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const got = [];
+  let buf = '';
+  py.stdout.on('data', (d) => { buf += d; const l = buf.split('\n'); buf = l.pop(); got.push(...l); });
+  let d;
+  let s;
+  try {
+    await waitUntil('the notify socket', () => got.includes('bound'));
+    process.env.NOTIFY_SOCKET = sock;
+    try {
+      d = await startEmitd({});
+    } finally {
+      delete process.env.NOTIFY_SOCKET;
+    }
+    const msgs = () => got.filter((l) => l !== 'bound').map((l) => JSON.parse(l));
+    await waitUntil('READY', () => msgs().some((m) => m.includes('READY=1')));
+    assert.ok(msgs().some((m) => m.includes('READY=1') && m.includes(`MAINPID=${d.pid}`)), JSON.stringify(msgs()));
+    assert.ok(msgs().some((m) => /^STATUS=0 connections, 2 workers$/.test(m)), JSON.stringify(msgs()));
+    s = await connect(d.url, '/', 'websocket');
+    await waitUntil('STATUS with the client', () => msgs().some((m) => /^STATUS=1 connections, 2 workers$/.test(m)), timeMs(15000));
+    closeAll(s);
+    assert.deepEqual(await stopAndCheck(d), []);
+    await waitUntil('STOPPING', () => msgs().some((m) => m.includes('STOPPING=1')));
+  } finally {
+    closeAll(s);
+    if (d) await d.stop();
+    py.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
