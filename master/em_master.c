@@ -39,7 +39,6 @@
 #include "em_sid.h"
 #include "em_worker.h"
 
-#define EM_MASTER_KILL_TIMEOUT   10    /* s between SIGTERM and SIGKILL at exit */
 #define EM_MASTER_ACCEPT_BATCH   64
 
 typedef struct {
@@ -868,7 +867,7 @@ em_master_kill_cb(evutil_socket_t fd, short what, void *arg)
     }
     for (unsigned i = 0; i < em_m.nslots; i++) {
         if (em_m.slots[i].pid > 0) {
-            em_log(EM_LOG_WARN, 0, "worker %u did not exit in time: SIGKILL", i + 1);
+            em_log(EM_LOG_WARN, 0, "worker %u did not exit within shutdown_timeout: SIGKILL", i + 1);
             kill(em_m.slots[i].pid, SIGKILL);
         }
     }
@@ -914,9 +913,13 @@ em_master_signal(int sig)
             if (em_m.broker.pid > 0) {
                 kill(em_m.broker.pid, SIGTERM);
             }
-            struct timeval tv = { EM_MASTER_KILL_TIMEOUT, 0 };
-            em_m.kill_ev = evtimer_new(em_m.base, em_master_kill_cb, NULL);
-            evtimer_add(em_m.kill_ev, &tv);
+            /* SIGQUIT: the same goodbyes, without a deadline */
+            unsigned ms = em_m.conf->shutdown_timeout;
+            if (sig != SIGQUIT && ms > 0) {
+                struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+                em_m.kill_ev = evtimer_new(em_m.base, em_master_kill_cb, NULL);
+                evtimer_add(em_m.kill_ev, &tv);
+            }
         }
         break;
     }

@@ -258,3 +258,34 @@ while True:
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('shutdown_timeout: SIGTERM kills a worker that does not exit in time; SIGQUIT waits for it', { skip }, async () => {
+  const workerPid = (d) => (d.children().find((c) => /worker 1$/.test(c.args)) || {}).pid;
+  /* SIGTERM, worker 1 stopped: killed after shutdown_timeout, the master exits */
+  let d = await startEmitd({ config: { shutdown_timeout: 1000 } });
+  try {
+    const pid = await waitUntil('worker 1', () => workerPid(d));
+    process.kill(pid, 'SIGSTOP');
+    process.kill(d.pid, 'SIGTERM');
+    assert.notEqual(await exited(d, timeMs(8000)), 'timeout', 'the master exited');
+    assert.match(d.log(), /worker 1 did not exit within shutdown_timeout: SIGKILL/);
+  } finally {
+    await d.stop();
+  }
+  /* SIGQUIT: no deadline; the master waits until the worker can finish */
+  d = await startEmitd({ config: { shutdown_timeout: 1000 } });
+  let stopped;
+  try {
+    stopped = await waitUntil('worker 1', () => workerPid(d));
+    process.kill(stopped, 'SIGSTOP');
+    process.kill(d.pid, 'SIGQUIT');
+    assert.equal(await exited(d, 2500), 'timeout', 'still waiting past shutdown_timeout');
+    process.kill(stopped, 'SIGCONT');
+    assert.notEqual(await exited(d, timeMs(8000)), 'timeout', 'the master exited once the worker did');
+    assert.equal(d.exitCode, 0);
+    assert.doesNotMatch(d.log(), /SIGKILL/);
+  } finally {
+    try { process.kill(stopped, 'SIGCONT'); } catch (_) { /* gone */ }
+    await d.stop();
+  }
+});

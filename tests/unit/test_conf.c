@@ -320,6 +320,7 @@ static const struct {
     { "max_connections = 10000001;\n", 1, "max_connections" },
     { "error_log = \"\";\n", 1, "\"error_log\" must be" },
     { "group = \"nogroup\";\n", 1, "\"group\" needs \"user\"" },
+    { "shutdown_timeout = -1;\n", 1, "shutdown_timeout" },
     { "user = \"\";\n", 1, "\"user\" must be a name" },
     { "pid_file = \"/run/emitd/\";\n", 1, "\"pid_file\" must name a file" },
     { "namespaces = ( { name = \"/a\"; jwt = { secret = \"0123456789abcdef\"; token_auth = \"\";"
