@@ -748,9 +748,10 @@ em_master_spawn(unsigned slot)
 
 /*
  * When to start a dead child again: at once after a death that ended a
- * run of 2 s or more; after a quicker one, 250 ms doubling with each
- * death in a row, up to 30 s, so a child that cannot live never makes the
- * master spin. Logged; /health says the child is down meanwhile.
+ * run of 2 s or more, and after the first quick one (a run shorter than
+ * that); from the second quick death in a row on, after 250 ms doubling
+ * each time, up to 30 s, so a child that cannot live never makes the master
+ * spin. Logged; /health says the child is down meanwhile.
  */
 #define EM_MASTER_BACKOFF_FIRST_MS 250
 #define EM_MASTER_BACKOFF_MAX_MS   30000
@@ -760,8 +761,8 @@ em_master_backoff(const char *who, unsigned quick_deaths)
 {
     unsigned ms = 0;
 
-    if (quick_deaths > 0) {
-        unsigned shift = EM_MIN(quick_deaths - 1, 16u);
+    if (quick_deaths > 1) {
+        unsigned shift = EM_MIN(quick_deaths - 2, 16u);
         ms = EM_MIN((unsigned) EM_MASTER_BACKOFF_FIRST_MS << shift, (unsigned) EM_MASTER_BACKOFF_MAX_MS);
     }
     if (ms == 0) {
