@@ -105,8 +105,9 @@ static void em_master_spawn(unsigned slot);
  */
 #define EM_MASTER_STATUS_SECONDS 5
 
+/* Tell systemd the cluster's sessions, with `first` (e.g. READY=1) before. */
 static void
-em_master_status(void)
+em_master_status(const char *first)
 {
     uint64_t n = 0;
 
@@ -115,7 +116,8 @@ em_master_status(void)
         n += __atomic_load_n(&w->sessions_ws, __ATOMIC_RELAXED)
              + __atomic_load_n(&w->sessions_polling, __ATOMIC_RELAXED);
     }
-    sd_notifyf(0, "STATUS=%llu connections, %u workers", (unsigned long long) n, em_m.nslots);
+    sd_notifyf(0, "%sSTATUS=%llu connections, %u workers", first, (unsigned long long) n,
+               em_m.nslots);
 }
 
 static void
@@ -125,7 +127,7 @@ em_master_status_cb(evutil_socket_t fd, short what, void *arg)
     (void) what;
     (void) arg;
     if (!em_m.stopping) {
-        em_master_status();
+        em_master_status("");
     }
 }
 
@@ -1045,8 +1047,9 @@ em_master_run(em_conf_t *conf)
         em_m.exit_code = 1;
         kill(getpid(), SIGTERM);      /* stop the children the usual way */
     } else {
-        sd_notifyf(0, "READY=1\nMAINPID=%d", (int) getpid());
-        em_master_status();
+        char ready[64];
+        snprintf(ready, sizeof(ready), "READY=1\nMAINPID=%d\n", (int) getpid());
+        em_master_status(ready);
     }
     struct timeval every = { EM_MASTER_STATUS_SECONDS, 0 };
     struct event  *status_ev = getenv("NOTIFY_SOCKET") != NULL

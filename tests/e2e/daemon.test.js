@@ -242,14 +242,13 @@ while True:
       delete process.env.NOTIFY_SOCKET;
     }
     const msgs = () => got.filter((l) => l !== 'bound').map((l) => JSON.parse(l));
-    await waitUntil('READY', () => msgs().some((m) => m.includes('READY=1')));
-    assert.ok(msgs().some((m) => m.includes('READY=1') && m.includes(`MAINPID=${d.pid}`)), JSON.stringify(msgs()));
-    assert.ok(msgs().some((m) => /^STATUS=0 connections, 2 workers$/.test(m)), JSON.stringify(msgs()));
+    const ready = await waitUntil('READY', () => msgs().find((m) => m.includes('READY=1')), timeMs(5000));
+    assert.equal(ready, `READY=1\nMAINPID=${d.pid}\nSTATUS=0 connections, 2 workers`);
     s = await connect(d.url, '/', 'websocket');
     await waitUntil('STATUS with the client', () => msgs().some((m) => /^STATUS=1 connections, 2 workers$/.test(m)), timeMs(15000));
     closeAll(s);
     assert.deepEqual(await stopAndCheck(d), []);
-    await waitUntil('STOPPING', () => msgs().some((m) => m.includes('STOPPING=1')));
+    await waitUntil('STOPPING', () => msgs().some((m) => m.includes('STOPPING=1')), timeMs(5000));
   } finally {
     closeAll(s);
     if (d) await d.stop();
