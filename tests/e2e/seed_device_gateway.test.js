@@ -142,12 +142,19 @@ test('the seed\'s Python example, as it stands: it joins "/" on /ws, where the b
     await seed.waitLine(/^Connected to device namespace$/m, 10000);
     const want = payload(DEV);
     for (const e of EVENTS) await publish('/', e, want[e]);
-    await seed.waitLine(/QR Code received: \{'deviceId': '12345678-1234-1234-1234-123456789abc', 'qr': '2@AbCdEf0123456789==,xyz'/);
-    await seed.waitLine(/Device ready: \{[^}]*'phoneNumber': '\+15551234567'/);
-    await seed.waitLine(/Device authenticated: \{[^}]*'clientName': 'Office phone'/);
-    await seed.waitLine(/Message received: \{[^]*'body': 'hello'/);
-    await seed.waitLine(/Device state changed: \{[^}]*'status': 'CONNECTED'/);
-    await seed.waitLine(/Device disconnected: \{[^}]*'reason': 'LOGOUT'/);
+    /* python-socketio runs each handler in a thread of its own, so the two
+     * halves of one print() may interleave with another's: each label and
+     * each payload is looked for on its own */
+    for (const label of ['QR Code received:', 'Device ready:', 'Device authenticated:', 'Message received:',
+      'Device state changed:', 'Device disconnected:']) {
+      await seed.waitLine(new RegExp(label));
+    }
+    await seed.waitLine(/\{'deviceId': '12345678-1234-1234-1234-123456789abc', 'qr': '2@AbCdEf0123456789==,xyz', 'timestamp': \d+\}/);
+    await seed.waitLine(/\{'deviceId': '[^']+', 'phoneNumber': '\+15551234567', 'timestamp': \d+\}/);
+    await seed.waitLine(/\{'deviceId': '[^']+', 'phoneNumber': '\+15551234567', 'clientName': 'Office phone', 'timestamp': \d+\}/);
+    await seed.waitLine(/\{'deviceId': '[^']+', 'message': \{'id': 'ABCD', 'from': '15557654321@c.us', 'body': 'hello', 'hasMedia': False\}, 'timestamp': \d+\}/);
+    await seed.waitLine(/\{'deviceId': '[^']+', 'status': 'CONNECTED', 'timestamp': \d+\}/);
+    await seed.waitLine(/\{'deviceId': '[^']+', 'reason': 'LOGOUT', 'timestamp': \d+\}/);
   } finally {
     await seed.stop();
   }
