@@ -53,20 +53,12 @@ em_eio_full(void)
 {
     static time_t last;
     unsigned      max = em_loop.conf->max_connections;
-    uint64_t      n = 0;
 
     if (max == 0) {
         return 0;
     }
-    if (em_loop.state == NULL) {
-        n = em_eio_session_count();
-    } else {
-        for (unsigned i = 0; i < em_loop.nworkers; i++) {
-            const em_st_wstats_t *w = em_state_wstats(em_loop.state, i);
-            n += __atomic_load_n(&w->sessions_ws, __ATOMIC_RELAXED)
-                 + __atomic_load_n(&w->sessions_polling, __ATOMIC_RELAXED);
-        }
-    }
+    uint64_t n = em_loop.state != NULL ? em_state_sessions(em_loop.state, em_loop.nworkers)
+                                       : em_eio_session_count();
     if (n < max) {
         return 0;
     }

@@ -109,13 +109,8 @@ static void em_master_spawn(unsigned slot);
 static void
 em_master_status(const char *first)
 {
-    uint64_t n = 0;
+    uint64_t n = em_state_sessions(&em_m.state, em_m.nslots);
 
-    for (unsigned i = 0; i < em_m.nslots; i++) {
-        const em_st_wstats_t *w = em_state_wstats(&em_m.state, i);
-        n += __atomic_load_n(&w->sessions_ws, __ATOMIC_RELAXED)
-             + __atomic_load_n(&w->sessions_polling, __ATOMIC_RELAXED);
-    }
     sd_notifyf(0, "%sSTATUS=%llu connections, %u workers", first, (unsigned long long) n,
                em_m.nslots);
 }

@@ -142,6 +142,19 @@ em_state_wstats(em_state_t *st, unsigned slot)
     return (em_st_wstats_t *) ((char *) st->hdr + st->hdr->wstats_off) + slot;
 }
 
+uint64_t
+em_state_sessions(em_state_t *st, unsigned nslots)
+{
+    uint64_t n = 0;
+
+    for (unsigned i = 0; i < nslots; i++) {
+        const em_st_wstats_t *w = em_state_wstats(st, i);
+        n += __atomic_load_n(&w->sessions_ws, __ATOMIC_RELAXED)
+             + __atomic_load_n(&w->sessions_polling, __ATOMIC_RELAXED);
+    }
+    return n;
+}
+
 int
 em_state_map(em_state_t *st, int fd)
 {

@@ -69,6 +69,9 @@ void em_state_unmap(em_state_t *st);
 /* A worker slot's figures (slot < EM_STATE_SLOTS). */
 em_st_wstats_t *em_state_wstats(em_state_t *st, unsigned slot);
 
+/* Engine.IO sessions open now on the first nslots workers (their gauges). */
+uint64_t em_state_sessions(em_state_t *st, unsigned nslots);
+
 /* Add to a figure only its own worker writes: a plain add that other
  * processes read whole (aligned 64-bit stores). */
 #define em_stat_add(field, n) \

@@ -91,6 +91,19 @@ async function startExample(name, { workers = 2, extra = '', env, vars } = {}) {
   return d;
 }
 
+/* A 'data' handler that calls fn(line) for each whole line; .flush() the rest. */
+function lineReader(fn) {
+  let partial = '';
+  const take = (d) => {
+    partial += d;
+    const parts = partial.split('\n');
+    partial = parts.pop();
+    parts.forEach(fn);
+  };
+  take.flush = () => { if (partial) fn(partial); partial = ''; };
+  return take;
+}
+
 /*
  * Run seeds/<file> with its placeholders replaced ([[from, to], ...], every
  * occurrence, each one required to be there), and `driver` code after it. Resolves at once to
@@ -114,17 +127,11 @@ function runSeedClient(file, replacements, { python = false, driver = '' } = {})
     stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' },
   });
   const lines = [];
-  let partial = '';
-  const take = (d) => {
-    partial += d;
-    const parts = partial.split('\n');
-    partial = parts.pop();
-    lines.push(...parts);
-  };
+  const take = lineReader((l) => lines.push(l));
   child.stdout.on('data', take);
   child.stderr.on('data', take);
   let exited = false;
-  child.once('close', () => { if (partial) lines.push(partial); partial = ''; exited = true; });
+  child.once('close', () => { take.flush(); exited = true; });
   return {
     lines,
     child,
@@ -158,15 +165,9 @@ function pyClient(opts) {
   const child = spawn('/usr/bin/python3', ['-u', path.join(__dirname, 'py_client.py'), JSON.stringify(opts)],
     { stdio: ['pipe', 'pipe', 'pipe'] });
   const seen = [];
-  let partial = '';
   let errors = '';
   let exited = false;
-  child.stdout.on('data', (d) => {
-    partial += d;
-    const parts = partial.split('\n');
-    partial = parts.pop();
-    for (const l of parts) if (l.trim()) seen.push(JSON.parse(l));
-  });
+  child.stdout.on('data', lineReader((l) => { if (l.trim()) seen.push(JSON.parse(l)); }));
   child.stderr.on('data', (d) => { errors += d; });
   child.once('close', () => { exited = true; });
   return {
