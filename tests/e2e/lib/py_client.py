@@ -9,6 +9,8 @@ an ack (its answer printed). Prints one JSON line per thing seen:
 {"connect": ns}, {"event": name, "ns": ns, "args": [...]},
 {"connect_error": ns, "data": ...}, {"ack": i, "args": [...]},
 {"disconnect": ns}. Exits on stdin EOF or after "seconds" (default 30).
+python-socketio runs each event handler in a thread of its own: the lines
+of two events that arrive together may come in either order.
 """
 import json
 import sys
