@@ -258,11 +258,27 @@ while True:
 });
 
 test('shutdown_timeout: SIGTERM kills a worker that does not exit in time; SIGQUIT waits for it', { skip }, async () => {
-  const workerPid = (d) => (d.children().find((c) => /worker 1$/.test(c.args)) || {}).pid;
+  const { connect, ack, closeAll } = require('./lib/clients');
+  /* worker 1's pid, once it serves (its signal handlers are in place) */
+  const workerPid = async (d) => {
+    const socks = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        const s = await connect(d.url, '/', 'websocket');
+        socks.push(s);
+        if ((await ack(s, 'whoami'))[0].worker === 1) {
+          return (d.children().find((c) => /worker 1$/.test(c.args)) || {}).pid;
+        }
+      }
+      return null;
+    } finally {
+      closeAll(socks);
+    }
+  };
   /* SIGTERM, worker 1 stopped: killed after shutdown_timeout, the master exits */
   let d = await startEmitd({ config: { shutdown_timeout: 1000 } });
   try {
-    const pid = await waitUntil('worker 1', () => workerPid(d));
+    const pid = await waitUntil('worker 1', () => workerPid(d), timeMs(5000));
     process.kill(pid, 'SIGSTOP');
     process.kill(d.pid, 'SIGTERM');
     assert.notEqual(await exited(d, timeMs(8000)), 'timeout', 'the master exited');
@@ -274,7 +290,7 @@ test('shutdown_timeout: SIGTERM kills a worker that does not exit in time; SIGQU
   d = await startEmitd({ config: { shutdown_timeout: 1000 } });
   let stopped;
   try {
-    stopped = await waitUntil('worker 1', () => workerPid(d));
+    stopped = await waitUntil('worker 1', () => workerPid(d), timeMs(5000));
     process.kill(stopped, 'SIGSTOP');
     process.kill(d.pid, 'SIGQUIT');
     assert.equal(await exited(d, 2500), 'timeout', 'still waiting past shutdown_timeout');
