@@ -74,6 +74,14 @@ em_broker_resume_point(void)
     em_b.resume_from = done;
 }
 
+/* A slot no worker owns (free until a reload runs new workers there): no
+ * one reads its down ring, so nothing goes there and nothing waits on it. */
+static int
+em_broker_unowned(unsigned j)
+{
+    return em_b.state != NULL && em_state_slot_used(em_b.state, j) == EM_SLOT_FREE;
+}
+
 /* Relay the record at pos on worker i's up ring (copied into em_b.rec). */
 static void
 em_broker_fanout(unsigned i, uint16_t type, size_t len, uint64_t pos)
@@ -99,7 +107,8 @@ em_broker_fanout(unsigned i, uint16_t type, size_t len, uint64_t pos)
         EM_FAN_SET(f, active, 1);
     }
     for (unsigned j = from; j < n; j++) {
-        if (j == i || (type == EM_BRK_REC_BCAST && !em_brk_wants(em_b.shm, j, em_b.rec, len))
+        if (j == i || em_broker_unowned(j)
+            || (type == EM_BRK_REC_BCAST && !em_brk_wants(em_b.shm, j, em_b.rec, len))
             || (type == EM_BRK_REC_CMD && target != EM_BRK_ALL && target != j)) {
             continue;
         }
@@ -124,7 +133,7 @@ em_broker_room(unsigned origin, size_t len)
 {
     for (unsigned j = 0; j < em_b.shm->nworkers; j++) {
         em_ring_stats_t st;
-        if (j == origin) {
+        if (j == origin || em_broker_unowned(j)) {
             continue;
         }
         em_ring_stats(&em_b.down[j], &st);

@@ -1140,7 +1140,7 @@ em_conf_read_var(const config_setting_t *from, em_conf_var_t *v, int depth, size
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", "user", "group", "shutdown_timeout", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", "user", "group", "shutdown_timeout", "worker_shutdown_timeout", NULL
 };
 
 static int
@@ -1171,7 +1171,9 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     if (em_conf_get_uint(root, "max_connections", 0, 10000000, &conf->max_connections, file, err,
                          errlen) != 0
         || em_conf_get_uint(root, "shutdown_timeout", 0, 3600000, &conf->shutdown_timeout, file,
-                            err, errlen) != 0) {
+                            err, errlen) != 0
+        || em_conf_get_uint(root, "worker_shutdown_timeout", 0, 3600000,
+                            &conf->worker_shutdown_timeout, file, err, errlen) != 0) {
         return -1;
     }
     if (em_conf_get_uint(root, "workers", 0, EM_MAX_WORKERS, &workers, file, err, errlen) != 0) {
@@ -1454,6 +1456,7 @@ em_conf_load_with(const char *file, const char *over, char *err, size_t errlen)
     conf->workers = (ncpu > 0) ? (unsigned) EM_MIN_U(ncpu, EM_MAX_WORKERS) : 1;
     conf->log_level = EM_LOG_INFO;
     conf->shutdown_timeout = 10000;
+    conf->worker_shutdown_timeout = 10000;
     conf->recovery_max_disconnection = 120000;
     conf->recovery_buffer = 8u * 1024 * 1024;
     conf->recovery_sessions = 16384;

@@ -196,6 +196,7 @@ typedef struct {
     char               *group;        /* ... and group (NULL: the user's) */
     unsigned            max_connections;  /* Engine.IO sessions of the cluster; 0: no limit */
     unsigned            shutdown_timeout; /* ms from SIGTERM to SIGKILL of the children; 0: none */
+    unsigned            worker_shutdown_timeout; /* ms a reload gives the old workers; 0: none */
     char               *metrics_path; /* GET answered with Prometheus metrics, or NULL */
     em_conf_admin_t    *admin;        /* the admin listener, or NULL */
 

@@ -452,7 +452,7 @@ em_http_request(em_http_conn_t *h, const em_http_req_t *req)
     char                      sid[EM_SID_LEN + 8];
     ssize_t                   n;
 
-    h->keep_alive = req->keep_alive;
+    h->keep_alive = req->keep_alive && !em_loop.draining;   /* draining: the last request */
     h->route = 0;
     h->endpoint = NULL;
     if (!h->admin) {
@@ -493,6 +493,11 @@ em_http_request(em_http_conn_t *h, const em_http_req_t *req)
     }
 
     n = em_http_query_get(req->query, "sid", sid, sizeof(sid));
+    if (n == -1 && em_loop.draining) {
+        /* A reload replaced this worker: a new session goes to a new one. */
+        em_http_handoff(h, EM_CHAN_SLOT_ANY);
+        return 0;
+    }
     if (!h->noroute && em_loop.nworkers > 1) {
         if (n > 0) {
             int slot = em_sid_slot(sid, (size_t) n);

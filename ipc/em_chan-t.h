@@ -20,6 +20,9 @@ typedef enum {
     EM_CHAN_HANDOFF,     /* worker -> master: this connection belongs to worker `slot` */
     EM_CHAN_LOAD,        /* worker -> master: `arg` = placed connections received << 32
                           * | Engine.IO sessions */
+    EM_CHAN_DRAIN,       /* master -> worker: a reload replaced you; close your
+                          * sessions (their clients reconnect to the new
+                          * workers) and exit */
 } em_chan_type_t;
 
 #define EM_CHAN_SLOT_ANY  0xffff  /* HANDOFF: let the master place it */

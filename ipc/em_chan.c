@@ -121,8 +121,8 @@ em_chan_recv(int chan, em_chan_msg_t *msg, char *buf, int *fd)
     if ((size_t) n < sizeof(*msg) || msg->magic != EM_CHAN_MAGIC
         || msg->version != EM_CHAN_VERSION || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
         || msg->len != (size_t) n - sizeof(*msg) || msg->len > EM_CHAN_MAX_DATA
-        || msg->type < EM_CHAN_CONN || msg->type > EM_CHAN_LOAD
-        || (msg->type != EM_CHAN_LOAD && *fd < 0)) {
+        || msg->type < EM_CHAN_CONN || msg->type > EM_CHAN_DRAIN
+        || ((msg->type == EM_CHAN_CONN || msg->type == EM_CHAN_HANDOFF) && *fd < 0)) {
         em_log(EM_LOG_ERR, 0, "invalid message on channel %d (%zd bytes, type %u)", chan, n,
                (size_t) n >= sizeof(*msg) ? msg->type : 0);
         if (*fd >= 0) {

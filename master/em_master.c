@@ -34,6 +34,7 @@
 #include "em_chan.h"
 #include "em_http.h"
 #include "em_log.h"
+#include "em_lua.h"
 #include "em_master.h"
 #include "em_proc.h"
 #include "em_sid.h"
@@ -41,7 +42,18 @@
 
 #define EM_MASTER_ACCEPT_BATCH   64
 
+/* What a worker slot does; a reload runs new workers in free slots while
+ * the old ones drain. */
+typedef enum {
+    EM_M_FREE = 0,
+    EM_M_STARTING,                /* a reload's new worker, not serving yet */
+    EM_M_SERVING,
+    EM_M_DRAINING                 /* replaced by a reload (or a reload that failed) */
+} em_slot_mode_t;
+
 typedef struct {
+    em_slot_mode_t mode;
+    int            ready;         /* STARTING: its loop runs (it reported its load) */
     pid_t          pid;
     int            chan;          /* master's end, -1 when not running */
     struct event  *chan_ev;
@@ -56,6 +68,8 @@ typedef struct {
 typedef struct {
     int           fd;
     int           admin;          /* the admin listener (conf->admin) */
+    int           fresh;          /* bound for a reload that has not switched yet */
+    char         *text;           /* the address as configured */
     struct event *ev;
 } em_listener_t;
 
@@ -77,6 +91,17 @@ typedef struct {
 
 static struct {
     em_conf_t          *conf;
+    const char         *file;          /* what a reload reads again (NULL: embedded) */
+    const char         *over;          /* and the -g settings */
+    unsigned            nworkers;      /* workers serving; nslots is twice that, for reloads */
+    /* A reload in progress: its configuration and listeners until the new
+     * workers serve, the old workers' deadline, and one more asked for. */
+    em_conf_t          *next_conf;
+    em_listener_t      *next_listeners;
+    size_t              next_nlisteners;
+    struct event       *reload_ev;     /* the new workers' start deadline / the old ones' */
+    int                 reloading;
+    int                 reload_queued;
     em_shm_t            shm;
     em_state_t          state;
     int                 have_broker;
@@ -96,7 +121,8 @@ static struct {
     char                chanbuf[EM_CHAN_MAX_DATA];
 } em_m;
 
-static void em_master_spawn(unsigned slot);
+static void em_master_spawn(unsigned slot, const em_conf_t *conf, em_slot_mode_t mode);
+static void em_master_reload_ready(void);
 
 /*
  * systemd's Type=notify (sd_notify; nothing without $NOTIFY_SOCKET): READY
@@ -112,7 +138,7 @@ em_master_status(const char *first)
     uint64_t n = em_state_sessions(&em_m.state, em_m.nslots);
 
     sd_notifyf(0, "%sSTATUS=%llu connections, %u workers", first, (unsigned long long) n,
-               em_m.nslots);
+               em_m.nworkers);
 }
 
 static void
@@ -342,6 +368,97 @@ em_master_bind(const em_conf_listen_t *l)
     return fd;
 }
 
+/* Close the listeners of a set, but those another set (may be NULL) keeps. */
+static void
+em_master_listeners_free(em_listener_t *set, size_t n, const em_listener_t *keep, size_t nkeep)
+{
+    for (size_t i = 0; i < n; i++) {
+        int kept = 0;
+        for (size_t k = 0; keep != NULL && k < nkeep; k++) {
+            kept |= keep[k].fd == set[i].fd;
+        }
+        if (set[i].ev != NULL) {
+            event_free(set[i].ev);
+        }
+        if (!kept) {
+            close(set[i].fd);
+        }
+        free(set[i].text);
+    }
+    free(set);
+}
+
+/*
+ * The listeners of `conf`: those of `old` (the running set, or NULL) with
+ * the same address and role are kept, the others bound now (fresh).
+ * Returns 0 with *out set (no events yet), or -1 (logged; nothing of
+ * `old` closed).
+ */
+static int
+em_master_listeners_open(const em_conf_t *conf, const em_listener_t *old, size_t nold,
+                         em_listener_t **out, size_t *nout)
+{
+    size_t         n = conf->nlisten + (conf->admin != NULL), got = 0;
+    em_listener_t *set = calloc(n + 1, sizeof(*set));
+
+    if (set == NULL) {
+        em_log(EM_LOG_ERR, errno, "no memory for the listeners");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++, got++) {
+        const em_conf_listen_t *cl = i < conf->nlisten ? &conf->listen[i] : &conf->admin->listen;
+        int                     admin = i >= conf->nlisten, fd = -1;
+        for (size_t k = 0; old != NULL && k < nold && fd < 0; k++) {
+            if (old[k].admin == admin && strcmp(old[k].text, cl->text) == 0) {
+                fd = old[k].fd;
+            }
+        }
+        set[i].fresh = fd < 0;
+        if (fd < 0 && (fd = em_master_bind(cl)) < 0) {
+            em_log(EM_LOG_ERR, 0, "cannot listen on %s", cl->text);
+            em_master_listeners_free(set, got, old, nold);
+            return -1;
+        }
+        set[i].fd = fd;
+        set[i].admin = admin;
+        if ((set[i].text = strdup(cl->text)) == NULL) {
+            em_log(EM_LOG_ERR, errno, "no memory for the listeners");
+            got++;
+            em_master_listeners_free(set, got, old, nold);
+            return -1;
+        }
+        /* The kernel holds a connection that sends nothing for about as
+         * long before the master sees it (then the pending timeout runs). */
+        int secs = (int) ((conf->limits.request_timeout + 999) / 1000), one = 1;
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));   /* inherited */
+        if (set[i].fresh) {
+            em_log(EM_LOG_INFO, 0, "listening on %s%s", cl->text, admin ? " (admin)" : "");
+        }
+    }
+    *out = set;
+    *nout = n;
+    return 0;
+}
+
+static void em_master_accept(evutil_socket_t lfd, short what, void *arg);
+
+/* Accept on the running set of listeners. */
+static int
+em_master_listeners_start(void)
+{
+    for (size_t i = 0; i < em_m.nlisteners; i++) {
+        em_listener_t *l = &em_m.listeners[i];
+        l->fresh = 0;
+        l->ev = event_new(em_m.base, l->fd, EV_READ | EV_PERSIST, em_master_accept, l);
+        if (l->ev == NULL || event_add(l->ev, NULL) != 0) {
+            em_log(EM_LOG_ERR, 0, "event_add() for the listener on %s failed", l->text);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void
 em_master_reply_close(int fd, const char *status)
 {
@@ -367,7 +484,7 @@ em_master_least_loaded(void)
 
     for (unsigned i = 0; i < em_m.nslots; i++) {
         em_slot_t *s = &em_m.slots[i];
-        if (s->chan < 0) {
+        if (s->chan < 0 || s->mode != EM_M_SERVING) {
             continue;
         }
         uint64_t load = (uint64_t) s->sessions + (uint32_t) (s->sent - s->acked);
@@ -574,6 +691,10 @@ em_master_chan_read(evutil_socket_t chan, short what, void *arg)
         case EM_CHAN_LOAD:
             em_m.slots[slot].sessions = (uint32_t) msg.arg;
             em_m.slots[slot].acked = (uint32_t) (msg.arg >> 32);
+            if (em_m.slots[slot].mode == EM_M_STARTING && !em_m.slots[slot].ready) {
+                em_m.slots[slot].ready = 1;      /* its loop runs */
+                em_master_reload_ready();
+            }
             break;
         case EM_CHAN_HANDOFF:
             if (msg.slot == EM_CHAN_SLOT_ANY) {
@@ -603,7 +724,7 @@ em_master_respawn_cb(evutil_socket_t fd, short what, void *arg)
     (void) fd;
     (void) what;
     if (!em_m.stopping) {
-        em_master_spawn((unsigned) (uintptr_t) arg);
+        em_master_spawn((unsigned) (uintptr_t) arg, em_m.conf, EM_M_SERVING);
     }
 }
 
@@ -705,7 +826,7 @@ em_master_spawn_broker(void)
 }
 
 static void
-em_master_spawn(unsigned slot)
+em_master_spawn(unsigned slot, const em_conf_t *conf, em_slot_mode_t mode)
 {
     em_slot_t *s = &em_m.slots[slot];
     int        fds[2];
@@ -727,9 +848,13 @@ em_master_spawn(unsigned slot)
         int keep[5] = { fds[1], em_m.state.fd, em_m.shm.fd, em_m.worker_bells[slot],
                         em_m.broker_bell };
         em_master_child_fds(keep, em_m.have_broker ? 5 : 2);
-        exit(em_worker_run(em_m.conf, slot, em_m.nslots, 3, 4, em_m.have_broker ? 5 : -1, 6, 7));
+        em_log_level = (em_log_level_t) conf->log_level;     /* a reload's, maybe */
+        exit(em_worker_run(conf, slot, em_m.nslots, 3, 4, em_m.have_broker ? 5 : -1, 6, 7));
     }
     close(fds[1]);
+    s->mode = mode;
+    s->ready = 0;
+    em_state_slot_mode(&em_m.state, slot, EM_SLOT_SERVING);
     em_state_slot_set(&em_m.state, slot, (uint32_t) pid);
     s->pid = pid;
     s->chan = fds[0];
@@ -741,6 +866,293 @@ em_master_spawn(unsigned slot)
         em_log(EM_LOG_ERR, 0, "event_add() for worker %u's channel failed", slot + 1);
     }
     em_log(EM_LOG_INFO, 0, "started worker %u (pid %d)", slot + 1, (int) pid);
+}
+
+/* ---- reload (SIGHUP) ---- */
+
+#define EM_MASTER_START_DEADLINE_MS 60000   /* for a reload's new workers */
+
+static unsigned
+em_master_count(em_slot_mode_t mode)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        n += em_m.slots[i].mode == mode;
+    }
+    return n;
+}
+
+/* A slot no worker owns any more (its process is gone). */
+static void
+em_master_slot_free(unsigned i)
+{
+    em_slot_t      *s = &em_m.slots[i];
+    em_st_wstats_t *w = em_state_wstats(&em_m.state, i);
+
+    s->mode = EM_M_FREE;
+    s->ready = 0;
+    if (s->respawn_ev != NULL) {
+        evtimer_del(s->respawn_ev);
+    }
+    em_state_slot_mode(&em_m.state, i, EM_SLOT_FREE);
+    /* A worker killed at its deadline left its gauges. */
+    __atomic_store_n(&w->sessions_ws, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->sessions_polling, 0, __ATOMIC_RELAXED);
+    /* The broker may wait for room in this slot's ring: no one reads it now. */
+    if (em_m.have_broker) {
+        em_ring_bell_ring(em_m.broker_bell);
+    }
+}
+
+/*
+ * Settings a reload cannot change (the segments are sized by them, the
+ * children's identity and the master's files were set at start): the new
+ * configuration keeps the running values, and the log says so.
+ */
+static void
+em_master_keep_str(char **now, char **next, const char *name)
+{
+    if ((*now == NULL) != (*next == NULL) || (*now != NULL && strcmp(*now, *next) != 0)) {
+        em_log(EM_LOG_WARN, 0, "reload: \"%s\" changes only with a restart; kept \"%s\"", name,
+               *now != NULL ? *now : "");
+        char *t = *now;
+        *now = *next;
+        *next = t;
+    }
+}
+
+#define EM_MASTER_KEEP_NUM(next, now, field, name)                                               \
+    do {                                                                                        \
+        if ((next)->field != (now)->field) {                                                    \
+            em_log(EM_LOG_WARN, 0, "reload: \"%s\" changes only with a restart; kept %llu",     \
+                   name, (unsigned long long) (now)->field);                                    \
+            (next)->field = (now)->field;                                                       \
+        }                                                                                       \
+    } while (0)
+
+static void
+em_master_keep_settings(em_conf_t *next)
+{
+    em_conf_t *now = em_m.conf;
+
+    EM_MASTER_KEEP_NUM(next, now, workers, "workers");
+    EM_MASTER_KEEP_NUM(next, now, recovery, "recovery.enabled");
+    EM_MASTER_KEEP_NUM(next, now, recovery_max_disconnection, "recovery.max_disconnection");
+    EM_MASTER_KEEP_NUM(next, now, recovery_buffer, "recovery.buffer");
+    EM_MASTER_KEEP_NUM(next, now, recovery_sessions, "recovery.sessions");
+    EM_MASTER_KEEP_NUM(next, now, store_entries, "store.entries");
+    em_master_keep_str(&now->pid_file, &next->pid_file, "pid_file");
+    em_master_keep_str(&now->error_log, &next->error_log, "error_log");
+    em_master_keep_str(&now->user, &next->user, "user");
+    em_master_keep_str(&now->group, &next->group, "group");
+}
+
+/* The reload's deadline: the new workers' start, then the old ones' drain. */
+static void
+em_master_reload_arm(unsigned ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+    evtimer_del(em_m.reload_ev);
+    if (ms > 0) {
+        evtimer_add(em_m.reload_ev, &tv);
+    }
+}
+
+/* The new workers cannot serve: back to the running configuration. */
+static void
+em_master_reload_abort(const char *why)
+{
+    em_log(EM_LOG_ERR, 0, "reload failed: %s; still serving the previous configuration", why);
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        em_slot_t *s = &em_m.slots[i];
+        if (s->mode == EM_M_STARTING) {
+            s->mode = EM_M_DRAINING;                /* it has no sessions: it just goes */
+            em_state_slot_mode(&em_m.state, i, EM_SLOT_DRAINING);
+            if (s->pid > 0) {
+                kill(s->pid, SIGTERM);
+            }
+        }
+    }
+    em_master_listeners_free(em_m.next_listeners, em_m.next_nlisteners, em_m.listeners,
+                             em_m.nlisteners);
+    em_m.next_listeners = NULL;
+    em_m.next_nlisteners = 0;
+    em_conf_free(em_m.next_conf);
+    em_m.next_conf = NULL;
+    em_master_reload_arm(em_m.conf->worker_shutdown_timeout);
+    em_master_status("READY=1\n");
+}
+
+/* After a slot left a reload: when the last old worker is gone, the reload
+ * is over, and one that was asked for meanwhile runs. */
+static void em_master_reload(void);
+
+static void
+em_master_reload_progress(void)
+{
+    if (!em_m.reloading || em_m.next_conf != NULL || em_master_count(EM_M_DRAINING) > 0) {
+        return;
+    }
+    em_m.reloading = 0;
+    evtimer_del(em_m.reload_ev);
+    em_log(EM_LOG_INFO, 0, "reload: done, the old workers are gone");
+    if (em_m.reload_queued && !em_m.stopping) {
+        em_m.reload_queued = 0;
+        em_master_reload();
+    }
+}
+
+/* Every new worker serves: they take the new connections, the old ones drain. */
+static void
+em_master_reload_switch(void)
+{
+    em_conf_t *old = em_m.conf;
+    unsigned   draining = 0;
+
+    em_master_listeners_free(em_m.listeners, em_m.nlisteners, em_m.next_listeners,
+                             em_m.next_nlisteners);
+    em_m.listeners = em_m.next_listeners;
+    em_m.nlisteners = em_m.next_nlisteners;
+    em_m.next_listeners = NULL;
+    em_m.next_nlisteners = 0;
+    (void) em_master_listeners_start();
+    em_m.conf = em_m.next_conf;
+    em_m.next_conf = NULL;
+    em_log_level = (em_log_level_t) em_m.conf->log_level;
+    em_master_nofile(em_m.conf);
+    em_conf_free(old);
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        em_slot_t *s = &em_m.slots[i];
+        if (s->mode == EM_M_SERVING) {
+            if (s->pid == 0) {
+                em_master_slot_free(i);         /* dead, waiting to restart: no more */
+                continue;
+            }
+            s->mode = EM_M_DRAINING;
+            em_state_slot_mode(&em_m.state, i, EM_SLOT_DRAINING);
+            draining++;
+            em_chan_msg_t msg = { .type = EM_CHAN_DRAIN, .slot = (uint16_t) i };
+            if (s->chan < 0 || em_chan_send(s->chan, &msg, NULL, -1) != EM_OK) {
+                kill(s->pid, SIGTERM);          /* the same goodbyes, the hard way */
+            }
+        } else if (s->mode == EM_M_STARTING) {
+            s->mode = EM_M_SERVING;
+        }
+    }
+    em_log(EM_LOG_INFO, 0, "reload: %u new workers serve the new configuration, %u old ones drain",
+           em_m.nworkers, draining);
+    em_master_reload_arm(em_m.conf->worker_shutdown_timeout);
+    em_master_status("READY=1\n");
+    em_master_reload_progress();
+}
+
+static void
+em_master_reload_ready(void)
+{
+    if (em_m.next_conf == NULL || em_master_count(EM_M_STARTING) == 0) {
+        return;
+    }
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        if (em_m.slots[i].mode == EM_M_STARTING && !em_m.slots[i].ready) {
+            return;
+        }
+    }
+    em_master_reload_switch();
+}
+
+static void
+em_master_reload_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    (void) arg;
+    if (em_m.next_conf != NULL) {
+        em_master_reload_abort("the new workers did not start in time");
+        return;
+    }
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        if (em_m.slots[i].mode == EM_M_DRAINING && em_m.slots[i].pid > 0) {
+            em_log(EM_LOG_WARN, 0, "worker %u did not drain within worker_shutdown_timeout: SIGKILL",
+                   i + 1);
+            kill(em_m.slots[i].pid, SIGKILL);
+        }
+    }
+}
+
+/*
+ * SIGHUP: read the configuration again. Invalid (syntax, a script that does
+ * not compile, a key file, a listener that cannot be bound): the running
+ * one stays, and the log says why. Valid: new workers start on it in free
+ * slots; once each runs, they take every new connection, the listeners
+ * change (the kept ones are never closed), and the old workers drain.
+ */
+static void
+em_master_reload(void)
+{
+    char       err[1024];
+    em_conf_t *conf;
+    unsigned   started = 0, nfree = 0;
+
+    if (em_m.stopping) {
+        return;
+    }
+    if (em_m.reloading) {
+        em_m.reload_queued = 1;
+        em_log(EM_LOG_INFO, 0, "SIGHUP: a reload is in progress; this one follows it");
+        return;
+    }
+    em_log(EM_LOG_INFO, 0, "SIGHUP: reloading the configuration %s",
+           em_m.file != NULL ? em_m.file : "(embedded)");
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
+               (unsigned long long) mono.tv_sec * 1000000ULL + (unsigned long long) mono.tv_nsec / 1000);
+    conf = em_conf_load_with(em_m.file, em_m.over, err, sizeof(err));
+    if (conf != NULL && em_lua_check_scripts(conf, 0, err, sizeof(err)) != EM_OK) {
+        em_conf_free(conf);
+        conf = NULL;
+    }
+    if (conf == NULL) {
+        em_log(EM_LOG_ERR, 0, "reload failed: %s; still serving the previous configuration", err);
+        em_master_status("READY=1\n");
+        return;
+    }
+    em_master_keep_settings(conf);
+    for (unsigned i = 0; i < em_m.nslots; i++) {
+        nfree += em_m.slots[i].mode == EM_M_FREE && em_m.slots[i].pid == 0;
+    }
+    if (nfree < em_m.nworkers) {
+        em_log(EM_LOG_ERR, 0, "reload failed: the new workers need %u free slots beside the "
+               "running ones and there are %u (%d at most: a reload needs workers <= %d); still "
+               "serving the previous configuration: restart emitd to apply it", em_m.nworkers,
+               nfree, EM_MAX_WORKERS, EM_MAX_WORKERS / 2);
+        em_conf_free(conf);
+        em_master_status("READY=1\n");
+        return;
+    }
+    if (em_master_listeners_open(conf, em_m.listeners, em_m.nlisteners, &em_m.next_listeners,
+                                 &em_m.next_nlisteners) != 0) {
+        em_log(EM_LOG_ERR, 0, "reload failed: a listener cannot be bound (see above); still "
+               "serving the previous configuration");
+        em_conf_free(conf);
+        em_master_status("READY=1\n");
+        return;
+    }
+    em_m.next_conf = conf;
+    em_m.reloading = 1;
+    for (unsigned i = 0; i < em_m.nslots && started < em_m.nworkers; i++) {
+        if (em_m.slots[i].mode == EM_M_FREE && em_m.slots[i].pid == 0) {
+            em_master_spawn(i, conf, EM_M_STARTING);
+            started += em_m.slots[i].mode == EM_M_STARTING;
+        }
+    }
+    if (started < em_m.nworkers) {
+        em_master_reload_abort("a new worker could not be started");
+        return;
+    }
+    em_master_reload_arm(EM_MASTER_START_DEADLINE_MS);
 }
 
 /*
@@ -800,12 +1212,13 @@ em_master_reap(void)
             if (s->pid != pid) {
                 continue;
             }
+            int level = em_m.stopping || s->mode == EM_M_DRAINING ? EM_LOG_INFO : EM_LOG_ERR;
             if (WIFSIGNALED(status)) {
-                em_log(em_m.stopping ? EM_LOG_INFO : EM_LOG_ERR, 0,
+                em_log(level, 0,
                        "worker %u (pid %d) was killed by signal %d", i + 1, (int) pid,
                        WTERMSIG(status));
             } else {
-                em_log(em_m.stopping ? EM_LOG_INFO : EM_LOG_ERR, 0,
+                em_log(level, 0,
                        "worker %u (pid %d) exited with code %d", i + 1, (int) pid,
                        WEXITSTATUS(status));
             }
@@ -819,7 +1232,14 @@ em_master_reap(void)
                 close(s->chan);
                 s->chan = -1;
             }
-            if (em_m.stopping) {
+            if (s->mode != EM_M_SERVING || em_m.stopping) {
+                /* An old worker that drained, or a reload's new one. */
+                em_slot_mode_t was = s->mode;
+                em_master_slot_free(i);
+                if (was == EM_M_STARTING && !em_m.stopping) {
+                    em_master_reload_abort("a new worker exited before it served (see above)");
+                }
+                em_master_reload_progress();
                 break;
             }
             if (WIFEXITED(status) && WEXITSTATUS(status) == EM_WORKER_EXIT_FATAL) {
@@ -879,7 +1299,7 @@ em_master_signal(int sig)
         em_master_reap();
         break;
     case SIGHUP:
-        em_log(EM_LOG_WARN, 0, "SIGHUP: configuration reload is not supported yet; ignored");
+        em_master_reload();
         return;
     case SIGUSR1:
         /* logrotate moved the log file: open it again here and in every child */
@@ -944,14 +1364,19 @@ em_master_signalfd_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-em_master_run(em_conf_t *conf)
+em_master_run(em_conf_t *conf, const char *file, const char *over)
 {
     static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1 };
     struct event    *sigev;
     int              sfd;
 
     em_m.conf = conf;
-    em_m.nslots = conf->workers;
+    em_m.file = file;
+    em_m.over = over;
+    em_m.nworkers = conf->workers;
+    /* Twice the slots, so that a reload can run its new workers beside the
+     * old ones (at most EM_MAX_WORKERS: more than half that cannot reload). */
+    em_m.nslots = EM_MIN(2 * conf->workers, (unsigned) EM_MAX_WORKERS);
     em_log_set_role("master");
     em_proc_title_set("emitd: master");
     signal(SIGPIPE, SIG_IGN);
@@ -960,25 +1385,9 @@ em_master_run(em_conf_t *conf)
     if (em_master_ids(conf) != 0) {
         return 1;
     }
-    em_m.listeners = calloc(conf->nlisten + 1, sizeof(em_listener_t));
-    if (em_m.listeners == NULL) {
+    if (em_master_listeners_open(conf, NULL, 0, &em_m.listeners, &em_m.nlisteners) != 0) {
+        em_log(EM_LOG_ERR, 0, "exiting");
         return 1;
-    }
-    for (size_t i = 0; i < conf->nlisten + (conf->admin != NULL); i++) {
-        const em_conf_listen_t *cl = i < conf->nlisten ? &conf->listen[i] : &conf->admin->listen;
-        int fd = em_master_bind(cl);
-        if (fd < 0) {
-            em_log(EM_LOG_ERR, 0, "cannot listen on %s: exiting", cl->text);
-            return 1;
-        }
-        /* The kernel holds a connection that sends nothing for about as
-         * long before the master sees it (then the pending timeout runs). */
-        int secs = (int) ((conf->limits.request_timeout + 999) / 1000), one = 1;
-        (void) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
-        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));   /* inherited */
-        em_m.listeners[em_m.nlisteners].admin = i >= conf->nlisten;
-        em_m.listeners[em_m.nlisteners++].fd = fd;
-        em_log(EM_LOG_INFO, 0, "listening on %s%s", cl->text, i >= conf->nlisten ? " (admin)" : "");
     }
 
     em_m.base = event_base_new();
@@ -1014,7 +1423,7 @@ em_master_run(em_conf_t *conf)
     if (em_state_create(&em_m.state, em_m.nslots, &sizes) != EM_OK) {
         return 1;
     }
-    if (em_m.nslots > 1) {
+    if (em_m.nworkers > 1) {
         if (em_shm_create(&em_m.shm, em_m.nslots) != EM_OK
             || (em_m.broker_bell = em_ring_bell_open()) < 0) {
             return 1;
@@ -1029,15 +1438,16 @@ em_master_run(em_conf_t *conf)
     }
     for (unsigned i = 0; i < em_m.nslots; i++) {
         em_m.slots[i].chan = -1;
-        em_master_spawn(i);
+    }
+    for (unsigned i = 0; i < em_m.nworkers; i++) {
+        em_master_spawn(i, conf, EM_M_SERVING);
     }
     em_m.accept_ev = evtimer_new(em_m.base, em_master_accept_resume, NULL);
-    for (size_t i = 0; i < em_m.nlisteners; i++) {
-        em_m.listeners[i].ev = event_new(em_m.base, em_m.listeners[i].fd, EV_READ | EV_PERSIST,
-                                         em_master_accept, &em_m.listeners[i]);
-        event_add(em_m.listeners[i].ev, NULL);
+    em_m.reload_ev = evtimer_new(em_m.base, em_master_reload_timer_cb, NULL);
+    if (em_m.accept_ev == NULL || em_m.reload_ev == NULL || em_master_listeners_start() != 0) {
+        return 1;
     }
-    em_log(EM_LOG_INFO, 0, "emitd %s started with %u workers", EM_VERSION, em_m.nslots);
+    em_log(EM_LOG_INFO, 0, "emitd %s started with %u workers", EM_VERSION, em_m.nworkers);
     if (conf->pid_file != NULL && em_master_pid_write(conf->pid_file) != 0) {
         em_m.exit_code = 1;
         kill(getpid(), SIGTERM);      /* stop the children the usual way */
@@ -1060,8 +1470,8 @@ em_master_run(em_conf_t *conf)
     if (status_ev != NULL) {
         event_free(status_ev);
     }
-    if (conf->pid_file != NULL) {
-        em_master_pid_remove(conf->pid_file);
+    if (em_m.conf->pid_file != NULL) {           /* a reload keeps it */
+        em_master_pid_remove(em_m.conf->pid_file);
     }
     event_free(sigev);
     close(sfd);
@@ -1073,15 +1483,15 @@ em_master_run(em_conf_t *conf)
     if (em_m.broker.respawn_ev) {
         event_free(em_m.broker.respawn_ev);
     }
-    for (size_t i = 0; i < em_m.nlisteners; i++) {
-        event_free(em_m.listeners[i].ev);
-    }
+    em_master_listeners_free(em_m.listeners, em_m.nlisteners, NULL, 0);
+    em_master_listeners_free(em_m.next_listeners, em_m.next_nlisteners, NULL, 0);
     if (em_m.kill_ev) {
         event_free(em_m.kill_ev);
     }
     event_free(em_m.accept_ev);
-    free(em_m.listeners);
+    event_free(em_m.reload_ev);
     event_base_free(em_m.base);
-    em_conf_free(conf);
+    em_conf_free(em_m.next_conf);
+    em_conf_free(em_m.conf);
     return em_m.exit_code;
 }

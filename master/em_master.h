@@ -7,7 +7,9 @@
 
 #include "em_conf.h"
 
-/* Run the master until SIGTERM/SIGINT; returns the process exit code. */
-int em_master_run(em_conf_t *conf);
+/* Run the master until SIGTERM/SIGINT; returns the process exit code. A
+ * reload (SIGHUP) reads `file` (NULL: the embedded default) with the -g
+ * settings `over` again. */
+int em_master_run(em_conf_t *conf, const char *file, const char *over);
 
 #endif

@@ -99,6 +99,17 @@ main(int argc, char **argv)
         em_conf_free(conf);
         return 1;
     }
+    /* A reload reads them again; the process title reuses argv's memory. */
+    char *file_copy = file != NULL ? strdup(file) : NULL;
+    char *over_copy = over != NULL ? strdup(over) : NULL;
+    if ((file != NULL && file_copy == NULL) || (over != NULL && over_copy == NULL)) {
+        fprintf(stderr, "emitd: [emerg] out of memory\n");
+        em_conf_free(conf);
+        return 1;
+    }
     em_proc_title_init(argc, argv);
-    return em_master_run(conf);
+    int rc = em_master_run(conf, file_copy, over_copy);
+    free(file_copy);
+    free(over_copy);
+    return rc;
 }

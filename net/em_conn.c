@@ -320,6 +320,7 @@ em_conn_new(int fd, const char *data, size_t len)
      * the open file description that SCM_RIGHTS hands over. */
     c->fd = fd;
     c->state = EM_CONN_OPEN;
+    em_loop.nconns++;
     /* The bytes the master already read go first. */
     em_stat_add(em_loop.stats->bytes_in, len);     /* read by the master (or another worker) */
     if (len > 0 && (em_conn_input(c) == NULL || evbuffer_add(c->in, data, len) != 0)) {
@@ -383,6 +384,7 @@ em_conn_free(em_conn_t *c)
     em_conn_out_release(c);
     close(c->fd);
     free(c);
+    em_loop.nconns--;
 }
 
 static int

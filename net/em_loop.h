@@ -28,7 +28,9 @@ typedef struct {
     const em_conf_t    *conf;
     struct event_base  *base;
     unsigned            slot;         /* 0-based; logs and scripts say slot + 1 */
-    unsigned            nworkers;
+    unsigned            nworkers;     /* worker slots: twice the workers, for a reload */
+    unsigned            draining;     /* a reload replaced this worker: new sessions go */
+    size_t              nconns;       /* client connections open (em_conn_t) */
     em_state_t         *state;        /* the cluster-wide state, once mapped */
     em_st_wstats_t     *stats;        /* this worker's figures (a private copy until mapped) */
     em_loop_handlers_t  handlers;

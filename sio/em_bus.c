@@ -313,11 +313,16 @@ em_bus_consume(void)
             n++;
             if (type == EM_BRK_REC_BCAST) {
                 em_bus_deliver(em_bus.rec, len);
-            } else if (type == EM_BRK_REC_CMD && !em_bus.starting) {
+            } else if (type == EM_BRK_REC_CMD) {
+                /* Starting: a command queued before we ran is answered all
+                 * the same (we have no sockets yet), so that its asker does
+                 * not wait for us; a reply is to a process gone. */
                 em_brk_cmd_msg_t m;
                 if (em_brkcmd_decode(em_bus.rec, len, &m) == EM_OK
                     && (m.target == EM_BRK_ALL || m.target == em_loop.slot)) {
-                    em_cmd_receive(&m);
+                    if (!em_bus.starting || m.kind != EM_CMD_REPLY) {
+                        em_cmd_receive(&m);
+                    }
                 } else {
                     em_log(EM_LOG_ERR, 0, "a malformed command record (%zu bytes) from the broker "
                            "was dropped", len);
@@ -374,9 +379,9 @@ em_bus_init(int shm_fd, int bell, int broker_bell)
         __atomic_store_n(&em_bus.filter[i], 0, __ATOMIC_RELEASE);
     }
     em_bus.active = 1;
-    /* Whatever the broker queued for this slot while we were not running
-     * is for sockets that are gone: read it through (commands too: those
-     * who asked have their answers from the others or their timeouts). */
+    /* Whatever the broker queued for this slot before we ran is for
+     * sockets that are gone: read it through (a command gets our empty
+     * part, so that its asker need not wait for its timeout). */
     em_bus.starting = 1;
     em_bus_consume();
     em_bus.starting = 0;

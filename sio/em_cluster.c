@@ -90,7 +90,7 @@ em_cluster_start(void)
     em_cluster_fire(&chg);
 
     /* Without a broker, the only worker keeps the state tidy. */
-    if (em_loop.nworkers == 1) {
+    if (!em_bus_active()) {
         struct timeval second = { 1, 0 };
         em_cluster_tidy_ev = event_new(em_loop.base, -1, EV_PERSIST, em_cluster_tidy_cb, NULL);
         if (em_cluster_tidy_ev != NULL) {

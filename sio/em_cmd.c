@@ -13,6 +13,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uthash.h>
 
 #include "em_adapter.h"
@@ -29,10 +30,11 @@
 typedef struct em_cmd_req {
     uint64_t        id;
     json_t         *result;
-    unsigned        want;           /* parts due: this worker's and the live others' */
-    unsigned        got;
+    uint64_t        due;            /* slots whose part is due: this worker's and the live others' */
+    uint32_t        pids[EM_STATE_SLOTS];   /* the process each was asked in */
     int             complete;       /* 0 once a part could not be asked for or answered */
-    struct event   *timer;
+    int64_t         deadline;       /* ms (em_state_now) */
+    struct event   *timer;          /* ticks until then, or runs at once when done */
     em_cmd_done_fn  done;
     void           *arg;
     UT_hash_handle  hh;
@@ -75,7 +77,7 @@ em_cmd_finish(em_cmd_req_t *r)
     em_cmd_done_fn done = r->done;
     void          *arg = r->arg;
     json_t        *result = r->result;
-    int            complete = r->complete && r->got >= r->want;
+    int            complete = r->complete && r->due == 0;
 
     HASH_DEL(em_cmd_reqs, r);
     event_free(r->timer);
@@ -87,26 +89,46 @@ em_cmd_finish(em_cmd_req_t *r)
     }
 }
 
+/*
+ * A worker that went after it was asked (it died, or drained for a reload,
+ * before it answered) is not waited for: its sockets went with it.
+ */
+#define EM_CMD_TICK_MS 100
+
 static void
 em_cmd_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
+    em_cmd_req_t  *r = arg;
+    struct timeval tick = { 0, EM_CMD_TICK_MS * 1000 };
     (void) fd;
     (void) what;
-    em_cmd_finish(arg);
+
+    for (unsigned i = 0; i < EM_STATE_SLOTS; i++) {
+        if ((r->due & (1ULL << i)) && i != em_loop.slot
+            && em_state_slot_pid(&em_cluster, i) != r->pids[i]) {
+            r->due &= ~(1ULL << i);
+        }
+    }
+    if (r->due != 0 && em_state_now() < r->deadline) {
+        event_add(r->timer, &tick);
+        return;
+    }
+    em_cmd_finish(r);
 }
 
-/* One worker's part of request id arrived here. */
+/* Worker `from`'s part of request id arrived here. */
 static void
-em_cmd_part_merge(uint64_t id, json_t *part)
+em_cmd_part_merge(uint64_t id, unsigned from, json_t *part)
 {
     em_cmd_req_t *r;
 
     HASH_FIND(hh, em_cmd_reqs, &id, sizeof(id), r);
-    if (r == NULL) {
-        return;             /* finished (timed out) or cancelled already */
+    if (r == NULL || from >= EM_STATE_SLOTS || (r->due & (1ULL << from)) == 0) {
+        return;             /* finished (timed out), cancelled, or not asked */
     }
     em_cmd_merge(r, part);
-    if (++r->got >= r->want) {
+    r->due &= ~(1ULL << from);
+    if (r->due == 0) {
         /* Answered by every worker: done() runs from the loop, never
          * inside the call that completed it. */
         event_del(r->timer);
@@ -119,7 +141,7 @@ static void
 em_cmd_part_done(uint16_t origin, uint64_t req, json_t *part)
 {
     if (origin == em_loop.slot) {
-        em_cmd_part_merge(req, part);
+        em_cmd_part_merge(req, em_loop.slot, part);
         json_decref(part);
         return;
     }
@@ -739,18 +761,25 @@ em_cmd_run(em_cmd_kind_t kind, json_t *cmd, em_buf_t *const *atts, size_t natt,
         }
         return 0;
     }
+    if (em_cmd_last == 0) {
+        /* Not the ids of the process this slot had before: a late reply to
+         * one of those finds no request of ours. */
+        em_cmd_last = (uint64_t) getpid() << 32;
+    }
     r->id = ++em_cmd_last;
-    r->want = 1;
+    r->due = 1ULL << em_loop.slot;
     r->complete = 1;
     r->done = done;
     r->arg = arg;
     HASH_ADD(hh, em_cmd_reqs, id, sizeof(r->id), r);
 
-    unsigned others = 0;
-    for (unsigned i = 0; em_bus_active() && i < em_loop.nworkers; i++) {
-        others += i != em_loop.slot && em_state_slot_pid(&em_cluster, i) != 0;
+    uint64_t others = 0;
+    for (unsigned i = 0; em_bus_active() && i < em_loop.nworkers && i < EM_STATE_SLOTS; i++) {
+        if (i != em_loop.slot && (r->pids[i] = em_state_slot_pid(&em_cluster, i)) != 0) {
+            others |= 1ULL << i;
+        }
     }
-    if (others > 0) {
+    if (others != 0) {
         char      *text = json_dumps(cmd, JSON_COMPACT);
         em_str_t   small[8], *slices = natt <= 8 ? small : calloc(natt, sizeof(em_str_t));
         if (text != NULL && slices != NULL) {
@@ -767,7 +796,7 @@ em_cmd_run(em_cmd_kind_t kind, json_t *cmd, em_buf_t *const *atts, size_t natt,
                 .natt = natt,
             };
             if (em_bus_send_cmd(&m) == EM_OK) {
-                r->want += others;
+                r->due |= others;
             } else {
                 r->complete = 0;
             }
@@ -779,8 +808,9 @@ em_cmd_run(em_cmd_kind_t kind, json_t *cmd, em_buf_t *const *atts, size_t natt,
             free(slices);
         }
     }
-    struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-    event_add(r->timer, &tv);
+    struct timeval tick = { 0, (suseconds_t) EM_MIN(timeout_ms, EM_CMD_TICK_MS) * 1000 };
+    r->deadline = em_state_now() + timeout_ms;
+    event_add(r->timer, &tick);
     uint64_t id = r->id;
     em_cmd_exec(kind, cmd, atts, natt, (uint16_t) em_loop.slot, id);   /* may complete r */
     return id;
@@ -814,7 +844,7 @@ em_cmd_receive(const em_brk_cmd_msg_t *m)
         return;
     }
     if (m->kind == EM_CMD_REPLY) {
-        em_cmd_part_merge(m->req, j);
+        em_cmd_part_merge(m->req, m->origin, j);
         json_decref(j);
         return;
     }

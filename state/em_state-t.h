@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define EM_STATE_MAGIC    0x454d5354u    /* "EMST" */
-#define EM_STATE_VERSION  4
+#define EM_STATE_VERSION  5
 #define EM_STATE_SLOTS    64             /* = EM_MAX_WORKERS */
 
 /* ---- generic table: a hash of fixed-size entries with an LRU list ---- */
@@ -325,12 +325,16 @@ typedef struct {
     uint64_t     store_off;                 /* em_shtab_t of em_st_kv_t */
     uint64_t     wstats_off;                /* em_st_wstats_t[EM_STATE_SLOTS] */
     uint32_t     slot_pid[EM_STATE_SLOTS];  /* the live process of each worker slot, or 0 */
+    uint64_t     slots_used;                /* bit i: slot i belongs to a worker (live or not) */
+    uint64_t     slots_draining;            /* bit i: that worker drains for a reload */
+    uint64_t     pad[6];
     em_st_lock_t locks[EM_ZONES];
 } em_state_hdr_t;
 
 _Static_assert(offsetof(em_state_hdr_t, store_off) == 112, "em_state_hdr_t layout changed");
 _Static_assert(offsetof(em_state_hdr_t, slot_pid) == 128, "em_state_hdr_t layout changed");
-_Static_assert(offsetof(em_state_hdr_t, locks) == 384, "em_state_hdr_t layout changed");
-_Static_assert(sizeof(em_state_hdr_t) == 384 + 64 * EM_ZONES, "em_state_hdr_t layout changed");
+_Static_assert(offsetof(em_state_hdr_t, slots_used) == 384, "em_state_hdr_t layout changed");
+_Static_assert(offsetof(em_state_hdr_t, locks) == 448, "em_state_hdr_t layout changed");
+_Static_assert(sizeof(em_state_hdr_t) == 448 + 64 * EM_ZONES, "em_state_hdr_t layout changed");
 
 #endif

@@ -351,6 +351,39 @@ em_state_slot_set(em_state_t *st, unsigned slot, uint32_t pid)
 }
 
 void
+em_state_slot_mode(em_state_t *st, unsigned slot, int mode)
+{
+    uint64_t bit = 1ULL << slot;
+
+    if (slot >= EM_STATE_SLOTS) {
+        return;
+    }
+    if (mode == EM_SLOT_DRAINING) {
+        __atomic_or_fetch(&st->hdr->slots_draining, bit, __ATOMIC_RELEASE);
+    } else {
+        __atomic_and_fetch(&st->hdr->slots_draining, ~bit, __ATOMIC_RELEASE);
+    }
+    if (mode == EM_SLOT_FREE) {
+        __atomic_and_fetch(&st->hdr->slots_used, ~bit, __ATOMIC_RELEASE);
+    } else {
+        __atomic_or_fetch(&st->hdr->slots_used, bit, __ATOMIC_RELEASE);
+    }
+}
+
+int
+em_state_slot_used(em_state_t *st, unsigned slot)
+{
+    uint64_t bit = 1ULL << slot;
+
+    if (slot >= EM_STATE_SLOTS
+        || (__atomic_load_n(&st->hdr->slots_used, __ATOMIC_ACQUIRE) & bit) == 0) {
+        return EM_SLOT_FREE;
+    }
+    return (__atomic_load_n(&st->hdr->slots_draining, __ATOMIC_ACQUIRE) & bit) ? EM_SLOT_DRAINING
+                                                                               : EM_SLOT_SERVING;
+}
+
+void
 em_state_broker_set(em_state_t *st, uint32_t pid)
 {
     __atomic_store_n(&st->hdr->broker_pid, pid, __ATOMIC_RELEASE);

@@ -88,6 +88,16 @@ void em_state_unlock(em_state_t *st, int zone);
  * reaps the worker, the worker sets it when it starts. */
 void     em_state_slot_set(em_state_t *st, unsigned slot, uint32_t pid);
 uint32_t em_state_slot_pid(em_state_t *st, unsigned slot);
+/*
+ * Which slots belong to a worker, live or being restarted (the master
+ * sets them; a reload runs the new workers in other slots beside the old,
+ * draining, ones), and which of those drain.
+ */
+#define EM_SLOT_FREE     0
+#define EM_SLOT_SERVING  1
+#define EM_SLOT_DRAINING 2
+void     em_state_slot_mode(em_state_t *st, unsigned slot, int mode);
+int      em_state_slot_used(em_state_t *st, unsigned slot);      /* an EM_SLOT_* */
 /* The same for the broker (the master sets it; 0 while it is not running). */
 void     em_state_broker_set(em_state_t *st, uint32_t pid);
 uint32_t em_state_broker_pid(em_state_t *st);

@@ -53,13 +53,19 @@ em_health_serve(em_http_conn_t *h, const em_http_req_t *req, const char *body, s
     em_monitor_read(&em_cluster, em_state_now(), &fig);
     workers = json_array();
     for (unsigned i = 0; workers != NULL && i < em_loop.nworkers; i++) {
+        int mode = em_state_slot_used(&em_cluster, i);
         int up = em_state_slot_pid(&em_cluster, i) != 0;
-        down += !up;
+        if (mode == EM_SLOT_FREE) {
+            continue;           /* no worker's slot (a reload may use it) */
+        }
+        down += !up && mode == EM_SLOT_SERVING;
         json_array_append_new(workers, json_pack("{s:I,s:s}", "worker", (json_int_t) i + 1,
-                                                 "status", up ? "up" : "down"));
+                                                 "status", !up ? "down"
+                                                           : mode == EM_SLOT_DRAINING ? "draining"
+                                                                                      : "up"));
     }
     /* With several workers, the broker carries the broadcasts between them. */
-    int broker = em_loop.nworkers > 1;
+    int broker = em_bus_active();
     int broker_up = broker && em_state_broker_pid(&em_cluster) != 0;
     down += broker && !broker_up;
     doc = json_pack("{s:s,s:s,s:{s:{s:s,s:I,s:I},s:o}}",
@@ -171,6 +177,9 @@ em_metrics_workers(struct evbuffer *b)
         }
         for (unsigned i = 0; i < em_loop.nworkers; i++) {
             const em_st_wstats_t *w = em_state_wstats(&em_cluster, i);
+            if (em_state_slot_used(&em_cluster, i) == EM_SLOT_FREE) {
+                continue;
+            }
             evbuffer_add_printf(b, "%s{worker=\"%u\"%s%s} %llu\n", em_metrics_wstats[m].name, i + 1,
                                 em_metrics_wstats[m].labels ? "," : "",
                                 em_metrics_wstats[m].labels ? em_metrics_wstats[m].labels : "",
@@ -182,6 +191,9 @@ em_metrics_workers(struct evbuffer *b)
                         "response.\n# TYPE emitd_webhook_duration_seconds histogram\n");
     for (unsigned i = 0; i < em_loop.nworkers; i++) {
         const em_st_wstats_t *w = em_state_wstats(&em_cluster, i);
+        if (em_state_slot_used(&em_cluster, i) == EM_SLOT_FREE) {
+            continue;
+        }
         for (size_t k = 0; k < EM_ST_LAT_BUCKETS; k++) {
             evbuffer_add_printf(b, "emitd_webhook_duration_seconds_bucket{worker=\"%u\",le=\"%g\"} %llu\n",
                                 i + 1, em_fetch_buckets[k],
@@ -210,7 +222,7 @@ em_metrics_rings(struct evbuffer *b)
         "Bytes in use in the ring now." };
     em_ring_stats_t rs;
 
-    if (em_loop.nworkers < 2 || em_bus_ring_stats(0, 1, &rs) != EM_OK) {
+    if (!em_bus_active()) {
         return;
     }
     for (int m = 0; m < 3; m++) {
@@ -218,7 +230,8 @@ em_metrics_rings(struct evbuffer *b)
                             m == 2 ? "gauge" : "counter");
         for (unsigned i = 0; i < em_loop.nworkers; i++) {
             for (int up = 1; up >= 0; up--) {
-                if (em_bus_ring_stats(i, up, &rs) != EM_OK) {
+                if (em_state_slot_used(&em_cluster, i) == EM_SLOT_FREE
+                    || em_bus_ring_stats(i, up, &rs) != EM_OK) {
                     continue;
                 }
                 uint64_t v = m == 0 ? rs.written : m == 1 ? rs.full : rs.used;
@@ -309,10 +322,12 @@ em_metrics_serve(em_http_conn_t *h, const em_http_req_t *req, const char *body, 
     evbuffer_add_printf(b, "# HELP emitd_worker_up Whether the worker process runs (1) or is "
                         "being restarted (0).\n# TYPE emitd_worker_up gauge\n");
     for (unsigned i = 0; i < em_loop.nworkers; i++) {
-        evbuffer_add_printf(b, "emitd_worker_up{worker=\"%u\"} %d\n", i + 1,
-                            em_state_slot_pid(&em_cluster, i) != 0);
+        if (em_state_slot_used(&em_cluster, i) != EM_SLOT_FREE) {
+            evbuffer_add_printf(b, "emitd_worker_up{worker=\"%u\"} %d\n", i + 1,
+                                em_state_slot_pid(&em_cluster, i) != 0);
+        }
     }
-    if (em_loop.nworkers > 1) {
+    if (em_bus_active()) {
         em_metrics_one(b, "emitd_broker_up", "gauge",
                        "Whether the broker process runs (1) or is being restarted (0).",
                        em_state_broker_pid(&em_cluster) != 0);

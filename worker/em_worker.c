@@ -35,6 +35,7 @@ static struct {
     uint32_t            conns_received;   /* of those placed here by load */
     unsigned            load_dirty:1;
     unsigned            stopping:1;
+    unsigned            drain_idle;       /* checks since the last session went */
 } em_w;
 
 static struct event *em_worker_chan_ev;
@@ -84,6 +85,60 @@ em_worker_handoff(int fd, unsigned slot, const void *data, size_t len)
     return em_chan_send(em_w.chan, &msg, data, fd);
 }
 
+/*
+ * A reload started new workers in other slots: close every session now (the
+ * clients see "transport close", reconnect to the new workers and, with
+ * recovery on, recover there), hand every new session to the master, and
+ * exit once the sessions are gone: polling ones once their next GET has
+ * fetched the close. The master kills a worker that takes longer than
+ * worker_shutdown_timeout.
+ */
+#define EM_WORKER_DRAIN_CHECK_MS 50
+
+static struct event *em_worker_drain_ev;
+
+static void
+em_worker_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct timeval tv = { 0, EM_WORKER_DRAIN_CHECK_MS * 1000 };
+    (void) fd;
+    (void) what;
+    (void) arg;
+
+    /* Then the requests under way (each one's connection closes after its
+     * response), a second at most: idle keep-alive connections close at
+     * exit. */
+    if (em_eio_session_count() > 0 || (em_loop.nconns > 0 && em_w.drain_idle++ < 1000 / EM_WORKER_DRAIN_CHECK_MS)) {
+        if (em_eio_session_count() > 0) {
+            em_w.drain_idle = 0;
+        }
+        evtimer_add(em_worker_drain_ev, &tv);
+        return;
+    }
+    em_log(EM_LOG_INFO, 0, "drained: exiting");
+    /* The last writes reach the sockets before the loop ends. */
+    event_base_loopexit(em_loop.base, &tv);
+}
+
+static void
+em_worker_drain(void)
+{
+    if (em_w.stopping || em_loop.draining) {
+        return;
+    }
+    em_loop.draining = 1;
+    em_proc_title_set("emitd: worker %u (draining)", em_loop.slot + 1);
+    em_log(EM_LOG_INFO, 0, "a reload replaced this worker: closing %u sessions",
+           em_eio_session_count());
+    em_eio_session_close_all("server shutting down");
+    em_worker_drain_ev = evtimer_new(em_loop.base, em_worker_drain_check, NULL);
+    if (em_worker_drain_ev == NULL) {
+        event_base_loopexit(em_loop.base, NULL);
+        return;
+    }
+    em_worker_drain_check(-1, 0, NULL);
+}
+
 static void
 em_worker_chan_read(evutil_socket_t chan, short what, void *arg)
 {
@@ -103,6 +158,10 @@ em_worker_chan_read(evutil_socket_t chan, short what, void *arg)
             return;
         }
         if (rc != EM_OK) {
+            continue;
+        }
+        if (msg.type == EM_CHAN_DRAIN && fd < 0) {
+            em_worker_drain();
             continue;
         }
         if (msg.type != EM_CHAN_CONN) {
@@ -128,6 +187,9 @@ em_worker_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void) what;
     (void) arg;
+    if (em_w.stopping) {
+        return;
+    }
     em_log(EM_LOG_INFO, 0, "signal %d: closing %u sessions and exiting", (int) sig,
            em_eio_session_count());
     em_w.stopping = 1;
@@ -212,6 +274,9 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
     event_base_dispatch(em_loop.base);
     if (sigusr1 != NULL) {
         event_free(sigusr1);
+    }
+    if (em_worker_drain_ev != NULL) {
+        event_free(em_worker_drain_ev);
     }
 
     em_loop_reap();

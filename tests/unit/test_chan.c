@@ -79,6 +79,13 @@ START_TEST(test_load_without_fd)
     ck_assert_int_eq(fd, -1);
     ck_assert_uint_eq(got.arg, (7ull << 32) | 42);
     ck_assert_uint_eq(got.len, 0);
+
+    /* A reload's DRAIN carries no descriptor either. */
+    msg = (em_chan_msg_t) { .type = EM_CHAN_DRAIN };
+    ck_assert_int_eq(em_chan_send(em_t_ch[1], &msg, NULL, -1), EM_OK);
+    ck_assert_int_eq(em_chan_recv(em_t_ch[0], &got, em_t_buf, &fd), EM_OK);
+    ck_assert_uint_eq(got.type, EM_CHAN_DRAIN);
+    ck_assert_int_eq(fd, -1);
 }
 END_TEST
 
@@ -191,7 +198,7 @@ START_TEST(test_bad)
     case BAD_LEN_MORE:   raw.m.len = 17; len += 16; break;      /* says more than came */
     case BAD_LEN_LESS:   raw.m.len = 3; len += 16; break;       /* says less than came */
     case BAD_TYPE_0:     raw.m.type = 0; break;
-    case BAD_TYPE_HIGH:  raw.m.type = EM_CHAN_LOAD + 1; break;
+    case BAD_TYPE_HIGH:  raw.m.type = EM_CHAN_DRAIN + 1; break;
     case BAD_CONN_NO_FD: with_fd = 0; break;
     }
     pipe_nb(p);

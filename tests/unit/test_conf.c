@@ -321,6 +321,7 @@ static const struct {
     { "error_log = \"\";\n", 1, "\"error_log\" must be" },
     { "group = \"nogroup\";\n", 1, "\"group\" needs \"user\"" },
     { "shutdown_timeout = -1;\n", 1, "shutdown_timeout" },
+    { "worker_shutdown_timeout = 3600001;\n", 1, "worker_shutdown_timeout" },
     { "user = \"\";\n", 1, "\"user\" must be a name" },
     { "pid_file = \"/run/emitd/\";\n", 1, "\"pid_file\" must name a file" },
     { "namespaces = ( { name = \"/a\"; jwt = { secret = \"0123456789abcdef\"; token_auth = \"\";"

@@ -699,6 +699,21 @@ START_TEST(test_state_create_map)
     em_state_slot_set(&m, 3, 4242);
     ck_assert_uint_eq(em_state_slot_pid(&st, 3), 4242);
     ck_assert_uint_eq(em_state_slot_pid(&st, EM_STATE_SLOTS), 0);
+    /* Slot modes for a reload: free, serving, draining, free again. */
+    ck_assert_int_eq(em_state_slot_used(&st, 5), EM_SLOT_FREE);
+    em_state_slot_mode(&m, 5, EM_SLOT_SERVING);
+    em_state_slot_mode(&m, 63, EM_SLOT_SERVING);
+    ck_assert_int_eq(em_state_slot_used(&st, 5), EM_SLOT_SERVING);
+    ck_assert_int_eq(em_state_slot_used(&st, 63), EM_SLOT_SERVING);
+    ck_assert_int_eq(em_state_slot_used(&st, 4), EM_SLOT_FREE);
+    em_state_slot_mode(&m, 5, EM_SLOT_DRAINING);
+    ck_assert_int_eq(em_state_slot_used(&st, 5), EM_SLOT_DRAINING);
+    ck_assert_int_eq(em_state_slot_used(&st, 63), EM_SLOT_SERVING);
+    em_state_slot_mode(&m, 5, EM_SLOT_FREE);
+    ck_assert_int_eq(em_state_slot_used(&st, 5), EM_SLOT_FREE);
+    em_state_slot_mode(&m, 5, EM_SLOT_SERVING);
+    ck_assert_int_eq(em_state_slot_used(&st, 5), EM_SLOT_SERVING);
+    ck_assert_int_eq(em_state_slot_used(&st, EM_STATE_SLOTS), EM_SLOT_FREE);
     em_state_unmap(&m);
     ck_assert_ptr_null(m.hdr);
 
