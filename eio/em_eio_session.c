@@ -557,6 +557,7 @@ em_eio_session_packet(em_eio_session_t *s, const em_eio_packet_t *p)
         break;
     case EM_EIO_MESSAGE:
         em_stat_add(em_loop.stats->messages_in, 1);
+        s->heard = 1;
         em_upper(s)->message(s, p->data.data, p->data.len, p->binary);
         break;
     case EM_EIO_CLOSE:
@@ -864,4 +865,20 @@ em_eio_session_close_all(const char *reason)
     HASH_ITER(hh, em_eio_sessions, s, tmp) {
         em_eio_session_close(s, reason);
     }
+}
+
+uint32_t
+em_eio_session_close_heard(const char *reason)
+{
+    em_eio_session_t *s, *tmp;
+    uint32_t          left = 0;
+
+    em_eio_stopping = 1;
+    HASH_ITER(hh, em_eio_sessions, s, tmp) {
+        if (s->heard) {
+            em_eio_session_close(s, reason);
+        }
+        left += em_eio_session_open(s);
+    }
+    return left;
 }

@@ -43,6 +43,7 @@ struct em_eio_session {
     uint8_t                    awaiting_pong:1;
     uint8_t                    client_closed:1; /* how it ended: the client sent a close packet */
     uint8_t                    overflow:1;    /* output over its bound: closing next */
+    uint8_t                    heard:1;       /* a message came from the client */
     uint8_t                    refused;       /* em_limit_t it was closed for, or 0 */
     const em_conf_endpoint_t  *endpoint;
     em_conn_t                 *ws;            /* transport WEBSOCKET */
@@ -97,6 +98,15 @@ uint32_t em_eio_session_count(void);
  * polling client's next GET, on a new connection, fetches its goodbyes.
  */
 void em_eio_session_close_all(const char *reason);
+
+/*
+ * The same for the sessions whose client sent a message (a Socket.IO client
+ * its CONNECT): a reload's old worker closes those at once and gives the
+ * newest a moment to finish their handshake, so that their clients see a
+ * connect and a transport close, not a failed connect. Returns the
+ * sessions still open.
+ */
+uint32_t em_eio_session_close_heard(const char *reason);
 
 /* Queue or send one message (text: "4..." already prefixed; or binary). */
 void em_eio_session_send(em_eio_session_t *s, em_buf_t *buf);

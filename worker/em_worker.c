@@ -35,7 +35,8 @@ static struct {
     uint32_t            conns_received;   /* of those placed here by load */
     unsigned            load_dirty:1;
     unsigned            stopping:1;
-    unsigned            drain_idle;       /* checks since the last session went */
+    unsigned            drain_ticks;      /* drain checks so far */
+    unsigned            drain_idle;       /* of those, since the last session went */
 } em_w;
 
 static struct event *em_worker_chan_ev;
@@ -86,14 +87,18 @@ em_worker_handoff(int fd, unsigned slot, const void *data, size_t len)
 }
 
 /*
- * A reload started new workers in other slots: close every session now (the
+ * A reload started new workers in other slots: close the sessions (the
  * clients see "transport close", reconnect to the new workers and, with
  * recovery on, recover there), hand every new session to the master, and
  * exit once the sessions are gone: polling ones once their next GET has
- * fetched the close. The master kills a worker that takes longer than
- * worker_shutdown_timeout.
+ * fetched the close. A session whose client has not sent its first
+ * message (a handshake that reached us just before the switch) is given
+ * EM_WORKER_DRAIN_FRESH_MS to send it. The master kills a worker that takes
+ * longer than worker_shutdown_timeout.
  */
 #define EM_WORKER_DRAIN_CHECK_MS 50
+#define EM_WORKER_DRAIN_FRESH_MS 1000
+#define EM_WORKER_DRAIN_IDLE_MS  1000
 
 static struct event *em_worker_drain_ev;
 
@@ -105,13 +110,20 @@ em_worker_drain_check(evutil_socket_t fd, short what, void *arg)
     (void) what;
     (void) arg;
 
+    em_w.drain_ticks++;
+    if (em_w.drain_ticks * EM_WORKER_DRAIN_CHECK_MS < EM_WORKER_DRAIN_FRESH_MS) {
+        (void) em_eio_session_close_heard("server shutting down");
+    } else {
+        em_eio_session_close_all("server shutting down");
+    }
     /* Then the requests under way (each one's connection closes after its
-     * response), a second at most: idle keep-alive connections close at
-     * exit. */
-    if (em_eio_session_count() > 0 || (em_loop.nconns > 0 && em_w.drain_idle++ < 1000 / EM_WORKER_DRAIN_CHECK_MS)) {
-        if (em_eio_session_count() > 0) {
-            em_w.drain_idle = 0;
-        }
+     * response), for a moment: idle keep-alive connections close at exit. */
+    if (em_eio_session_count() > 0) {
+        em_w.drain_idle = 0;
+        evtimer_add(em_worker_drain_ev, &tv);
+        return;
+    }
+    if (em_loop.nconns > 0 && em_w.drain_idle++ * EM_WORKER_DRAIN_CHECK_MS < EM_WORKER_DRAIN_IDLE_MS) {
         evtimer_add(em_worker_drain_ev, &tv);
         return;
     }
@@ -130,9 +142,9 @@ em_worker_drain(void)
     em_proc_title_set("emitd: worker %u (draining)", em_loop.slot + 1);
     em_log(EM_LOG_INFO, 0, "a reload replaced this worker: closing %u sessions",
            em_eio_session_count());
-    em_eio_session_close_all("server shutting down");
     em_worker_drain_ev = evtimer_new(em_loop.base, em_worker_drain_check, NULL);
     if (em_worker_drain_ev == NULL) {
+        em_eio_session_close_all("server shutting down");
         event_base_loopexit(em_loop.base, NULL);
         return;
     }

@@ -209,7 +209,7 @@ test('a user that does not exist: a clear message, exit code 1', { skip: skip ||
   }
 });
 
-test('sd_notify (systemd Type=notify): READY with MAINPID, STATUS with the connections, STOPPING', { skip }, async () => {
+test('sd_notify (systemd Type=notify): READY with MAINPID, STATUS with the connections, RELOADING then READY on SIGHUP, STOPPING', { skip }, async () => {
   const { spawn } = require('node:child_process');
   const { connect, closeAll } = require('./lib/clients');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emitd-notify-'));
@@ -247,6 +247,11 @@ while True:
     s = await connect(d.url, '/', 'websocket');
     await waitUntil('STATUS with the client', () => msgs().some((m) => /^STATUS=1 connections, 2 workers$/.test(m)), timeMs(15000));
     closeAll(s);
+    /* A reload: RELOADING (with the monotonic clock systemd asks for), then READY again. */
+    process.kill(d.pid, 'SIGHUP');
+    const at = await waitUntil('RELOADING', () => msgs().findIndex((m) => m.startsWith('RELOADING=1\n')) + 1, timeMs(10000));
+    assert.match(msgs()[at - 1], /^RELOADING=1\nMONOTONIC_USEC=\d+\nSTATUS=reloading the configuration$/);
+    await waitUntil('READY after the reload', () => msgs().slice(at).some((m) => /^READY=1\nSTATUS=\d+ connections, 2 workers$/.test(m)), timeMs(10000));
     assert.deepEqual(await stopAndCheck(d), []);
     await waitUntil('STOPPING', () => msgs().some((m) => m.includes('STOPPING=1')), timeMs(5000));
   } finally {

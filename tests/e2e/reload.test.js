@@ -275,7 +275,7 @@ test('a SIGHUP during a reload is queued and follows it; a worker that does not 
     await waitConnected(s);
     /* Hold the old worker that serves the client: it cannot drain. */
     const { worker: w } = await s.timeout(timeMs(3000)).emitWithAck('echo', 1);
-    const stuck = childrenOf(r.d.pid).find((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith(`emitd: worker ${w}`));
+    const stuck = (r.d.children().find((c) => new RegExp(`worker ${w}$`).test(c.args)) || {}).pid;
     assert.ok(stuck, `worker ${w}'s pid`);
     process.kill(stuck, 'SIGSTOP');
     r.hup();
