@@ -1140,7 +1140,7 @@ em_conf_read_var(const config_setting_t *from, em_conf_var_t *v, int depth, size
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", "user", "group", "shutdown_timeout", "worker_shutdown_timeout", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", "user", "group", "shutdown_timeout", "worker_shutdown_timeout", "access_log", NULL
 };
 
 static int
@@ -1240,6 +1240,18 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
                                 "\"error_log\" must be \"stderr\", \"syslog\" or a file name");
         }
         conf->error_log = em_conf_strdup(elog);
+    }
+    const char *alog = NULL;
+    if (em_conf_get_string(root, "access_log", &alog, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (alog != NULL) {
+        if (alog[0] == '\0' || strlen(alog) > 1000) {
+            return em_conf_fail(err, errlen, file, config_setting_get_member(root, "access_log"),
+                                "\"access_log\" must be \"off\", \"stderr\", \"syslog\" or a "
+                                "file name");
+        }
+        conf->access_log = em_conf_strdup(alog);
     }
     const char *pid = NULL;
     if (em_conf_get_string(root, "pid_file", &pid, file, err, errlen) != 0) {
@@ -1625,6 +1637,7 @@ em_conf_free(em_conf_t *conf)
     free(conf->file);
     free(conf->pid_file);
     free(conf->error_log);
+    free(conf->access_log);
     free(conf->user);
     free(conf->group);
     free(conf);

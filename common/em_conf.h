@@ -192,6 +192,7 @@ typedef struct {
     char               *health_path;  /* GET answered with the health report, or NULL */
     char               *pid_file;     /* the master's pid, written at start; or NULL */
     char               *error_log;    /* "stderr", "syslog" or a file; NULL: stderr */
+    char               *access_log;   /* "off", "stderr", "syslog" or a file; NULL: with error_log */
     char               *user;         /* the workers and the broker run as this user, or NULL */
     char               *group;        /* ... and group (NULL: the user's) */
     unsigned            max_connections;  /* Engine.IO sessions of the cluster; 0: no limit */

@@ -22,6 +22,12 @@ static const int em_log_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 static char *em_log_path;       /* the log file, or NULL */
 static int   em_log_syslog;     /* to syslog instead */
 
+static struct {
+    int   on;
+    int   fd;                   /* where the lines go, or -1 for syslog */
+    char *path;                 /* its own file, or NULL */
+} em_access = { 0, -1, NULL };
+
 static int
 em_log_open_file(const char *path)
 {
@@ -61,6 +67,99 @@ em_log_open(const char *target)
     return em_log_path != NULL ? 0 : -1;
 }
 
+int
+em_access_open(const char *target)
+{
+    em_access.on = 0;
+    if (target != NULL && strcmp(target, "off") == 0) {
+        return 0;
+    }
+    if (target == NULL) {
+        /* With the error log: its file or standard error, or syslog. */
+        em_access.fd = em_log_syslog ? -1 : STDERR_FILENO;
+    } else if (strcmp(target, "stderr") == 0) {
+        em_access.fd = STDERR_FILENO;
+    } else if (strcmp(target, "syslog") == 0) {
+        if (!em_log_syslog) {
+            openlog("emitd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        }
+        em_access.fd = -1;
+    } else {
+        int fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) {
+            return -1;
+        }
+        free(em_access.path);
+        if ((em_access.path = strdup(target)) == NULL) {
+            close(fd);
+            return -1;
+        }
+        em_access.fd = fd;
+    }
+    em_access.on = 1;
+    return 0;
+}
+
+int
+em_access_fd(void)
+{
+    return em_access.on && em_access.path != NULL ? em_access.fd : -1;
+}
+
+void
+em_access_moved(int fd)
+{
+    em_access.fd = fd;
+}
+
+int
+em_access_on(void)
+{
+    return em_access.on;
+}
+
+void
+em_access_write(const char *line, size_t len)
+{
+    char    buf[1024];
+    ssize_t w;
+
+    if (!em_access.on) {
+        return;
+    }
+    if (em_access.fd < 0) {
+        syslog(LOG_INFO, "%.*s", (int) EM_LOG_MIN(len, sizeof(buf)), line);
+        return;
+    }
+    /* One write(2) of the whole line: O_APPEND keeps the workers' lines whole. */
+    len = EM_LOG_MIN(len, sizeof(buf) - 1);
+    memcpy(buf, line, len);
+    buf[len++] = '\n';
+    w = write(em_access.fd, buf, len);
+    (void) w;
+}
+
+/* SIGUSR1: the access log's own file too. */
+static void
+em_access_reopen(void)
+{
+    int fd;
+
+    if (em_access.path == NULL) {
+        return;
+    }
+    if ((fd = open(em_access.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) < 0) {
+        em_log(EM_LOG_ERR, errno, "cannot reopen the access log %s", em_access.path);
+        return;
+    }
+    if (dup2(fd, em_access.fd) < 0) {
+        em_log(EM_LOG_ERR, errno, "cannot reopen the access log %s", em_access.path);
+    } else {
+        em_log(EM_LOG_INFO, 0, "reopened the access log %s", em_access.path);
+    }
+    close(fd);
+}
+
 void
 em_log_reopen_ready(int registered)
 {
@@ -78,6 +177,7 @@ em_log_reopen_ready(int registered)
 int
 em_log_reopen(void)
 {
+    em_access_reopen();
     if (em_log_path == NULL) {
         return 0;
     }

@@ -35,6 +35,21 @@ int em_log_reopen(void);
  */
 void em_log_reopen_ready(int registered);
 
+/*
+ * The access log, a line per Engine.IO session: NULL (where the error log
+ * goes), "off", "stderr", "syslog" (facility daemon, priority info) or a
+ * file (appended to; SIGUSR1 reopens it with the error log). Returns 0, or
+ * -1 with errno.
+ */
+int  em_access_open(const char *target);
+int  em_access_on(void);
+/* Its own file's descriptor (>= 3), or -1; a child given it at another
+ * number says so with em_access_moved(). */
+int  em_access_fd(void);
+void em_access_moved(int fd);
+/* One line (without its newline), written at once. */
+void em_access_write(const char *line, size_t len);
+
 /* Log a message; err != 0 appends " (err: strerror(err))". */
 void em_log(em_log_level_t level, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -78,12 +78,54 @@ em_upper(const em_eio_session_t *s)
     return &em_eio_upper[s->endpoint->raw ? 1 : 0];
 }
 
+/*
+ * A session's line in the access log, as it closes: when, the worker, the
+ * address, the sid, its transports, what the layer above says (namespaces,
+ * user), how long it lasted, the message bytes each way, and why it closed.
+ */
+static void
+em_eio_session_access(em_eio_session_t *s, const char *reason)
+{
+    const em_eio_extra_t *x = s->extra;
+    char                  line[1024], upper[512] = "", iso[40] = "";
+    struct timespec       now;
+    struct tm             tm;
+
+    if (x == NULL || !em_access_on()) {
+        return;
+    }
+    if (em_upper(s)->describe != NULL) {
+        em_upper(s)->describe(s, upper, sizeof(upper));
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (gmtime_r(&now.tv_sec, &tm) != NULL) {
+        size_t n = strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(iso + n, sizeof(iso) - n, ".%03ldZ", now.tv_nsec / 1000000);
+    }
+    int64_t ms = em_state_now() - x->started;
+    int     n = snprintf(line, sizeof(line),
+                         "%s access worker=%u addr=%s sid=%s transport=%s%s%s%s duration=%lld.%03lld "
+                         "in=%llu out=%llu reason=\"%s\"",
+                         iso, em_loop.slot + 1, x->addr[0] ? x->addr : "-", s->sid,
+                         (x->transports & (1u << EM_TRANSPORT_POLLING)) ? "polling" : "",
+                         (x->transports & (1u << EM_TRANSPORT_POLLING))
+                                 && (x->transports & (1u << EM_TRANSPORT_WEBSOCKET)) ? "," : "",
+                         (x->transports & (1u << EM_TRANSPORT_WEBSOCKET)) ? "websocket" : "",
+                         upper, (long long) (ms / 1000), (long long) (ms % 1000),
+                         (unsigned long long) x->bytes_in, (unsigned long long) x->bytes_out,
+                         reason != NULL ? reason : "");
+    if (n > 0) {
+        em_access_write(line, EM_MIN((size_t) n, sizeof(line) - 1));
+    }
+}
+
 static void
 em_upper_close(em_eio_session_t *s, const char *reason)
 {
     if (s->upper == NULL) {
         return;
     }
+    em_eio_session_access(s, reason);
     em_upper(s)->close(s, reason);
     s->upper = NULL;
 }
@@ -234,6 +276,9 @@ em_eio_session_send(em_eio_session_t *s, em_buf_t *buf)
         return;
     }
     em_stat_add(em_loop.stats->messages_out, 1);
+    if (s->extra != NULL) {
+        s->extra->bytes_out += buf->len;
+    }
     if (s->transport == EM_TRANSPORT_WEBSOCKET) {
         if (s->ws != NULL) {
             em_ws_send(s->ws, buf);
@@ -301,28 +346,33 @@ em_eio_session_new(em_http_conn_t *c, const em_http_req_t *req, unsigned transpo
     s->timer = evtimer_new(em_loop.base, em_eio_session_timer_cb, s);
     /* Only namespace scripts read socket.handshake (and the monitoring
      * figures with addresses and user agents), and a connection limit needs
-     * the address: keep the address and the request head for them, and
-     * nothing when there are none. */
-    int keep = em_upper(s)->keeps_handshake();
-    if (keep && getpeername(c->conn.fd, (struct sockaddr *) &ss, &sl) == 0) {
+     * the address: keep the address and the request head for them, the
+     * address and the figures for the access log, and nothing when none
+     * of them is on. */
+    int keep = em_upper(s)->keeps_handshake(), access = em_access_on();
+    if ((keep || access) && getpeername(c->conn.fd, (struct sockaddr *) &ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
             inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, addr, sizeof(addr));
         } else if (ss.ss_family == AF_INET6) {
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, addr, sizeof(addr));
         }
     }
-    size_t alen = strlen(addr) + 1;
-    s->handshake_len = keep ? alen + req->head_len : 0;
-    s->handshake = keep ? malloc(s->handshake_len) : NULL;
-    if (s->timer == NULL || (keep && s->handshake == NULL)) {
+    size_t head = keep ? req->head_len : 0;
+    s->extra = keep || access ? malloc(sizeof(*s->extra) + head) : NULL;
+    if (s->timer == NULL || ((keep || access) && s->extra == NULL)) {
         if (s->timer) event_free(s->timer);
-        free(s->handshake);
+        free(s->extra);
         free(s);
         return NULL;
     }
-    if (keep) {
-        memcpy(s->handshake, addr, alen);
-        memcpy(s->handshake + alen, req->method_str.data, req->head_len);
+    if (s->extra != NULL) {
+        em_eio_extra_t *x = s->extra;
+        x->started = em_state_now();
+        x->bytes_in = x->bytes_out = 0;
+        x->transports = (uint8_t) (1u << transport);
+        snprintf(x->addr, sizeof(x->addr), "%s", addr);
+        x->head_len = head;
+        memcpy(x->head, req->method_str.data, head);
     }
     HASH_ADD(hh, em_eio_sessions, sid, EM_SID_LEN, s);
     em_eio_nsessions++;
@@ -422,7 +472,7 @@ em_eio_session_reap(void)
         em_eio_session_t *next = s->reap_next;
         event_free(s->timer);
         em_eio_session_upgrade_timer_free(s);
-        free(s->handshake);
+        free(s->extra);
         free(s);
         s = next;
     }
@@ -530,6 +580,9 @@ em_eio_session_complete_upgrade(em_eio_session_t *s)
         em_stat_add(em_loop.stats->sessions_ws, 1);
     }
     s->transport = EM_TRANSPORT_WEBSOCKET;
+    if (s->extra != NULL) {
+        s->extra->transports |= 1u << EM_TRANSPORT_WEBSOCKET;
+    }
     s->ws = ws;
     if (s->get != NULL) {
         em_http_conn_t *c = s->get;
@@ -558,6 +611,9 @@ em_eio_session_packet(em_eio_session_t *s, const em_eio_packet_t *p)
     case EM_EIO_MESSAGE:
         em_stat_add(em_loop.stats->messages_in, 1);
         s->heard = 1;
+        if (s->extra != NULL) {
+            s->extra->bytes_in += p->data.len;
+        }
         em_upper(s)->message(s, p->data.data, p->data.len, p->binary);
         break;
     case EM_EIO_CLOSE:
@@ -848,6 +904,22 @@ em_eio_session_ready(const em_eio_session_t *s)
         return s->ws != NULL && (s->ws->out == NULL || evbuffer_get_length(s->ws->out) < EM_EIO_READY_BYTES);
     }
     return s->get != NULL && s->q_head == NULL;
+}
+
+const char *
+em_eio_session_address(const em_eio_session_t *s)
+{
+    return s->extra != NULL ? s->extra->addr : "";
+}
+
+const char *
+em_eio_session_head(const em_eio_session_t *s, size_t *len)
+{
+    if (s->extra == NULL || s->extra->head_len == 0) {
+        return NULL;
+    }
+    *len = s->extra->head_len;
+    return s->extra->head;
 }
 
 uint32_t

@@ -34,6 +34,22 @@ typedef enum {
     EM_EIO_SESSION_FINISHED
 } em_eio_session_state_t;
 
+/*
+ * What a session keeps beside it, only when something reads it: the
+ * client's address and the handshake's request head for the namespace
+ * scripts, the monitoring figures and the connection limits, the figures
+ * of its line in the access log.
+ */
+typedef struct {
+    int64_t      started;         /* ms (em_state_now) */
+    uint64_t     bytes_in;        /* Engine.IO packets from the client, bytes */
+    uint64_t     bytes_out;       /* and to it */
+    uint8_t      transports;      /* bit 1 << EM_TRANSPORT_*: the ones it used */
+    char         addr[48];        /* numeric, or "" */
+    size_t       head_len;        /* the request head's bytes; 0: not kept */
+    char         head[];
+} em_eio_extra_t;
+
 /* The flags sit in the bytes after the sid: 184 bytes, a 192-byte chunk. */
 struct em_eio_session {
     char                       sid[EM_SID_LEN + 1];
@@ -53,9 +69,7 @@ struct em_eio_session {
     size_t                     q_bytes;
     struct event              *timer;         /* ping interval / pong timeout */
     struct event              *upgrade_timer; /* only while an upgrade is under way */
-    char                      *handshake;     /* "address\0request head" when a namespace
-                                                 script may read it, else NULL */
-    size_t                     handshake_len;
+    em_eio_extra_t            *extra;         /* the address and more, when read */
     void                      *upper;         /* Socket.IO client or raw script object */
     em_eio_session_t          *reap_next;
     UT_hash_handle             hh;
@@ -72,6 +86,9 @@ typedef struct {
     void (*message)(em_eio_session_t *s, const char *data, size_t len, int binary);
     void (*close)(em_eio_session_t *s, const char *reason);
     int  (*keeps_handshake)(void);
+    /* For the access log, as the session closes: " nsp=... user=..." into
+     * buf (at most len bytes with its NUL); may be NULL. */
+    void (*describe)(em_eio_session_t *s, char *buf, size_t len);
 } em_eio_upper_t;
 
 /* Open: not closing or finished (sends go out). */
@@ -80,6 +97,11 @@ em_eio_session_open(const em_eio_session_t *s)
 {
     return s->state == EM_EIO_SESSION_OPEN;
 }
+
+/* The client's address ("" when not kept), and the handshake's request
+ * head (NULL when not kept: no namespace script reads it). */
+const char *em_eio_session_address(const em_eio_session_t *s);
+const char *em_eio_session_head(const em_eio_session_t *s, size_t *len);
 
 /* Whether a message sent now goes out at once (a volatile send is
  * dropped otherwise): a WebSocket with little output waiting, or a polling

@@ -61,8 +61,9 @@ static void
 em_lua_push_handshake(lua_State *l, em_sio_socket_t *s, int uv)
 {
     em_eio_session_t *es = em_sio_socket_session(s);
-    const char    *addr = es->handshake ? es->handshake : "";
-    size_t         alen = strlen(addr) + 1;
+    const char    *addr = em_eio_session_address(es);
+    size_t         hlen = 0;
+    const char    *head = em_eio_session_head(es, &hlen);
     em_http_req_t  req;
 
     lua_createtable(l, 0, 8);
@@ -77,8 +78,7 @@ em_lua_push_handshake(lua_State *l, em_sio_socket_t *s, int uv)
     lua_setfield(l, -2, "issued");
     lua_pushboolean(l, 0);
     lua_setfield(l, -2, "secure");
-    if (es->handshake != NULL
-        && em_http_parse(es->handshake + alen, es->handshake_len - alen, &req) == EM_OK) {
+    if (head != NULL && em_http_parse(head, hlen, &req) == EM_OK) {
         lua_pushlstring(l, req.target.data, req.target.len);
         lua_setfield(l, -2, "url");
         em_lua_push_str_map(l, req.query);

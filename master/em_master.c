@@ -733,9 +733,19 @@ em_master_respawn_cb(evutil_socket_t fd, short what, void *arg)
  * close every other descriptor, and forget the master's event loop.
  */
 static void
-em_master_child_fds(const int *fds, int n)
+em_master_child_fds(const int *keep, int nkeep)
 {
-    int high[3 + EM_MAX_WORKERS];     /* the broker's: 3 + a bell per worker */
+    int high[4 + EM_MAX_WORKERS];     /* the broker's: 3 + a bell per worker, the access log */
+    int fds[4 + EM_MAX_WORKERS];
+    int n = nkeep, access = em_access_fd();
+
+    if (nkeep < 0 || (size_t) nkeep >= sizeof(fds) / sizeof(fds[0])) {
+        _exit(1);
+    }
+    memcpy(fds, keep, (size_t) nkeep * sizeof(int));
+    if (access >= 0) {
+        fds[n++] = access;            /* its own file: after the others */
+    }
 
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
@@ -762,6 +772,9 @@ em_master_child_fds(const int *fds, int n)
         for (int f = 3 + n; f < 65536; f++) {
             close(f);
         }
+    }
+    if (access >= 0) {
+        em_access_moved(3 + n - 1);
     }
     /* The master's loop (its epoll and signalfd are closed above) is not
      * ours; the signals it blocked are ours to take again. */
@@ -944,6 +957,7 @@ em_master_keep_settings(em_conf_t *next)
     EM_MASTER_KEEP_NUM(next, now, store_entries, "store.entries");
     em_master_keep_str(&now->pid_file, &next->pid_file, "pid_file");
     em_master_keep_str(&now->error_log, &next->error_log, "error_log");
+    em_master_keep_str(&now->access_log, &next->access_log, "access_log");
     em_master_keep_str(&now->user, &next->user, "user");
     em_master_keep_str(&now->group, &next->group, "group");
 }

@@ -107,6 +107,12 @@ main(int argc, char **argv)
         em_conf_free(conf);
         return 1;
     }
+    if (em_access_open(conf->access_log) != 0) {
+        fprintf(stderr, "emitd: [emerg] cannot open the access_log %s: %s\n", conf->access_log,
+                strerror(errno));
+        em_conf_free(conf);
+        return 1;
+    }
     em_proc_title_init(argc, argv);
     int rc = em_master_run(conf, file_copy, over_copy);
     free(file_copy);

@@ -144,24 +144,23 @@ em_str_t
 em_cluster_socket_ip(const em_sio_socket_t *s)
 {
     em_eio_session_t *es = em_sio_socket_session(s);
+    const char       *addr = es != NULL ? em_eio_session_address(es) : "";
 
-    if (es == NULL || es->handshake == NULL) {
-        return (em_str_t) { "", 0 };
-    }
-    return (em_str_t) { es->handshake, strlen(es->handshake) };
+    return (em_str_t) { addr, strlen(addr) };
 }
 
 em_str_t
 em_cluster_socket_ua(const em_sio_socket_t *s)
 {
     em_eio_session_t *es = em_sio_socket_session(s);
-    em_http_req_t req;
+    em_http_req_t     req;
+    size_t            len = 0;
+    const char       *head = es != NULL ? em_eio_session_head(es, &len) : NULL;
 
-    if (es == NULL || es->handshake == NULL) {
+    if (head == NULL) {
         return (em_str_t) { "", 0 };
     }
-    size_t alen = strlen(es->handshake) + 1;
-    if (em_http_parse(es->handshake + alen, es->handshake_len - alen, &req) != EM_OK) {
+    if (em_http_parse(head, len, &req) != EM_OK) {
         return (em_str_t) { "", 0 };
     }
     for (size_t i = 0; i < req.nheaders; i++) {

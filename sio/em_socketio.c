@@ -42,6 +42,15 @@ struct em_sio_client {
     struct em_sio_inq  *inq_head, *inq_tail;
     size_t            inq_bytes;
     em_sio_client_t  *reap_next;
+    struct em_sio_seen *seen;       /* for the access log, when it is on */
+};
+
+/* The namespaces a client left and the first user, for its access line. */
+#define EM_SIO_SEEN_NSPS 200
+#define EM_SIO_SEEN_USER 56
+struct em_sio_seen {
+    char nsps[EM_SIO_SEEN_NSPS];    /* escaped, comma-separated */
+    char user[EM_SIO_SEEN_USER];
 };
 
 /* Closed sockets (linked by ->next, off their client's list by then) and
@@ -295,12 +304,13 @@ static int
 em_sio_handshake_req(em_sio_socket_t *s, em_http_req_t *req)
 {
     em_eio_session_t *es = em_sio_socket_session(s);
+    size_t            len = 0;
+    const char       *head = es != NULL ? em_eio_session_head(es, &len) : NULL;
 
-    if (es == NULL || es->handshake == NULL) {
+    if (head == NULL) {
         return EM_ERROR;
     }
-    size_t alen = strlen(es->handshake) + 1;
-    return em_http_parse(es->handshake + alen, es->handshake_len - alen, req);
+    return em_http_parse(head, len, req);
 }
 
 /* Where a client presents a credential: a field of the CONNECT auth object,
@@ -638,6 +648,29 @@ em_sio_socket_discard(em_sio_socket_t *s)
     em_loop_schedule_reap();
 }
 
+static size_t em_sio_log_put(char *buf, size_t n, size_t len, const char *s, size_t slen);
+
+/* Append socket k's namespace (and user, the first one) to what the
+ * client's access line will say. */
+static void
+em_sio_seen_note(em_sio_client_t *c, const em_sio_socket_t *k)
+{
+    struct em_sio_seen *x = c->seen;
+
+    if (!em_access_on() || (x == NULL && (x = c->seen = calloc(1, sizeof(*x))) == NULL)) {
+        return;
+    }
+    em_str_t wire = em_conf_nsp_wire(k->nsp->name, k->nsp->name_len);
+    size_t   n = strlen(x->nsps);
+    if (n > 0 && n + 4 < sizeof(x->nsps)) {
+        x->nsps[n++] = ',';
+    }
+    (void) em_sio_log_put(x->nsps, n, sizeof(x->nsps), wire.data, wire.len);
+    if (x->user[0] == '\0' && k->user != NULL) {
+        (void) em_sio_log_put(x->user, 0, sizeof(x->user), k->user, strlen(k->user));
+    }
+}
+
 /* Unlink a socket from everything; the reaper frees it. `reason` NULL: no
  * events. */
 static void
@@ -649,6 +682,7 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
     if (s->state == EM_SIO_S_CLOSED) {
         return;
     }
+    em_sio_seen_note(c, s);
     s->state = EM_SIO_S_CLOSED;     /* first: a handler below cannot remove it twice */
     /* Off the client's list before any handler runs, so that a loop over
      * the client's sockets never meets one that is half removed. */
@@ -1525,6 +1559,7 @@ em_sio_reap(void)
     }
     while (c != NULL) {
         em_sio_client_t *next = c->reap_next;
+        free(c->seen);
         free(c);
         c = next;
     }
@@ -1544,8 +1579,61 @@ em_sio_keeps_handshake(void)
            || em_conf_needs_handshake(em_loop.conf);
 }
 
+/* Append bytes to the access log's text, a byte that is not printable,
+ * a space, '"', '%' or ',' as %XX (names come from clients and tokens). */
+static size_t
+em_sio_log_put(char *buf, size_t n, size_t len, const char *s, size_t slen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (size_t i = 0; i < slen && n + 4 < len; i++) {
+        unsigned char ch = (unsigned char) s[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '%' || ch == ',') {
+            buf[n++] = '%';
+            buf[n++] = hex[ch >> 4];
+            buf[n++] = hex[ch & 15];
+        } else {
+            buf[n++] = (char) ch;
+        }
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+/* The access log's " nsp=/,/chat user=alice": the namespaces the client
+ * was in (those it left, then those it is in now, as clients name them)
+ * and the first presence identity one of them had. */
+static void
+em_sio_describe(em_eio_session_t *s, char *buf, size_t len)
+{
+    const em_sio_client_t    *c = s->upper;
+    const struct em_sio_seen *x;
+    char                      nsps[2 * EM_SIO_SEEN_NSPS] = "", user[EM_SIO_SEEN_USER] = "";
+    size_t                    n = 0;
+
+    if (c == NULL || len == 0) {
+        return;
+    }
+    if ((x = c->seen) != NULL) {
+        n = strlen(x->nsps);
+        memcpy(nsps, x->nsps, n + 1);
+        memcpy(user, x->user, sizeof(user));
+    }
+    for (const em_sio_socket_t *k = c->sockets; k != NULL; k = k->next) {
+        em_str_t wire = em_conf_nsp_wire(k->nsp->name, k->nsp->name_len);
+        if (n > 0 && n + 4 < sizeof(nsps)) {
+            nsps[n++] = ',';
+        }
+        n = em_sio_log_put(nsps, n, sizeof(nsps), wire.data, wire.len);
+        if (user[0] == '\0' && k->user != NULL) {
+            (void) em_sio_log_put(user, 0, sizeof(user), k->user, strlen(k->user));
+        }
+    }
+    snprintf(buf, len, " nsp=%s user=%s", nsps[0] ? nsps : "-", user[0] ? user : "-");
+}
+
 const em_eio_upper_t em_sio_eio_upper = {
-    em_sio_open, em_sio_message, em_sio_close, em_sio_keeps_handshake
+    em_sio_open, em_sio_message, em_sio_close, em_sio_keeps_handshake, em_sio_describe
 };
 
 /* ---- the application above: until one registers, sockets have no script ---- */

@@ -319,6 +319,7 @@ static const struct {
     { "pid_file = \"\";\n", 1, "\"pid_file\" must name a file" },
     { "max_connections = 10000001;\n", 1, "max_connections" },
     { "error_log = \"\";\n", 1, "\"error_log\" must be" },
+    { "access_log = \"\";\n", 1, "\"access_log\" must be" },
     { "group = \"nogroup\";\n", 1, "\"group\" needs \"user\"" },
     { "shutdown_timeout = -1;\n", 1, "shutdown_timeout" },
     { "worker_shutdown_timeout = 3600001;\n", 1, "worker_shutdown_timeout" },
