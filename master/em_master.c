@@ -101,6 +101,7 @@ static struct {
     size_t              next_nlisteners;
     struct event       *reload_ev;     /* the new workers' start deadline / the old ones' */
     int                 reloading;
+    int                 reload_switched;   /* the new workers took over */
     int                 reload_queued;
     em_shm_t            shm;
     em_state_t          state;
@@ -950,7 +951,7 @@ em_master_keep_settings(em_conf_t *next)
     em_conf_t *now = em_m.conf;
 
     EM_MASTER_KEEP_NUM(next, now, workers, "workers");
-    EM_MASTER_KEEP_NUM(next, now, recovery, "recovery.enabled");
+    EM_MASTER_KEEP_NUM(next, now, recovery, "recovery");
     EM_MASTER_KEEP_NUM(next, now, recovery_max_disconnection, "recovery.max_disconnection");
     EM_MASTER_KEEP_NUM(next, now, recovery_buffer, "recovery.buffer");
     EM_MASTER_KEEP_NUM(next, now, recovery_sessions, "recovery.sessions");
@@ -973,6 +974,8 @@ em_master_reload_arm(unsigned ms)
         evtimer_add(em_m.reload_ev, &tv);
     }
 }
+
+static void em_master_reload_progress(void);
 
 /* The new workers cannot serve: back to the running configuration. */
 static void
@@ -997,6 +1000,7 @@ em_master_reload_abort(const char *why)
     em_m.next_conf = NULL;
     em_master_reload_arm(em_m.conf->worker_shutdown_timeout);
     em_master_status("READY=1\n");
+    em_master_reload_progress();        /* none started: over now */
 }
 
 /* After a slot left a reload: when the last old worker is gone, the reload
@@ -1011,7 +1015,8 @@ em_master_reload_progress(void)
     }
     em_m.reloading = 0;
     evtimer_del(em_m.reload_ev);
-    em_log(EM_LOG_INFO, 0, "reload: done, the old workers are gone");
+    em_log(EM_LOG_INFO, 0, em_m.reload_switched ? "reload: done, the old workers are gone"
+                                                : "reload: cancelled, its new workers are gone");
     if (em_m.reload_queued && !em_m.stopping) {
         em_m.reload_queued = 0;
         em_master_reload();
@@ -1034,6 +1039,7 @@ em_master_reload_switch(void)
     (void) em_master_listeners_start();
     em_m.conf = em_m.next_conf;
     em_m.next_conf = NULL;
+    em_m.reload_switched = 1;
     em_log_level = (em_log_level_t) em_m.conf->log_level;
     em_master_nofile(em_m.conf);
     em_conf_free(old);
@@ -1156,6 +1162,7 @@ em_master_reload(void)
     }
     em_m.next_conf = conf;
     em_m.reloading = 1;
+    em_m.reload_switched = 0;
     for (unsigned i = 0; i < em_m.nslots && started < em_m.nworkers; i++) {
         if (em_m.slots[i].mode == EM_M_FREE && em_m.slots[i].pid == 0) {
             em_master_spawn(i, conf, EM_M_STARTING);

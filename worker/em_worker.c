@@ -123,7 +123,8 @@ em_worker_drain_check(evutil_socket_t fd, short what, void *arg)
         evtimer_add(em_worker_drain_ev, &tv);
         return;
     }
-    if (em_loop.nconns > 0 && em_w.drain_idle++ * EM_WORKER_DRAIN_CHECK_MS < EM_WORKER_DRAIN_IDLE_MS) {
+    if (em_loop.nconns > 0
+        && em_w.drain_idle++ * EM_WORKER_DRAIN_CHECK_MS < EM_WORKER_DRAIN_IDLE_MS) {
         evtimer_add(em_worker_drain_ev, &tv);
         return;
     }

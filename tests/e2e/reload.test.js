@@ -201,6 +201,15 @@ test('a configuration that does not load leaves the running one serving, and the
     r.write({ namespaces: [{ name: '/', script: r.script, jwt: { public_key: path.join(r.dir, 'missing.pem'), algorithms: ['RS256'] } }] });
     r.hup();
     await logged(r, /reload failed: .*missing\.pem.*; still serving/);
+    /* A script that compiles but fails when it runs: the new workers exit
+     * before they serve, and the reload is cancelled. */
+    fs.writeFileSync(r.script, 'error("boom at load")\n');
+    r.write();
+    r.hup();
+    await logged(r, /reload failed: a new worker exited before it served \(see above\); still serving/);
+    await logged(r, /reload: cancelled, its new workers are gone/);
+    assert.match(r.d.log(), /boom at load/);
+    fs.copyFileSync(handler('reload.lua'), r.script);
     /* A listener that cannot be bound. */
     const busy = await freePort();
     await new Promise((resolve) => blocker.listen(busy, '127.0.0.1', resolve));
