@@ -863,8 +863,8 @@ em_conf_read_cors(config_setting_t *g, em_conf_cors_t *cors, const char *file, c
 }
 
 static int
-em_conf_read_listen(config_setting_t *s, em_conf_t *conf, const char *file, char *err,
-                    size_t errlen)
+em_conf_read_listen(config_setting_t *s, em_conf_listen_t **out, size_t *nout, const char *file,
+                    char *err, size_t errlen)
 {
     char buf[32];
     int  n = 1;
@@ -878,7 +878,7 @@ em_conf_read_listen(config_setting_t *s, em_conf_t *conf, const char *file, char
             return em_conf_fail(err, errlen, file, s, "\"listen\" is empty");
         }
     }
-    conf->listen = em_conf_calloc((size_t) n, sizeof(em_conf_listen_t));
+    *out = em_conf_calloc((size_t) n, sizeof(em_conf_listen_t));
     for (int i = 0; i < n; i++) {
         config_setting_t *e = (config_setting_is_aggregate(s)) ? config_setting_get_elem(s, (unsigned) i) : s;
         const char       *text;
@@ -894,11 +894,60 @@ em_conf_read_listen(config_setting_t *s, em_conf_t *conf, const char *file, char
         } else {
             return em_conf_fail(err, errlen, file, e, "\"listen\" must be \"host:port\" or a list of them");
         }
-        if (em_conf_parse_listen(text, &conf->listen[conf->nlisten]) != 0) {
+        if (em_conf_parse_listen(text, &(*out)[*nout]) != 0) {
             return em_conf_fail(err, errlen, file, e,
                                 "bad listen address \"%s\" (use \"127.0.0.1:3000\" or \"[::1]:3000\")", text);
         }
-        conf->nlisten++;
+        (*nout)++;
+    }
+    return 0;
+}
+
+static const char *const em_conf_tls_keys[] = { "listen", "certificate", "key", "min_version",
+                                                NULL };
+
+/* tls = { listen = [ "0.0.0.0:3443" ]; certificate = "chain.pem"; key = "key.pem";
+ *         min_version = "TLSv1.2"; } (the files are read by the master: emitd -t too) */
+static int
+em_conf_read_tls(config_setting_t *g, em_conf_t *conf, const char *file, char *err, size_t errlen)
+{
+    em_conf_tls_t    *t;
+    config_setting_t *l;
+    const char       *cert = NULL, *key = NULL, *minv = NULL;
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g, "\"tls\" must be a group { listen = [ ... ]; "
+                            "certificate = \"...\"; key = \"...\"; }");
+    }
+    t = conf->tls = em_conf_calloc(1, sizeof(*t));
+    t->line = config_setting_source_line(g);
+    t->min_version = EM_CONF_TLS_1_2;
+    if (em_conf_check_keys(g, em_conf_tls_keys, "tls", file, err, errlen) != 0
+        || em_conf_get_string(g, "certificate", &cert, file, err, errlen) != 0
+        || em_conf_get_string(g, "key", &key, file, err, errlen) != 0
+        || em_conf_get_string(g, "min_version", &minv, file, err, errlen) != 0) {
+        return -1;
+    }
+    if ((l = config_setting_get_member(g, "listen")) == NULL) {
+        return em_conf_fail(err, errlen, file, g, "tls needs \"listen\": the addresses served with TLS");
+    }
+    if (em_conf_read_listen(l, &t->listen, &t->nlisten, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (cert == NULL || key == NULL || cert[0] == '\0' || key[0] == '\0') {
+        return em_conf_fail(err, errlen, file, g, "tls needs \"certificate\" and \"key\": PEM files");
+    }
+    t->certificate = em_conf_script_path(file, cert);
+    t->key = em_conf_script_path(file, key);
+    if (minv != NULL) {
+        if (strcmp(minv, "TLSv1.2") == 0) {
+            t->min_version = EM_CONF_TLS_1_2;
+        } else if (strcmp(minv, "TLSv1.3") == 0) {
+            t->min_version = EM_CONF_TLS_1_3;
+        } else {
+            return em_conf_fail(err, errlen, file, config_setting_get_member(g, "min_version"),
+                                "tls.min_version must be \"TLSv1.2\" or \"TLSv1.3\"");
+        }
     }
     return 0;
 }
@@ -1140,7 +1189,7 @@ em_conf_read_var(const config_setting_t *from, em_conf_var_t *v, int depth, size
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", "user", "group", "shutdown_timeout", "worker_shutdown_timeout", "access_log", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", "user", "group", "shutdown_timeout", "worker_shutdown_timeout", "access_log", "tls", NULL
 };
 
 static int
@@ -1164,9 +1213,13 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     }
 
     if ((s = config_setting_get_member(root, "listen")) != NULL) {
-        if (em_conf_read_listen(s, conf, file, err, errlen) != 0) {
+        if (em_conf_read_listen(s, &conf->listen, &conf->nlisten, file, err, errlen) != 0) {
             return -1;
         }
+    }
+    if ((s = config_setting_get_member(root, "tls")) != NULL
+        && em_conf_read_tls(s, conf, file, err, errlen) != 0) {
+        return -1;
     }
     if (em_conf_get_uint(root, "max_connections", 0, 10000000, &conf->max_connections, file, err,
                          errlen) != 0
@@ -1563,6 +1616,17 @@ em_conf_free(em_conf_t *conf)
         free(conf->listen[i].host);
         free(conf->listen[i].port);
         free(conf->listen[i].text);
+    }
+    if (conf->tls != NULL) {
+        for (size_t i = 0; i < conf->tls->nlisten; i++) {
+            free(conf->tls->listen[i].host);
+            free(conf->tls->listen[i].port);
+            free(conf->tls->listen[i].text);
+        }
+        free(conf->tls->listen);
+        free(conf->tls->certificate);
+        free(conf->tls->key);
+        free(conf->tls);
     }
     if (conf->admin != NULL) {
         free(conf->admin->listen.host);

@@ -179,6 +179,19 @@ typedef struct {
     unsigned            max_ack_timeout; /* ms an emit may wait for acks */
 } em_conf_admin_t;
 
+/* TLS on listeners of their own (the "tls" group): OpenSSL in the workers. */
+#define EM_CONF_TLS_1_2 0x0303
+#define EM_CONF_TLS_1_3 0x0304
+
+typedef struct {
+    em_conf_listen_t   *listen;       /* served with TLS: the same endpoints as "listen" */
+    size_t              nlisten;
+    char               *certificate;  /* PEM: the certificate, then its chain */
+    char               *key;          /* PEM: its private key */
+    int                 min_version;  /* EM_CONF_TLS_* */
+    int                 line;         /* of the group, for messages */
+} em_conf_tls_t;
+
 typedef struct {
     char               *file;         /* the file read, or NULL (embedded default) */
     em_conf_listen_t   *listen;
@@ -200,6 +213,7 @@ typedef struct {
     unsigned            worker_shutdown_timeout; /* ms a reload gives the old workers; 0: none */
     char               *metrics_path; /* GET answered with Prometheus metrics, or NULL */
     em_conf_admin_t    *admin;        /* the admin listener, or NULL */
+    em_conf_tls_t      *tls;          /* TLS listeners, or NULL */
 
     /* Scripts' HTTP calls to their backends (the "webhooks" group). */
     unsigned            webhook_max_inflight;   /* calls at once, per worker */

@@ -326,8 +326,6 @@ static em_eio_session_t *
 em_eio_session_new(em_http_conn_t *c, const em_http_req_t *req, unsigned transport)
 {
     em_eio_session_t       *s = calloc(1, sizeof(*s));
-    struct sockaddr_storage ss;
-    socklen_t               sl = sizeof(ss);
     char                    addr[INET6_ADDRSTRLEN] = "";
 
     if (s == NULL) {
@@ -350,12 +348,8 @@ em_eio_session_new(em_http_conn_t *c, const em_http_req_t *req, unsigned transpo
      * address and the figures for the access log, and nothing when none
      * of them is on. */
     int keep = em_upper(s)->keeps_handshake(), access = em_access_on();
-    if ((keep || access) && getpeername(c->conn.fd, (struct sockaddr *) &ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, addr, sizeof(addr));
-        } else if (ss.ss_family == AF_INET6) {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, addr, sizeof(addr));
-        }
+    if (keep || access) {
+        em_loop_peer(c->conn.fd, addr, sizeof(addr));
     }
     size_t head = keep ? req->head_len : 0;
     s->extra = keep || access ? malloc(sizeof(*s->extra) + head) : NULL;

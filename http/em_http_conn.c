@@ -15,6 +15,7 @@
 
 #include "em_chan-t.h"
 #include "em_http_conn.h"
+#include "em_tls.h"
 #include "em_log.h"
 #include "em_loop.h"
 #include "em_sid.h"
@@ -505,8 +506,10 @@ em_http_request(em_http_conn_t *h, const em_http_req_t *req)
                 em_http_handoff(h, (unsigned) slot);
                 return 0;
             }
-        } else if (n == -1 && h->reused && req->method == EM_HTTP_GET) {
-            /* A new session on a reused connection: let the master place it. */
+        } else if (n == -1 && h->reused && req->method == EM_HTTP_GET
+                   && em_tls_peer(h->conn.fd, sid, sizeof(sid)) != 0) {
+            /* A new session on a reused connection: let the master place it
+             * (not one whose TLS this worker runs: it knows its address). */
             em_http_handoff(h, EM_CHAN_SLOT_ANY);
             return 0;
         }

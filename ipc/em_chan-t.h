@@ -29,6 +29,7 @@ typedef enum {
 #define EM_CHAN_F_NOROUTE 0x1   /* serve the first request here, never hand it back */
 #define EM_CHAN_F_PLACED  0x2   /* the master chose this worker by load */
 #define EM_CHAN_F_ADMIN   0x4   /* from the admin listener: the backend API only */
+#define EM_CHAN_F_TLS     0x8   /* from a TLS listener: the worker runs the handshake */
 
 typedef struct {
     uint32_t magic;

@@ -38,6 +38,7 @@
 #include "em_master.h"
 #include "em_proc.h"
 #include "em_sid.h"
+#include "em_tls.h"
 #include "em_worker.h"
 
 #define EM_MASTER_ACCEPT_BATCH   64
@@ -68,6 +69,7 @@ typedef struct {
 typedef struct {
     int           fd;
     int           admin;          /* the admin listener (conf->admin) */
+    int           tls;            /* a TLS listener (conf->tls) */
     int           fresh;          /* bound for a reload that has not switched yet */
     char         *text;           /* the address as configured */
     struct event *ev;
@@ -399,7 +401,8 @@ static int
 em_master_listeners_open(const em_conf_t *conf, const em_listener_t *old, size_t nold,
                          em_listener_t **out, size_t *nout)
 {
-    size_t         n = conf->nlisten + (conf->admin != NULL), got = 0;
+    size_t         ntls = conf->tls != NULL ? conf->tls->nlisten : 0;
+    size_t         n = conf->nlisten + ntls + (conf->admin != NULL), got = 0;
     em_listener_t *set = calloc(n + 1, sizeof(*set));
 
     if (set == NULL) {
@@ -407,10 +410,14 @@ em_master_listeners_open(const em_conf_t *conf, const em_listener_t *old, size_t
         return -1;
     }
     for (size_t i = 0; i < n; i++, got++) {
-        const em_conf_listen_t *cl = i < conf->nlisten ? &conf->listen[i] : &conf->admin->listen;
-        int                     admin = i >= conf->nlisten, fd = -1;
+        /* the plain listeners, the TLS ones, the admin one */
+        int                     tls = i >= conf->nlisten && i < conf->nlisten + ntls;
+        int                     admin = i >= conf->nlisten + ntls, fd = -1;
+        const em_conf_listen_t *cl = admin ? &conf->admin->listen
+                                     : tls ? &conf->tls->listen[i - conf->nlisten]
+                                           : &conf->listen[i];
         for (size_t k = 0; old != NULL && k < nold && fd < 0; k++) {
-            if (old[k].admin == admin && strcmp(old[k].text, cl->text) == 0) {
+            if (old[k].admin == admin && old[k].tls == tls && strcmp(old[k].text, cl->text) == 0) {
                 fd = old[k].fd;
             }
         }
@@ -422,6 +429,7 @@ em_master_listeners_open(const em_conf_t *conf, const em_listener_t *old, size_t
         }
         set[i].fd = fd;
         set[i].admin = admin;
+        set[i].tls = tls;
         if ((set[i].text = strdup(cl->text)) == NULL) {
             em_log(EM_LOG_ERR, errno, "no memory for the listeners");
             got++;
@@ -434,7 +442,8 @@ em_master_listeners_open(const em_conf_t *conf, const em_listener_t *old, size_t
         (void) setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));   /* inherited */
         if (set[i].fresh) {
-            em_log(EM_LOG_INFO, 0, "listening on %s%s", cl->text, admin ? " (admin)" : "");
+            em_log(EM_LOG_INFO, 0, "listening on %s%s", cl->text,
+                   admin ? " (admin)" : tls ? " (TLS)" : "");
         }
     }
     *out = set;
@@ -624,6 +633,12 @@ em_master_accept(evutil_socket_t lfd, short what, void *arg)
         }
         /* TCP_NODELAY comes from the listener (Linux copies it to every
          * accepted socket): no setsockopt() per connection. */
+        if (l->tls) {
+            /* Encrypted: no request line to read. The least loaded worker
+             * runs the handshake, and its HTTP layer routes each request. */
+            em_master_dispatch(fd, -1, NULL, 0, EM_CHAN_F_TLS);
+            continue;
+        }
         if (l->admin) {
             /* The backend API has no sessions to route by: any worker. */
             em_master_dispatch(fd, -1, NULL, 0, EM_CHAN_F_NOROUTE | EM_CHAN_F_ADMIN);
@@ -1130,7 +1145,8 @@ em_master_reload(void)
     sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
                (unsigned long long) mono.tv_sec * 1000000ULL + (unsigned long long) mono.tv_nsec / 1000);
     conf = em_conf_load_with(em_m.file, em_m.over, err, sizeof(err));
-    if (conf != NULL && em_lua_check_scripts(conf, 0, err, sizeof(err)) != EM_OK) {
+    if (conf != NULL && (em_lua_check_scripts(conf, 0, err, sizeof(err)) != EM_OK
+                         || em_tls_check(conf, err, sizeof(err)) != EM_OK)) {
         em_conf_free(conf);
         conf = NULL;
     }

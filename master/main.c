@@ -12,6 +12,7 @@
 #include "em_lua.h"
 #include "em_master.h"
 #include "em_proc.h"
+#include "em_tls.h"
 #include "em_worker.h"
 
 #include <sodium.h>
@@ -73,7 +74,8 @@ main(int argc, char **argv)
         return 1;
     }
     conf = em_conf_load_with(file, over, err, sizeof(err));
-    if (conf != NULL && em_lua_check_scripts(conf, test, err, sizeof(err)) != EM_OK) {
+    if (conf != NULL && (em_lua_check_scripts(conf, test, err, sizeof(err)) != EM_OK
+                         || em_tls_check(conf, err, sizeof(err)) != EM_OK)) {
         em_conf_free(conf);
         conf = NULL;
     }

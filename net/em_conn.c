@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "em_conn.h"
+#include "em_tls.h"
 #include "em_log.h"
 #include "em_loop.h"
 
@@ -382,6 +383,7 @@ em_conn_free(em_conn_t *c)
         evbuffer_free(c->in);
     }
     em_conn_out_release(c);
+    em_tls_forget(c->fd);
     close(c->fd);
     free(c);
     em_loop.nconns--;

@@ -11,6 +11,7 @@
 
 #include "em_log.h"
 #include "em_loop.h"
+#include "em_tls.h"
 
 static em_st_wstats_t em_loop_unmapped;    /* figures before the state is mapped */
 em_loop_t em_loop = { .stats = &em_loop_unmapped };
@@ -140,23 +141,36 @@ em_loop_violations_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 void
+em_loop_peer(int fd, char *ip, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t               sl = sizeof(ss);
+
+    ip[0] = '\0';
+    if (getpeername(fd, (struct sockaddr *) &ss, &sl) != 0) {
+        return;
+    }
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, ip, (socklen_t) len);
+    } else if (ss.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, ip, (socklen_t) len);
+    } else if (ss.ss_family == AF_UNIX && em_tls_peer(fd, ip, len) != 0) {
+        ip[0] = '\0';
+    }
+}
+
+void
 em_loop_violation(int fd, const char *sid, em_limit_t limit, const char *fmt, ...)
 {
     char            why[200], ip[INET6_ADDRSTRLEN] = "", details[240];
-    struct sockaddr_storage ss;
-    socklen_t       sl = sizeof(ss);
     va_list         ap;
     time_t          now = time(NULL);
 
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    if (fd >= 0 && getpeername(fd, (struct sockaddr *) &ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *) &ss)->sin_addr, ip, sizeof(ip));
-        } else if (ss.ss_family == AF_INET6) {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &ss)->sin6_addr, ip, sizeof(ip));
-        }
+    if (fd >= 0) {
+        em_loop_peer(fd, ip, sizeof(ip));
     }
     if (now != em_loop_viol.second) {
         em_loop_violations_flush();

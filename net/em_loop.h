@@ -41,6 +41,10 @@ extern em_loop_t em_loop;
 /* Set the context up (the worker, once, before anything else runs). */
 int  em_loop_init(const em_conf_t *conf, struct event_base *base, unsigned slot, unsigned nworkers);
 
+/* The client's numeric address on connection fd ("" when unknown): its
+ * TCP peer, or the one behind a TLS connection this worker pumps. */
+void em_loop_peer(int fd, char *ip, size_t len);
+
 /* A layer's reaper: free the objects it marked closed; 1 if it freed any. */
 typedef int (*em_loop_reaper_t)(void);
 

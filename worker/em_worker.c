@@ -25,6 +25,7 @@
 #include "em_lua.h"
 #include "em_proc.h"
 #include "em_socketio.h"
+#include "em_tls.h"
 #include "em_worker.h"
 
 #define EM_WORKER_LOAD_DELAY_MS 20
@@ -188,6 +189,13 @@ em_worker_chan_read(evutil_socket_t chan, short what, void *arg)
             em_w.conns_received++;
             em_worker_load_changed();
         }
+        if (msg.flags & EM_CHAN_F_TLS) {
+            /* We run the handshake and serve the plaintext end. */
+            if ((fd = em_tls_accept(fd)) >= 0) {
+                em_http_conn_accept(fd, NULL, 0, 0, (msg.flags & EM_CHAN_F_ADMIN) != 0);
+            }
+            continue;
+        }
         /* Stopping: still served, for the closing sessions' last requests
          * (the Engine.IO layer refuses new sessions). */
         em_http_conn_accept(fd, em_worker_chanbuf, msg.len, (msg.flags & EM_CHAN_F_NOROUTE) != 0,
@@ -257,6 +265,9 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
         || em_sio_init() != EM_OK) {
         return 1;
     }
+    if (em_tls_init() != EM_OK) {
+        return EM_WORKER_EXIT_FATAL;        /* its files went since the master read them */
+    }
     if (em_cluster_init(state_fd) != EM_OK || em_health_init() != EM_OK || em_api_init() != EM_OK
         || em_fetch_init(conf->webhook_max_inflight, conf->webhook_max_response) != EM_OK) {
         return 1;
@@ -293,6 +304,7 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
     }
 
     em_loop_reap();
+    em_tls_shutdown();
     em_lua_shutdown();
     em_fetch_shutdown();
     em_cluster_shutdown();

@@ -3,7 +3,7 @@
 
     py_client.py '<json options>'
 
-options: url, socketio_path, namespaces, headers, auth, transports, and
+options: url, socketio_path, namespaces, headers, auth, transports, ssl_verify, and
 "emit": [[namespace, event, args...], ...] sent once connected, each with
 an ack (its answer printed). Prints one JSON line per thing seen:
 {"connect": ns}, {"event": name, "ns": ns, "args": [...]},
@@ -19,7 +19,7 @@ import threading
 import socketio
 
 opts = json.loads(sys.argv[1])
-sio = socketio.Client(reconnection=False)
+sio = socketio.Client(reconnection=False, ssl_verify=opts.get("ssl_verify", True))
 namespaces = opts.get("namespaces") or ["/"]
 lock = threading.Lock()
 
