@@ -240,7 +240,10 @@ em_master_nofile(const em_conf_t *conf)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
         return;
     }
-    want = conf->max_connections ? (rlim_t) conf->max_connections + EM_MASTER_FD_SPARE : rl.rlim_max;
+    /* A TLS connection takes three: the client's and the pair to its pump. */
+    want = conf->max_connections ? (rlim_t) conf->max_connections * (conf->tls != NULL ? 3 : 1)
+                                       + EM_MASTER_FD_SPARE
+                                 : rl.rlim_max;
     if (want <= rl.rlim_cur) {
         return;
     }
