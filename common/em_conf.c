@@ -903,6 +903,26 @@ em_conf_read_listen(config_setting_t *s, em_conf_listen_t **out, size_t *nout, c
     return 0;
 }
 
+/* error_log, access_log: a destination, 1 to 1000 bytes, into *out. */
+static int
+em_conf_get_log(config_setting_t *root, const char *name, const char *what, char **out,
+                const char *file, char *err, size_t errlen)
+{
+    const char *v = NULL;
+
+    if (em_conf_get_string(root, name, &v, file, err, errlen) != 0) {
+        return -1;
+    }
+    if (v != NULL) {
+        if (v[0] == '\0' || strlen(v) > 1000) {
+            return em_conf_fail(err, errlen, file, config_setting_get_member(root, name),
+                                "\"%s\" must be %s", name, what);
+        }
+        *out = em_conf_strdup(v);
+    }
+    return 0;
+}
+
 static const char *const em_conf_tls_keys[] = { "listen", "certificate", "key", "min_version",
                                                 NULL };
 
@@ -1283,28 +1303,11 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
         return em_conf_fail(err, errlen, file, config_setting_get_member(root, "group"),
                             "\"group\" needs \"user\"");
     }
-    const char *elog = NULL;
-    if (em_conf_get_string(root, "error_log", &elog, file, err, errlen) != 0) {
+    if (em_conf_get_log(root, "error_log", "\"stderr\", \"syslog\" or a file name",
+                        &conf->error_log, file, err, errlen) != 0
+        || em_conf_get_log(root, "access_log", "\"off\", \"stderr\", \"syslog\" or a file name",
+                           &conf->access_log, file, err, errlen) != 0) {
         return -1;
-    }
-    if (elog != NULL) {
-        if (elog[0] == '\0' || strlen(elog) > 1000) {
-            return em_conf_fail(err, errlen, file, config_setting_get_member(root, "error_log"),
-                                "\"error_log\" must be \"stderr\", \"syslog\" or a file name");
-        }
-        conf->error_log = em_conf_strdup(elog);
-    }
-    const char *alog = NULL;
-    if (em_conf_get_string(root, "access_log", &alog, file, err, errlen) != 0) {
-        return -1;
-    }
-    if (alog != NULL) {
-        if (alog[0] == '\0' || strlen(alog) > 1000) {
-            return em_conf_fail(err, errlen, file, config_setting_get_member(root, "access_log"),
-                                "\"access_log\" must be \"off\", \"stderr\", \"syslog\" or a "
-                                "file name");
-        }
-        conf->access_log = em_conf_strdup(alog);
     }
     const char *pid = NULL;
     if (em_conf_get_string(root, "pid_file", &pid, file, err, errlen) != 0) {
