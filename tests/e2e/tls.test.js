@@ -62,6 +62,7 @@ test.before(async () => {
   d = await startEmitd({
     config: {
       access_log: path.join(dir, 'access.log'),
+      limits: { request_timeout: 1500 },
       tls: { listen: [`127.0.0.1:${tport}`], certificate: one.cert, key: one.key },
       namespaces: [{ name: '/', script: handler('main.lua') }],
       engineio: undefined,
@@ -167,6 +168,37 @@ test('a client that does not speak TLS is closed; the others go on; the address 
     assert.match(line, / addr=127\.0\.0\.1 /, 'the client\'s address behind TLS');
   } finally {
     s.close();
+  }
+});
+
+test('a client that stops in the handshake is closed after request_timeout', { skip }, async () => {
+  const t0 = Date.now();
+  const closedAfter = await new Promise((resolve) => {
+    const c = net.connect(tport, '127.0.0.1', () => c.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])));
+    c.on('close', () => resolve(Date.now() - t0));
+    c.on('error', () => {});
+    c.setTimeout(timeMs(15000), () => c.destroy());
+  });
+  assert.ok(closedAfter >= 1000 && closedAfter < timeMs(15000), `closed after ${closedAfter} ms`);
+});
+
+test('large messages both ways through the TLS pump (its back-pressure), on websocket and polling', { skip }, async () => {
+  const socks = [];
+  try {
+    for (const transports of [['websocket'], ['polling']]) {
+      const s = io(`https://127.0.0.1:${tport}`, { forceNew: true, transports, ca: one.pem, reconnection: false });
+      socks.push(s);
+      await waitConnected(s);
+      /* under max_payload (100000) as polling's base64 too */
+      const big = crypto.randomBytes(transports[0] === 'polling' ? 60000 : 90000);
+      const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => ack(s, 'echo', i, big)));
+      answers.forEach(([i, b], k) => {
+        assert.equal(i, k);
+        assert.ok(Buffer.compare(b, big) === 0, `message ${k} came back whole`);
+      });
+    }
+  } finally {
+    closeAll(socks);
   }
 });
 
