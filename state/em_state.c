@@ -353,11 +353,12 @@ em_state_slot_set(em_state_t *st, unsigned slot, uint32_t pid)
 void
 em_state_slot_mode(em_state_t *st, unsigned slot, int mode)
 {
-    uint64_t bit = 1ULL << slot;
+    uint64_t bit;
 
     if (slot >= EM_STATE_SLOTS) {
         return;
     }
+    bit = 1ULL << slot;
     if (mode == EM_SLOT_DRAINING) {
         __atomic_or_fetch(&st->hdr->slots_draining, bit, __ATOMIC_RELEASE);
     } else {
@@ -373,10 +374,13 @@ em_state_slot_mode(em_state_t *st, unsigned slot, int mode)
 int
 em_state_slot_used(em_state_t *st, unsigned slot)
 {
-    uint64_t bit = 1ULL << slot;
+    uint64_t bit;
 
-    if (slot >= EM_STATE_SLOTS
-        || (__atomic_load_n(&st->hdr->slots_used, __ATOMIC_ACQUIRE) & bit) == 0) {
+    if (slot >= EM_STATE_SLOTS) {
+        return EM_SLOT_FREE;
+    }
+    bit = 1ULL << slot;
+    if ((__atomic_load_n(&st->hdr->slots_used, __ATOMIC_ACQUIRE) & bit) == 0) {
         return EM_SLOT_FREE;
     }
     return (__atomic_load_n(&st->hdr->slots_draining, __ATOMIC_ACQUIRE) & bit) ? EM_SLOT_DRAINING
