@@ -131,6 +131,35 @@ test('a worker that keeps dying is restarted with a growing back-off, logged, an
   }
 });
 
+test('kill -9 of the broker, again and again: restarted with the same back-off, logged, /health says it is down meanwhile', { skip }, async () => {
+  const { httpRequest } = require('./lib/clients');
+  const d = await startEmitd({ config: { health_path: '/health' } });
+  const brokerPid = () => (d.children().find((c) => c.args === 'emitd: broker') || {}).pid;
+  try {
+    const waits = [];
+    let pid = await waitUntil('the broker', brokerPid);
+    await delay(2200);
+    for (let i = 0; i < 5; i++) {
+      const from = d.logSize();
+      process.kill(pid, 'SIGKILL');
+      const m = await d.waitLog(/restarting the broker (at once|in (\d+) ms \((\d+) quick deaths in a row\))/, 5000, { from });
+      waits.push(m[2] ? Number(m[2]) : 0);
+      if (i === 4) {
+        /* during the longest wait */
+        const h = await httpRequest(d.port, 'GET', '/health');
+        assert.equal(h.status, 503);
+        assert.deepEqual(JSON.parse(h.body).details.broker, { status: 'down' });
+      }
+      pid = await waitUntil('the broker again', () => { const p = brokerPid(); return p && p !== pid ? p : null; }, 15000);
+    }
+    assert.deepEqual(waits, [0, 0, 250, 500, 1000]);
+    await d.waitLog(/the broker \(pid \d+\) was killed by signal 9/);
+    assert.deepEqual(await stopAndCheck(d), []);
+  } finally {
+    await d.stop();
+  }
+});
+
 test('error_log to a file; SIGUSR1 reopens it in the master, the workers and the broker (logrotate)', { skip }, async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emitd-log-'));
   const file = path.join(dir, 'emitd.log');
