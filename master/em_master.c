@@ -1181,6 +1181,9 @@ em_master_reload(void)
     }
     em_m.next_conf = conf;
     em_m.reloading = 1;
+    if (conf->tls != NULL) {
+        (void) em_tls_ticket_keys_new();     /* the new workers' own: rotated */
+    }
     em_m.reload_switched = 0;
     for (unsigned i = 0; i < em_m.nslots && started < em_m.nworkers; i++) {
         if (em_m.slots[i].mode == EM_M_FREE && em_m.slots[i].pid == 0) {
@@ -1478,6 +1481,9 @@ em_master_run(em_conf_t *conf, const char *file, const char *over)
     }
     for (unsigned i = 0; i < em_m.nslots; i++) {
         em_m.slots[i].chan = -1;
+    }
+    if (conf->tls != NULL && em_tls_ticket_keys_new() != EM_OK) {
+        em_log(EM_LOG_WARN, 0, "no random bytes for TLS ticket keys: each worker makes its own");
     }
     for (unsigned i = 0; i < em_m.nworkers; i++) {
         em_master_spawn(i, conf, EM_M_SERVING);

@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -45,6 +46,8 @@ typedef struct em_tls_pump {
 } em_tls_pump_t;
 
 static SSL_CTX       *em_tls_ctx;
+static unsigned char  em_tls_ticket_keys[80];   /* name, HMAC and AES keys (OpenSSL 3) */
+static int            em_tls_have_keys;
 static em_tls_pump_t *em_tls_pumps;       /* by plain */
 static em_tls_pump_t *em_tls_gone;        /* forgotten by HTTP, still pumping */
 static size_t         em_tls_npumps;
@@ -121,7 +124,23 @@ em_tls_ctx_new(const em_conf_tls_t *t, char *err, size_t errlen)
         return NULL;
     }
     SSL_CTX_set_alpn_select_cb(ctx, em_tls_alpn, NULL);
+    if (em_tls_have_keys
+        && SSL_CTX_set_tlsext_ticket_keys(ctx, em_tls_ticket_keys, sizeof(em_tls_ticket_keys)) != 1) {
+        ERR_clear_error();      /* each worker keeps keys of its own: resumption on it only */
+    }
     return ctx;
+}
+
+int
+em_tls_ticket_keys_new(void)
+{
+    if (RAND_bytes(em_tls_ticket_keys, sizeof(em_tls_ticket_keys)) != 1) {
+        ERR_clear_error();
+        em_tls_have_keys = 0;
+        return EM_ERROR;
+    }
+    em_tls_have_keys = 1;
+    return EM_OK;
 }
 
 int

@@ -17,6 +17,13 @@
  * reload): EM_OK, or EM_ERROR with a message naming the file in err. */
 int  em_tls_check(const em_conf_t *conf, char *err, size_t errlen);
 
+/*
+ * The master, before it forks workers (at start and on a reload): new keys
+ * for TLS session tickets, which the workers it forks then share, so a
+ * client resumes its session on any of them.
+ */
+int  em_tls_ticket_keys_new(void);
+
 /* The worker's context, from em_loop.conf (nothing without "tls"). */
 int  em_tls_init(void);
 void em_tls_shutdown(void);

@@ -143,6 +143,27 @@ test('ALPN http/1.1, TLS 1.2 and 1.3, nothing older; the served certificate', { 
   await assert.rejects(tlsProbe(tport, { maxVersion: 'TLSv1.1', minVersion: 'TLSv1' }), /protocol|version|alert|handshake|ECONNRESET/i);
 });
 
+test('a TLS session resumes on any worker (the workers share the ticket keys)', { skip }, async () => {
+  /* one full handshake, and its session ticket */
+  const session = await new Promise((resolve, reject) => {
+    const c = tls.connect({ host: '127.0.0.1', port: tport, ca: one.pem });
+    c.once('session', (sess) => { resolve(sess); c.end(); });
+    c.once('error', reject);
+    c.setTimeout(timeMs(5000), () => { c.destroy(); reject(new Error('no session ticket')); });
+  });
+  const reused = [];
+  for (let i = 0; i < 8; i++) {
+    reused.push(await new Promise((resolve, reject) => {
+      const c = tls.connect({ host: '127.0.0.1', port: tport, ca: one.pem, session }, () => {
+        resolve(c.isSessionReused());
+        c.end();
+      });
+      c.once('error', reject);
+    }));
+  }
+  assert.deepEqual(reused, Array(8).fill(true), 'every connection resumed, whichever worker ran it');
+});
+
 test('a client that does not speak TLS is closed; the others go on; the address reaches the log', { skip }, async () => {
   const url = `https://127.0.0.1:${tport}`;
   const s = io(url, { forceNew: true, transports: ['websocket'], ca: one.pem, reconnection: false });
