@@ -283,6 +283,7 @@ em_tls_event_cb(struct bufferevent *b, short what, void *arg)
         if (ERR_peek_error() != 0) {
             em_log_debug("TLS connection from %s: %s", p->addr, em_tls_error(e, sizeof(e)));
         }
+        ERR_clear_error();          /* nothing left for another connection's calls */
         /* The plaintext side goes now: it has no one to answer. */
         em_tls_free(p);
         return;
