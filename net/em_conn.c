@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -111,8 +112,9 @@ em_conn_io_update(em_conn_t *c)
     if (c->state == EM_CONN_CLOSED) {
         return;
     }
-    if (c->state != EM_CONN_DRAIN && !c->eof
-        && (c->in == NULL || evbuffer_get_length(c->in) < em_conn_input_bound(c))) {
+    if (c->lingering
+        || (c->state != EM_CONN_DRAIN && !c->eof
+            && (c->in == NULL || evbuffer_get_length(c->in) < em_conn_input_bound(c)))) {
         what |= EV_READ;
     }
     if (em_conn_writing(c)) {
@@ -429,6 +431,54 @@ em_conn_upper_id(const em_conn_t *c)
     return c->upper != NULL ? em_conn_upper.upper_id(c->upper) : NULL;
 }
 
+/*
+ * The last response is written: shut our side and read what the client
+ * still sends (dropped) until it closes, for EM_CONN_LINGER_MS or
+ * EM_CONN_LINGER_BYTES at most. Closing with its bytes unread would make
+ * the kernel reset the connection, and a client still sending (a body or
+ * a head past its bound) would lose the answer it is owed, as a 413 or a
+ * 431. A client that already shut its side is closed at once.
+ */
+static int em_conn_retriable(int err);
+
+#define EM_CONN_LINGER_MS    2000
+#define EM_CONN_LINGER_BYTES (1024 * 1024)
+
+static void
+em_conn_linger(em_conn_t *c)
+{
+    if (c->eof || shutdown(c->fd, SHUT_WR) != 0) {
+        em_conn_close(c);
+        return;
+    }
+    c->lingering = 1;
+    c->ws_max = 0;                  /* bytes dropped (no WebSocket now) */
+    if (c->in != NULL) {
+        evbuffer_drain(c->in, evbuffer_get_length(c->in));
+    }
+    c->read_timed = 1;
+    c->read_until = em_conn_now() + EM_CONN_LINGER_MS;
+    em_conn_io_update(c);
+}
+
+/* Lingering: read and drop; closed at the client's end, an error, or the bound. */
+static void
+em_conn_linger_read(em_conn_t *c)
+{
+    char buf[16384];
+
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        if (n < 0 && em_conn_retriable(errno)) {
+            return;
+        }
+        if (n <= 0 || (c->ws_max += (uint32_t) n) >= EM_CONN_LINGER_BYTES) {
+            em_conn_close(c);
+            return;
+        }
+    }
+}
+
 void
 em_conn_drain(em_conn_t *c)
 {
@@ -446,7 +496,7 @@ em_conn_drain(em_conn_t *c)
     c->state = EM_CONN_DRAIN;
     c->read_timed = 0;
     if (c->out == NULL || evbuffer_get_length(c->out) == 0) {
-        em_conn_close(c);
+        em_conn_linger(c);
         return;
     }
     em_conn_io_update(c);
@@ -581,8 +631,9 @@ em_conn_do_write(em_conn_t *c)
             return;
         }
     }
-    if (c->state == EM_CONN_DRAIN && (c->out == NULL || evbuffer_get_length(c->out) == 0)) {
-        em_conn_close(c);
+    if (c->state == EM_CONN_DRAIN && !c->lingering
+        && (c->out == NULL || evbuffer_get_length(c->out) == 0)) {
+        em_conn_linger(c);
     }
 }
 
@@ -598,6 +649,10 @@ em_conn_timed_out(em_conn_t *c)
                           "took none of its %zu bytes of output for %u ms",
                           evbuffer_get_length(c->out), lim->write_timeout);
         em_conn_close(c);
+        return;
+    }
+    if (c->read_timed && (int32_t) (c->read_until - now) <= 0 && c->lingering) {
+        em_conn_close(c);           /* the client kept sending, or kept silent */
         return;
     }
     if (c->read_timed && (int32_t) (c->read_until - now) <= 0) {
@@ -637,6 +692,8 @@ em_conn_io_cb(evutil_socket_t fd, short what, void *arg)
     }
     if ((what & EV_READ) && c->state != EM_CONN_CLOSED && c->state != EM_CONN_DRAIN) {
         em_conn_do_read(c);
+    } else if ((what & EV_READ) && c->lingering && c->state == EM_CONN_DRAIN) {
+        em_conn_linger_read(c);
     }
     if (c->state != EM_CONN_CLOSED) {
         em_conn_trim(c);

@@ -50,6 +50,8 @@ struct em_conn {
     unsigned                   ws_closing:1;
     unsigned                   in_ws_recv:1;   /* inside wslay_event_recv() */
     unsigned                   ws_fragmented:1; /* a fragmented message is open */
+    unsigned                   lingering:1;    /* DRAIN, all written: our side shut, the
+                                                * client's last bytes read and dropped */
     struct event               ev;             /* read / write / timeout */
     struct evbuffer           *in;             /* input, NULL while empty */
     struct evbuffer           *out;            /* output, NULL while empty */
