@@ -50,7 +50,6 @@ static unsigned char  em_tls_ticket_keys[80];   /* name, HMAC and AES keys (Open
 static int            em_tls_have_keys;
 static em_tls_pump_t *em_tls_pumps;       /* by plain */
 static em_tls_pump_t *em_tls_gone;        /* forgotten by HTTP, still pumping */
-static size_t         em_tls_npumps;
 
 /* The first OpenSSL error on the thread's queue, as text. */
 static const char *
@@ -191,7 +190,6 @@ em_tls_free(em_tls_pump_t *p)
     if (p->pipe != NULL) {
         bufferevent_free(p->pipe);
     }
-    em_tls_npumps--;
     free(p);
 }
 
@@ -208,12 +206,6 @@ em_tls_shutdown(void)
     }
     SSL_CTX_free(em_tls_ctx);
     em_tls_ctx = NULL;
-}
-
-size_t
-em_tls_count(void)
-{
-    return em_tls_npumps;
 }
 
 static struct bufferevent *
@@ -369,7 +361,6 @@ em_tls_accept(int fd)
     bufferevent_enable(p->tls, EV_READ | EV_WRITE);
     bufferevent_enable(p->pipe, EV_READ | EV_WRITE);
     HASH_ADD_INT(em_tls_pumps, plain, p);
-    em_tls_npumps++;
     return sp[1];
 }
 

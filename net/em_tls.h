@@ -35,9 +35,6 @@ void em_tls_shutdown(void);
  */
 int  em_tls_accept(int fd);
 
-/* Pumps open in this worker. */
-size_t em_tls_count(void);
-
 /*
  * The client's numeric address behind a plaintext end this worker pumps
  * (into addr, NUL-terminated): 0, or -1 when fd is none of ours.
