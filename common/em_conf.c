@@ -1209,8 +1209,118 @@ em_conf_read_var(const config_setting_t *from, em_conf_var_t *v, int depth, size
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", "user", "group", "shutdown_timeout", "worker_shutdown_timeout", "access_log", "tls", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", "user", "group", "shutdown_timeout", "worker_shutdown_timeout", "access_log", "tls", "admin_ui", NULL
 };
+
+static const char *const em_conf_admin_ui_keys[] = { "namespace", "auth", "username", "password",
+                                                     "readonly", "mode", "server_id",
+                                                     "session_ttl", NULL };
+
+/* Whether text is a bcrypt hash: $2a$, $2b$ or $2y$, a cost of 04 to 31,
+ * then 53 characters of bcrypt's base64. */
+static int
+em_conf_bcrypt_ok(const char *h)
+{
+    static const char b64[] = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    int               cost;
+
+    if (strlen(h) != 60 || h[0] != '$' || h[1] != '2' || strchr("aby", h[2]) == NULL
+        || h[3] != '$' || h[4] < '0' || h[4] > '3' || h[5] < '0' || h[5] > '9' || h[6] != '$') {
+        return 0;
+    }
+    cost = (h[4] - '0') * 10 + (h[5] - '0');
+    return cost >= 4 && cost <= 31 && strspn(h + 7, b64) == 53;
+}
+
+/* admin_ui = { namespace = "/admin"; username = "admin"; password = "$2b$10$...";
+ *              readonly = false; mode = "development"; server_id = "..."; }
+ * (or auth = false instead of username and password): the namespace is
+ * appended to the first endpoint's. */
+static int
+em_conf_read_admin_ui(config_setting_t *g, em_conf_t *conf, const char *file, char *err,
+                      size_t errlen)
+{
+    em_conf_admin_ui_t *a;
+    const char         *nsp = "/admin", *user = NULL, *pass = NULL, *mode = NULL, *id = NULL;
+    int                 auth = 1, ro = 0;
+    char                host[256];
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g, "\"admin_ui\" must be a group { username = "
+                            "\"admin\"; password = \"<bcrypt hash>\"; }");
+    }
+    a = conf->admin_ui = em_conf_calloc(1, sizeof(*a));
+    a->session_ttl = 86400;
+    if (em_conf_check_keys(g, em_conf_admin_ui_keys, "admin_ui", file, err, errlen) != 0
+        || em_conf_get_string(g, "namespace", &nsp, file, err, errlen) != 0
+        || em_conf_get_string(g, "username", &user, file, err, errlen) != 0
+        || em_conf_get_string(g, "password", &pass, file, err, errlen) != 0
+        || em_conf_get_string(g, "mode", &mode, file, err, errlen) != 0
+        || em_conf_get_string(g, "server_id", &id, file, err, errlen) != 0
+        || em_conf_get_bool(g, "auth", &auth, file, err, errlen) != 0
+        || em_conf_get_bool(g, "readonly", &ro, file, err, errlen) != 0
+        || em_conf_get_uint(g, "session_ttl", 60, 30u * 86400, &a->session_ttl, file, err,
+                            errlen) != 0) {
+        return -1;
+    }
+    if (!em_conf_nsp_name_ok(nsp) || strchr(nsp, ':') != NULL
+        || strlen(nsp) >= EM_CONF_ADMIN_UI_NAME_MAX) {
+        return em_conf_fail(err, errlen, file, g, "admin_ui.namespace must begin with '/' and "
+                            "have no ':', ',' or control characters");
+    }
+    for (size_t j = 0; j < conf->nnsps; j++) {
+        if (strcmp(conf->nsps[j].name, nsp) == 0) {
+            return em_conf_fail(err, errlen, file, g, "admin_ui.namespace \"%s\" is also in "
+                                "\"namespaces\": the dashboard's namespace is its own", nsp);
+        }
+    }
+    if (auth) {
+        if (user == NULL || user[0] == '\0' || strlen(user) >= EM_CONF_ADMIN_UI_NAME_MAX
+            || pass == NULL) {
+            return em_conf_fail(err, errlen, file, g, "admin_ui needs \"username\" and "
+                                "\"password\" (or auth = false, which lets anyone in)");
+        }
+        if (!em_conf_bcrypt_ok(pass)) {
+            return em_conf_fail(err, errlen, file, config_setting_get_member(g, "password"),
+                                "admin_ui.password must be a bcrypt hash (\"$2b$10$\" and 53 "
+                                "characters), not the password itself");
+        }
+        a->username = em_conf_strdup(user);
+        a->password = em_conf_strdup(pass);
+    } else if (user != NULL || pass != NULL) {
+        return em_conf_fail(err, errlen, file, g, "admin_ui: auth = false takes no username or "
+                            "password");
+    }
+    if (mode != NULL && strcmp(mode, "development") != 0 && strcmp(mode, "production") != 0) {
+        return em_conf_fail(err, errlen, file, config_setting_get_member(g, "mode"),
+                            "admin_ui.mode must be \"development\" or \"production\"");
+    }
+    a->production = mode != NULL && strcmp(mode, "production") == 0;
+    a->readonly = ro != 0;
+    if (id == NULL) {
+        if (gethostname(host, sizeof(host)) != 0) {
+            snprintf(host, sizeof(host), "emitd");
+        }
+        host[sizeof(host) - 1] = '\0';
+        id = host;
+    }
+    if (id[0] == '\0' || strlen(id) >= EM_CONF_ADMIN_UI_NAME_MAX) {
+        return em_conf_fail(err, errlen, file, g, "admin_ui.server_id must be 1 to %d bytes",
+                            EM_CONF_ADMIN_UI_NAME_MAX - 1);
+    }
+    a->server_id = em_conf_strdup(id);
+    a->nsp = em_conf_strdup(nsp);
+
+    em_conf_nsp_t *grown = realloc(conf->nsps, (conf->nnsps + 1) * sizeof(em_conf_nsp_t));
+    if (grown == NULL) {
+        abort();
+    }
+    conf->nsps = grown;
+    memset(&conf->nsps[conf->nnsps], 0, sizeof(em_conf_nsp_t));
+    conf->nsps[conf->nnsps].name = em_conf_strdup(nsp);
+    a->nsp_index = conf->nnsps++;
+    return 0;
+}
 
 static int
 em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t errlen)
@@ -1375,6 +1485,10 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     }
     if (conf->nnsps == 0) {
         em_conf_default_nsp(conf, 0);   /* none given (or "( )"): "/" */
+    }
+    if ((s = config_setting_get_member(root, "admin_ui")) != NULL
+        && em_conf_read_admin_ui(s, conf, file, err, errlen) != 0) {
+        return -1;
     }
     if ((s = config_setting_get_member(root, "engineio")) != NULL) {
         int n = config_setting_length(s);
@@ -1631,6 +1745,13 @@ em_conf_free(em_conf_t *conf)
         free(conf->tls->key);
         free(conf->tls);
     }
+    if (conf->admin_ui != NULL) {
+        free(conf->admin_ui->nsp);
+        free(conf->admin_ui->username);
+        free(conf->admin_ui->password);
+        free(conf->admin_ui->server_id);
+        free(conf->admin_ui);
+    }
     if (conf->admin != NULL) {
         free(conf->admin->listen.host);
         free(conf->admin->listen.port);
@@ -1734,7 +1855,7 @@ em_conf_needs_handshake(const em_conf_t *conf)
             return 1;
         }
     }
-    return 0;
+    return conf->admin_ui != NULL;      /* the dashboard lists each socket's handshake */
 }
 
 int

@@ -192,6 +192,20 @@ typedef struct {
     int                 line;         /* of the group, for messages */
 } em_conf_tls_t;
 
+/* The @socket.io/admin-ui dashboard's namespace (the "admin_ui" group). */
+#define EM_CONF_ADMIN_UI_NAME_MAX 256
+
+typedef struct {
+    char               *nsp;          /* "/admin": appended to the namespaces */
+    size_t              nsp_index;    /* into conf->nsps */
+    char               *username;     /* NULL: no login (auth = false) */
+    char               *password;     /* the password's bcrypt hash ("$2b$10$...") */
+    char               *server_id;    /* the host's serverId in server_stats */
+    unsigned            readonly:1;   /* no emit, join, leave or disconnect */
+    unsigned            production:1; /* mode "production": counts only, no socket events */
+    unsigned            session_ttl;  /* s a login's session id admits again */
+} em_conf_admin_ui_t;
+
 typedef struct {
     char               *file;         /* the file read, or NULL (embedded default) */
     em_conf_listen_t   *listen;
@@ -214,6 +228,7 @@ typedef struct {
     char               *metrics_path; /* GET answered with Prometheus metrics, or NULL */
     em_conf_admin_t    *admin;        /* the admin listener, or NULL */
     em_conf_tls_t      *tls;          /* TLS listeners, or NULL */
+    em_conf_admin_ui_t *admin_ui;     /* the admin-ui dashboard's namespace, or NULL */
 
     /* Scripts' HTTP calls to their backends (the "webhooks" group). */
     unsigned            webhook_max_inflight;   /* calls at once, per worker */

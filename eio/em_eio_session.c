@@ -442,6 +442,7 @@ em_eio_session_finish(em_eio_session_t *s)
     em_eio_session_free_queue(s);
     HASH_DELETE(hh, em_eio_sessions, s);
     em_eio_nsessions--;
+    em_stat_add(em_loop.stats->sessions_closed, 1);
     if (s->transport == EM_TRANSPORT_WEBSOCKET) {
         em_stat_sub(em_loop.stats->sessions_ws, 1);
     } else {
@@ -569,7 +570,8 @@ em_eio_session_complete_upgrade(em_eio_session_t *s)
     s->probe = NULL;
     s->upgrading = 0;
     em_eio_session_upgrade_timer_free(s);
-    if (s->transport != EM_TRANSPORT_WEBSOCKET) {
+    int moved = s->transport != EM_TRANSPORT_WEBSOCKET;
+    if (moved) {
         em_stat_sub(em_loop.stats->sessions_polling, 1);
         em_stat_add(em_loop.stats->sessions_ws, 1);
     }
@@ -592,6 +594,9 @@ em_eio_session_complete_upgrade(em_eio_session_t *s)
     }
     s->q_head = s->q_tail = NULL;
     s->q_bytes = 0;
+    if (moved && s->upper != NULL && em_upper(s)->upgrade != NULL) {
+        em_upper(s)->upgrade(s);
+    }
 }
 
 /* One Engine.IO packet from the client, on the session's current transport. */

@@ -89,6 +89,8 @@ typedef struct {
     /* For the access log, as the session closes: " nsp=... user=..." into
      * buf (at most len bytes with its NUL); may be NULL. */
     void (*describe)(em_eio_session_t *s, char *buf, size_t len);
+    /* The session moved to WebSocket; may be NULL. */
+    void (*upgrade)(em_eio_session_t *s);
 } em_eio_upper_t;
 
 /* Open: not closing or finished (sends go out). */

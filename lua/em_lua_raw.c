@@ -202,7 +202,7 @@ em_lua_raw_keeps_handshake(void)
 }
 
 const em_eio_upper_t em_lua_raw_eio_upper = {
-    em_lua_raw_open, em_lua_raw_message, em_lua_raw_close, em_lua_raw_keeps_handshake, NULL
+    em_lua_raw_open, em_lua_raw_message, em_lua_raw_close, em_lua_raw_keeps_handshake, NULL, NULL
 };
 
 /* The conn metatable. */

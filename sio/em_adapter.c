@@ -92,6 +92,9 @@ em_adapter_join(em_sio_socket_t *s, em_str_t name)
     r->nmembers++;
     s->nrooms++;
     em_cluster_room_joined(s, (em_str_t) { r->name, r->len });
+    if (em_sio_watch.joined != NULL && s->state == EM_SIO_S_OPEN) {
+        em_sio_watch.joined(s, (em_str_t) { r->name, r->len });
+    }
     return EM_OK;
 }
 
@@ -101,6 +104,9 @@ em_member_remove(em_nsp_t *nsp, em_member_t *m)
     em_room_t *r = m->room;
 
     em_cluster_room_left(m->sock, (em_str_t) { r->name, r->len });
+    if (em_sio_watch.left != NULL && m->sock->state == EM_SIO_S_OPEN) {
+        em_sio_watch.left(m->sock, (em_str_t) { r->name, r->len });
+    }
     m->sock->nrooms--;
     HASH_DELETE(hh, r->members, m);
     free(m);

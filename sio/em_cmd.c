@@ -13,6 +13,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uthash.h>
 
@@ -21,6 +22,7 @@
 #include "em_cluster.h"
 #include "em_cmd.h"
 #include "em_conf.h"
+#include "em_http.h"
 #include "em_log.h"
 #include "em_loop.h"
 #include "em_socketio.h"
@@ -241,12 +243,13 @@ em_cmd_each_nsp(const json_t *cmd, void (*fn)(em_nsp_t *nsp, void *arg), void *a
         }
         return;
     }
-    if (!json_is_integer(conf)) {
+    int all = json_is_true(json_object_get(cmd, "all"));
+    if (!json_is_integer(conf) && !all) {
         return;
     }
     for (em_nsp_t *ns = em_nsp_first(), *next; ns != NULL; ns = next) {
         next = ns->hh.next;
-        if ((json_int_t) ns->conf_index == json_integer_value(conf)) {
+        if (all || (json_int_t) ns->conf_index == json_integer_value(conf)) {
             fn(ns, arg);
         }
     }
@@ -608,8 +611,78 @@ em_cmd_rooms_cb(const char *room, size_t len, void *arg)
     json_array_append_new(arg, json_stringn(room, len));
 }
 
+/* An object of the pairs of query (percent-decoded; a pair that does not
+ * decode into the buffers is left out). */
 static json_t *
-em_cmd_socket_info(em_sio_socket_t *s)
+em_cmd_query_json(em_str_t query)
+{
+    json_t  *o = json_object();
+    size_t   pos = 0;
+    em_str_t k, v;
+    char     key[256], val[4096];
+
+    while (o != NULL && em_http_query_next(query, &pos, &k, &v)) {
+        ssize_t kl = em_http_pct_decode(k, key, sizeof(key));
+        ssize_t vl = em_http_pct_decode(v, val, sizeof(val));
+        if (kl > 0 && vl >= 0) {
+            key[kl] = '\0';
+            json_object_set_new(o, key, json_stringn(val, (size_t) vl));
+        }
+    }
+    return o;
+}
+
+/* socket.handshake as Socket.IO describes it, from the request head kept
+ * at the Engine.IO handshake: url, query, headers (names in lower case),
+ * xdomain (an Origin was sent), secure, issued and time. */
+static json_t *
+em_cmd_handshake(em_sio_socket_t *s)
+{
+    em_eio_session_t *es = em_sio_socket_session(s);
+    size_t            hlen = 0;
+    const char       *head = em_eio_session_head(es, &hlen);
+    em_http_req_t     req;
+    json_t           *h, *headers = json_object();
+    int               xdomain = 0;
+    char              when[80];
+    time_t            secs = (time_t) (s->connected_at / 1000);
+    struct tm         tm;
+
+    if (headers != NULL && head != NULL && em_http_parse(head, hlen, &req) == EM_OK) {
+        for (size_t i = 0; i < req.nheaders; i++) {
+            char   name[128];
+            size_t n = EM_MIN(req.headers[i].name.len, sizeof(name) - 1);
+            for (size_t k = 0; k < n; k++) {
+                char ch = req.headers[i].name.data[k];
+                name[k] = (ch >= 'A' && ch <= 'Z') ? (char) (ch + 32) : ch;
+            }
+            name[n] = '\0';
+            xdomain |= strcmp(name, "origin") == 0;
+            json_object_set_new(headers, name, json_stringn(req.headers[i].value.data,
+                                                            req.headers[i].value.len));
+        }
+        h = json_pack("{s:s%,s:o}", "url", req.target.data, req.target.len,
+                      "query", em_cmd_query_json(req.query));
+    } else {
+        h = json_pack("{s:s,s:{}}", "url", "", "query");
+    }
+    gmtime_r(&secs, &tm);
+    strftime(when, sizeof(when), "%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)", &tm);
+    if (h != NULL) {
+        json_object_set_new(h, "headers", headers != NULL ? headers : json_object());
+        json_object_set_new(h, "address", json_string(em_eio_session_address(es)));
+        json_object_set_new(h, "xdomain", json_boolean(xdomain));
+        json_object_set_new(h, "secure", json_false());
+        json_object_set_new(h, "issued", json_integer((json_int_t) s->connected_at));
+        json_object_set_new(h, "time", json_string(when));
+    } else {
+        json_decref(headers);
+    }
+    return h;
+}
+
+json_t *
+em_cmd_socket_info(em_sio_socket_t *s, int handshake)
 {
     em_eio_session_t *es = em_sio_socket_session(s);
     em_str_t          ip = em_cluster_socket_ip(s);
@@ -625,7 +698,7 @@ em_cmd_socket_info(em_sio_socket_t *s)
         json_array_append_new(rooms, json_string(s->id));
         em_adapter_socket_rooms(s, em_cmd_rooms_cb, rooms);
     }
-    return json_pack("{s:s,s:s%,s:o,s:o,s:o,s:s%,s:s,s:I,s:b,s:i}",
+    json_t *info = json_pack("{s:s,s:s%,s:o,s:o,s:o,s:s%,s:s,s:I,s:b,s:i}",
                      "id", s->id,
                      "namespace", wire.data, wire.len,
                      "rooms", rooms != NULL ? rooms : json_array(),
@@ -636,6 +709,11 @@ em_cmd_socket_info(em_sio_socket_t *s)
                      "connectedAt", (json_int_t) s->connected_at,
                      "recovered", (int) s->recovered,
                      "worker", (int) em_loop.slot + 1);
+    if (info != NULL && handshake) {
+        json_object_set_new(info, "clientId", json_string(em_sio_socket_client_id(s)));
+        json_object_set_new(info, "handshake", em_cmd_handshake(s));
+    }
+    return info;
 }
 
 typedef struct {
@@ -722,6 +800,7 @@ em_cmd_exec(em_cmd_kind_t kind, const json_t *cmd, em_buf_t *const *atts, size_t
     }
     case EM_CMD_SOCKETS: {
         json_int_t limit = json_integer_value(json_object_get(cmd, "limit"));
+        int        handshake = json_is_true(json_object_get(cmd, "handshake"));
         json_t    *list = json_array();
         limit = EM_MAX(0, EM_MIN(limit, EM_CMD_SOCKETS_MAX));
         for (size_t i = 0; list != NULL && i < set.n; i++) {
@@ -729,7 +808,7 @@ em_cmd_exec(em_cmd_kind_t kind, const json_t *cmd, em_buf_t *const *atts, size_t
                 continue;
             }
             if ((json_int_t) json_array_size(list) < limit) {
-                json_array_append_new(list, em_cmd_socket_info(set.v[i]));
+                json_array_append_new(list, em_cmd_socket_info(set.v[i], handshake));
             }
             n++;
         }

@@ -8,7 +8,8 @@
  *
  * A command is a JSON object:
  *   "nsp": a namespace ("/chat", "/device/42"), or "conf": the index of a
- *          configured namespace, meaning every instance of it;
+ *          configured namespace, meaning every instance of it, or "all":
+ *          true, every namespace;
  *   "rooms": [names]   sockets in any of them (none: every socket; a
  *                      socket id is the room of that socket);
  *   "except": [names]  minus the sockets in any of these;
@@ -22,7 +23,9 @@
  *   DISCONNECT  "close": true to close the whole connection -> {"sockets": n}
  *   SOCKETS     "limit": n -> {"sockets": [{"id", "namespace", "rooms",
  *               "data", "user", "address", "transport", "connectedAt",
- *               "recovered", "worker"}], "total": n} (at most limit from each worker)
+ *               "recovered", "worker"}], "total": n} (at most limit from each worker);
+ *               with "handshake": true each also has "clientId" (its
+ *               Engine.IO session) and "handshake" (em_cmd_socket_info)
  *   ROOMS       -> {"rooms": [[namespace, room, sockets], ...]}
  *   SYNC        -> {}: a barrier. A worker answers once it has handled
  *               every record the asking worker sent through the broker
@@ -77,6 +80,13 @@ void em_cmd_receive(const em_brk_cmd_msg_t *m);
 
 /* A client's ack: 1 if it answered an EMIT command (taken), else 0. */
 int  em_cmd_ack(em_sio_socket_t *s, int64_t id, json_t *args, const em_str_t *atts, size_t natt);
+
+/*
+ * A socket as SOCKETS lists it (a new reference, or NULL). With handshake,
+ * also "clientId" and "handshake": {url, query, headers, address, xdomain,
+ * secure, issued (ms), time}, as Socket.IO's socket.handshake.
+ */
+json_t *em_cmd_socket_info(em_sio_socket_t *s, int handshake);
 
 /* The socket is going: EMIT commands stop waiting for its ack. */
 void em_cmd_socket_gone(em_sio_socket_t *s);

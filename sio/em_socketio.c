@@ -698,7 +698,11 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
     }
     em_adapter_leave_all(s);
     em_cmd_socket_gone(s);
+    int was_counted = s->counted;
     em_cluster_socket_gone(s, s->counted ? reason : NULL);
+    if (was_counted && em_sio_watch.closed != NULL) {
+        em_sio_watch.closed(s, reason != NULL ? reason : "server namespace disconnect");
+    }
     HASH_DELETE(hh, nsp->sockets, s);
     em_bus_key_del(nsp->name, nsp->name_len, s->id, EM_SID_LEN);
     if (--nsp->nsockets == 0) {
@@ -822,11 +826,14 @@ em_sio_connect_finish(em_sio_client_t *c, em_sio_socket_t *s, em_nsp_t *nsp, siz
     /* The namespace's room templates, before on_connect sees the socket. */
     em_sio_template_rooms(s, auth);
 
-    if (em_sio_app.has_script(conf_index)) {
+    int watched = em_sio_watch.nsp_conf >= 0 && (size_t) em_sio_watch.nsp_conf == conf_index
+                  && em_sio_watch.connect != NULL;
+    if (watched || em_sio_app.has_script(conf_index)) {
         if (auth == NULL) {
             auth = json_object();
         }
-        if (em_sio_app.connect(s, auth, &reject) != EM_OK) {
+        if ((watched ? em_sio_watch.connect(s, auth, &reject)
+                     : em_sio_app.connect(s, auth, &reject)) != EM_OK) {
             json_t *m = json_object_get(reject, "message");
             em_cluster_connect_failed(s, "auth_failure", json_string_value(m));
             em_sio_send_simple(c, EM_SIO_CONNECT_ERROR, wire, reject);
@@ -880,7 +887,10 @@ em_sio_connect_finish(em_sio_client_t *c, em_sio_socket_t *s, em_nsp_t *nsp, siz
         event_free(c->connect_timer);
         c->connect_timer = NULL;
     }
-    if (pending != EM_SIO_S_CONNECTING) {
+    if (em_sio_watch.opened != NULL) {
+        em_sio_watch.opened(s);
+    }
+    if (pending != EM_SIO_S_CONNECTING && s->state == EM_SIO_S_OPEN) {
         em_sio_socket_disconnect(s, pending == EM_SIO_S_CONNECTING_CLOSE);
     }
     return EM_OK;
@@ -1096,7 +1106,16 @@ em_sio_dispatch(em_sio_client_t *c, const em_sio_packet_t *p, const em_str_t *at
             json_decref(args);
             return EM_OK;       /* refused: closed already */
         }
-        if (p->type == EM_SIO_EVENT || p->type == EM_SIO_BINARY_EVENT) {
+        if ((p->type == EM_SIO_EVENT || p->type == EM_SIO_BINARY_EVENT)
+            && em_sio_watch.nsp_conf >= 0 && (size_t) em_sio_watch.nsp_conf == s->nsp->conf_index) {
+            if (em_sio_watch.event != NULL && s->state == EM_SIO_S_OPEN) {
+                em_sio_watch.event(s, args);
+            }
+            rc = EM_OK;
+        } else if (p->type == EM_SIO_EVENT || p->type == EM_SIO_BINARY_EVENT) {
+            if (em_sio_watch.event_in != NULL) {
+                em_sio_watch.event_in(s, args);
+            }
             rc = (s->lref != EM_SIO_NOREF) ? em_sio_app.event(s, args, atts, natt, p->id) : EM_OK;
         } else {
             if (em_cmd_ack(s, p->id, args, atts, natt)) {
@@ -1632,9 +1651,40 @@ em_sio_describe(em_eio_session_t *s, char *buf, size_t len)
     snprintf(buf, len, " nsp=%s user=%s", nsps[0] ? nsps : "-", user[0] ? user : "-");
 }
 
+/* The client moved to WebSocket: the watcher hears it for each socket. */
+static void
+em_sio_upgrade(em_eio_session_t *es)
+{
+    em_sio_client_t *c = es->upper;
+
+    if (c == NULL || em_sio_watch.upgraded == NULL) {
+        return;
+    }
+    for (em_sio_socket_t *s = c->sockets; s != NULL; s = s->next) {
+        if (s->state == EM_SIO_S_OPEN) {
+            em_sio_watch.upgraded(s);
+        }
+    }
+}
+
+const char *
+em_sio_socket_client_id(const em_sio_socket_t *s)
+{
+    return s->client->eio->sid;
+}
+
 const em_eio_upper_t em_sio_eio_upper = {
-    em_sio_open, em_sio_message, em_sio_close, em_sio_keeps_handshake, em_sio_describe
+    em_sio_open, em_sio_message, em_sio_close, em_sio_keeps_handshake, em_sio_describe,
+    em_sio_upgrade
 };
+
+em_sio_watch_t em_sio_watch = { .nsp_conf = -1 };
+
+void
+em_sio_set_watch(const em_sio_watch_t *w)
+{
+    em_sio_watch = *w;
+}
 
 /* ---- the application above: until one registers, sockets have no script ---- */
 

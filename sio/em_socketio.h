@@ -112,6 +112,37 @@ extern em_sio_app_t em_sio_app;
 void em_sio_set_app(const em_sio_app_t *app);
 
 /*
+ * A second listener above this layer (the admin dashboard): one configured
+ * namespace of its own, whose CONNECTs and events it answers instead of the
+ * application, and word of every socket's life in every namespace. Each
+ * entry may be NULL.
+ */
+typedef struct {
+    long  nsp_conf;         /* its namespace (index into conf->nsps), or -1: none */
+    /* A CONNECT to its namespace: as em_sio_app_t.connect. */
+    int  (*connect)(em_sio_socket_t *s, json_t *auth, json_t **reject);
+    /* An event of its namespace (args[0] is the name; no attachments). */
+    void (*event)(em_sio_socket_t *s, json_t *args);
+    /* An event of any other namespace, before the application hears it. */
+    void (*event_in)(em_sio_socket_t *s, json_t *args);
+    /* A socket is connected (its CONNECT reply sent), or gone with reason. */
+    void (*opened)(em_sio_socket_t *s);
+    void (*closed)(em_sio_socket_t *s, const char *reason);
+    /* A connected socket joined or left a room. */
+    void (*joined)(em_sio_socket_t *s, em_str_t room);
+    void (*left)(em_sio_socket_t *s, em_str_t room);
+    /* The socket's connection moved to WebSocket. */
+    void (*upgraded)(em_sio_socket_t *s);
+} em_sio_watch_t;
+
+extern em_sio_watch_t em_sio_watch;
+
+void em_sio_set_watch(const em_sio_watch_t *w);
+
+/* The Engine.IO session id of a socket's client. */
+const char *em_sio_socket_client_id(const em_sio_socket_t *s);
+
+/*
  * This worker is stopping: from now on a broadcast reaches this worker's
  * sockets only (every worker tells its own, once each); the application
  * hears shutdown, then each configured namespace's shutdown_event goes to

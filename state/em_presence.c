@@ -391,6 +391,28 @@ em_room_del(em_state_t *st, unsigned slot, em_str_t nsp, em_str_t room, em_str_t
     em_room_change(st, slot, nsp, room, user, -1, chg);
 }
 
+size_t
+em_nsp_each(em_state_t *st, size_t max, void (*fn)(em_str_t nsp, uint32_t n, void *arg), void *arg)
+{
+    em_shtab_t   *t = em_rooms(st);
+    em_st_room_t *r;
+    uint32_t      iter = 0;
+    size_t        n = 0;
+
+    em_state_lock(st, EM_ZONE_PRESENCE);
+    while (n < max && (r = em_shtab_next(t, &iter)) != NULL) {
+        size_t      klen;
+        const char *k = em_shtab_key(t, r, &klen);
+        /* A namespace's key is its name and one NUL (an empty room). */
+        if (klen > 1 && k[klen - 1] == '\0' && memchr(k, '\0', klen - 1) == NULL && r->count > 0) {
+            fn((em_str_t) { k, klen - 1 }, r->count, arg);
+            n++;
+        }
+    }
+    em_state_unlock(st, EM_ZONE_PRESENCE);
+    return n;
+}
+
 uint32_t
 em_room_size(em_state_t *st, em_str_t nsp, em_str_t room)
 {

@@ -278,7 +278,8 @@ typedef struct {
     uint64_t webhook_count;
     uint64_t webhook_sum_us;
     uint64_t api_calls;             /* backend API calls answered */
-    uint64_t reserved[7];
+    uint64_t sessions_closed;       /* Engine.IO sessions closed */
+    uint64_t reserved[6];
 } em_st_wstats_t;
 
 _Static_assert(sizeof(em_st_wstats_t) == 320, "em_st_wstats_t layout changed");

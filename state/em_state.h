@@ -178,6 +178,11 @@ void em_room_del(em_state_t *st, unsigned slot, em_str_t nsp, em_str_t room, em_
                  em_pchanges_t *chg);
 /* Sockets in a room on every worker (room "" = the namespace). */
 uint32_t em_room_size(em_state_t *st, em_str_t nsp, em_str_t room);
+/* Call fn for each namespace with a socket in it on some worker, with its
+ * count, at most max of them (under the lock: fn must not call in here);
+ * returns how many. */
+size_t em_nsp_each(em_state_t *st, size_t max, void (*fn)(em_str_t nsp, uint32_t n, void *arg),
+                   void *arg);
 /* Rooms with a socket in them on some worker, every namespace (a socket's
  * own id is not a room here). */
 uint32_t em_rooms_active(em_state_t *st);

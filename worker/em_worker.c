@@ -15,6 +15,7 @@
 #include "em_bus.h"
 #include "em_chan.h"
 #include "em_cluster.h"
+#include "em_adminui.h"
 #include "em_api.h"
 #include "em_fetch.h"
 #include "em_health.h"
@@ -269,6 +270,7 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
         return EM_WORKER_EXIT_FATAL;        /* its files went since the master read them */
     }
     if (em_cluster_init(state_fd) != EM_OK || em_health_init() != EM_OK || em_api_init() != EM_OK
+        || em_adminui_init() != EM_OK
         || em_fetch_init(conf->webhook_max_inflight, conf->webhook_max_response) != EM_OK) {
         return 1;
     }
@@ -304,6 +306,7 @@ em_worker_run(const em_conf_t *conf, unsigned slot, unsigned nworkers, int chan,
     }
 
     em_loop_reap();
+    em_adminui_shutdown();
     em_tls_shutdown();
     em_lua_shutdown();
     em_fetch_shutdown();
