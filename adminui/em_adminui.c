@@ -191,6 +191,13 @@ em_adminui_wire(const em_sio_socket_t *s)
 /* ---- what the sockets of every namespace do (mode "development") ---- */
 
 static void
+em_adminui_room_event(em_sio_socket_t *s, em_str_t room, const char *what)
+{
+    em_adminui_send(NULL, json_pack("[s,o,s%,s,o]", what, em_adminui_wire(s), room.data, room.len,
+                                    s->id, em_adminui_now()));
+}
+
+static void
 em_adminui_opened(em_sio_socket_t *s)
 {
     int own = em_adminui_own(s);
@@ -200,6 +207,8 @@ em_adminui_opened(em_sio_socket_t *s)
     }
     if (!em_au->production && (own || em_adminui_present())) {
         json_t *ser = em_adminui_socket(s);
+        /* Node's adapter tells of the room of its id first. */
+        em_adminui_room_event(s, (em_str_t) { s->id, EM_SID_LEN }, "room_joined");
         if (ser != NULL) {
             em_adminui_send(NULL, json_pack("[s,o,o]", "socket_connected", ser, em_adminui_now()));
         }
@@ -207,11 +216,21 @@ em_adminui_opened(em_sio_socket_t *s)
 }
 
 static void
+em_adminui_room_left_cb(const char *room, size_t len, void *arg)
+{
+    em_adminui_room_event(arg, (em_str_t) { room, len }, "room_left");
+}
+
+/* As Node's adapter tells it: the socket is gone, then it left each room,
+ * the room of its id first (the dashboard drops a room left empty). */
+static void
 em_adminui_closed(em_sio_socket_t *s, const char *reason)
 {
     if (!em_au->production && em_adminui_present()) {
         em_adminui_send(NULL, json_pack("[s,o,s,s,o]", "socket_disconnected", em_adminui_wire(s),
                                         s->id, reason, em_adminui_now()));
+        em_adminui_room_event(s, (em_str_t) { s->id, EM_SID_LEN }, "room_left");
+        em_adapter_socket_rooms(s, em_adminui_room_left_cb, s);
     }
 }
 
@@ -219,8 +238,7 @@ static void
 em_adminui_room(em_sio_socket_t *s, em_str_t room, const char *what)
 {
     if (!em_au->production && em_adminui_present()) {
-        em_adminui_send(NULL, json_pack("[s,o,s%,s,o]", what, em_adminui_wire(s), room.data,
-                                        room.len, s->id, em_adminui_now()));
+        em_adminui_room_event(s, room, what);
     }
 }
 
@@ -695,6 +713,7 @@ em_adminui_init(void)
         return EM_ERROR;
     }
     crypto_generichash_keygen(em_adminui_key);
+    em_adminui_sample();        /* the counters as this worker starts: the first second counts */
     em_adminui_checks = EM_ADMINUI_CHECKS_PER_S;
     em_sio_set_watch(&w);
     return EM_OK;

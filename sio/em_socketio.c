@@ -696,13 +696,12 @@ em_sio_socket_remove(em_sio_socket_t *s, const char *reason)
     if (reason != NULL && s->lref != EM_SIO_NOREF) {
         em_sio_app.socket_event(s, "disconnecting", reason);
     }
-    em_adapter_leave_all(s);
-    em_cmd_socket_gone(s);
-    int was_counted = s->counted;
-    em_cluster_socket_gone(s, s->counted ? reason : NULL);
-    if (was_counted && em_sio_watch.closed != NULL) {
+    if (s->counted && em_sio_watch.closed != NULL) {
         em_sio_watch.closed(s, reason != NULL ? reason : "server namespace disconnect");
     }
+    em_adapter_leave_all(s);
+    em_cmd_socket_gone(s);
+    em_cluster_socket_gone(s, s->counted ? reason : NULL);
     HASH_DELETE(hh, nsp->sockets, s);
     em_bus_key_del(nsp->name, nsp->name_len, s->id, EM_SID_LEN);
     if (--nsp->nsockets == 0) {

@@ -125,7 +125,8 @@ typedef struct {
     void (*event)(em_sio_socket_t *s, json_t *args);
     /* An event of any other namespace, before the application hears it. */
     void (*event_in)(em_sio_socket_t *s, json_t *args);
-    /* A socket is connected (its CONNECT reply sent), or gone with reason. */
+    /* A socket is connected (its CONNECT reply sent), or going with reason
+     * (still in its rooms, which it leaves without a word to left()). */
     void (*opened)(em_sio_socket_t *s);
     void (*closed)(em_sio_socket_t *s, const char *reason);
     /* A connected socket joined or left a room. */
