@@ -323,6 +323,16 @@ static const struct {
     { "tls = { listen = [ \"127.0.0.1:3443\" ];\n certificate = \"c.pem\"; };\n", 1, "tls needs \"certificate\" and \"key\"" },
     { "tls = { certificate = \"c.pem\"; key = \"k.pem\"; };\n", 1, "tls needs \"listen\"" },
     { "tls = { listen = \"127.0.0.1:1\"; certificate = \"c\"; key = \"k\";\n min_version = \"TLSv1.1\"; };\n", 2, "tls.min_version must be" },
+    { "admin_ui = { username = \"a\";\n password = \"secret\"; };\n", 2, "admin_ui.password must be a bcrypt hash" },
+    { "admin_ui = { username = \"a\";\n password = \"$2b$04$k/WMd9UO56PqMiizv/r/iu6pjthT2cDXFyVqTOfXFFsAu7r678gC\"; };\n", 2, "must be a bcrypt hash" },
+    { "admin_ui = { username = \"a\";\n password = \"$2b$03$k/WMd9UO56PqMiizv/r/iu6pjthT2cDXFyVqTOfXFFsAu7r678gC2\"; };\n", 2, "must be a bcrypt hash" },
+    { "admin_ui = { password = \"$2b$04$k/WMd9UO56PqMiizv/r/iu6pjthT2cDXFyVqTOfXFFsAu7r678gC2\"; };\n", 1, "admin_ui needs \"username\" and \"password\"" },
+    { "namespaces = ( { name = \"/admin\"; } );\nadmin_ui = { auth = false; };\n", 2, "is also in \"namespaces\"" },
+    { "admin_ui = { auth = false; namespace = \"admin\"; };\n", 1, "admin_ui.namespace must begin" },
+    { "admin_ui = { auth = false;\n mode = \"debug\"; };\n", 2, "admin_ui.mode must be" },
+    { "admin_ui = { auth = false; server_id = \"\"; };\n", 1, "admin_ui.server_id must be" },
+    { "admin_ui = { auth = false; session_ttl = 5; };\n", 1, "session_ttl" },
+    { "admin_ui = { auth = false; colour = 1; };\n", 1, "colour" },
     { "tls = { listen = \"127.0.0.1:1\"; certificate = \"c\"; key = \"k\";\n ciphers = \"x\"; };\n", 2, "ciphers" },
     { "tls = { listen = \"nowhere\"; certificate = \"c\"; key = \"k\"; };\n", 1, "bad listen address" },
     { "tls = \"on\";\n", 1, "\"tls\" must be a group" },
@@ -357,6 +367,46 @@ START_TEST(test_bad)
     }
     ck_assert_msg(strstr(em_t_err, em_bad[_i].why) != NULL, "error \"%s\" does not say \"%s\"",
                   em_t_err, em_bad[_i].why);
+}
+END_TEST
+
+/* admin_ui: its namespace appended to the first endpoint's, the defaults. */
+START_TEST(test_admin_ui)
+{
+    em_conf_t *c = load_text("a.conf", "namespaces = ( { name = \"/\"; }, { name = \"/chat\"; } );\n"
+                             "admin_ui = { username = \"admin\"; password = \"$2b$04$k/WMd9UO56PqMiizv/r/iu6pjthT2cDXFyVqTOfXFFsAu7r678gC2\"; };\n");
+    char       host[256];
+
+    ck_assert_msg(c != NULL, "%s", em_t_err);
+    ck_assert_ptr_nonnull(c->admin_ui);
+    ck_assert_uint_eq(c->nnsps, 3);
+    ck_assert_uint_eq(c->admin_ui->nsp_index, 2);
+    ck_assert_str_eq(c->nsps[2].name, "/admin");
+    ck_assert_ptr_null(c->nsps[2].script);
+    ck_assert_str_eq(c->admin_ui->nsp, "/admin");
+    ck_assert_str_eq(c->admin_ui->username, "admin");
+    ck_assert_str_eq(c->admin_ui->password, "$2b$04$k/WMd9UO56PqMiizv/r/iu6pjthT2cDXFyVqTOfXFFsAu7r678gC2");
+    ck_assert_uint_eq(c->admin_ui->readonly, 0);
+    ck_assert_uint_eq(c->admin_ui->production, 0);
+    ck_assert_uint_eq(c->admin_ui->session_ttl, 86400);
+    ck_assert_int_eq(gethostname(host, sizeof(host)), 0);
+    ck_assert_str_eq(c->admin_ui->server_id, host);
+    ck_assert_int_eq(em_conf_needs_handshake(c), 1);     /* it lists each socket's handshake */
+    em_conf_free(c);
+
+    c = load_text("b.conf", "admin_ui = { auth = false; namespace = \"/dash\"; readonly = true;\n"
+                  " mode = \"production\"; server_id = \"web-1\"; session_ttl = 60; };\n");
+    ck_assert_msg(c != NULL, "%s", em_t_err);
+    ck_assert_uint_eq(c->nnsps, 2);             /* "/" by default, then its own */
+    ck_assert_str_eq(c->nsps[0].name, "/");
+    ck_assert_str_eq(c->nsps[1].name, "/dash");
+    ck_assert_ptr_null(c->admin_ui->username);
+    ck_assert_ptr_null(c->admin_ui->password);
+    ck_assert_uint_eq(c->admin_ui->readonly, 1);
+    ck_assert_uint_eq(c->admin_ui->production, 1);
+    ck_assert_str_eq(c->admin_ui->server_id, "web-1");
+    ck_assert_uint_eq(c->admin_ui->session_ttl, 60);
+    em_conf_free(c);
 }
 END_TEST
 
@@ -463,6 +513,7 @@ conf_suite(void)
     tcase_add_test(tc, test_endpoint_lookup);
     tcase_add_loop_test(tc, test_bad, 0, (int) EM_NELEMS(em_bad));
     tcase_add_test(tc, test_unreadable);
+    tcase_add_test(tc, test_admin_ui);
     tcase_add_test(tc, test_override);
     tcase_add_test(tc, test_vars);
     suite_add_tcase(s, tc);
