@@ -13,7 +13,7 @@ import sys
 
 # Bottom first. The broker process sits on the services only; a layer may
 # use any layer listed before it.
-ORDER = ['proto', 'common', 'ipc', 'state', 'auth', 'broker', 'net', 'http', 'eio',
+ORDER = ['proto', 'common', 'ipc', 'state', 'auth', 'redis', 'broker', 'net', 'http', 'eio',
          'sio', 'api', 'adminui', 'lua', 'worker', 'master']
 # The broker is not under the worker's layers: they must not call it.
 NOT_BELOW = {'broker': {'net', 'http', 'eio', 'sio', 'api', 'adminui', 'lua', 'worker'},

@@ -1,0 +1,571 @@
+/*
+ * em_rmsg.c - Socket.IO Redis adapter broadcasts <-> emitd's (em_rmsg.h).
+ */
+#include <jansson.h>
+#include <math.h>
+#include <msgpack.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "em_rmsg.h"
+
+/* ---- the structure check ---- */
+
+static uint64_t
+em_rmsg_be(const unsigned char *p, unsigned n)
+{
+    uint64_t v = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+int
+em_rmsg_scan(const char *buf, size_t len, unsigned max_depth, size_t *end)
+{
+    const unsigned char *p = (const unsigned char *) buf;
+    uint64_t             left[EM_RMSG_DEPTH_MAX + 1];
+    unsigned             depth = 1;
+    size_t               pos = 0;
+
+    if (max_depth > EM_RMSG_DEPTH_MAX) {
+        max_depth = EM_RMSG_DEPTH_MAX;
+    }
+    left[0] = 1;
+    while (depth > 0) {
+        if (left[depth - 1] == 0) {
+            depth--;
+            continue;
+        }
+        left[depth - 1]--;
+        if (pos >= len) {
+            return EM_AGAIN;
+        }
+        unsigned char b = p[pos++];
+        uint64_t      skip = 0, count = 0;
+        unsigned      lenbytes = 0;
+        int           container = 0;
+
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            skip = 0;
+        } else if (b <= 0x8f) {
+            container = 1;
+            count = 2u * (b & 0x0fu);
+        } else if (b <= 0x9f) {
+            container = 1;
+            count = b & 0x0fu;
+        } else if (b <= 0xbf) {
+            skip = b & 0x1fu;
+        } else {
+            switch (b) {
+            case 0xc4: case 0xd9: lenbytes = 1; break;              /* bin8, str8 */
+            case 0xc5: case 0xda: lenbytes = 2; break;              /* bin16, str16 */
+            case 0xc6: case 0xdb: lenbytes = 4; break;              /* bin32, str32 */
+            case 0xc7: lenbytes = 1; skip = 1; break;               /* ext8: + type */
+            case 0xc8: lenbytes = 2; skip = 1; break;
+            case 0xc9: lenbytes = 4; skip = 1; break;
+            case 0xca: skip = 4; break;
+            case 0xcb: skip = 8; break;
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xce: case 0xd2: skip = 4; break;
+            case 0xcf: case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;                             /* fixext: type + data */
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;
+            case 0xdc: lenbytes = 2; container = 1; break;          /* array16 */
+            case 0xdd: lenbytes = 4; container = 1; break;
+            case 0xde: lenbytes = 2; container = 2; break;          /* map16 */
+            case 0xdf: lenbytes = 4; container = 2; break;
+            default:
+                return EM_ERROR;                                    /* 0xc1 */
+            }
+            if (lenbytes > 0) {
+                if (len - pos < lenbytes) {
+                    return EM_AGAIN;
+                }
+                uint64_t n = em_rmsg_be(p + pos, lenbytes);
+                pos += lenbytes;
+                if (container) {
+                    count = container == 2 ? 2 * n : n;
+                    container = 1;
+                } else {
+                    skip += n;
+                }
+            }
+        }
+        if (container) {
+            /* Every element takes a byte at least. */
+            if (count > len - pos) {
+                return EM_AGAIN;
+            }
+            if (depth > max_depth) {
+                return EM_ERROR;
+            }
+            left[depth++] = count;
+        } else {
+            if (skip > len - pos) {
+                return EM_AGAIN;
+            }
+            pos += (size_t) skip;
+        }
+    }
+    *end = pos;
+    return EM_OK;
+}
+
+/* ---- decoding ---- */
+
+typedef struct {
+    const em_rmsg_limits_t *lim;
+    em_str_t               *att;
+    size_t                  natt;
+    int                     rc;         /* EM_ERROR or EM_DECLINED when it failed */
+} em_rmsg_ctx_t;
+
+static json_t *
+em_rmsg_json(const msgpack_object *o, unsigned depth, em_rmsg_ctx_t *c)
+{
+    json_t *v = NULL;
+
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+    case MSGPACK_OBJECT_EXT:            /* notepack's undefined (and Date): null, as JSON has */
+        return json_null();
+    case MSGPACK_OBJECT_BOOLEAN:
+        return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return o->via.u64 <= INT64_MAX ? json_integer((json_int_t) o->via.u64)
+                                       : json_real((double) o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return json_integer((json_int_t) o->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        return isfinite(o->via.f64) ? json_real(o->via.f64) : json_null();
+    case MSGPACK_OBJECT_STR:
+        if ((v = json_stringn(o->via.str.ptr, o->via.str.size)) == NULL) {
+            c->rc = EM_ERROR;           /* not UTF-8 */
+        }
+        return v;
+    case MSGPACK_OBJECT_BIN:
+        if (c->natt >= c->lim->max_att) {
+            c->rc = EM_DECLINED;
+            return NULL;
+        }
+        c->att[c->natt] = (em_str_t) { o->via.bin.ptr, o->via.bin.size };
+        return json_pack("{s:b,s:I}", "_placeholder", 1, "num", (json_int_t) c->natt++);
+    case MSGPACK_OBJECT_ARRAY:
+        if (depth >= c->lim->max_depth) {
+            c->rc = EM_DECLINED;
+            return NULL;
+        }
+        v = json_array();
+        for (uint32_t i = 0; v != NULL && i < o->via.array.size; i++) {
+            json_t *e = em_rmsg_json(&o->via.array.ptr[i], depth + 1, c);
+            if (e == NULL || json_array_append_new(v, e) != 0) {
+                json_decref(v);
+                v = NULL;
+            }
+        }
+        return v;
+    case MSGPACK_OBJECT_MAP:
+        if (depth >= c->lim->max_depth) {
+            c->rc = EM_DECLINED;
+            return NULL;
+        }
+        v = json_object();
+        for (uint32_t i = 0; v != NULL && i < o->via.map.size; i++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            json_t                  *e;
+            if (kv->key.type != MSGPACK_OBJECT_STR) {
+                c->rc = EM_ERROR;
+                json_decref(v);
+                return NULL;
+            }
+            e = em_rmsg_json(&kv->val, depth + 1, c);
+            if (e == NULL
+                || json_object_setn_new(v, kv->key.via.str.ptr, kv->key.via.str.size, e) != 0) {
+                if (e == NULL && c->rc == 0) {
+                    c->rc = EM_ERROR;
+                }
+                json_decref(v);
+                v = NULL;
+            }
+        }
+        return v;
+    default:
+        c->rc = EM_ERROR;
+        return NULL;
+    }
+}
+
+/* The value of key in map o, or NULL. */
+static const msgpack_object *
+em_rmsg_get(const msgpack_object *o, const char *key)
+{
+    size_t n = strlen(key);
+
+    if (o == NULL || o->type != MSGPACK_OBJECT_MAP) {
+        return NULL;
+    }
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n
+            && memcmp(k->via.str.ptr, key, n) == 0) {
+            return &o->via.map.ptr[i].val;
+        }
+    }
+    return NULL;
+}
+
+/* A list of names (rooms, except): absent is empty. */
+static int
+em_rmsg_names(const msgpack_object *o, const em_rmsg_limits_t *lim, em_str_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (o == NULL || o->type == MSGPACK_OBJECT_NIL) {
+        return EM_OK;
+    }
+    if (o->type != MSGPACK_OBJECT_ARRAY) {
+        return EM_ERROR;
+    }
+    if (o->via.array.size > lim->max_rooms) {
+        return EM_DECLINED;
+    }
+    if (o->via.array.size == 0) {
+        return EM_OK;
+    }
+    if ((*out = calloc(o->via.array.size, sizeof(em_str_t))) == NULL) {
+        return EM_ERROR;
+    }
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        const msgpack_object *e = &o->via.array.ptr[i];
+        if (e->type != MSGPACK_OBJECT_STR) {
+            return EM_ERROR;
+        }
+        if (e->via.str.size > lim->max_name) {
+            return EM_DECLINED;
+        }
+        (*out)[(*n)++] = (em_str_t) { e->via.str.ptr, e->via.str.size };
+    }
+    return EM_OK;
+}
+
+/* The slices msgpack-c gives must be of the message itself. */
+static int
+em_rmsg_within(const char *buf, size_t len, const em_str_t *s)
+{
+    return s->len == 0 || (s->data >= buf && (size_t) (s->data - buf) <= len
+                           && s->len <= len - (size_t) (s->data - buf));
+}
+
+int
+em_rmsg_decode(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_rmsg_t *m)
+{
+    msgpack_unpacked      up;
+    const msgpack_object *root, *pkt, *opts, *type, *data, *nsp, *flags, *vol;
+    size_t                end = 0, off = 0;
+    em_rmsg_t             r;
+    em_rmsg_ctx_t         c = { lim, NULL, 0, 0 };
+    json_t               *args = NULL;
+    int                   rc;
+
+    memset(&r, 0, sizeof(r));
+    if ((rc = em_rmsg_scan(buf, len, EM_RMSG_DEPTH_MAX, &end)) != EM_OK || end != len) {
+        return rc == EM_OK || rc == EM_AGAIN ? EM_ERROR : rc;
+    }
+    msgpack_unpacked_init(&up);
+    if (msgpack_unpack_next(&up, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len) {
+        msgpack_unpacked_destroy(&up);
+        return EM_ERROR;
+    }
+    rc = EM_ERROR;
+    root = &up.data;
+    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 2
+        || root->via.array.ptr[0].type != MSGPACK_OBJECT_STR
+        || root->via.array.ptr[1].type != MSGPACK_OBJECT_MAP) {
+        goto done;
+    }
+    r.uid = (em_str_t) { root->via.array.ptr[0].via.str.ptr, root->via.array.ptr[0].via.str.size };
+    pkt = &root->via.array.ptr[1];
+    opts = root->via.array.size > 2 ? &root->via.array.ptr[2] : NULL;
+    type = em_rmsg_get(pkt, "type");
+    data = em_rmsg_get(pkt, "data");
+    nsp = em_rmsg_get(pkt, "nsp");
+    if (type == NULL || type->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        goto done;
+    }
+    if (type->via.u64 != 2 && type->via.u64 != 5) {
+        rc = EM_DECLINED;               /* not an EVENT: nothing emitd broadcasts */
+        goto done;
+    }
+    if (data == NULL || data->type != MSGPACK_OBJECT_ARRAY || data->via.array.size == 0
+        || data->via.array.ptr[0].type != MSGPACK_OBJECT_STR) {
+        goto done;
+    }
+    if (nsp != NULL && nsp->type != MSGPACK_OBJECT_NIL) {
+        if (nsp->type != MSGPACK_OBJECT_STR) {
+            goto done;
+        }
+        r.nsp = (em_str_t) { nsp->via.str.ptr, nsp->via.str.size };
+    } else {
+        r.nsp = (em_str_t) { "/", 1 };
+    }
+    if (r.nsp.len == 0 || r.nsp.data[0] != '/' || r.nsp.len > lim->max_name
+        || r.uid.len > lim->max_name) {
+        rc = r.nsp.len > lim->max_name || r.uid.len > lim->max_name ? EM_DECLINED : EM_ERROR;
+        goto done;
+    }
+    if (opts != NULL && opts->type != MSGPACK_OBJECT_MAP && opts->type != MSGPACK_OBJECT_NIL) {
+        goto done;
+    }
+    if ((rc = em_rmsg_names(em_rmsg_get(opts, "rooms"), lim, &r.rooms, &r.nrooms)) != EM_OK
+        || (rc = em_rmsg_names(em_rmsg_get(opts, "except"), lim, &r.except, &r.nexcept)) != EM_OK) {
+        goto done;
+    }
+    rc = EM_ERROR;
+    flags = em_rmsg_get(opts, "flags");
+    vol = em_rmsg_get(flags, "volatile");
+    r.vol = vol != NULL && vol->type == MSGPACK_OBJECT_BOOLEAN && vol->via.boolean;
+
+    /* At most one attachment per byte of the message. */
+    if (lim->max_att > 0 && (c.att = calloc(EM_MIN(lim->max_att, len), sizeof(em_str_t))) == NULL) {
+        goto done;
+    }
+    args = em_rmsg_json(data, 1, &c);
+    if (args == NULL) {
+        rc = c.rc != 0 ? c.rc : EM_ERROR;
+        goto done;
+    }
+    r.data = json_dumps(args, JSON_COMPACT);
+    if (r.data == NULL) {
+        goto done;
+    }
+    r.data_len = strlen(r.data);
+    r.att = c.att;
+    r.natt = c.natt;
+    c.att = NULL;
+    int inside = em_rmsg_within(buf, len, &r.uid)
+                 && (nsp == NULL || nsp->type == MSGPACK_OBJECT_NIL || em_rmsg_within(buf, len, &r.nsp));
+    for (size_t i = 0; inside && i < r.natt; i++) {
+        inside = em_rmsg_within(buf, len, &r.att[i]);
+    }
+    for (size_t i = 0; inside && i < r.nrooms; i++) {
+        inside = em_rmsg_within(buf, len, &r.rooms[i]);
+    }
+    for (size_t i = 0; inside && i < r.nexcept; i++) {
+        inside = em_rmsg_within(buf, len, &r.except[i]);
+    }
+    if (!inside) {
+        goto done;
+    }
+    rc = EM_OK;
+done:
+    json_decref(args);
+    free(c.att);
+    msgpack_unpacked_destroy(&up);
+    if (rc == EM_OK) {
+        *m = r;
+    } else {
+        em_rmsg_free(&r);
+    }
+    return rc;
+}
+
+void
+em_rmsg_free(em_rmsg_t *m)
+{
+    free(m->data);
+    free(m->att);
+    free(m->rooms);
+    free(m->except);
+    memset(m, 0, sizeof(*m));
+}
+
+/* ---- encoding ---- */
+
+static void
+em_rmsg_pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static int
+em_rmsg_pack(msgpack_packer *pk, const json_t *v, unsigned depth, unsigned max,
+             const em_rmsg_out_t *m)
+{
+    const char *key;
+    size_t      klen, i;
+    json_t     *e;
+
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        json_t *ph = json_object_get(v, "_placeholder"), *num = json_object_get(v, "num");
+        if (json_object_size(v) == 2 && json_is_true(ph) && json_is_integer(num)) {
+            json_int_t n = json_integer_value(num);
+            if (n < 0 || (size_t) n >= m->natt) {
+                return EM_ERROR;
+            }
+            msgpack_pack_bin(pk, m->att[n].len);
+            msgpack_pack_bin_body(pk, m->att[n].data, m->att[n].len);
+            return EM_OK;
+        }
+        if (depth >= max) {
+            return EM_ERROR;
+        }
+        msgpack_pack_map(pk, json_object_size(v));
+        json_object_keylen_foreach((json_t *) v, key, klen, e) {
+            em_rmsg_pack_str(pk, key, klen);
+            if (em_rmsg_pack(pk, e, depth + 1, max, m) != EM_OK) {
+                return EM_ERROR;
+            }
+        }
+        return EM_OK;
+    }
+    case JSON_ARRAY:
+        if (depth >= max) {
+            return EM_ERROR;
+        }
+        msgpack_pack_array(pk, json_array_size(v));
+        json_array_foreach(v, i, e) {
+            if (em_rmsg_pack(pk, e, depth + 1, max, m) != EM_OK) {
+                return EM_ERROR;
+            }
+        }
+        return EM_OK;
+    case JSON_STRING:
+        em_rmsg_pack_str(pk, json_string_value(v), json_string_length(v));
+        return EM_OK;
+    case JSON_INTEGER:
+        msgpack_pack_int64(pk, json_integer_value(v));
+        return EM_OK;
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        /* JavaScript has one number: an integral one goes as notepack sends it. */
+        if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
+            msgpack_pack_int64(pk, (int64_t) d);
+        } else {
+            msgpack_pack_double(pk, d);
+        }
+        return EM_OK;
+    }
+    case JSON_TRUE:
+        msgpack_pack_true(pk);
+        return EM_OK;
+    case JSON_FALSE:
+        msgpack_pack_false(pk);
+        return EM_OK;
+    default:
+        msgpack_pack_nil(pk);
+        return EM_OK;
+    }
+}
+
+static void
+em_rmsg_pack_names(msgpack_packer *pk, const em_str_t *v, size_t n)
+{
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++) {
+        em_rmsg_pack_str(pk, v[i].data, v[i].len);
+    }
+}
+
+/* msgpack-c's packers ignore a failed write: note it. */
+typedef struct {
+    msgpack_sbuffer sb;
+    int             failed;
+} em_rmsg_sbuf_t;
+
+static int
+em_rmsg_write(void *data, const char *buf, size_t len)
+{
+    em_rmsg_sbuf_t *b = data;
+
+    if (b->failed || msgpack_sbuffer_write(&b->sb, buf, len) != 0) {
+        b->failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+int
+em_rmsg_encode(const em_rmsg_out_t *m, unsigned max_depth, char **buf, size_t *len)
+{
+    em_rmsg_sbuf_t  out = { .failed = 0 };
+    msgpack_sbuffer *sb = &out.sb;
+    msgpack_packer  pk;
+    json_error_t    err;
+    json_t         *args = json_loadb(m->data.data, m->data.len, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+                                      &err);
+    int             rc = EM_ERROR;
+
+    if (args == NULL || !json_is_array(args)) {
+        json_decref(args);
+        return EM_ERROR;
+    }
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, &out, em_rmsg_write);
+    msgpack_pack_array(&pk, 3);
+    em_rmsg_pack_str(&pk, m->uid.data, m->uid.len);
+    msgpack_pack_map(&pk, 3);
+    em_rmsg_pack_str(&pk, "type", 4);
+    msgpack_pack_int64(&pk, 2);
+    em_rmsg_pack_str(&pk, "data", 4);
+    if (em_rmsg_pack(&pk, args, 0, max_depth, m) == EM_OK) {
+        em_rmsg_pack_str(&pk, "nsp", 3);
+        em_rmsg_pack_str(&pk, m->nsp.data, m->nsp.len);
+        msgpack_pack_map(&pk, 3);
+        em_rmsg_pack_str(&pk, "rooms", 5);
+        em_rmsg_pack_names(&pk, m->rooms, m->nrooms);
+        em_rmsg_pack_str(&pk, "except", 6);
+        em_rmsg_pack_names(&pk, m->except, m->nexcept);
+        em_rmsg_pack_str(&pk, "flags", 5);
+        msgpack_pack_map(&pk, m->vol ? 1 : 0);
+        if (m->vol) {
+            em_rmsg_pack_str(&pk, "volatile", 8);
+            msgpack_pack_true(&pk);
+        }
+        rc = out.failed ? EM_ERROR : EM_OK;
+    }
+    json_decref(args);
+    if (rc != EM_OK) {
+        msgpack_sbuffer_destroy(sb);
+        return EM_ERROR;
+    }
+    *len = sb->size;
+    *buf = msgpack_sbuffer_release(sb);
+    return EM_OK;
+}
+
+int
+em_rmsg_channel(em_str_t key, em_str_t nsp, const em_str_t *room, char *out, size_t cap,
+                size_t *len)
+{
+    size_t need = key.len + 1 + nsp.len + 1 + (room != NULL ? room->len + 1 : 0);
+    char  *p = out;
+
+    if (need > cap) {
+        return EM_ERROR;
+    }
+    memcpy(p, key.data, key.len);
+    p += key.len;
+    *p++ = '#';
+    memcpy(p, nsp.data, nsp.len);
+    p += nsp.len;
+    *p++ = '#';
+    if (room != NULL) {
+        memcpy(p, room->data, room->len);
+        p += room->len;
+        *p++ = '#';
+    }
+    *len = need;
+    return EM_OK;
+}

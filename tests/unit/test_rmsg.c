@@ -1,0 +1,249 @@
+/*
+ * test_rmsg.c - Socket.IO Redis adapter broadcasts (redis/em_rmsg.c) against
+ * the bytes the pinned npm packages publish (rmsg_vectors.h, made by
+ * tests/e2e/lib/rmsg_vectors.js with @socket.io/redis-emitter 5.1.0 and
+ * @socket.io/redis-adapter 8.3.0): each decoded field by field, the
+ * adapter's re-encoded byte for byte, every truncation refused, and hostile
+ * counts, nesting and types refused without an allocation they would size.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "em_check.h"
+#include "em_rmsg.h"
+#include "unit/rmsg_vectors.h"
+
+#define S(lit) (em_str_t) { (lit), sizeof(lit) - 1 }
+
+static const em_rmsg_limits_t lim = { 16, 100, 100, 1024 };
+
+static int
+str_is(em_str_t s, const char *want)
+{
+    return s.len == strlen(want) && memcmp(s.data, want, s.len) == 0;
+}
+
+typedef struct {
+    const char *name;
+    const char *bytes;
+    size_t      len;
+    const char *channel;
+    const char *uid;
+    const char *nsp;
+    const char *data;
+    const char *rooms[2];
+    size_t      nrooms;
+    const char *except[2];
+    size_t      nexcept;
+    int         vol;
+    size_t      natt;
+} vec_t;
+
+#define V(n) RMSG_##n, sizeof(RMSG_##n) - 1, RMSG_##n##_CHANNEL
+
+static const vec_t vecs[] = {
+    { "emitter_emit", V(EMITTER_EMIT), "emitter", "/",
+      "[\"news\",{\"a\":1,\"b\":[true,null,1.5,-3,\"x\",300,-200,70000]}]", { 0 }, 0, { 0 }, 0, 0, 0 },
+    { "emitter_room", V(EMITTER_ROOM), "emitter", "/chat", "[\"ev\",\"hi\"]", { "r1" }, 1,
+      { "r2" }, 1, 1, 0 },
+    { "emitter_rooms", V(EMITTER_ROOMS), "emitter", "/", "[\"two\",\"\xc3\xa9\",\"\"]", { "a", "b" }, 2,
+      { 0 }, 0, 0, 0 },
+    { "emitter_binary", V(EMITTER_BINARY), "emitter", "/",
+      "[\"bin\",{\"_placeholder\":true,\"num\":0},{\"nested\":{\"_placeholder\":true,\"num\":1},"
+      "\"s\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}]", { 0 }, 0, { 0 }, 0, 0, 2 },
+    { "adapter_broadcast", V(ADAPTER_BROADCAST), "Ab12Cd", "/chat",
+      "[\"tick\",42,{\"deep\":[[1]]}]", { "room" }, 1, { "sid1" }, 1, 0, 0 },
+};
+
+START_TEST(test_decode_vectors)
+{
+    const vec_t *v = &vecs[_i];
+    em_rmsg_t    m;
+    char         ch[256];
+    size_t       chlen;
+
+    ck_assert_msg(em_rmsg_decode(v->bytes, v->len, &lim, &m) == EM_OK, "%s: decoded", v->name);
+    ck_assert_msg(str_is(m.uid, v->uid), "%s: uid", v->name);
+    ck_assert_msg(str_is(m.nsp, v->nsp), "%s: nsp", v->name);
+    ck_assert_msg(m.data_len == strlen(v->data) && memcmp(m.data, v->data, m.data_len) == 0,
+                  "%s: data %.*s", v->name, (int) m.data_len, m.data);
+    ck_assert_uint_eq(m.nrooms, v->nrooms);
+    for (size_t i = 0; i < v->nrooms; i++) {
+        ck_assert(str_is(m.rooms[i], v->rooms[i]));
+    }
+    ck_assert_uint_eq(m.nexcept, v->nexcept);
+    for (size_t i = 0; i < v->nexcept; i++) {
+        ck_assert(str_is(m.except[i], v->except[i]));
+    }
+    ck_assert_int_eq(m.vol, v->vol);
+    ck_assert_uint_eq(m.natt, v->natt);
+    if (v->natt == 2) {
+        ck_assert_uint_eq(m.att[0].len, 3);
+        ck_assert_int_eq(memcmp(m.att[0].data, "\x01\x02\x03", 3), 0);
+        ck_assert_uint_eq(m.att[1].len, 0);
+    }
+    /* The channel it came on. */
+    ck_assert_int_eq(em_rmsg_channel(S("socket.io"), m.nsp, m.nrooms == 1 ? &m.rooms[0] : NULL, ch,
+                                     sizeof(ch), &chlen), EM_OK);
+    ck_assert_msg(chlen == strlen(v->channel) && memcmp(ch, v->channel, chlen) == 0, "%s: channel",
+                  v->name);
+
+    /* Re-encoded and decoded again: the same broadcast. */
+    em_rmsg_out_t o = { m.uid, m.nsp, { m.data, m.data_len }, m.att, m.natt, m.rooms, m.nrooms,
+                        m.except, m.nexcept, m.vol };
+    char         *buf;
+    size_t        len;
+    em_rmsg_t     m2;
+    ck_assert_int_eq(em_rmsg_encode(&o, 32, &buf, &len), EM_OK);
+    ck_assert_int_eq(em_rmsg_decode(buf, len, &lim, &m2), EM_OK);
+    ck_assert(m2.data_len == m.data_len && memcmp(m2.data, m.data, m.data_len) == 0);
+    ck_assert_uint_eq(m2.natt, m.natt);
+    ck_assert_uint_eq(m2.nrooms, m.nrooms);
+    ck_assert_int_eq(m2.vol, m.vol);
+    em_rmsg_free(&m2);
+    free(buf);
+    em_rmsg_free(&m);
+}
+END_TEST
+
+/* emitd publishes what the adapter publishes, to the byte. */
+START_TEST(test_encode_as_adapter)
+{
+    em_str_t      rooms[] = { S("room") }, except[] = { S("sid1") };
+    em_rmsg_out_t o = { S("Ab12Cd"), S("/chat"), S("[\"tick\",42.0,{\"deep\":[[1]]}]"), NULL, 0,
+                        rooms, 1, except, 1, 0 };
+    char         *buf;
+    size_t        len;
+
+    ck_assert_int_eq(em_rmsg_encode(&o, 32, &buf, &len), EM_OK);
+    ck_assert_uint_eq(len, sizeof(RMSG_ADAPTER_BROADCAST) - 1);
+    ck_assert_int_eq(memcmp(buf, RMSG_ADAPTER_BROADCAST, len), 0);
+    free(buf);
+
+    /* Attachments become bin where their placeholders are; a placeholder
+     * for an attachment it does not have is refused. */
+    em_str_t      att[] = { S("\x01\x02\x03") };
+    em_rmsg_out_t b = { S("u"), S("/"), S("[\"b\",{\"_placeholder\":true,\"num\":0}]"), att, 1,
+                        NULL, 0, NULL, 0, 1 };
+    em_rmsg_t     m;
+    ck_assert_int_eq(em_rmsg_encode(&b, 32, &buf, &len), EM_OK);
+    ck_assert_int_eq(em_rmsg_decode(buf, len, &lim, &m), EM_OK);
+    ck_assert_uint_eq(m.natt, 1);
+    ck_assert_int_eq(memcmp(m.att[0].data, "\x01\x02\x03", 3), 0);
+    ck_assert_int_eq(m.vol, 1);
+    em_rmsg_free(&m);
+    free(buf);
+    b.natt = 0;
+    ck_assert_int_eq(em_rmsg_encode(&b, 32, &buf, &len), EM_ERROR);
+    b.data = S("{\"not\":\"an array\"}");
+    ck_assert_int_eq(em_rmsg_encode(&b, 32, &buf, &len), EM_ERROR);
+    b.data = S("[[[[[1]]]]]");
+    ck_assert_int_eq(em_rmsg_encode(&b, 3, &buf, &len), EM_ERROR);
+}
+END_TEST
+
+START_TEST(test_truncations)
+{
+    const vec_t *v = &vecs[_i];
+    em_rmsg_t    m;
+
+    for (size_t n = 0; n < v->len; n++) {
+        char *copy = malloc(n ? n : 1);
+        memcpy(copy, v->bytes, n);
+        ck_assert_msg(em_rmsg_decode(copy, n, &lim, &m) == EM_ERROR, "%s cut at %zu", v->name, n);
+        free(copy);
+    }
+    char *more = malloc(v->len + 1);
+    memcpy(more, v->bytes, v->len);
+    more[v->len] = 0;
+    ck_assert_int_eq(em_rmsg_decode(more, v->len + 1, &lim, &m), EM_ERROR);    /* a byte after it */
+    free(more);
+}
+END_TEST
+
+typedef struct {
+    const char *what;
+    const char *bytes;
+    size_t      len;
+    int         rc;
+} bad_t;
+
+#define BY(s) s, sizeof(s) - 1
+/* ["u", {"type": 2, "data": [...], "nsp": "/"}] with the data below */
+#define PKT(data) "\x92\xa1u\x83\xa4type\x02\xa4" "data" data "\xa3nsp\xa1/"
+
+static const bad_t bads[] = {
+    { "an array of 2^32-1 elements in 5 bytes", BY("\xdd\xff\xff\xff\xff"), EM_ERROR },
+    { "a map of 2^32-1 pairs", BY("\xdf\xff\xff\xff\xff\x00"), EM_ERROR },
+    { "a string of 2^32-1 bytes", BY("\x91\xdb\xff\xff\xff\xff"), EM_ERROR },
+    { "0xc1", BY("\x92\xa1u\xc1"), EM_ERROR },
+    { "not an array", BY("\x81\xa1u\x01"), EM_ERROR },
+    { "no packet", BY("\x91\xa1u"), EM_ERROR },
+    { "a number uid", BY("\x92\x01\x80"), EM_ERROR },
+    { "no type", BY("\x92\xa1u\x81\xa4" "data" "\x91\xa1" "e"), EM_ERROR },
+    { "an ACK (type 3)", BY("\x92\xa1u\x82\xa4type\x03\xa4" "data" "\x91\xa1" "e"), EM_DECLINED },
+    { "empty data", BY(PKT("\x90")), EM_ERROR },
+    { "a number event name", BY(PKT("\x91\x01")), EM_ERROR },
+    { "a map key that is a number", BY(PKT("\x92\xa1" "e" "\x81\x01\x01")), EM_ERROR },
+    { "a string that is not UTF-8", BY(PKT("\x92\xa1" "e" "\xa2\xff\xfe")), EM_ERROR },
+    { "nesting over the limit", BY(PKT("\x92\xa1" "e" "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91"
+      "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x01")), EM_DECLINED },
+    { "nesting past what the scan takes", BY(PKT("\x92\xa1" "e" "\x91\x91\x91\x91\x91\x91\x91\x91\x91"
+      "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91"
+      "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91"
+      "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x01")), EM_ERROR },
+    { "a namespace without '/'", BY("\x92\xa1u\x83\xa4type\x02\xa4" "data" "\x91\xa1" "e" "\xa3nsp\xa1x"),
+      EM_ERROR },
+    { "rooms that are not an array", BY("\x93\xa1u\x83\xa4type\x02\xa4" "data" "\x91\xa1" "e"
+      "\xa3nsp\xa1/\x81\xa5rooms\x01"), EM_ERROR },
+    { "a room that is a number", BY("\x93\xa1u\x83\xa4type\x02\xa4" "data" "\x91\xa1" "e"
+      "\xa3nsp\xa1/\x81\xa5rooms\x91\x01"), EM_ERROR },
+};
+
+START_TEST(test_bad)
+{
+    const bad_t *b = &bads[_i];
+    em_rmsg_t    m;
+
+    int rc = em_rmsg_decode(b->bytes, b->len, &lim, &m);
+    ck_assert_msg(rc == b->rc, "%s: %d", b->what, rc);
+}
+END_TEST
+
+/* More binary values than max_att: refused, as a limit. */
+START_TEST(test_attachment_limit)
+{
+    em_rmsg_limits_t few = lim;
+    em_rmsg_t        m;
+
+    few.max_att = 1;
+    ck_assert_int_eq(em_rmsg_decode(RMSG_EMITTER_BINARY, sizeof(RMSG_EMITTER_BINARY) - 1, &few, &m),
+                     EM_DECLINED);
+    few.max_att = 2;
+    ck_assert_int_eq(em_rmsg_decode(RMSG_EMITTER_BINARY, sizeof(RMSG_EMITTER_BINARY) - 1, &few, &m),
+                     EM_OK);
+    em_rmsg_free(&m);
+    few.max_rooms = 1;
+    ck_assert_int_eq(em_rmsg_decode(RMSG_EMITTER_ROOMS, sizeof(RMSG_EMITTER_ROOMS) - 1, &few, &m),
+                     EM_DECLINED);
+}
+END_TEST
+
+static Suite *
+rmsg_suite(void)
+{
+    Suite *s = suite_create("rmsg");
+    TCase *tc = tcase_create("codec");
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_loop_test(tc, test_decode_vectors, 0, EM_NELEMS(vecs));
+    tcase_add_test(tc, test_encode_as_adapter);
+    tcase_add_loop_test(tc, test_truncations, 0, EM_NELEMS(vecs));
+    tcase_add_loop_test(tc, test_bad, 0, EM_NELEMS(bads));
+    tcase_add_test(tc, test_attachment_limit);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+EM_CHECK_MAIN(rmsg_suite)
