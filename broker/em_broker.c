@@ -18,6 +18,7 @@
 
 #include "em_brkrec.h"
 #include "em_broker.h"
+#include "em_broker_redis.h"
 #include "em_log.h"
 #include "em_proc.h"
 
@@ -36,6 +37,8 @@ static struct {
     size_t             rec_cap;
     em_state_t        *state;
     int64_t            keep;
+    int                redis;         /* this host's broadcasts go to Redis too */
+    uint64_t           remote_dropped; /* broadcasts from Redis a full ring could not take */
     /* A fan-out a killed broker left: resume it when that record is met. */
     int                resume;
     unsigned           resume_origin;
@@ -125,6 +128,49 @@ em_broker_fanout(unsigned i, uint16_t type, size_t len, uint64_t pos)
     }
     em_ring_consume(&em_b.up[i], pos, len);
     EM_FAN_SET(f, active, 0);
+    if (em_b.redis && type == EM_BRK_REC_BCAST) {
+        em_broker_redis_publish(em_b.rec, len);
+    }
+}
+
+/*
+ * A broadcast from another host (Redis): to each worker that has its
+ * namespace or rooms, now or not at all. It is not on any up ring, so no
+ * fan-out notes it: a broker killed in the middle leaves it with some of
+ * them. A worker whose ring is full misses it (counted and logged), as a
+ * Node server that is behind misses Redis messages.
+ */
+static void
+em_broker_remote(const em_rmsg_t *r)
+{
+    em_brk_msg_t m = {
+        .origin = EM_BRK_ORIGIN_REMOTE, .flags = r->vol ? EM_BRK_F_VOLATILE : 0, .nsp = r->nsp,
+        .rooms = r->rooms, .nrooms = r->nrooms, .except = r->except, .nexcept = r->nexcept,
+        .data = { r->data, r->data_len }, .att = r->att, .natt = r->natt,
+    };
+    size_t       size, len;
+
+    if (em_brkrec_size(&m, &size, NULL) != EM_OK || size > em_b.rec_cap
+        || em_brkrec_encode(&m, em_b.rec, em_b.rec_cap, &len) != EM_OK) {
+        em_log(EM_LOG_WARN, 0, "a broadcast from Redis is too large for the rings: dropped");
+        return;
+    }
+    for (unsigned j = 0; j < em_b.shm->nworkers; j++) {
+        em_ring_stats_t st;
+        if (em_broker_unowned(j) || !em_brk_wants(em_b.shm, j, em_b.rec, len)) {
+            continue;
+        }
+        em_ring_stats(&em_b.down[j], &st);
+        if (st.capacity - st.used < sizeof(em_ring_rec_t) + ((len + 7) & ~(size_t) 7)
+            || em_ring_write(&em_b.down[j], EM_BRK_REC_BCAST, em_b.rec, len) != EM_OK) {
+            em_log(EM_LOG_WARN, 0, "the ring to worker %u is full: a broadcast from Redis "
+                   "missed it (%llu so far)", j + 1, (unsigned long long) ++em_b.remote_dropped);
+            continue;
+        }
+        if (em_ring_notify_needed(&em_b.down[j])) {
+            em_ring_bell_ring(em_b.worker_bells[j]);
+        }
+    }
 }
 
 /* Room for len more bytes in every down ring but the origin's? */
@@ -269,8 +315,10 @@ em_broker_reopen(evutil_socket_t sig, short what, void *arg)
 }
 
 int
-em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *state, int64_t keep)
+em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *state,
+              const em_conf_t *conf)
 {
+    int64_t        keep = conf->recovery_max_disconnection;
     struct event  *sigterm, *sigint, *tidy;
     struct timeval second = { 1, 0 };
 
@@ -299,6 +347,12 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
         em_log(EM_LOG_ERR, 0, "cannot set up the broker's events");
         return 1;
     }
+    if (conf->redis != NULL) {
+        if (em_broker_redis_start(em_b.base, conf, em_broker_remote) != EM_OK) {
+            return 1;
+        }
+        em_b.redis = 1;
+    }
     /* Records may have waited while no broker ran. */
     em_broker_pass();
     struct event *sigusr1 = evsignal_new(em_b.base, SIGUSR1, em_broker_reopen, NULL);
@@ -308,6 +362,9 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
         event_free(sigusr1);
     }
 
+    if (em_b.redis) {
+        em_broker_redis_stop();
+    }
     event_free(sigterm);
     event_free(sigint);
     event_free(tidy);

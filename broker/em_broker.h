@@ -29,10 +29,11 @@ int em_broker_relay(void);
 /*
  * The broker's process cycle: relay records until SIGTERM or until the
  * master is gone (PR_SET_PDEATHSIG). `bell` is the broker's eventfd; worker_bells[i] is worker
- * i's; `keep` is how long (ms) recovery sessions and log records live.
+ * i's; conf gives how long recovery sessions and log records live and, with
+ * "redis", the connection to other hosts (em_broker_redis.h).
  * Returns the exit status.
  */
 int em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *state,
-                  int64_t keep);
+                  const em_conf_t *conf);
 
 #endif

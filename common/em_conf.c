@@ -3,6 +3,7 @@
  * validating every value, so that the master and the workers never see a
  * half-checked configuration.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
@@ -1209,7 +1210,7 @@ em_conf_read_var(const config_setting_t *from, em_conf_var_t *v, int depth, size
 static const char *const em_conf_known[] = {
     "listen", "workers", "log_level", "path", "ping_interval", "ping_timeout", "max_payload",
     "connect_timeout", "transports", "allow_upgrades", "cors", "namespaces", "engineio",
-    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", "user", "group", "shutdown_timeout", "worker_shutdown_timeout", "access_log", "tls", "admin_ui", NULL
+    "recovery", "limits", "health_path", "metrics_path", "admin", "webhooks", "store", "socketio", "vars", "pid_file", "max_connections", "error_log", "user", "group", "shutdown_timeout", "worker_shutdown_timeout", "access_log", "tls", "admin_ui", "redis", NULL
 };
 
 static const char *const em_conf_admin_ui_keys[] = { "namespace", "auth", "username", "password",
@@ -1319,6 +1320,138 @@ em_conf_read_admin_ui(config_setting_t *g, em_conf_t *conf, const char *file, ch
     memset(&conf->nsps[conf->nnsps], 0, sizeof(em_conf_nsp_t));
     conf->nsps[conf->nnsps].name = em_conf_strdup(nsp);
     a->nsp_index = conf->nnsps++;
+    return 0;
+}
+
+static const char *const em_conf_redis_keys[] = { "url", "key", "max_message", NULL };
+
+/* %XX-decode src into a new string (NULL when it holds a bad escape or NUL). */
+static char *
+em_conf_url_part(const char *src, size_t len)
+{
+    char  *out = em_conf_calloc(len + 1, 1);
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (src[i] == '%') {
+            static const char hex[] = "0123456789abcdef";
+            const char       *hi, *lo;
+            if (len - i < 3 || src[i + 1] == '\0' || src[i + 2] == '\0'
+                || (hi = strchr(hex, tolower((unsigned char) src[i + 1]))) == NULL
+                || (lo = strchr(hex, tolower((unsigned char) src[i + 2]))) == NULL
+                || (hi == hex && lo == hex)) {
+                free(out);
+                return NULL;
+            }
+            out[n++] = (char) ((hi - hex) * 16 + (lo - hex));
+            i += 2;
+        } else {
+            out[n++] = src[i];
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* redis = { url = "redis://[[user]:password@]host[:port][/db]"; key = "socket.io";
+ *           max_message = 4194304; } */
+static int
+em_conf_read_redis(config_setting_t *g, em_conf_t *conf, const char *file, char *err,
+                   size_t errlen)
+{
+    em_conf_redis_t *r;
+    const char      *url = NULL, *key = "socket.io", *p, *at, *slash, *colon, *hend;
+    unsigned         max = 4u * 1024 * 1024;
+    char             text[600];
+
+    if (!config_setting_is_group(g)) {
+        return em_conf_fail(err, errlen, file, g, "\"redis\" must be a group { url = "
+                            "\"redis://127.0.0.1:6379/0\"; }");
+    }
+    r = conf->redis = em_conf_calloc(1, sizeof(*r));
+    if (em_conf_check_keys(g, em_conf_redis_keys, "redis", file, err, errlen) != 0
+        || em_conf_get_string(g, "url", &url, file, err, errlen) != 0
+        || em_conf_get_string(g, "key", &key, file, err, errlen) != 0
+        || em_conf_get_uint(g, "max_message", 1024, 64u * 1024 * 1024, &max, file, err, errlen) != 0) {
+        return -1;
+    }
+    r->max_message = max;
+    if (url == NULL) {
+        return em_conf_fail(err, errlen, file, g, "redis needs \"url\": \"redis://host:port/db\"");
+    }
+    if (strncmp(url, "rediss://", 9) == 0) {
+        return em_conf_fail(err, errlen, file, g, "redis: TLS (rediss://) needs hiredis 1.0 with "
+                            "SSL; Debian 12's hiredis 0.14 has none: use a TLS tunnel to Redis");
+    }
+    if (strncmp(url, "redis://", 8) != 0 || strlen(url) > 512) {
+        return em_conf_fail(err, errlen, file, g, "redis.url must be \"redis://[[user]:password@]"
+                            "host[:port][/db]\"");
+    }
+    p = url + 8;
+    slash = strchr(p, '/');
+    at = memchr(p, '@', slash ? (size_t) (slash - p) : strlen(p));
+    if (at != NULL) {
+        colon = memchr(p, ':', (size_t) (at - p));
+        if (colon == NULL) {
+            return em_conf_fail(err, errlen, file, g, "redis.url: the part before '@' must be "
+                                "\"[user]:password\"");
+        }
+        if (colon > p && (r->user = em_conf_url_part(p, (size_t) (colon - p))) == NULL) {
+            return em_conf_fail(err, errlen, file, g, "redis.url: a bad %%-escape in the user");
+        }
+        if ((r->password = em_conf_url_part(colon + 1, (size_t) (at - colon - 1))) == NULL) {
+            return em_conf_fail(err, errlen, file, g, "redis.url: a bad %%-escape in the password");
+        }
+        p = at + 1;
+    }
+    hend = slash ? slash : p + strlen(p);
+    colon = NULL;
+    for (const char *q = p; q < hend; q++) {
+        if (*q == ':') {
+            colon = q;
+        }
+    }
+    if (*p == '[') {        /* [v6]:port */
+        const char *close = memchr(p, ']', (size_t) (hend - p));
+        if (close == NULL) {
+            return em_conf_fail(err, errlen, file, g, "redis.url: an IPv6 address needs its ']'");
+        }
+        r->host = em_conf_calloc((size_t) (close - p), 1);
+        memcpy(r->host, p + 1, (size_t) (close - p - 1));
+        colon = close + 1 < hend && close[1] == ':' ? close + 1 : NULL;
+    } else {
+        const char *e = colon ? colon : hend;
+        r->host = em_conf_calloc((size_t) (e - p) + 1, 1);
+        memcpy(r->host, p, (size_t) (e - p));
+    }
+    r->port = 6379;
+    if (colon != NULL) {
+        char *end;
+        long  port = strtol(colon + 1, &end, 10);
+        if (end != hend || port < 1 || port > 65535) {
+            return em_conf_fail(err, errlen, file, g, "redis.url: the port must be 1 to 65535");
+        }
+        r->port = (unsigned) port;
+    }
+    if (r->host[0] == '\0') {
+        return em_conf_fail(err, errlen, file, g, "redis.url needs a host");
+    }
+    if (slash != NULL && slash[1] != '\0') {
+        char *end;
+        long  db = strtol(slash + 1, &end, 10);
+        if (*end != '\0' || db < 0 || db > 1000000) {
+            return em_conf_fail(err, errlen, file, g, "redis.url: the database must be a number");
+        }
+        r->db = (unsigned) db;
+    }
+    if (key[0] == '\0' || strlen(key) > 200 || strpbrk(key, "#*?[] \t\r\n") != NULL) {
+        return em_conf_fail(err, errlen, file, g, "redis.key must be 1 to 200 bytes without '#', "
+                            "'*', '?', '[', ']' or blanks");
+    }
+    r->key = em_conf_strdup(key);
+    snprintf(text, sizeof(text), strchr(r->host, ':') ? "redis://%s[%s]:%u/%u" : "redis://%s%s:%u/%u",
+             r->password ? "***@" : "", r->host, r->port, r->db);
+    r->text = em_conf_strdup(text);
     return 0;
 }
 
@@ -1488,6 +1621,10 @@ em_conf_read(config_t *cfg, em_conf_t *conf, const char *file, char *err, size_t
     }
     if ((s = config_setting_get_member(root, "admin_ui")) != NULL
         && em_conf_read_admin_ui(s, conf, file, err, errlen) != 0) {
+        return -1;
+    }
+    if ((s = config_setting_get_member(root, "redis")) != NULL
+        && em_conf_read_redis(s, conf, file, err, errlen) != 0) {
         return -1;
     }
     if ((s = config_setting_get_member(root, "engineio")) != NULL) {
@@ -1744,6 +1881,14 @@ em_conf_free(em_conf_t *conf)
         free(conf->tls->certificate);
         free(conf->tls->key);
         free(conf->tls);
+    }
+    if (conf->redis != NULL) {
+        free(conf->redis->host);
+        free(conf->redis->user);
+        free(conf->redis->password);
+        free(conf->redis->key);
+        free(conf->redis->text);
+        free(conf->redis);
     }
     if (conf->admin_ui != NULL) {
         free(conf->admin_ui->nsp);

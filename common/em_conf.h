@@ -192,6 +192,18 @@ typedef struct {
     int                 line;         /* of the group, for messages */
 } em_conf_tls_t;
 
+/* Redis as the bus between hosts (the "redis" group): the broker's. */
+typedef struct {
+    char               *host;         /* a name or a numeric address */
+    unsigned            port;
+    char               *user;         /* AUTH's user (Redis 6 ACL), or NULL */
+    char               *password;     /* AUTH's password, or NULL: no AUTH */
+    unsigned            db;           /* SELECT */
+    char               *key;          /* the channels' prefix, as the adapter's "key" */
+    char               *text;         /* the URL without its password, for the log */
+    size_t              max_message;  /* bytes of a message taken from Redis */
+} em_conf_redis_t;
+
 /* The @socket.io/admin-ui dashboard's namespace (the "admin_ui" group). */
 #define EM_CONF_ADMIN_UI_NAME_MAX 256
 
@@ -229,6 +241,7 @@ typedef struct {
     em_conf_admin_t    *admin;        /* the admin listener, or NULL */
     em_conf_tls_t      *tls;          /* TLS listeners, or NULL */
     em_conf_admin_ui_t *admin_ui;     /* the admin-ui dashboard's namespace, or NULL */
+    em_conf_redis_t    *redis;        /* Redis between hosts, or NULL */
 
     /* Scripts' HTTP calls to their backends (the "webhooks" group). */
     unsigned            webhook_max_inflight;   /* calls at once, per worker */

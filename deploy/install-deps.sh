@@ -21,7 +21,7 @@ PACKAGES=(
   meson ninja-build pkg-config gcc clang
   libevent-dev libwslay-dev liblua5.4-dev libconfig-dev check
   libsodium-dev libssl-dev libjansson-dev uthash-dev libjwt-dev libcurl4-openssl-dev libsystemd-dev
-  libcrypt-dev
+  libcrypt-dev libmsgpack-dev libhiredis-dev
   openssl
   python3-socketio python3-aiohttp python3-websocket python3-requests
   redis-server valgrind groff-base

@@ -81,6 +81,8 @@ _Static_assert(offsetof(em_brk_bcast_t, reserved) == 24, "em_brk_bcast_t layout 
  *     attachments       natt x (uint32 len, len bytes)
  */
 #define EM_BRK_ALL       0xffffu
+/* The origin of a broadcast that came from another host (through Redis). */
+#define EM_BRK_ORIGIN_REMOTE 0xfffeu
 
 typedef struct {
     uint16_t version;       /* EM_BRK_VERSION */

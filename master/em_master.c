@@ -849,7 +849,7 @@ em_master_spawn_broker(void)
         if (em_shm_map(&shm, 3) != EM_OK || em_state_map(&state, 5) != EM_OK) {
             exit(1);
         }
-        exit(em_broker_run(&shm, 4, bells, &state, em_m.conf->recovery_max_disconnection));
+        exit(em_broker_run(&shm, 4, bells, &state, em_m.conf));
     }
     em_m.broker.pid = pid;
     em_state_broker_set(&em_m.state, (uint32_t) pid);
@@ -1466,7 +1466,7 @@ em_master_run(em_conf_t *conf, const char *file, const char *over)
     if (em_state_create(&em_m.state, em_m.nslots, &sizes) != EM_OK) {
         return 1;
     }
-    if (em_m.nworkers > 1) {
+    if (em_m.nworkers > 1 || conf->redis != NULL) {
         if (em_shm_create(&em_m.shm, em_m.nslots) != EM_OK
             || (em_m.broker_bell = em_ring_bell_open()) < 0) {
             return 1;

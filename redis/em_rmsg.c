@@ -507,7 +507,8 @@ em_rmsg_encode(const em_rmsg_out_t *m, unsigned max_depth, char **buf, size_t *l
                                       &err);
     int             rc = EM_ERROR;
 
-    if (args == NULL || !json_is_array(args)) {
+    if (args == NULL || !json_is_array(args)
+        || (m->drop_last && json_array_remove(args, json_array_size(args) - 1) != 0)) {
         json_decref(args);
         return EM_ERROR;
     }

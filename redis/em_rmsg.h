@@ -81,6 +81,7 @@ typedef struct {
     const em_str_t *except;
     size_t          nexcept;
     int             vol;
+    int             drop_last;  /* the data's last element (emitd's recovery offset) stays here */
 } em_rmsg_out_t;
 
 /*

@@ -52,7 +52,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_ASSERT(fuzz_inside(m.rooms[i], data, size));
     }
     em_rmsg_out_t o = { m.uid, m.nsp, { m.data, m.data_len }, m.att, m.natt, m.rooms, m.nrooms,
-                        m.except, m.nexcept, m.vol };
+                        m.except, m.nexcept, m.vol, 0 };
     FUZZ_ASSERT(em_rmsg_encode(&o, lim.max_depth + 1, &buf, &len) == EM_OK);
     FUZZ_ASSERT(em_rmsg_decode(buf, len, &lim, &m2) == EM_OK);
     FUZZ_ASSERT(m2.data_len == m.data_len && memcmp(m2.data, m.data, m.data_len) == 0);

@@ -91,7 +91,7 @@ START_TEST(test_decode_vectors)
 
     /* Re-encoded and decoded again: the same broadcast. */
     em_rmsg_out_t o = { m.uid, m.nsp, { m.data, m.data_len }, m.att, m.natt, m.rooms, m.nrooms,
-                        m.except, m.nexcept, m.vol };
+                        m.except, m.nexcept, m.vol, 0 };
     char         *buf;
     size_t        len;
     em_rmsg_t     m2;
@@ -112,7 +112,7 @@ START_TEST(test_encode_as_adapter)
 {
     em_str_t      rooms[] = { S("room") }, except[] = { S("sid1") };
     em_rmsg_out_t o = { S("Ab12Cd"), S("/chat"), S("[\"tick\",42.0,{\"deep\":[[1]]}]"), NULL, 0,
-                        rooms, 1, except, 1, 0 };
+                        rooms, 1, except, 1, 0, 0 };
     char         *buf;
     size_t        len;
 
@@ -125,7 +125,7 @@ START_TEST(test_encode_as_adapter)
      * for an attachment it does not have is refused. */
     em_str_t      att[] = { S("\x01\x02\x03") };
     em_rmsg_out_t b = { S("u"), S("/"), S("[\"b\",{\"_placeholder\":true,\"num\":0}]"), att, 1,
-                        NULL, 0, NULL, 0, 1 };
+                        NULL, 0, NULL, 0, 1, 0 };
     em_rmsg_t     m;
     ck_assert_int_eq(em_rmsg_encode(&b, 32, &buf, &len), EM_OK);
     ck_assert_int_eq(em_rmsg_decode(buf, len, &lim, &m), EM_OK);

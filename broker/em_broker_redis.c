@@ -1,0 +1,401 @@
+/*
+ * em_broker_redis.c - the broker's side of Redis (em_broker_redis.h).
+ *
+ * Two connections, hiredis on the broker's libevent loop: one publishes
+ * this host's broadcasts on the adapter's channels (<key>#<nsp># or
+ * <key>#<nsp>#<room>#), one is subscribed to every namespace's
+ * (PSUBSCRIBE <key>#*). A message whose uid is this broker's own came back
+ * from Redis and is dropped; any other is decoded (em_rmsg.c) and handed to
+ * the relay. A connection that fails, or is lost, is made again after
+ * 250 ms, doubling to 10 s; meanwhile this host's broadcasts still reach
+ * its own clients, and those that could not go to Redis are counted and
+ * logged (once a second at most).
+ */
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "em_brkrec.h"
+#include "em_broker_redis.h"
+#include "em_log.h"
+
+#define EM_BR_BACKOFF_MIN  250      /* ms */
+#define EM_BR_BACKOFF_MAX  10000
+#define EM_BR_INFLIGHT_MAX 65536    /* PUBLISHes waiting for their reply */
+
+typedef struct {
+    const char        *name;        /* "publish" or "subscribe" */
+    redisAsyncContext *ac;
+    int                connected;
+    unsigned           backoff;     /* ms before the next attempt */
+    struct event      *retry;
+} em_br_conn_t;
+
+static struct {
+    struct event_base          *base;
+    const em_conf_redis_t      *conf;
+    em_broker_redis_deliver_pt  deliver;
+    em_rmsg_limits_t            lim;
+    em_br_conn_t                pub, sub;
+    char                        uid[7];
+    char                       *pattern;
+    size_t                      inflight;
+    int                         stopping;
+    uint64_t                    published, lost, received, refused;
+    uint64_t                    lost_logged;
+    time_t                      lost_when;
+} em_br;
+
+static void em_br_connect(em_br_conn_t *c);
+
+/* Six letters and digits, as the adapter's uid2(6). */
+static void
+em_br_uid(char *out)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char     r[6] = { 0 };
+
+    if (getrandom(r, sizeof(r), 0) != (ssize_t) sizeof(r)) {
+        for (size_t i = 0; i < sizeof(r); i++) {
+            r[i] = (unsigned char) (rand() & 0xff);
+        }
+    }
+    for (size_t i = 0; i < sizeof(r); i++) {
+        out[i] = abc[r[i] % (sizeof(abc) - 1)];
+    }
+    out[6] = '\0';
+}
+
+static void
+em_br_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void) fd;
+    (void) what;
+    em_br_connect(arg);
+}
+
+static void
+em_br_schedule(em_br_conn_t *c)
+{
+    struct timeval tv;
+
+    if (em_br.stopping) {
+        return;
+    }
+    c->backoff = c->backoff == 0 ? EM_BR_BACKOFF_MIN : EM_MIN(c->backoff * 2, EM_BR_BACKOFF_MAX);
+    tv.tv_sec = c->backoff / 1000;
+    tv.tv_usec = (suseconds_t) (c->backoff % 1000) * 1000;
+    evtimer_add(c->retry, &tv);
+}
+
+static void
+em_br_connected(const redisAsyncContext *ac, int status)
+{
+    em_br_conn_t *c = ac->data;
+
+    if (status != REDIS_OK) {
+        em_log(EM_LOG_ERR, 0, "redis: cannot connect to %s (%s): again in %u ms", em_br.conf->text,
+               ac->errstr, c->backoff == 0 ? EM_BR_BACKOFF_MIN
+                                           : EM_MIN(c->backoff * 2, EM_BR_BACKOFF_MAX));
+        c->ac = NULL;                   /* hiredis frees it */
+        em_br_schedule(c);
+        return;
+    }
+    c->connected = 1;
+    em_log(EM_LOG_INFO, 0, "redis: %s connection to %s up", c->name, em_br.conf->text);
+}
+
+static void
+em_br_disconnected(const redisAsyncContext *ac, int status)
+{
+    em_br_conn_t *c = ac->data;
+
+    c->ac = NULL;
+    c->connected = 0;
+    if (em_br.stopping) {
+        return;
+    }
+    em_log(EM_LOG_ERR, 0, "redis: the %s connection to %s was lost (%s): again in %u ms", c->name,
+           em_br.conf->text, status == REDIS_OK ? "closed" : ac->errstr,
+           c->backoff == 0 ? EM_BR_BACKOFF_MIN : EM_MIN(c->backoff * 2, EM_BR_BACKOFF_MAX));
+    em_br_schedule(c);
+}
+
+/* The reply to AUTH or SELECT: an error ends the connection (and retries). */
+static void
+em_br_setup_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+
+    (void) priv;
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        em_log(EM_LOG_ERR, 0, "redis: %s refused %s: %.*s", em_br.conf->text,
+               em_br.conf->password != NULL ? "the login or the database" : "the database",
+               (int) EM_MIN(reply->len, 200), reply->str);
+        redisAsyncDisconnect(ac);
+    }
+}
+
+static void
+em_br_publish_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+
+    (void) ac;
+    (void) priv;
+    em_br.inflight--;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        em_br.lost++;
+    }
+}
+
+/* A broadcast of this host that did not go to Redis. */
+static void
+em_br_lost(const char *why)
+{
+    time_t now = time(NULL);
+
+    em_br.lost++;
+    if (now != em_br.lost_when) {
+        em_log(EM_LOG_WARN, 0, "redis: %llu broadcasts not relayed to other hosts (%s)",
+               (unsigned long long) (em_br.lost - em_br.lost_logged), why);
+        em_br.lost_logged = em_br.lost;
+        em_br.lost_when = now;
+    }
+}
+
+static void
+em_br_refused(const char *why, size_t len)
+{
+    em_br.refused++;
+    em_log(EM_LOG_WARN, 0, "redis: a message of %zu bytes dropped: %s (%llu so far)", len, why,
+           (unsigned long long) em_br.refused);
+}
+
+static void
+em_br_message(const char *msg, size_t len)
+{
+    em_rmsg_t m;
+    int       rc;
+
+    if (len > em_br.conf->max_message) {
+        em_br_refused("over redis.max_message", len);
+        return;
+    }
+    rc = em_rmsg_decode(msg, len, &em_br.lim, &m);
+    if (rc == EM_DECLINED) {
+        em_br_refused("over a limit, or not an event", len);
+        return;
+    }
+    if (rc != EM_OK) {
+        em_br_refused("not a Socket.IO adapter broadcast", len);
+        return;
+    }
+    if (m.uid.len != 6 || memcmp(m.uid.data, em_br.uid, 6) != 0) {
+        em_br.received++;
+        em_br.deliver(&m);
+    }
+    em_rmsg_free(&m);
+}
+
+static void
+em_br_sub_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+
+    (void) priv;
+    if (reply == NULL) {
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        em_log(EM_LOG_ERR, 0, "redis: PSUBSCRIBE refused: %.*s", (int) EM_MIN(reply->len, 200),
+               reply->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
+        || reply->element[0]->type != REDIS_REPLY_STRING) {
+        return;
+    }
+    if (reply->elements == 4 && strcmp(reply->element[0]->str, "pmessage") == 0
+        && reply->element[3]->type == REDIS_REPLY_STRING) {
+        em_br_message(reply->element[3]->str, reply->element[3]->len);
+    } else if (strcmp(reply->element[0]->str, "psubscribe") == 0) {
+        em_log(EM_LOG_INFO, 0, "redis: subscribed to %s", em_br.pattern);
+    }
+}
+
+static void
+em_br_connect(em_br_conn_t *c)
+{
+    const em_conf_redis_t *rc = em_br.conf;
+    redisAsyncContext     *ac = redisAsyncConnect(rc->host, (int) rc->port);
+
+    if (ac == NULL || ac->err) {
+        em_log(EM_LOG_ERR, 0, "redis: cannot connect to %s (%s)", rc->text,
+               ac != NULL ? ac->errstr : "out of memory");
+        if (ac != NULL) {
+            redisAsyncFree(ac);
+        }
+        em_br_schedule(c);
+        return;
+    }
+    ac->data = c;
+    c->ac = ac;
+    if (redisLibeventAttach(ac, em_br.base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        c->ac = NULL;
+        em_br_schedule(c);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, em_br_connected);
+    redisAsyncSetDisconnectCallback(ac, em_br_disconnected);
+    /* Sent once the connection is up, in order. */
+    if (rc->password != NULL && rc->user != NULL) {
+        redisAsyncCommand(ac, em_br_setup_cb, NULL, "AUTH %s %s", rc->user, rc->password);
+    } else if (rc->password != NULL) {
+        redisAsyncCommand(ac, em_br_setup_cb, NULL, "AUTH %s", rc->password);
+    }
+    if (c == &em_br.sub) {
+        redisAsyncCommand(ac, em_br_sub_cb, NULL, "PSUBSCRIBE %s", em_br.pattern);
+    } else if (rc->db != 0) {
+        redisAsyncCommand(ac, em_br_setup_cb, NULL, "SELECT %u", rc->db);
+    }
+}
+
+int
+em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
+                      em_broker_redis_deliver_pt deliver)
+{
+    size_t n;
+
+    memset(&em_br, 0, sizeof(em_br));
+    em_br.base = base;
+    em_br.conf = conf->redis;
+    em_br.deliver = deliver;
+    em_br.lim.max_depth = EM_MIN(conf->limits.json_depth, EM_RMSG_DEPTH_MAX - 3);
+    em_br.lim.max_att = EM_MIN(conf->limits.attachments, EM_BRK_ATT_MAX);
+    em_br.lim.max_rooms = EM_BRK_LIST_MAX;
+    em_br.lim.max_name = EM_BRK_NAME_MAX;
+    em_br.pub.name = "publish";
+    em_br.sub.name = "subscribe";
+    em_br_uid(em_br.uid);
+    n = strlen(em_br.conf->key) + 3;
+    em_br.pattern = malloc(n);
+    em_br.pub.retry = evtimer_new(base, em_br_retry_cb, &em_br.pub);
+    em_br.sub.retry = evtimer_new(base, em_br_retry_cb, &em_br.sub);
+    if (em_br.pattern == NULL || em_br.pub.retry == NULL || em_br.sub.retry == NULL) {
+        em_log(EM_LOG_ERR, 0, "redis: out of memory");
+        em_broker_redis_stop();
+        return EM_ERROR;
+    }
+    snprintf(em_br.pattern, n, "%s#*", em_br.conf->key);
+    em_log(EM_LOG_INFO, 0, "redis: %s, channels %s, uid %s", em_br.conf->text, em_br.pattern,
+           em_br.uid);
+    em_br_connect(&em_br.pub);
+    em_br_connect(&em_br.sub);
+    return EM_OK;
+}
+
+/* The entries of a record's list as slices (free *out). */
+static int
+em_br_list(em_brk_list_t l, em_str_t **out, size_t *n)
+{
+    em_str_t s;
+
+    *n = 0;
+    *out = calloc(l.n + 1, sizeof(em_str_t));
+    if (*out == NULL) {
+        return EM_ERROR;
+    }
+    while (em_brk_list_next(&l, &s)) {
+        (*out)[(*n)++] = s;
+    }
+    return EM_OK;
+}
+
+void
+em_broker_redis_publish(const void *rec, size_t len)
+{
+    em_brk_view_t v;
+    em_str_t     *rooms = NULL, *except = NULL, *att = NULL;
+    size_t        nrooms = 0, nexcept = 0, natt = 0, mlen, clen;
+    char         *msg = NULL, *channel = NULL;
+
+    if (em_brkrec_decode(rec, len, &v) != EM_OK) {
+        return;
+    }
+    /* Every instance of a parameterised namespace, and the namespaces of
+     * other endpoints than the first, have no name on the adapter's
+     * channels: they stay on this host. */
+    if ((v.flags & EM_BRK_F_CONF) || v.nsp.len == 0 || v.nsp.data[0] != '/') {
+        return;
+    }
+    if (!em_br.pub.connected) {
+        em_br_lost("no connection");
+        return;
+    }
+    if (em_br.inflight >= EM_BR_INFLIGHT_MAX) {
+        em_br_lost("Redis is behind");
+        return;
+    }
+    if (em_br_list(v.rooms, &rooms, &nrooms) != EM_OK || em_br_list(v.except, &except, &nexcept) != EM_OK
+        || em_br_list(v.att, &att, &natt) != EM_OK) {
+        em_br_lost("out of memory");
+        goto done;
+    }
+    em_rmsg_out_t o = {
+        { em_br.uid, 6 }, v.nsp, v.data, att, natt, rooms, nrooms, except, nexcept,
+        (v.flags & EM_BRK_F_VOLATILE) != 0, (v.flags & EM_BRK_F_OFFSET) != 0
+    };
+    if (em_rmsg_encode(&o, EM_RMSG_DEPTH_MAX - 3, &msg, &mlen) != EM_OK) {
+        em_br_lost("its data does not convert");
+        goto done;
+    }
+    clen = strlen(em_br.conf->key) + v.nsp.len + (nrooms == 1 ? rooms[0].len + 1 : 0) + 2;
+    if ((channel = malloc(clen)) == NULL
+        || em_rmsg_channel((em_str_t) { em_br.conf->key, strlen(em_br.conf->key) }, v.nsp,
+                           nrooms == 1 ? &rooms[0] : NULL, channel, clen, &clen) != EM_OK) {
+        em_br_lost("out of memory");
+        goto done;
+    }
+    if (redisAsyncCommand(em_br.pub.ac, em_br_publish_cb, NULL, "PUBLISH %b %b", channel, clen, msg,
+                          mlen) != REDIS_OK) {
+        em_br_lost("the connection is closing");
+        goto done;
+    }
+    em_br.inflight++;
+    em_br.published++;
+done:
+    free(channel);
+    free(msg);
+    free(rooms);
+    free(except);
+    free(att);
+}
+
+void
+em_broker_redis_stop(void)
+{
+    em_br.stopping = 1;
+    if (em_br.pub.ac != NULL) {
+        redisAsyncFree(em_br.pub.ac);
+    }
+    if (em_br.sub.ac != NULL) {
+        redisAsyncFree(em_br.sub.ac);
+    }
+    if (em_br.pub.retry != NULL) {
+        event_free(em_br.pub.retry);
+    }
+    if (em_br.sub.retry != NULL) {
+        event_free(em_br.sub.retry);
+    }
+    free(em_br.pattern);
+    em_br.pattern = NULL;
+    em_br.pub.ac = em_br.sub.ac = NULL;
+    em_br.pub.retry = em_br.sub.retry = NULL;
+}

@@ -1,0 +1,30 @@
+/*
+ * em_broker_redis.h - the broker's connections to Redis (the "redis" group
+ * of emitd.conf(5)): this host's broadcasts published as Socket.IO's Redis
+ * adapter publishes them, and the adapter's broadcasts of other hosts, Node
+ * servers and emitters handed to the relay for this host's workers.
+ */
+#ifndef EM_BROKER_REDIS_H
+#define EM_BROKER_REDIS_H
+
+#include <event2/event.h>
+#include <stddef.h>
+
+#include "em_conf.h"
+#include "em_rmsg.h"
+
+/* A broadcast from Redis, for this host's workers. */
+typedef void (*em_broker_redis_deliver_pt)(const em_rmsg_t *m);
+
+/* Connect (and reconnect, with a back-off, whenever a connection is lost)
+ * on base. EM_OK, or EM_ERROR when nothing could be set up. */
+int  em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
+                           em_broker_redis_deliver_pt deliver);
+
+/* Publish a broadcast record (EM_BRK_REC_BCAST) a worker of this host made;
+ * one that cannot go (no connection) is counted and logged. */
+void em_broker_redis_publish(const void *rec, size_t len);
+
+void em_broker_redis_stop(void);
+
+#endif
