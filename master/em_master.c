@@ -979,6 +979,19 @@ em_master_keep_settings(em_conf_t *next)
     em_master_keep_str(&now->access_log, &next->access_log, "access_log");
     em_master_keep_str(&now->user, &next->user, "user");
     em_master_keep_str(&now->group, &next->group, "group");
+    /* The broker's connection to Redis (and whether there is a broker). */
+    const em_conf_redis_t *a = now->redis, *b = next->redis;
+    if ((a == NULL) != (b == NULL)
+        || (a != NULL && (strcmp(a->text, b->text) != 0 || strcmp(a->key, b->key) != 0
+                          || a->max_message != b->max_message
+                          || (a->password == NULL) != (b->password == NULL)
+                          || (a->password != NULL && strcmp(a->password, b->password) != 0)))) {
+        em_log(EM_LOG_WARN, 0, "reload: \"redis\" changes only with a restart; kept %s",
+               a != NULL ? a->text : "none");
+    }
+    em_conf_redis_t *t = now->redis;
+    now->redis = next->redis;
+    next->redis = t;
 }
 
 /* The reload's deadline: the new workers' start, then the old ones' drain. */

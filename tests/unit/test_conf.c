@@ -333,6 +333,13 @@ static const struct {
     { "admin_ui = { auth = false; server_id = \"\"; };\n", 1, "admin_ui.server_id must be" },
     { "admin_ui = { auth = false; session_ttl = 5; };\n", 1, "session_ttl" },
     { "admin_ui = { auth = false; colour = 1; };\n", 1, "colour" },
+    { "redis = { url = \"rediss://h:1\"; };\n", 1, "rediss://" },
+    { "redis = { url = \"http://h:1\"; };\n", 1, "redis.url must be" },
+    { "redis = { url = \"redis://h:0\"; };\n", 1, "the port must be" },
+    { "redis = { url = \"redis://h:6379/x\"; };\n", 1, "the database must be a number" },
+    { "redis = { url = \"redis://:%zz@h\"; };\n", 1, "a bad %-escape in the password" },
+    { "redis = { url = \"redis://h\";\n key = \"a#b\"; };\n", 1, "redis.key must be" },
+    { "redis = { key = \"k\"; };\n", 1, "redis needs \"url\"" },
     { "tls = { listen = \"127.0.0.1:1\"; certificate = \"c\"; key = \"k\";\n ciphers = \"x\"; };\n", 2, "ciphers" },
     { "tls = { listen = \"nowhere\"; certificate = \"c\"; key = \"k\"; };\n", 1, "bad listen address" },
     { "tls = \"on\";\n", 1, "\"tls\" must be a group" },
@@ -406,6 +413,40 @@ START_TEST(test_admin_ui)
     ck_assert_uint_eq(c->admin_ui->production, 1);
     ck_assert_str_eq(c->admin_ui->server_id, "web-1");
     ck_assert_uint_eq(c->admin_ui->session_ttl, 60);
+    em_conf_free(c);
+}
+END_TEST
+
+/* redis: the URL's parts, the defaults. */
+START_TEST(test_redis)
+{
+    em_conf_t *c = load_text("r.conf", "redis = { url = \"redis://app:p%40ss@10.0.0.5:6380/3\"; };\n");
+
+    ck_assert_msg(c != NULL, "%s", em_t_err);
+    ck_assert_str_eq(c->redis->host, "10.0.0.5");
+    ck_assert_uint_eq(c->redis->port, 6380);
+    ck_assert_str_eq(c->redis->user, "app");
+    ck_assert_str_eq(c->redis->password, "p@ss");
+    ck_assert_uint_eq(c->redis->db, 3);
+    ck_assert_str_eq(c->redis->key, "socket.io");
+    ck_assert_str_eq(c->redis->text, "redis://***@10.0.0.5:6380/3");
+    ck_assert_uint_eq(c->redis->max_message, 4194304);
+    em_conf_free(c);
+    c = load_text("r2.conf", "redis = { url = \"redis://[::1]\"; key = \"app1\"; max_message = 2048; };\n");
+    ck_assert_msg(c != NULL, "%s", em_t_err);
+    ck_assert_str_eq(c->redis->host, "::1");
+    ck_assert_uint_eq(c->redis->port, 6379);
+    ck_assert_ptr_null(c->redis->user);
+    ck_assert_ptr_null(c->redis->password);
+    ck_assert_uint_eq(c->redis->db, 0);
+    ck_assert_str_eq(c->redis->key, "app1");
+    ck_assert_str_eq(c->redis->text, "redis://[::1]:6379/0");
+    em_conf_free(c);
+    c = load_text("r3.conf", "redis = { url = \"redis://:secret@localhost/\"; };\n");
+    ck_assert_msg(c != NULL, "%s", em_t_err);
+    ck_assert_str_eq(c->redis->host, "localhost");
+    ck_assert_ptr_null(c->redis->user);
+    ck_assert_str_eq(c->redis->password, "secret");
     em_conf_free(c);
 }
 END_TEST
@@ -514,6 +555,7 @@ conf_suite(void)
     tcase_add_loop_test(tc, test_bad, 0, (int) EM_NELEMS(em_bad));
     tcase_add_test(tc, test_unreadable);
     tcase_add_test(tc, test_admin_ui);
+    tcase_add_test(tc, test_redis);
     tcase_add_test(tc, test_override);
     tcase_add_test(tc, test_vars);
     suite_add_tcase(s, tc);

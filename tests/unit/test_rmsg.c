@@ -120,6 +120,13 @@ START_TEST(test_encode_as_adapter)
     ck_assert_uint_eq(len, sizeof(RMSG_ADAPTER_BROADCAST) - 1);
     ck_assert_int_eq(memcmp(buf, RMSG_ADAPTER_BROADCAST, len), 0);
     free(buf);
+    /* With recovery on, emitd's data ends with its log offset, which stays here. */
+    o.data = S("[\"tick\",42,{\"deep\":[[1]]},\"1234\"]");
+    o.drop_last = 1;
+    ck_assert_int_eq(em_rmsg_encode(&o, 32, &buf, &len), EM_OK);
+    ck_assert_uint_eq(len, sizeof(RMSG_ADAPTER_BROADCAST) - 1);
+    ck_assert_int_eq(memcmp(buf, RMSG_ADAPTER_BROADCAST, len), 0);
+    free(buf);
 
     /* Attachments become bin where their placeholders are; a placeholder
      * for an attachment it does not have is refused. */

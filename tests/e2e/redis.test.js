@@ -1,0 +1,277 @@
+'use strict';
+/*
+ * Redis as the bus between hosts (issue 13, its first part): a real
+ * redis-server from Debian on a loopback port, emitd instances with two
+ * workers each, and the pinned npm packages: @socket.io/redis-emitter
+ * reaching emitd's clients, a Node socket.io server with
+ * @socket.io/redis-adapter in one cluster with emitd, two emitd hosts
+ * relaying to each other, and Redis stopped and started again during
+ * traffic.
+ */
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const http = require('node:http');
+const { spawn } = require('node:child_process');
+const net = require('node:net');
+const { startEmitd, stopAndCheck, freePort, delay, isReference, timeMs } = require('./lib/harness');
+const { connect, waitUntil, closeAll, once, httpRequest, ack } = require('./lib/clients');
+
+const skip = isReference() && 'emitd-only: the redis group';
+const KEY = 'backend-key-0123456789abcdef';
+const WAIT = timeMs(8000);
+
+/* A redis-server of our own on a free loopback port; stop() by its pid. */
+async function startRedis(port) {
+  port = port || await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+    '--appendonly', 'no', '--protected-mode', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  child.stderr.on('data', (d) => { out += d; });
+  await waitUntil(`redis-server on port ${port}`, () => new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  }), 10000);
+  return {
+    port, url: `redis://127.0.0.1:${port}`,
+    log: () => out,
+    stop: () => new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGKILL');
+    }),
+  };
+}
+
+async function redisClient(url) {
+  const { createClient } = require('redis');
+  const c = createClient({ url, socket: { reconnectStrategy: false } });
+  c.on('error', () => {});
+  await c.connect();
+  return c;
+}
+
+/* An emitd host on redis, with two workers and the backend API. */
+async function startHost(redisUrl, extra = {}) {
+  const admin = await freePort();
+  const d = await startEmitd({
+    config: {
+      redis: { url: `${redisUrl}/0` },
+      admin: { listen: `127.0.0.1:${admin}`, keys: [KEY] },
+      ...extra,
+    },
+  });
+  d.admin = admin;
+  await waitUntil('the broker subscribed', () => /redis: subscribed to socket\.io#\*/.test(d.log()), WAIT);
+  return d;
+}
+
+async function apiEmit(d, body) {
+  const r = await httpRequest(d.admin, 'POST', '/v1/emit', {
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}` },
+    body: JSON.stringify(body), ms: 10000,
+  });
+  assert.equal(r.status, 200, r.body);
+}
+
+/* Clients on "/" over both transports until both workers hold some. */
+async function spread(url, n = 4) {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const s = await connect(url, '/', i % 2 ? 'polling' : 'websocket');
+    s.worker = (await ack(s, 'whoami'))[0].worker;
+    out.push(s);
+  }
+  assert.deepEqual([...new Set(out.map((s) => s.worker))].sort(), [1, 2]);
+  return out;
+}
+
+const got = (s, ev) => s.seen.filter((e) => e[0] === ev).map((e) => e.slice(1));
+
+test('@socket.io/redis-emitter reaches emitd\'s clients on both workers: emit, to, except, of, volatile, binary', { skip }, async () => {
+  const redis = await startRedis();
+  const d = await startHost(redis.url);
+  const r = await redisClient(redis.url);
+  const socks = [];
+  try {
+    const { Emitter } = require('@socket.io/redis-emitter');
+    const e = new Emitter(r);
+    const clients = await spread(d.url);
+    socks.push(...clients);
+    const chat = await connect(d.url, '/custom', 'websocket');
+    socks.push(chat);
+    const [a, b] = clients;
+    await ack(a, 'join', 'news');
+    await ack(b, 'join', 'news');
+
+    await e.emit('all', { n: 1 }, Buffer.from([1, 2, 3]));
+    await e.to('news').except(b.id).emit('news', 'only a');
+    await e.to(b.id).emit('direct', 'to b');
+    await e.volatile.emit('vol', 1);
+    await e.of('/custom').emit('custom', [true, null, 1.5]);
+    await e.emit('mark');
+    await waitUntil('the mark everywhere', () => clients.every((c) => got(c, 'mark').length === 1), WAIT);
+    for (const c of clients) {
+      const [[obj, bin]] = got(c, 'all');
+      assert.deepEqual(obj, { n: 1 });
+      assert.ok(Buffer.isBuffer(bin), 'binary stays binary');
+      assert.deepEqual([...bin], [1, 2, 3]);
+      assert.deepEqual(got(c, 'news'), c === a ? [['only a']] : []);
+      assert.deepEqual(got(c, 'direct'), c === b ? [['to b']] : []);
+      /* volatile: to a socket that can take it at once (a polling one between
+       * its GETs cannot), never twice */
+      if (c.io.engine.transport.name === 'websocket') assert.deepEqual(got(c, 'vol'), [[1]]);
+      else assert.ok(got(c, 'vol').length <= 1);
+      assert.deepEqual(got(c, 'custom'), []);
+    }
+    await waitUntil('the /custom event', () => got(chat, 'custom').length === 1, WAIT);
+    assert.deepEqual(got(chat, 'custom'), [[[true, null, 1.5]]]);
+    assert.deepEqual(got(chat, 'all'), []);
+  } finally {
+    closeAll(socks);
+    await r.quit().catch(() => {});
+    const problems = await stopAndCheck(d);
+    await redis.stop();
+    assert.deepEqual(problems, []);
+  }
+});
+
+test('two emitd hosts: a broadcast on one reaches the clients of both, once, in order', { skip }, async () => {
+  const redis = await startRedis();
+  const h1 = await startHost(redis.url);
+  const h2 = await startHost(redis.url);
+  const socks = [];
+  try {
+    const c1 = await spread(h1.url);
+    const c2 = await spread(h2.url);
+    socks.push(...c1, ...c2);
+    await ack(c1[0], 'join', 'room');
+    await ack(c2[1], 'join', 'room');
+    for (let i = 0; i < 20; i++) {
+      await apiEmit(i % 2 ? h2 : h1, { namespace: '/', event: 'seq', args: [i] });
+    }
+    await apiEmit(h1, { namespace: '/', to: 'room', event: 'room', args: [{ $binary: 'AAEC' }] });
+    await apiEmit(h2, { namespace: '/', event: 'end', args: [] });
+    const all = [...c1, ...c2];
+    await waitUntil('every client has the last event', () => all.every((c) => got(c, 'end').length === 1), WAIT);
+    for (const c of all) {
+      assert.deepEqual(got(c, 'seq').map((x) => x[0]).filter((x, i, v) => v.indexOf(x) === i).length, 20);
+      assert.equal(got(c, 'seq').length, 20, 'each once');
+    }
+    /* One host's own events come in its order; the two hosts' interleave. */
+    for (const c of all) {
+      const seq = got(c, 'seq').map((x) => x[0]);
+      for (const parity of [0, 1]) {
+        const mine = seq.filter((x) => x % 2 === parity);
+        assert.deepEqual(mine, [...mine].sort((x, y) => x - y));
+      }
+    }
+    const inRoom = [c1[0], c2[1]];
+    for (const c of all) {
+      const r = got(c, 'room');
+      if (inRoom.includes(c)) {
+        assert.equal(r.length, 1);
+        assert.deepEqual([...r[0][0]], [0, 1, 2]);
+      } else {
+        assert.deepEqual(r, []);
+      }
+    }
+    assert.match(h2.log(), /redis: publish connection to redis:\/\/127\.0\.0\.1:\d+\/0 up/);
+  } finally {
+    closeAll(socks);
+    const p1 = await stopAndCheck(h1);
+    const p2 = await stopAndCheck(h2);
+    await redis.stop();
+    assert.deepEqual([...p1, ...p2], []);
+  }
+});
+
+test('a Node socket.io server with @socket.io/redis-adapter and emitd in one cluster: broadcasts both ways', { skip }, async () => {
+  const redis = await startRedis();
+  const d = await startHost(redis.url);
+  const pub = await redisClient(redis.url);
+  const sub = await redisClient(redis.url);
+  const { Server } = require('socket.io');
+  const { createAdapter } = require('@socket.io/redis-adapter');
+  const srv = http.createServer();
+  const nodeIo = new Server(srv, { adapter: createAdapter(pub, sub) });
+  nodeIo.on('connection', (s) => { s.on('join', (room, cb) => { s.join(room); cb(true); }); });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const nodeUrl = `http://127.0.0.1:${srv.address().port}`;
+  const socks = [];
+  try {
+    const ours = await spread(d.url);
+    const theirs = [await connect(nodeUrl, '/', 'websocket'), await connect(nodeUrl, '/', 'polling')];
+    socks.push(...ours, ...theirs);
+    await ack(ours[1], 'join', 'r');
+    await ack(theirs[0], 'join', 'r');
+    await delay(200);       /* the adapter's subscriptions */
+
+    nodeIo.emit('from-node', { x: 1 }, Buffer.from('hi'));
+    nodeIo.to('r').emit('node-room', 2);
+    await apiEmit(d, { namespace: '/', event: 'from-emitd', args: [{ y: 2 }, { $binary: 'AAEC' }] });
+    await apiEmit(d, { namespace: '/', to: 'r', event: 'emitd-room', args: [3] });
+    nodeIo.emit('node-end');
+    await apiEmit(d, { namespace: '/', event: 'emitd-end', args: [] });
+    const all = [...ours, ...theirs];
+    await waitUntil('both ends everywhere', () => all.every((c) => got(c, 'node-end').length === 1
+      && got(c, 'emitd-end').length === 1), WAIT);
+    for (const c of all) {
+      const [[x, buf]] = got(c, 'from-node');
+      assert.deepEqual(x, { x: 1 });
+      assert.equal(Buffer.from(buf).toString(), 'hi');
+      const [[y, bin]] = got(c, 'from-emitd');
+      assert.deepEqual(y, { y: 2 });
+      assert.deepEqual([...Buffer.from(bin)], [0, 1, 2]);
+      const inR = c === ours[1] || c === theirs[0];
+      assert.deepEqual(got(c, 'node-room'), inR ? [[2]] : []);
+      assert.deepEqual(got(c, 'emitd-room'), inR ? [[3]] : []);
+    }
+  } finally {
+    closeAll(socks);
+    nodeIo.close();
+    await new Promise((resolve) => srv.close(() => resolve()));
+    await pub.quit().catch(() => {});
+    await sub.quit().catch(() => {});
+    const problems = await stopAndCheck(d);
+    await redis.stop();
+    assert.deepEqual(problems, []);
+  }
+});
+
+test('Redis stopped during traffic: each host serves its own clients, logs what it could not relay, and relays again once Redis is back', { skip }, async () => {
+  let redis = await startRedis();
+  const port = redis.port;
+  const h1 = await startHost(redis.url);
+  const h2 = await startHost(redis.url);
+  const socks = [];
+  try {
+    const [a] = await spread(h1.url, 2);
+    const [b] = await spread(h2.url, 2);
+    socks.push(a, b);
+    await apiEmit(h1, { namespace: '/', event: 'before', args: [] });
+    await waitUntil('before, on both hosts', () => got(a, 'before').length && got(b, 'before').length, WAIT);
+
+    await redis.stop();
+    await waitUntil('the broker saw Redis go', () => /redis: the \w+ connection to .* was lost/.test(h1.log()), WAIT);
+    for (let i = 0; i < 5; i++) await apiEmit(h1, { namespace: '/', event: 'during', args: [i] });
+    await waitUntil('its own client still served', () => got(a, 'during').length === 5, WAIT);
+    assert.match(h1.log(), /redis: \d+ broadcasts not relayed to other hosts \(no connection\)/);
+    assert.equal(a.connected && b.connected, true, 'no client dropped');
+
+    redis = await startRedis(port);
+    await waitUntil('both brokers back', () => (h1.log().match(/redis: subscribed to/g) || []).length >= 2
+      && (h2.log().match(/redis: subscribed to/g) || []).length >= 2, timeMs(20000));
+    await apiEmit(h2, { namespace: '/', event: 'after', args: [] });
+    await waitUntil('after, on both hosts', () => got(a, 'after').length && got(b, 'after').length, WAIT);
+    /* Pub/Sub keeps nothing: what went while Redis was away is not replayed. */
+    assert.deepEqual(got(b, 'during'), []);
+    assert.equal(got(a, 'during').length, 5);
+  } finally {
+    closeAll(socks);
+    const p1 = await stopAndCheck(h1);
+    const p2 = await stopAndCheck(h2);
+    await redis.stop();
+    assert.deepEqual([...p1, ...p2], []);
+  }
+});
