@@ -183,7 +183,9 @@ em_rmsg_json(const msgpack_object *o, unsigned depth, em_rmsg_ctx_t *c)
         for (uint32_t i = 0; v != NULL && i < o->via.map.size; i++) {
             const msgpack_object_kv *kv = &o->via.map.ptr[i];
             json_t                  *e;
-            if (kv->key.type != MSGPACK_OBJECT_STR) {
+            /* A key must be a string, and without NUL: JSON parsers take no other. */
+            if (kv->key.type != MSGPACK_OBJECT_STR
+                || memchr(kv->key.via.str.ptr, '\0', kv->key.via.str.size) != NULL) {
                 c->rc = EM_ERROR;
                 json_decref(v);
                 return NULL;

@@ -193,6 +193,7 @@ static const bad_t bads[] = {
     { "empty data", BY(PKT("\x90")), EM_ERROR },
     { "a number event name", BY(PKT("\x91\x01")), EM_ERROR },
     { "a map key that is a number", BY(PKT("\x92\xa1" "e" "\x81\x01\x01")), EM_ERROR },
+    { "a map key with a NUL", BY(PKT("\x92\xa1" "e" "\x81\xa2" "a\0" "\x01")), EM_ERROR },
     { "a string that is not UTF-8", BY(PKT("\x92\xa1" "e" "\xa2\xff\xfe")), EM_ERROR },
     { "nesting over the limit", BY(PKT("\x92\xa1" "e" "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91"
       "\x91\x91\x91\x91\x91\x91\x91\x91\x91\x01")), EM_DECLINED },
