@@ -130,7 +130,48 @@ em_broker_fanout(unsigned i, uint16_t type, size_t len, uint64_t pos)
     EM_FAN_SET(f, active, 0);
     if (em_b.redis && type == EM_BRK_REC_BCAST) {
         em_broker_redis_publish(em_b.rec, len);
+    } else if (em_b.redis && type == EM_BRK_REC_CMD && target == EM_BRK_BROKER) {
+        em_broker_redis_command(em_b.rec, len);
     }
+}
+
+/* A request of the adapter from Redis: to the first serving worker, which
+ * runs it on every worker's sockets and answers. */
+static void
+em_broker_request(em_str_t nsp, const char *msg, size_t len)
+{
+    em_brk_cmd_msg_t m;
+    size_t           size, out;
+    char            *data;
+    unsigned         j;
+    em_ring_stats_t  st;
+
+    for (j = 0; j < em_b.shm->nworkers; j++) {
+        if (em_b.state != NULL && em_state_slot_used(em_b.state, j) == EM_SLOT_SERVING) {
+            break;
+        }
+    }
+    if (j == em_b.shm->nworkers || nsp.len > EM_BRK_NAME_MAX || (data = malloc(nsp.len + 1 + len)) == NULL) {
+        return;
+    }
+    memcpy(data, nsp.data, nsp.len);
+    data[nsp.len] = '\0';
+    memcpy(data + nsp.len + 1, msg, len);
+    memset(&m, 0, sizeof(m));
+    m.kind = EM_BRK_KIND_REDIS_REQUEST;
+    m.origin = EM_BRK_ORIGIN_REMOTE;
+    m.target = (uint16_t) j;
+    m.data = (em_str_t) { data, nsp.len + 1 + len };
+    em_ring_stats(&em_b.down[j], &st);
+    if (em_brkcmd_size(&m, &size) != EM_OK || size > em_b.rec_cap
+        || st.capacity - st.used < sizeof(em_ring_rec_t) + ((size + 7) & ~(size_t) 7)
+        || em_brkcmd_encode(&m, em_b.rec, em_b.rec_cap, &out) != EM_OK
+        || em_ring_write(&em_b.down[j], EM_BRK_REC_CMD, em_b.rec, out) != EM_OK) {
+        em_log(EM_LOG_WARN, 0, "a request from Redis could not go to worker %u: dropped", j + 1);
+    } else if (em_ring_notify_needed(&em_b.down[j])) {
+        em_ring_bell_ring(em_b.worker_bells[j]);
+    }
+    free(data);
 }
 
 /*
@@ -348,7 +389,7 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
         return 1;
     }
     if (conf->redis != NULL) {
-        if (em_broker_redis_start(em_b.base, conf, em_broker_remote) != EM_OK) {
+        if (em_broker_redis_start(em_b.base, conf, em_broker_remote, em_broker_request) != EM_OK) {
             return 1;
         }
         em_b.redis = 1;

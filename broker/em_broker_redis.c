@@ -39,6 +39,8 @@ static struct {
     struct event_base          *base;
     const em_conf_redis_t      *conf;
     em_broker_redis_deliver_pt  deliver;
+    em_broker_redis_request_pt  request;
+    const em_conf_t            *full;
     em_rmsg_limits_t            lim;
     em_br_conn_t                pub, sub;
     char                        uid[7];
@@ -202,6 +204,25 @@ em_br_message(const char *msg, size_t len)
     em_rmsg_free(&m);
 }
 
+/* A request on <key>-request#<nsp>#: for a worker. */
+static void
+em_br_request(const char *channel, size_t clen, const char *msg, size_t len)
+{
+    size_t klen = strlen(em_br.conf->key);
+
+    if (len > em_br.conf->max_message) {
+        em_br_refused("a request over redis.max_message", len);
+        return;
+    }
+    if (clen < klen + 11 || memcmp(channel, em_br.conf->key, klen) != 0
+        || memcmp(channel + klen, "-request#", 9) != 0 || channel[clen - 1] != '#') {
+        return;
+    }
+    em_br.request((em_str_t) { channel + klen + 9, clen - klen - 10 }, msg, len);
+}
+
+static void em_br_subscribe_requests(redisAsyncContext *ac);
+
 static void
 em_br_sub_cb(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -224,9 +245,54 @@ em_br_sub_cb(redisAsyncContext *ac, void *r, void *priv)
     if (reply->elements == 4 && strcmp(reply->element[0]->str, "pmessage") == 0
         && reply->element[3]->type == REDIS_REPLY_STRING) {
         em_br_message(reply->element[3]->str, reply->element[3]->len);
+    } else if (reply->elements == 3 && strcmp(reply->element[0]->str, "message") == 0
+               && reply->element[1]->type == REDIS_REPLY_STRING
+               && reply->element[2]->type == REDIS_REPLY_STRING) {
+        em_br_request(reply->element[1]->str, reply->element[1]->len, reply->element[2]->str,
+                      reply->element[2]->len);
     } else if (strcmp(reply->element[0]->str, "psubscribe") == 0) {
         em_log(EM_LOG_INFO, 0, "redis: subscribed to %s", em_br.pattern);
     }
+}
+
+/* SUBSCRIBE <key>-request#<nsp># for each namespace with a name (not a
+ * pattern) of the first endpoint: a Node server counts its peers by these
+ * subscriptions (PUBSUB NUMSUB), and waits for each one's answer. */
+static void
+em_br_subscribe_requests(redisAsyncContext *ac)
+{
+    const em_conf_t *conf = em_br.full;
+    const char     **argv = calloc(conf->nnsps + 1, sizeof(char *));
+    size_t          *lens = calloc(conf->nnsps + 1, sizeof(size_t));
+    char           **names = calloc(conf->nnsps + 1, sizeof(char *));
+    int              argc = 1;
+
+    if (argv == NULL || lens == NULL || names == NULL) {
+        goto done;
+    }
+    argv[0] = "SUBSCRIBE";
+    lens[0] = 9;
+    for (size_t i = 0; i < conf->nnsps; i++) {
+        const em_conf_nsp_t *n = &conf->nsps[i];
+        size_t               len = strlen(em_br.conf->key) + strlen(n->name) + 11;
+        if (n->dynamic || n->name[0] != '/' || (names[argc] = malloc(len)) == NULL) {
+            continue;
+        }
+        snprintf(names[argc], len, "%s-request#%s#", em_br.conf->key, n->name);
+        argv[argc] = names[argc];
+        lens[argc] = strlen(names[argc]);
+        argc++;
+    }
+    if (argc > 1) {
+        redisAsyncCommandArgv(ac, em_br_sub_cb, NULL, argc, argv, lens);
+    }
+done:
+    for (int i = 1; names != NULL && i < argc; i++) {
+        free(names[i]);
+    }
+    free(names);
+    free(argv);
+    free(lens);
 }
 
 static void
@@ -262,6 +328,7 @@ em_br_connect(em_br_conn_t *c)
     }
     if (c == &em_br.sub) {
         redisAsyncCommand(ac, em_br_sub_cb, NULL, "PSUBSCRIBE %s", em_br.pattern);
+        em_br_subscribe_requests(ac);
     } else if (rc->db != 0) {
         redisAsyncCommand(ac, em_br_setup_cb, NULL, "SELECT %u", rc->db);
     }
@@ -269,7 +336,7 @@ em_br_connect(em_br_conn_t *c)
 
 int
 em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
-                      em_broker_redis_deliver_pt deliver)
+                      em_broker_redis_deliver_pt deliver, em_broker_redis_request_pt request)
 {
     size_t n;
 
@@ -277,6 +344,8 @@ em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
     em_br.base = base;
     em_br.conf = conf->redis;
     em_br.deliver = deliver;
+    em_br.request = request;
+    em_br.full = conf;
     em_br.lim.max_depth = EM_MIN(conf->limits.json_depth, EM_RMSG_DEPTH_MAX - 3);
     em_br.lim.max_att = EM_MIN(conf->limits.attachments, EM_BRK_ATT_MAX);
     em_br.lim.max_rooms = EM_BRK_LIST_MAX;
@@ -376,6 +445,28 @@ done:
     free(rooms);
     free(except);
     free(att);
+}
+
+void
+em_broker_redis_command(const void *rec, size_t len)
+{
+    em_brk_cmd_msg_t m;
+    const char      *sep;
+
+    if (em_brkcmd_decode(rec, len, &m) != EM_OK || m.kind != EM_BRK_KIND_REDIS_PUBLISH
+        || (sep = memchr(m.data.data, '\0', m.data.len)) == NULL) {
+        em_log(EM_LOG_WARN, 0, "a command for the broker it does not know was dropped");
+        return;
+    }
+    if (!em_br.pub.connected || em_br.inflight >= EM_BR_INFLIGHT_MAX) {
+        em_br_lost("a response: no connection");
+        return;
+    }
+    size_t clen = (size_t) (sep - m.data.data);
+    if (redisAsyncCommand(em_br.pub.ac, em_br_publish_cb, NULL, "PUBLISH %b %b", m.data.data, clen,
+                          sep + 1, m.data.len - clen - 1) == REDIS_OK) {
+        em_br.inflight++;
+    }
 }
 
 void

@@ -15,11 +15,18 @@
 
 /* A broadcast from Redis, for this host's workers. */
 typedef void (*em_broker_redis_deliver_pt)(const em_rmsg_t *m);
+/* A request of the adapter for namespace nsp (on <key>-request#<nsp>#),
+ * for one of this host's workers to run. */
+typedef void (*em_broker_redis_request_pt)(em_str_t nsp, const char *msg, size_t len);
 
 /* Connect (and reconnect, with a back-off, whenever a connection is lost)
  * on base. EM_OK, or EM_ERROR when nothing could be set up. */
 int  em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
-                           em_broker_redis_deliver_pt deliver);
+                           em_broker_redis_deliver_pt deliver, em_broker_redis_request_pt request);
+
+/* A command record a worker sent the broker itself (EM_BRK_BROKER): a
+ * response to publish (EM_BRK_KIND_REDIS_PUBLISH). */
+void em_broker_redis_command(const void *rec, size_t len);
 
 /* Publish a broadcast record (EM_BRK_REC_BCAST) a worker of this host made;
  * one that cannot go (no connection) is counted and logged. */

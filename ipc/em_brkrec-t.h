@@ -83,6 +83,12 @@ _Static_assert(offsetof(em_brk_bcast_t, reserved) == 24, "em_brk_bcast_t layout 
 #define EM_BRK_ALL       0xffffu
 /* The origin of a broadcast that came from another host (through Redis). */
 #define EM_BRK_ORIGIN_REMOTE 0xfffeu
+/* The target of a command for the broker itself. */
+#define EM_BRK_BROKER    0xfffdu
+/* Commands between the broker and a worker about Redis; data is a name, a
+ * NUL, then a message as Redis carries it. */
+#define EM_BRK_KIND_REDIS_REQUEST 0x7001u   /* broker -> a worker: namespace, an adapter's request */
+#define EM_BRK_KIND_REDIS_PUBLISH 0x7002u   /* a worker -> the broker: channel, what to publish */
 
 typedef struct {
     uint16_t version;       /* EM_BRK_VERSION */

@@ -13,6 +13,7 @@
 #include "em_brkrec.h"
 #include "em_shm.h"
 #include "em_bus.h"
+#include "em_rreq.h"
 #include "em_cmd.h"
 #include "em_log.h"
 #include "em_loop.h"
@@ -320,7 +321,9 @@ em_bus_consume(void)
                 em_brk_cmd_msg_t m;
                 if (em_brkcmd_decode(em_bus.rec, len, &m) == EM_OK
                     && (m.target == EM_BRK_ALL || m.target == em_loop.slot)) {
-                    if (!em_bus.starting || m.kind != EM_CMD_REPLY) {
+                    if (m.origin == EM_BRK_ORIGIN_REMOTE && m.kind == EM_BRK_KIND_REDIS_REQUEST) {
+                        em_rreq_receive(&m);
+                    } else if (!em_bus.starting || m.kind != EM_CMD_REPLY) {
                         em_cmd_receive(&m);
                     }
                 } else {

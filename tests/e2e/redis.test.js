@@ -6,7 +6,9 @@
  * reaching emitd's clients, a Node socket.io server with
  * @socket.io/redis-adapter in one cluster with emitd, two emitd hosts
  * relaying to each other, and Redis stopped and started again during
- * traffic.
+ * traffic; the adapter's requests (an emitter's socketsJoin, socketsLeave,
+ * disconnectSockets; a Node server's fetchSockets, allRooms and remote
+ * join, leave and disconnect) answered for emitd's sockets.
  */
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -273,5 +275,74 @@ test('Redis stopped during traffic: each host serves its own clients, logs what 
     const p2 = await stopAndCheck(h2);
     await redis.stop();
     assert.deepEqual([...p1, ...p2], []);
+  }
+});
+
+test('the adapter\'s requests: an emitter\'s socketsJoin / socketsLeave / disconnectSockets, and a Node server\'s fetchSockets, allRooms and socketsJoin on emitd\'s sockets', { skip }, async () => {
+  const redis = await startRedis();
+  const d = await startHost(redis.url);
+  const r = await redisClient(redis.url);
+  const pub = await redisClient(redis.url);
+  const sub = await redisClient(redis.url);
+  const { Emitter } = require('@socket.io/redis-emitter');
+  const { Server } = require('socket.io');
+  const { createAdapter } = require('@socket.io/redis-adapter');
+  const srv = http.createServer();
+  const nodeIo = new Server(srv, { adapter: createAdapter(pub, sub, { requestsTimeout: 3000 }) });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const nodeUrl = `http://127.0.0.1:${srv.address().port}`;
+  const socks = [];
+  try {
+    const e = new Emitter(r);
+    const ours = await spread(d.url);
+    const theirs = await connect(nodeUrl, '/', 'websocket');
+    socks.push(...ours, theirs);
+    const [a, b] = ours;
+    const rooms = async (s) => (await ack(s, 'whoami'))[0].rooms.sort();
+    await delay(200);
+
+    /* emitter: every socket of "/" joins "all"; those of "all" except b's join "some" */
+    e.socketsJoin('all');
+    await waitUntil('every socket in "all"', async () => (await Promise.all(ours.map(rooms)))
+      .every((x) => x.includes('all')), WAIT);
+    e.in('all').except(b.id).socketsJoin('some');
+    await waitUntil('a in "some"', async () => (await rooms(a)).includes('some'), WAIT);
+    assert.deepEqual(await rooms(b), [b.id, 'all'].sort());
+    e.in(a.id).socketsLeave('all');
+    await waitUntil('a out of "all"', async () => !(await rooms(a)).includes('all'), WAIT);
+
+    /* a Node server asks its peers: emitd answers for its sockets */
+    const fetched = await nodeIo.fetchSockets();
+    const ids = fetched.map((s) => s.id).sort();
+    assert.deepEqual(ids, [...ours.map((s) => s.id), theirs.id].sort());
+    const remoteA = fetched.find((s) => s.id === a.id);
+    assert.deepEqual([...remoteA.rooms].sort(), [a.id, 'some'].sort());
+    assert.equal(remoteA.handshake.address, '127.0.0.1');
+    assert.equal(remoteA.handshake.query.EIO, '4');
+    /* The emitter's requests reached the Node server's socket too. */
+    const inSome = await nodeIo.in('some').fetchSockets();
+    assert.deepEqual(inSome.map((s) => s.id).sort(), [...ours, theirs].filter((s) => s !== b).map((s) => s.id).sort());
+    const all = await nodeIo.of('/').adapter.allRooms();
+    assert.ok(all.has('all') && all.has('some'), `allRooms: ${[...all]}`);
+    /* a Node server's socketsJoin reaches one of emitd's sockets */
+    nodeIo.in(b.id).socketsJoin('vip');
+    await waitUntil('b in "vip"', async () => (await rooms(b)).includes('vip'), WAIT);
+    remoteA.join('x');                /* RemoteSocket.join: the same request */
+    await waitUntil('a in "x"', async () => (await rooms(a)).includes('x'), WAIT);
+
+    /* emitter: disconnect the sockets of "all" */
+    const gone = once(b, 'disconnect', WAIT);
+    e.in('all').disconnectSockets();
+    assert.equal((await gone)[0], 'io server disconnect');
+    assert.equal(a.connected, true, 'a had left "all"');
+    assert.match(d.log(), /redis: subscribed to socket\.io#\*/);
+  } finally {
+    closeAll(socks);
+    nodeIo.close();
+    await new Promise((resolve) => srv.close(() => resolve()));
+    for (const c of [r, pub, sub]) await c.quit().catch(() => {});
+    const problems = await stopAndCheck(d);
+    await redis.stop();
+    assert.deepEqual(problems, []);
   }
 });

@@ -1,0 +1,284 @@
+/*
+ * em_rreq.c - the requests of Socket.IO's Redis adapter, from Node servers
+ * (@socket.io/redis-adapter 8) and emitters (@socket.io/redis-emitter 5) on
+ * other hosts, run on this host's sockets.
+ *
+ * The broker is subscribed to <key>-request#<nsp># of each namespace and
+ * hands each request to one worker (EM_BRK_KIND_REDIS_REQUEST). That worker
+ * runs it as a command on every worker of this host (em_cmd.h) and, for a
+ * request that waits for an answer, publishes it through the broker
+ * (EM_BRK_KIND_REDIS_PUBLISH) on <key>-response#<nsp>#, as the adapter
+ * does:
+ *   0 SOCKETS        {requestId, rooms}     -> {requestId, sockets: [ids]}
+ *   1 ALL_ROOMS      {requestId}            -> {requestId, rooms: [names]}
+ *   2 REMOTE_JOIN    {opts, rooms}          (an emitter's socketsJoin)
+ *                    {requestId, sid, room} -> {requestId}, by the host with sid
+ *   3 REMOTE_LEAVE   the same
+ *   4 REMOTE_DISCONNECT {opts, close} / {requestId, sid, close}
+ *   5 REMOTE_FETCH   {requestId, opts}      -> {requestId, sockets: [{id,
+ *                                              handshake, rooms, data}]}
+ * Not answered (the asker times out, as with a Node server that has no
+ * listener): 6 SERVER_SIDE_EMIT, and 7 BROADCAST with acks.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "em_bus.h"
+#include "em_cmd.h"
+#include "em_conf.h"
+#include "em_log.h"
+#include "em_loop.h"
+#include "em_rreq.h"
+
+#define EM_RREQ_TIMEOUT 4000        /* ms: under the adapter's requestsTimeout (5 s) */
+
+enum {
+    EM_RREQ_SOCKETS = 0,
+    EM_RREQ_ALL_ROOMS,
+    EM_RREQ_REMOTE_JOIN,
+    EM_RREQ_REMOTE_LEAVE,
+    EM_RREQ_REMOTE_DISCONNECT,
+    EM_RREQ_REMOTE_FETCH,
+    EM_RREQ_SERVER_SIDE_EMIT,
+    EM_RREQ_BROADCAST
+};
+
+typedef struct {
+    int     type;
+    char   *nsp;
+    char   *request_id;     /* NULL: nothing to answer */
+} em_rreq_t;
+
+static void
+em_rreq_free(em_rreq_t *r)
+{
+    free(r->nsp);
+    free(r->request_id);
+    free(r);
+}
+
+/* Publish a response on the namespace's response channel (through the broker). */
+static void
+em_rreq_respond(const char *nsp, json_t *resp)
+{
+    const char      *key = em_loop.conf->redis->key;
+    char            *text = resp != NULL ? json_dumps(resp, JSON_COMPACT) : NULL;
+    char            *data;
+    size_t           clen, len;
+    em_brk_cmd_msg_t m;
+
+    json_decref(resp);
+    if (text == NULL) {
+        return;
+    }
+    clen = strlen(key) + strlen("-response#") + strlen(nsp) + 1;
+    len = clen + 1 + strlen(text);
+    if ((data = malloc(len + 1)) == NULL) {
+        free(text);
+        return;
+    }
+    snprintf(data, len + 1, "%s-response#%s#", key, nsp);
+    memcpy(data + clen + 1, text, strlen(text));
+    data[clen] = '\0';
+    memset(&m, 0, sizeof(m));
+    m.kind = EM_BRK_KIND_REDIS_PUBLISH;
+    m.origin = (uint16_t) em_loop.slot;
+    m.target = EM_BRK_BROKER;
+    m.data = (em_str_t) { data, len };
+    (void) em_bus_send_cmd(&m);
+    free(data);
+    free(text);
+}
+
+static json_t *
+em_rreq_ids(json_t *result)
+{
+    json_t *ids = json_array(), *s;
+    size_t  i;
+
+    json_array_foreach(json_object_get(result, "sockets"), i, s) {
+        json_array_append(ids, json_object_get(s, "id"));
+    }
+    return ids;
+}
+
+static void
+em_rreq_done(json_t *result, int complete, void *arg)
+{
+    em_rreq_t *r = arg;
+    json_t    *resp = NULL, *list, *s, *e;
+    size_t     i;
+
+    if (!complete) {
+        em_log(EM_LOG_WARN, 0, "redis: a worker did not answer a request of type %d in time", r->type);
+    }
+    switch (r->type) {
+    case EM_RREQ_SOCKETS:
+        resp = json_pack("{s:s,s:o}", "requestId", r->request_id, "sockets", em_rreq_ids(result));
+        break;
+    case EM_RREQ_ALL_ROOMS:
+        list = json_array();
+        json_array_foreach(json_object_get(result, "rooms"), i, e) {
+            /* [namespace, room, members]: this namespace's */
+            if (json_is_string(json_array_get(e, 0))
+                && strcmp(json_string_value(json_array_get(e, 0)), r->nsp) == 0) {
+                json_array_append(list, json_array_get(e, 1));
+            }
+        }
+        resp = json_pack("{s:s,s:o}", "requestId", r->request_id, "rooms", list);
+        break;
+    case EM_RREQ_REMOTE_FETCH:
+        list = json_array();
+        json_array_foreach(json_object_get(result, "sockets"), i, s) {
+            json_t *data = json_object_get(s, "data");
+            json_array_append_new(list, json_pack("{s:O,s:O,s:O,s:O}", "id", json_object_get(s, "id"),
+                                                  "handshake", json_object_get(s, "handshake"),
+                                                  "rooms", json_object_get(s, "rooms"),
+                                                  "data", data != NULL ? data : json_null()));
+        }
+        resp = json_pack("{s:s,s:o}", "requestId", r->request_id, "sockets", list);
+        break;
+    default:
+        /* A join, leave or disconnect of one socket: the host that has it answers. */
+        if (json_integer_value(json_object_get(result, "sockets")) > 0) {
+            resp = json_pack("{s:s}", "requestId", r->request_id);
+        }
+        break;
+    }
+    if (r->request_id != NULL && resp != NULL) {
+        em_rreq_respond(r->nsp, resp);
+    } else {
+        json_decref(resp);
+    }
+    json_decref(result);
+    em_rreq_free(r);
+}
+
+static void
+em_rreq_drop_result(json_t *result, int complete, void *arg)
+{
+    (void) complete;
+    (void) arg;
+    json_decref(result);
+}
+
+/* Run one JSON request (parsed) of namespace nsp. */
+static void
+em_rreq_run(const char *nsp, json_t *req)
+{
+    json_t       *opts = json_object_get(req, "opts"), *cmd;
+    json_t       *rid = json_object_get(req, "requestId");
+    const char   *sid = json_string_value(json_object_get(req, "sid"));
+    int           type = (int) json_integer_value(json_object_get(req, "type"));
+    em_cmd_kind_t kind;
+    em_rreq_t    *r;
+
+    if (!json_is_integer(json_object_get(req, "type"))) {
+        return;
+    }
+    switch (type) {
+    case EM_RREQ_SOCKETS:
+    case EM_RREQ_REMOTE_FETCH:
+        kind = EM_CMD_SOCKETS;
+        break;
+    case EM_RREQ_ALL_ROOMS:
+        kind = EM_CMD_ROOMS;
+        break;
+    case EM_RREQ_REMOTE_JOIN:
+        kind = EM_CMD_JOIN;
+        break;
+    case EM_RREQ_REMOTE_LEAVE:
+        kind = EM_CMD_LEAVE;
+        break;
+    case EM_RREQ_REMOTE_DISCONNECT:
+        kind = EM_CMD_DISCONNECT;
+        break;
+    default:
+        em_log(EM_LOG_DEBUG, 0, "redis: a request of type %d is not answered", type);
+        return;
+    }
+    if ((cmd = json_pack("{s:s}", "nsp", nsp)) == NULL) {
+        return;
+    }
+    if (type == EM_RREQ_SOCKETS) {
+        json_object_set(cmd, "rooms", json_object_get(req, "rooms"));
+    } else if (sid != NULL) {
+        json_object_set_new(cmd, "rooms", json_pack("[s]", sid));  /* a socket is its room */
+    } else if (json_is_object(opts)) {
+        json_object_set(cmd, "rooms", json_object_get(opts, "rooms"));
+        json_object_set(cmd, "except", json_object_get(opts, "except"));
+    }
+    if (json_object_get(cmd, "rooms") != NULL && !json_is_array(json_object_get(cmd, "rooms"))) {
+        json_object_del(cmd, "rooms");
+    }
+    if (json_object_get(cmd, "except") != NULL && !json_is_array(json_object_get(cmd, "except"))) {
+        json_object_del(cmd, "except");
+    }
+    if (kind == EM_CMD_JOIN || kind == EM_CMD_LEAVE) {
+        json_t *rooms = sid != NULL ? json_pack("[O]", json_object_get(req, "room"))
+                                    : json_incref(json_object_get(req, "rooms"));
+        if (!json_is_array(rooms)) {
+            json_decref(rooms);
+            json_decref(cmd);
+            return;
+        }
+        json_object_set_new(cmd, "join", rooms);
+    } else if (kind == EM_CMD_DISCONNECT) {
+        json_object_set_new(cmd, "close", json_boolean(json_is_true(json_object_get(req, "close"))));
+    } else if (kind == EM_CMD_SOCKETS) {
+        json_object_set_new(cmd, "limit", json_integer(EM_CMD_SOCKETS_MAX));
+        json_object_set_new(cmd, "handshake", json_boolean(type == EM_RREQ_REMOTE_FETCH));
+    }
+    if (!json_is_string(rid) || json_string_length(rid) > 64) {
+        /* Nothing to answer: an emitter's socketsJoin, ... */
+        if (kind == EM_CMD_SOCKETS || kind == EM_CMD_ROOMS) {
+            json_decref(cmd);
+            return;
+        }
+        em_cmd_run(kind, cmd, NULL, 0, EM_RREQ_TIMEOUT, em_rreq_drop_result, NULL);
+        json_decref(cmd);
+        return;
+    }
+    if ((r = calloc(1, sizeof(*r))) == NULL || (r->nsp = strdup(nsp)) == NULL
+        || (r->request_id = strdup(json_string_value(rid))) == NULL) {
+        if (r != NULL) {
+            em_rreq_free(r);
+        }
+        json_decref(cmd);
+        return;
+    }
+    r->type = type;
+    if (em_cmd_run(kind, cmd, NULL, 0, EM_RREQ_TIMEOUT, em_rreq_done, r) == 0) {
+        em_rreq_free(r);
+    }
+    json_decref(cmd);
+}
+
+void
+em_rreq_receive(const em_brk_cmd_msg_t *m)
+{
+    const char *sep = memchr(m->data.data, '\0', m->data.len);
+    char        nsp[EM_BRK_NAME_MAX + 1];
+    size_t      nlen;
+    json_t     *req;
+
+    if (sep == NULL || em_loop.conf->redis == NULL) {
+        return;
+    }
+    nlen = (size_t) (sep - m->data.data);
+    if (nlen == 0 || nlen > EM_BRK_NAME_MAX || m->data.data[0] != '/') {
+        return;
+    }
+    memcpy(nsp, m->data.data, nlen);
+    nsp[nlen] = '\0';
+    req = json_loadb(sep + 1, m->data.len - nlen - 1, 0, NULL);
+    if (!json_is_object(req)) {
+        em_log(EM_LOG_DEBUG, 0, "redis: a request that is not a JSON object is not answered");
+        json_decref(req);
+        return;
+    }
+    em_rreq_run(nsp, req);
+    json_decref(req);
+}
