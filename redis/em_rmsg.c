@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <msgpack.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,8 +269,9 @@ em_rmsg_within(const char *buf, size_t len, const em_str_t *s)
                            && s->len <= len - (size_t) (s->data - buf));
 }
 
-int
-em_rmsg_decode(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_rmsg_t *m)
+static int
+em_rmsg_decode_as(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_rmsg_t *m,
+                  int request)
 {
     msgpack_unpacked      up;
     const msgpack_object *root, *pkt, *opts, *type, *data, *nsp, *flags, *vol;
@@ -290,14 +292,39 @@ em_rmsg_decode(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_rmsg
     }
     rc = EM_ERROR;
     root = &up.data;
-    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 2
-        || root->via.array.ptr[0].type != MSGPACK_OBJECT_STR
-        || root->via.array.ptr[1].type != MSGPACK_OBJECT_MAP) {
-        goto done;
+    if (request) {
+        /* {uid, requestId, type: 7, packet, opts} */
+        const msgpack_object *u = em_rmsg_get(root, "uid"), *id = em_rmsg_get(root, "requestId");
+        const msgpack_object *t = em_rmsg_get(root, "type"), *to;
+        if (u == NULL || u->type != MSGPACK_OBJECT_STR || id == NULL || id->type != MSGPACK_OBJECT_STR
+            || t == NULL || t->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            goto done;
+        }
+        if (t->via.u64 != 7 || id->via.str.size > lim->max_name) {
+            rc = EM_DECLINED;
+            goto done;
+        }
+        r.uid = (em_str_t) { u->via.str.ptr, u->via.str.size };
+        r.request_id = (em_str_t) { id->via.str.ptr, id->via.str.size };
+        pkt = em_rmsg_get(root, "packet");
+        opts = em_rmsg_get(root, "opts");
+        to = em_rmsg_get(em_rmsg_get(opts, "flags"), "timeout");
+        if (pkt == NULL || pkt->type != MSGPACK_OBJECT_MAP) {
+            goto done;
+        }
+        if (to != NULL && to->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            r.timeout = to->via.u64 > 3600000 ? 3600000 : (int64_t) to->via.u64;
+        }
+    } else {
+        if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 2
+            || root->via.array.ptr[0].type != MSGPACK_OBJECT_STR
+            || root->via.array.ptr[1].type != MSGPACK_OBJECT_MAP) {
+            goto done;
+        }
+        r.uid = (em_str_t) { root->via.array.ptr[0].via.str.ptr, root->via.array.ptr[0].via.str.size };
+        pkt = &root->via.array.ptr[1];
+        opts = root->via.array.size > 2 ? &root->via.array.ptr[2] : NULL;
     }
-    r.uid = (em_str_t) { root->via.array.ptr[0].via.str.ptr, root->via.array.ptr[0].via.str.size };
-    pkt = &root->via.array.ptr[1];
-    opts = root->via.array.size > 2 ? &root->via.array.ptr[2] : NULL;
     type = em_rmsg_get(pkt, "type");
     data = em_rmsg_get(pkt, "data");
     nsp = em_rmsg_get(pkt, "nsp");
@@ -379,6 +406,18 @@ done:
         em_rmsg_free(&r);
     }
     return rc;
+}
+
+int
+em_rmsg_decode(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_rmsg_t *m)
+{
+    return em_rmsg_decode_as(buf, len, lim, m, 0);
+}
+
+int
+em_rmsg_decode_request(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_rmsg_t *m)
+{
+    return em_rmsg_decode_as(buf, len, lim, m, 1);
 }
 
 void
@@ -570,5 +609,79 @@ em_rmsg_channel(em_str_t key, em_str_t nsp, const em_str_t *room, char *out, siz
         *p++ = '#';
     }
     *len = need;
+    return EM_OK;
+}
+
+/* A JSON value as MessagePack, {"$binary": base64} as bin (em_cmd's acks). */
+static int
+em_rmsg_pack_value(msgpack_packer *pk, const json_t *v, unsigned depth)
+{
+    const char *key;
+    size_t      klen, i;
+    json_t     *e, *b64 = json_object_get(v, "$binary");
+
+    if (depth > EM_RMSG_DEPTH_MAX) {
+        return EM_ERROR;
+    }
+    if (json_is_object(v) && json_object_size(v) == 1 && json_is_string(b64)) {
+        size_t         n = json_string_length(b64), out = 0;
+        unsigned char *bin = malloc(n / 4 * 3 + 3);
+        if (bin == NULL || sodium_base642bin(bin, n / 4 * 3 + 3, json_string_value(b64), n, NULL, &out,
+                                             NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
+            free(bin);
+            return EM_ERROR;
+        }
+        msgpack_pack_bin(pk, out);
+        msgpack_pack_bin_body(pk, bin, out);
+        free(bin);
+        return EM_OK;
+    }
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        msgpack_pack_map(pk, json_object_size(v));
+        json_object_keylen_foreach((json_t *) v, key, klen, e) {
+            em_rmsg_pack_str(pk, key, klen);
+            if (em_rmsg_pack_value(pk, e, depth + 1) != EM_OK) {
+                return EM_ERROR;
+            }
+        }
+        return EM_OK;
+    case JSON_ARRAY:
+        msgpack_pack_array(pk, json_array_size(v));
+        json_array_foreach(v, i, e) {
+            if (em_rmsg_pack_value(pk, e, depth + 1) != EM_OK) {
+                return EM_ERROR;
+            }
+        }
+        return EM_OK;
+    default: {
+        em_rmsg_out_t none = { 0 };
+        return em_rmsg_pack(pk, v, 0, 1, &none);
+    }
+    }
+}
+
+int
+em_rmsg_encode_ack(em_str_t request_id, const json_t *arg, char **buf, size_t *len)
+{
+    em_rmsg_sbuf_t  out = { .failed = 0 };
+    msgpack_packer  pk;
+    int             rc;
+
+    msgpack_sbuffer_init(&out.sb);
+    msgpack_packer_init(&pk, &out, em_rmsg_write);
+    msgpack_pack_map(&pk, 3);
+    em_rmsg_pack_str(&pk, "type", 4);
+    msgpack_pack_int64(&pk, 9);                 /* BROADCAST_ACK */
+    em_rmsg_pack_str(&pk, "requestId", 9);
+    em_rmsg_pack_str(&pk, request_id.data, request_id.len);
+    em_rmsg_pack_str(&pk, "packet", 6);
+    rc = arg != NULL ? em_rmsg_pack_value(&pk, arg, 0) : (msgpack_pack_nil(&pk), EM_OK);
+    if (rc != EM_OK || out.failed) {
+        msgpack_sbuffer_destroy(&out.sb);
+        return EM_ERROR;
+    }
+    *len = out.sb.size;
+    *buf = msgpack_sbuffer_release(&out.sb);
     return EM_OK;
 }

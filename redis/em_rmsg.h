@@ -19,7 +19,9 @@
 #ifndef EM_RMSG_H
 #define EM_RMSG_H
 
+#include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "em_core.h"
 
@@ -50,6 +52,8 @@ typedef struct {
     em_str_t  *except;
     size_t     nexcept;
     int        vol;             /* flags.volatile */
+    em_str_t   request_id;      /* em_rmsg_decode_request(): its requestId */
+    int64_t    timeout;         /* ... and flags.timeout (ms, 0: none) */
 } em_rmsg_t;
 
 /*
@@ -67,7 +71,16 @@ int  em_rmsg_scan(const char *buf, size_t len, unsigned max_depth, size_t *end);
  * string, a string that is not UTF-8, ...). *m is only set on EM_OK.
  */
 int  em_rmsg_decode(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_rmsg_t *m);
+/* The same for a broadcast that waits for acks, as the adapter requests it
+ * of its peers: {uid, requestId, type: 7, packet, opts: {rooms, except,
+ * flags: {timeout}}} (EM_DECLINED for another request type). */
+int  em_rmsg_decode_request(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_rmsg_t *m);
 void em_rmsg_free(em_rmsg_t *m);
+
+/* A client's ack to such a broadcast, as the adapter answers it:
+ * {type: 9, requestId, packet: arg}, arg's {"$binary": base64} as bin.
+ * EM_OK and a malloc'd *buf, or EM_ERROR. */
+int  em_rmsg_encode_ack(em_str_t request_id, const json_t *arg, char **buf, size_t *len);
 
 /* A broadcast to encode: slices the caller owns. */
 typedef struct {

@@ -17,8 +17,12 @@
  *   4 REMOTE_DISCONNECT {opts, close} / {requestId, sid, close}
  *   5 REMOTE_FETCH   {requestId, opts}      -> {requestId, sockets: [{id,
  *                                              handshake, rooms, data}]}
+ *   7 BROADCAST      MessagePack {requestId, packet, opts: {flags: {timeout}}}
+ *                                           -> {type: 8, requestId, clientCount},
+ *                                              then {type: 9, requestId, packet: ack}
+ *                                              for each client's ack (MessagePack)
  * Not answered (the asker times out, as with a Node server that has no
- * listener): 6 SERVER_SIDE_EMIT, and 7 BROADCAST with acks.
+ * listener): 6 SERVER_SIDE_EMIT.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -30,6 +34,7 @@
 #include "em_conf.h"
 #include "em_log.h"
 #include "em_loop.h"
+#include "em_rmsg.h"
 #include "em_rreq.h"
 
 #define EM_RREQ_TIMEOUT 4000        /* ms: under the adapter's requestsTimeout (5 s) */
@@ -59,28 +64,22 @@ em_rreq_free(em_rreq_t *r)
     free(r);
 }
 
-/* Publish a response on the namespace's response channel (through the broker). */
+/* Publish a response (bytes) on the namespace's response channel, through the broker. */
 static void
-em_rreq_respond(const char *nsp, json_t *resp)
+em_rreq_publish(const char *nsp, const char *text, size_t tlen)
 {
     const char      *key = em_loop.conf->redis->key;
-    char            *text = resp != NULL ? json_dumps(resp, JSON_COMPACT) : NULL;
     char            *data;
     size_t           clen, len;
     em_brk_cmd_msg_t m;
 
-    json_decref(resp);
-    if (text == NULL) {
-        return;
-    }
     clen = strlen(key) + strlen("-response#") + strlen(nsp) + 1;
-    len = clen + 1 + strlen(text);
+    len = clen + 1 + tlen;
     if ((data = malloc(len + 1)) == NULL) {
-        free(text);
         return;
     }
     snprintf(data, len + 1, "%s-response#%s#", key, nsp);
-    memcpy(data + clen + 1, text, strlen(text));
+    memcpy(data + clen + 1, text, tlen);
     data[clen] = '\0';
     memset(&m, 0, sizeof(m));
     m.kind = EM_BRK_KIND_REDIS_PUBLISH;
@@ -89,7 +88,19 @@ em_rreq_respond(const char *nsp, json_t *resp)
     m.data = (em_str_t) { data, len };
     (void) em_bus_send_cmd(&m);
     free(data);
-    free(text);
+}
+
+/* The same for a JSON response (the reference is taken). */
+static void
+em_rreq_respond(const char *nsp, json_t *resp)
+{
+    char *text = resp != NULL ? json_dumps(resp, JSON_COMPACT) : NULL;
+
+    json_decref(resp);
+    if (text != NULL) {
+        em_rreq_publish(nsp, text, strlen(text));
+        free(text);
+    }
 }
 
 static json_t *
@@ -140,6 +151,23 @@ em_rreq_done(json_t *result, int complete, void *arg)
         }
         resp = json_pack("{s:s,s:o}", "requestId", r->request_id, "sockets", list);
         break;
+    case EM_RREQ_BROADCAST: {
+        /* How many sockets it reached here, then each one's ack. */
+        json_t *ack;
+        em_rreq_respond(r->nsp, json_pack("{s:i,s:s,s:I}", "type", 8, "requestId", r->request_id,
+                                          "clientCount",
+                                          json_integer_value(json_object_get(result, "sockets"))));
+        json_array_foreach(json_object_get(result, "acks"), i, ack) {
+            char  *buf;
+            size_t len;
+            if (em_rmsg_encode_ack((em_str_t) { r->request_id, strlen(r->request_id) }, ack, &buf,
+                                   &len) == EM_OK) {
+                em_rreq_publish(r->nsp, buf, len);
+                free(buf);
+            }
+        }
+        break;
+    }
     default:
         /* A join, leave or disconnect of one socket: the host that has it answers. */
         if (json_integer_value(json_object_get(result, "sockets")) > 0) {
@@ -256,6 +284,58 @@ em_rreq_run(const char *nsp, json_t *req)
     json_decref(cmd);
 }
 
+/* A broadcast that waits for the clients' acks (MessagePack, binary kept):
+ * an EMIT command on this host's sockets, then the count and the acks. */
+static void
+em_rreq_broadcast(const char *nsp, const char *msg, size_t len)
+{
+    em_rmsg_limits_t lim = {
+        EM_MIN(em_loop.conf->limits.json_depth, EM_RMSG_DEPTH_MAX - 3),
+        EM_MIN(em_loop.conf->limits.attachments, EM_BRK_ATT_MAX), EM_BRK_LIST_MAX, 64
+    };
+    em_rmsg_t  m;
+    em_rreq_t *r;
+    json_t    *cmd, *rooms, *except;
+    em_buf_t **atts;
+    size_t     natt = 0;
+
+    if (em_rmsg_decode_request(msg, len, &lim, &m) != EM_OK) {
+        em_log(EM_LOG_DEBUG, 0, "redis: a request in MessagePack that is not a broadcast is not answered");
+        return;
+    }
+    rooms = json_array();
+    except = json_array();
+    for (size_t i = 0; i < m.nrooms; i++) {
+        json_array_append_new(rooms, json_stringn(m.rooms[i].data, m.rooms[i].len));
+    }
+    for (size_t i = 0; i < m.nexcept; i++) {
+        json_array_append_new(except, json_stringn(m.except[i].data, m.except[i].len));
+    }
+    int64_t timeout = m.timeout > 0 ? EM_MIN(m.timeout, 600000) : 5000;
+    cmd = json_pack("{s:s,s:o,s:o,s:s%,s:I}", "nsp", nsp, "rooms", rooms, "except", except, "data",
+                    m.data, m.data_len, "timeout", (json_int_t) timeout);
+    atts = calloc(m.natt + 1, sizeof(*atts));
+    while (atts != NULL && natt < m.natt && (atts[natt] = em_buf_copy(m.att[natt].data, m.att[natt].len, 1)) != NULL) {
+        natt++;
+    }
+    r = calloc(1, sizeof(*r));
+    if (cmd != NULL && atts != NULL && natt == m.natt && r != NULL && (r->nsp = strdup(nsp)) != NULL
+        && (r->request_id = strndup(m.request_id.data, m.request_id.len)) != NULL) {
+        r->type = EM_RREQ_BROADCAST;
+        if (em_cmd_run(EM_CMD_EMIT, cmd, atts, natt, (unsigned) timeout + 2000, em_rreq_done, r) == 0) {
+            em_rreq_free(r);
+        }
+    } else if (r != NULL) {
+        em_rreq_free(r);
+    }
+    for (size_t i = 0; i < natt; i++) {
+        em_buf_unref(atts[i]);
+    }
+    free(atts);
+    json_decref(cmd);
+    em_rmsg_free(&m);
+}
+
 void
 em_rreq_receive(const em_brk_cmd_msg_t *m)
 {
@@ -273,6 +353,10 @@ em_rreq_receive(const em_brk_cmd_msg_t *m)
     }
     memcpy(nsp, m->data.data, nlen);
     nsp[nlen] = '\0';
+    if (m->data.len > nlen + 1 && sep[1] != '{') {
+        em_rreq_broadcast(nsp, sep + 1, m->data.len - nlen - 1);
+        return;
+    }
     req = json_loadb(sep + 1, m->data.len - nlen - 1, 0, NULL);
     if (!json_is_object(req)) {
         em_log(EM_LOG_DEBUG, 0, "redis: a request that is not a JSON object is not answered");

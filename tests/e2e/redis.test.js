@@ -8,7 +8,8 @@
  * relaying to each other, and Redis stopped and started again during
  * traffic; the adapter's requests (an emitter's socketsJoin, socketsLeave,
  * disconnectSockets; a Node server's fetchSockets, allRooms and remote
- * join, leave and disconnect) answered for emitd's sockets.
+ * join, leave and disconnect, broadcasts with acks) answered for emitd's
+ * sockets.
  */
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -278,7 +279,7 @@ test('Redis stopped during traffic: each host serves its own clients, logs what 
   }
 });
 
-test('the adapter\'s requests: an emitter\'s socketsJoin / socketsLeave / disconnectSockets, and a Node server\'s fetchSockets, allRooms and socketsJoin on emitd\'s sockets', { skip }, async () => {
+test('the adapter\'s requests: an emitter\'s socketsJoin / socketsLeave / disconnectSockets, and a Node server\'s fetchSockets, allRooms, socketsJoin and broadcast with acks on emitd\'s sockets', { skip }, async () => {
   const redis = await startRedis();
   const d = await startHost(redis.url);
   const r = await redisClient(redis.url);
@@ -329,6 +330,18 @@ test('the adapter\'s requests: an emitter\'s socketsJoin / socketsLeave / discon
     await waitUntil('b in "vip"', async () => (await rooms(b)).includes('vip'), WAIT);
     remoteA.join('x');                /* RemoteSocket.join: the same request */
     await waitUntil('a in "x"', async () => (await rooms(a)).includes('x'), WAIT);
+
+    /* a Node server's broadcast with acks: emitd's clients answer too */
+    ours.forEach((c, i) => c.on('ask', (q, cb) => cb(i === 0 ? Buffer.from([7, i]) : { from: i, q })));
+    theirs.on('ask', (q, cb) => cb({ from: 'node', q }));
+    const answers = await nodeIo.timeout(timeMs(4000)).emitWithAck('ask', 'q?');
+    assert.equal(answers.length, 5, JSON.stringify(answers));
+    const bins = answers.filter((x) => Buffer.isBuffer(x));
+    assert.equal(bins.length, 1, 'a binary ack stays binary');
+    assert.deepEqual([...bins[0]], [7, 0]);
+    assert.deepEqual(answers.filter((x) => !Buffer.isBuffer(x)).map((x) => String(x.from)).sort(),
+                     ['1', '2', '3', 'node']);
+    assert.ok(answers.every((x) => Buffer.isBuffer(x) || x.q === 'q?'));
 
     /* emitter: disconnect the sockets of "all" */
     const gone = once(b, 'disconnect', WAIT);

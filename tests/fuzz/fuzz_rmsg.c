@@ -2,7 +2,9 @@
  * fuzz_rmsg.c - libFuzzer harness for the Socket.IO Redis adapter's
  * broadcasts (redis/em_rmsg.c).
  *
- * The input is decoded as a message from Redis. When it is accepted, every
+ * The input is decoded as a request of a broadcast with acks: when it is
+ * one, its slices lie inside the input and an ack of its data encodes.
+ * Else it is decoded as a message from Redis. When it is accepted, every
  * slice lies inside the input, and encoding what was decoded and decoding
  * that gives the same uid, namespace, attachments, rooms, except-rooms and
  * volatile flag; the data text is stable from then on (an integral float
@@ -41,6 +43,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char                         *buf;
     size_t                        len;
 
+    if (em_rmsg_decode_request((const char *) data, size, &lim, &m) == EM_OK) {
+        /* A broadcast with acks: its slices lie in the input, and its ack encodes. */
+        FUZZ_ASSERT(fuzz_inside(m.request_id, data, size) && fuzz_inside(m.uid, data, size));
+        for (size_t i = 0; i < m.natt; i++) {
+            FUZZ_ASSERT(fuzz_inside(m.att[i], data, size));
+        }
+        FUZZ_ASSERT(m.timeout >= 0 && m.timeout <= 3600000);
+        json_t *arg = json_loadb(m.data, m.data_len, JSON_ALLOW_NUL, NULL);
+        FUZZ_ASSERT(arg != NULL);
+        FUZZ_ASSERT(em_rmsg_encode_ack(m.request_id, arg, &buf, &len) == EM_OK);
+        free(buf);
+        json_decref(arg);
+        em_rmsg_free(&m);
+        return 0;
+    }
     if (em_rmsg_decode((const char *) data, size, &lim, &m) != EM_OK) {
         return 0;
     }

@@ -238,6 +238,45 @@ START_TEST(test_attachment_limit)
 }
 END_TEST
 
+/* A Node server's broadcast with acks, asked of its peers, and the ack it
+ * answers one with. */
+START_TEST(test_request_and_ack)
+{
+    em_rmsg_t m;
+    char     *buf;
+    size_t    len;
+
+    ck_assert_int_eq(em_rmsg_decode_request(RMSG_ADAPTER_REQUEST_ACK,
+                                            sizeof(RMSG_ADAPTER_REQUEST_ACK) - 1, &lim, &m), EM_OK);
+    ck_assert(str_is(m.uid, "Ab12Cd"));
+    ck_assert_uint_eq(m.request_id.len, 6);         /* the adapter's uid2(6) */
+    ck_assert(str_is(m.nsp, "/chat"));
+    ck_assert_str_eq(m.data, "[\"ask\",\"q\",{\"_placeholder\":true,\"num\":0}]");
+    ck_assert_uint_eq(m.natt, 1);
+    ck_assert_uint_eq(m.att[0].len, 1);
+    ck_assert_int_eq(m.att[0].data[0], 9);
+    ck_assert_uint_eq(m.nrooms, 1);
+    ck_assert(str_is(m.rooms[0], "r"));
+    ck_assert_int_eq(m.timeout, 1500);
+    em_rmsg_free(&m);
+    /* Each shape is only what it is. */
+    ck_assert_int_eq(em_rmsg_decode(RMSG_ADAPTER_REQUEST_ACK, sizeof(RMSG_ADAPTER_REQUEST_ACK) - 1,
+                                    &lim, &m), EM_ERROR);
+    ck_assert_int_eq(em_rmsg_decode_request(RMSG_EMITTER_EMIT, sizeof(RMSG_EMITTER_EMIT) - 1, &lim,
+                                            &m), EM_ERROR);
+
+    json_t *ack = json_pack("{s:b,s:{s:s}}", "ok", 1, "b", "$binary", "AQI=");
+    ck_assert_int_eq(em_rmsg_encode_ack(S("Rq12ab"), ack, &buf, &len), EM_OK);
+    ck_assert_uint_eq(len, sizeof(RMSG_ADAPTER_ACK) - 1);
+    ck_assert_int_eq(memcmp(buf, RMSG_ADAPTER_ACK, len), 0);
+    free(buf);
+    json_decref(ack);
+    ack = json_pack("{s:s}", "$binary", "not base64!");
+    ck_assert_int_eq(em_rmsg_encode_ack(S("x"), ack, &buf, &len), EM_ERROR);
+    json_decref(ack);
+}
+END_TEST
+
 static Suite *
 rmsg_suite(void)
 {
@@ -250,6 +289,7 @@ rmsg_suite(void)
     tcase_add_loop_test(tc, test_truncations, 0, EM_NELEMS(vecs));
     tcase_add_loop_test(tc, test_bad, 0, EM_NELEMS(bads));
     tcase_add_test(tc, test_attachment_limit);
+    tcase_add_test(tc, test_request_and_ack);
     suite_add_tcase(s, tc);
     return s;
 }

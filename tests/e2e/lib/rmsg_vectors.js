@@ -37,7 +37,17 @@ const vectors = [
   capture('emitter_binary', () => emitter.emit('bin', Buffer.from([1, 2, 3]), { nested: Buffer.alloc(0), s: 'x'.repeat(40) })),
   capture('adapter_broadcast', () => adapter.broadcast({ type: 2, data: ['tick', 42, { deep: [[1]] }] },
     { rooms: new Set(['room']), except: new Set(['sid1']), flags: {} })),
+  capture('adapter_request_ack', () => {
+    const uid2 = Math.random; /* the request id is random: pinned below */
+    void uid2;
+    adapter.broadcastWithAck({ type: 2, data: ['ask', 'q', Buffer.from([9])] },
+      { rooms: new Set(['r']), except: new Set(), flags: { timeout: 1500 } }, () => {}, () => {});
+  }),
 ];
+/* The ack response as the adapter's onrequest publishes it (parser.encode). */
+const msgpack = require('notepack.io');
+vectors.push({ name: 'adapter_ack', channel: 'socket.io-response#/chat#',
+               bytes: msgpack.encode({ type: 9, requestId: 'Rq12ab', packet: { ok: true, b: Buffer.from([1, 2]) } }) });
 
 const hex = (b) => [...b].map((x) => `\\x${x.toString(16).padStart(2, '0')}`).join('');
 console.log('/* Made by tests/e2e/lib/rmsg_vectors.js with the pinned npm packages: do not edit. */');
