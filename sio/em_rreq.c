@@ -311,7 +311,10 @@ em_rreq_broadcast(const char *nsp, const char *msg, size_t len)
     for (size_t i = 0; i < m.nexcept; i++) {
         json_array_append_new(except, json_stringn(m.except[i].data, m.except[i].len));
     }
+    /* The asker counts its peers' answers until its own timeout: answer
+     * before it, with the acks that came, when some client is slow. */
     int64_t timeout = m.timeout > 0 ? EM_MIN(m.timeout, 600000) : 5000;
+    timeout = EM_MAX(timeout * 3 / 4, 1);
     cmd = json_pack("{s:s,s:o,s:o,s:s%,s:I}", "nsp", nsp, "rooms", rooms, "except", except, "data",
                     m.data, m.data_len, "timeout", (json_int_t) timeout);
     atts = calloc(m.natt + 1, sizeof(*atts));
