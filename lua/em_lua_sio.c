@@ -19,6 +19,7 @@
 #include "em_lua.h"
 #include "em_lua_int.h"
 #include "em_luajson.h"
+#include "em_rreq.h"
 #include "em_socketio.h"
 
 /* ---- Socket.IO hooks ---- */
@@ -403,6 +404,61 @@ em_lua_on_shutdown(void)
     }
 }
 
+/* The ack of on_server_emit: once, with its first argument. */
+static int
+em_lua_server_ack(lua_State *l)
+{
+    char    err[128];
+    json_t *arg;
+
+    if (lua_toboolean(l, lua_upvalueindex(3))) {
+        return 0;
+    }
+    lua_pushboolean(l, 1);
+    lua_replace(l, lua_upvalueindex(3));
+    arg = lua_gettop(l) >= 1 ? em_lua_to_json(l, 1, NULL, err, sizeof(err)) : NULL;
+    em_rreq_server_ack(lua_tostring(l, lua_upvalueindex(1)), lua_tostring(l, lua_upvalueindex(2)), arg);
+    json_decref(arg);
+    return 0;
+}
+
+/* A server-side event from another server (Redis): the namespace script's
+ * on_server_emit(event, ...), with an ack function last when the sender
+ * waits for an answer. */
+static void
+em_lua_server_emit(size_t conf_index, json_t *args, const char *nsp, const char *request_id)
+{
+    size_t n = json_array_size(args), i;
+    int    top, pushed = 0;
+
+    if (em_lua_vm == NULL || em_lua_nsp_env[conf_index] == LUA_NOREF
+        || !lua_checkstack(em_lua_vm, (int) n + 4)) {
+        return;
+    }
+    top = lua_gettop(em_lua_vm);
+    lua_rawgeti(em_lua_vm, LUA_REGISTRYINDEX, em_lua_nsp_env[conf_index]);
+    if (lua_getfield(em_lua_vm, -1, "on_server_emit") != LUA_TFUNCTION) {
+        lua_settop(em_lua_vm, top);
+        return;
+    }
+    lua_remove(em_lua_vm, -2);
+    for (i = 0; i < n; i++, pushed++) {
+        if (em_lua_push_json(em_lua_vm, json_array_get(args, i), NULL, 0) != EM_OK) {
+            lua_settop(em_lua_vm, top);
+            return;
+        }
+    }
+    if (request_id != NULL) {
+        lua_pushstring(em_lua_vm, nsp);
+        lua_pushstring(em_lua_vm, request_id);
+        lua_pushboolean(em_lua_vm, 0);
+        lua_pushcclosure(em_lua_vm, em_lua_server_ack, 3);
+        pushed++;
+    }
+    em_lua_call_named(pushed, 0, "on_server_emit of ", em_loop.conf->nsps[conf_index].name);
+    lua_settop(em_lua_vm, top);
+}
+
 /* socket.data as JSON, for the backend API's listings (null when the
  * script set none, or set something JSON cannot say). */
 static json_t *
@@ -436,6 +492,7 @@ static const em_sio_app_t em_lua_sio_app = {
     .presence = em_lua_presence_event,
     .shutdown = em_lua_on_shutdown,
     .socket_data = em_lua_socket_data,
+    .server_emit = em_lua_server_emit,
 };
 
 /* Register the scripts as the Socket.IO layer's application. */

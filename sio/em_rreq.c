@@ -21,8 +21,9 @@
  *                                           -> {type: 8, requestId, clientCount},
  *                                              then {type: 9, requestId, packet: ack}
  *                                              for each client's ack (MessagePack)
- * Not answered (the asker times out, as with a Node server that has no
- * listener): 6 SERVER_SIDE_EMIT.
+ *   6 SERVER_SIDE_EMIT {uid, data, requestId?} -> the namespace script's
+ *                                           on_server_emit(event, ..., ack?);
+ *                                           its ack: {type: 6, requestId, data}
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@
 #include "em_loop.h"
 #include "em_rmsg.h"
 #include "em_rreq.h"
+#include "em_socketio.h"
 
 #define EM_RREQ_TIMEOUT 4000        /* ms: under the adapter's requestsTimeout (5 s) */
 
@@ -223,6 +225,19 @@ em_rreq_run(const char *nsp, json_t *req)
     case EM_RREQ_REMOTE_DISCONNECT:
         kind = EM_CMD_DISCONNECT;
         break;
+    case EM_RREQ_SERVER_SIDE_EMIT: {
+        json_t *data = json_object_get(req, "data");
+        size_t  conf;
+        if (!json_is_array(data) || json_array_size(data) == 0 || !json_is_string(json_array_get(data, 0))
+            || json_array_size(data) > em_loop.conf->limits.event_args + 1
+            || em_nsp_conf_index(nsp, strlen(nsp), &conf) != EM_OK || em_sio_app.server_emit == NULL) {
+            return;
+        }
+        em_sio_app.server_emit(conf, data, nsp,
+                               json_is_string(rid) && json_string_length(rid) <= 64
+                               ? json_string_value(rid) : NULL);
+        return;
+    }
     default:
         em_log(EM_LOG_DEBUG, 0, "redis: a request of type %d is not answered", type);
         return;
@@ -337,6 +352,16 @@ em_rreq_broadcast(const char *nsp, const char *msg, size_t len)
     free(atts);
     json_decref(cmd);
     em_rmsg_free(&m);
+}
+
+void
+em_rreq_server_ack(const char *nsp, const char *request_id, json_t *arg)
+{
+    if (em_loop.conf->redis == NULL) {
+        return;
+    }
+    em_rreq_respond(nsp, json_pack("{s:i,s:s,s:O}", "type", EM_RREQ_SERVER_SIDE_EMIT, "requestId",
+                                   request_id, "data", arg != NULL ? arg : json_null()));
 }
 
 void

@@ -5,10 +5,16 @@
 #ifndef EM_RREQ_H
 #define EM_RREQ_H
 
+#include <jansson.h>
+
 #include "em_brkrec.h"
 
 /* A request the broker handed to this worker (EM_BRK_KIND_REDIS_REQUEST:
  * data is the namespace, a NUL, then the request as published). */
 void em_rreq_receive(const em_brk_cmd_msg_t *m);
+
+/* The answer to a serverSideEmit that waits for one (the script's ack):
+ * {type: 6, requestId, data: arg} on namespace nsp's response channel. */
+void em_rreq_server_ack(const char *nsp, const char *request_id, json_t *arg);
 
 #endif

@@ -105,6 +105,11 @@ typedef struct {
     /* The application's data of a socket as JSON (a new reference), or
      * NULL: for the backend API's listings. May be left NULL. */
     json_t *(*socket_data)(em_sio_socket_t *s);
+    /* A server-side event from another server (the Redis adapter's
+     * serverSideEmit) for configured namespace conf_index of namespace nsp:
+     * args[0] is its name; request_id is set when the sender waits for an
+     * answer (em_rreq_server_ack()). May be left NULL. */
+    void (*server_emit)(size_t conf_index, json_t *args, const char *nsp, const char *request_id);
 } em_sio_app_t;
 
 extern em_sio_app_t em_sio_app;

@@ -9,7 +9,15 @@
  * io.emit()), each server started fresh in the same run, on 127.0.0.1.
  *
  *   node deploy/loadtest/publish.js [--subscribers 1000] [--duration 8]
- *        [--inflight 8] [--payload 64] [--emitd-workers 1] [--json FILE]
+ *        [--inflight 8] [--payload 64] [--emitd-workers 1] [--redis 1]
+ *        [--json FILE]
+ *
+ * With --redis 1, two hosts of each kind share a redis-server (Debian's,
+ * started here on a free loopback port): two emitd with redis = { url }
+ * against two Node servers with @socket.io/redis-adapter. Half the
+ * subscribers are on each host, the events are published to the first, so
+ * half the deliveries cross Redis; the server CPU is both hosts' (and
+ * Redis's is reported beside it).
  *
  * The subscribers are raw Engine.IO v4 / Socket.IO v5 WebSocket clients
  * (the ws package; they count EVENT frames and answer pings, nothing
@@ -76,7 +84,7 @@ function child() {
 /* ---- the parent ---- */
 
 function args() {
-  const o = { subscribers: 1000, duration: 8, inflight: 8, payload: 64, emitdWorkers: 1, json: null };
+  const o = { subscribers: 1000, duration: 8, inflight: 8, payload: 64, emitdWorkers: 1, redis: 0, json: null };
   const a = process.argv.slice(2);
   for (let i = 0; i < a.length; i++) {
     const k = a[i].replace(/^--/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
@@ -144,7 +152,7 @@ function ask(proc, msg, key) {
   });
 }
 
-async function startServer(kind, o) {
+async function startServer(kind, o, redisUrl) {
   const port = await freePort();
   const admin = await freePort();
   let proc;
@@ -155,16 +163,33 @@ async function startServer(kind, o) {
     fs.writeFileSync(conf, `listen = "127.0.0.1:${port}";\nworkers = ${o.emitdWorkers};\nlog_level = "warn";\n`
       + 'ping_interval = 25000;\nping_timeout = 20000;\n'
       + `admin = { listen = "127.0.0.1:${admin}"; keys = [ "${KEY}" ]; };\n`
+      + (redisUrl ? `redis = { url = "${redisUrl}/0"; };\n` : '')
       + 'namespaces = ( { name = "/"; } );\n');
     proc = spawn(EMITD, ['-c', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
     target = { port: admin, headers: { Authorization: `Bearer ${KEY}` } };
     await waitPort(admin);
   } else {
-    proc = spawn(process.execPath, [NODE_SERVER, String(port)], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const env = { ...process.env, ...(redisUrl ? { REDIS_URL: redisUrl } : {}) };
+    proc = spawn(process.execPath, [NODE_SERVER, String(port)], { stdio: ['ignore', 'inherit', 'inherit'], env });
     target = { port, headers: {} };
   }
   await waitPort(port);
+  if (redisUrl) await new Promise((r) => setTimeout(r, 500));      /* its subscriptions */
   return { proc, port, target };
+}
+
+/* A redis-server of our own on a free loopback port, nothing saved. */
+async function startRedis() {
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+    '--appendonly', 'no'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitPort(port);
+  return { proc, url: `redis://127.0.0.1:${port}` };
+}
+
+async function stopProc(proc) {
+  proc.kill('SIGTERM');
+  await new Promise((r) => { if (proc.exitCode !== null) r(); proc.once('exit', r); setTimeout(r, 5000); });
 }
 
 /* POST events for `ms`, `inflight` at a time on keep-alive connections. */
@@ -196,21 +221,28 @@ async function publish(target, o, ms) {
 }
 
 async function run(kind, o) {
-  const srv = await startServer(kind, o);
+  const redis = o.redis ? await startRedis() : null;
+  const hosts = [];
   const kids = [fork(__filename, ['--child']), fork(__filename, ['--child'])];
   try {
+    hosts.push(await startServer(kind, o, redis && redis.url));
+    if (redis) hosts.push(await startServer(kind, o, redis.url));
     const per = [Math.ceil(o.subscribers / 2), Math.floor(o.subscribers / 2)];
-    const ready = await Promise.all(kids.map((k, i) => ask(k, { cmd: 'connect', n: per[i], port: srv.port }, 'ready')));
+    const ready = await Promise.all(kids.map((k, i) => ask(k, { cmd: 'connect', n: per[i], port: hosts[i % hosts.length].port }, 'ready')));
     const open = ready.reduce((a, r) => a + r.ready, 0);
     if (open !== o.subscribers) throw new Error(`${kind}: ${open} of ${o.subscribers} subscribers connected`);
+    const srv = hosts[0];
+    const serverCpu = () => hosts.reduce((a, h) => a + cpuSeconds(h.proc.pid), 0);
     await publish(srv.target, { ...o, inflight: 2 }, 500);      /* warm up */
     await new Promise((r) => setTimeout(r, 500));
     const before = (await Promise.all(kids.map((k) => ask(k, { cmd: 'count' }, 'received')))).reduce((a, r) => a + r.received, 0);
-    const cpu0 = cpuSeconds(srv.proc.pid);
+    const cpu0 = serverCpu();
+    const rcpu0 = redis ? cpuSeconds(redis.proc.pid) : 0;
     const t0 = process.hrtime.bigint();
     const pub = await publish(srv.target, o, o.duration * 1000);
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-    const cpu = cpuSeconds(srv.proc.pid) - cpu0;
+    const cpu = serverCpu() - cpu0;
+    const rcpu = redis ? cpuSeconds(redis.proc.pid) - rcpu0 : 0;
     /* what is still on its way arrives (bounded wait) */
     let got = 0;
     for (let i = 0; i < 50; i++) {
@@ -219,15 +251,15 @@ async function run(kind, o) {
       await new Promise((r) => setTimeout(r, 100));
     }
     return {
-      server: kind, subscribers: o.subscribers, seconds: secs, published: pub.sent, failed: pub.failed,
+      server: kind, subscribers: o.subscribers, hosts: hosts.length, seconds: secs, published: pub.sent, failed: pub.failed,
       published_per_sec: pub.sent / secs, deliveries_per_sec: got / secs,
-      server_cpu_sec: cpu, published_per_server_core_sec: pub.sent / cpu,
+      server_cpu_sec: cpu, redis_cpu_sec: rcpu, published_per_server_core_sec: pub.sent / cpu,
       deliveries_per_server_core_sec: got / cpu, delivered_share: got / Math.max(1, pub.sent * o.subscribers),
     };
   } finally {
     for (const k of kids) { try { k.send({ cmd: 'close' }); } catch (e) { /* gone */ } }
-    srv.proc.kill('SIGTERM');
-    await new Promise((r) => { srv.proc.once('exit', r); setTimeout(r, 5000); });
+    for (const h of hosts) await stopProc(h.proc);
+    if (redis) await stopProc(redis.proc);
   }
 }
 
@@ -242,12 +274,13 @@ async function main() {
     ['published per server core-s', 'published_per_server_core_sec'],
     ['deliveries per server core-s', 'deliveries_per_server_core_sec'],
     ['delivered share', 'delivered_share'],
+    ...(o.redis ? [['redis-server CPU seconds', 'redis_cpu_sec']] : []),
   ];
   console.log(`publish API, ${o.subscribers} subscribers, ${o.duration} s, ${o.inflight} requests in flight, `
-    + `emitd with ${o.emitdWorkers} worker(s)`);
+    + `emitd with ${o.emitdWorkers} worker(s)${o.redis ? ', two hosts of each through Redis' : ''}`);
   console.log(`${'figure'.padEnd(32)}${'emitd'.padStart(14)}${'node'.padStart(14)}${'emitd/node'.padStart(12)}`);
   for (const [label, k] of rows) {
-    const fmt = (v) => (k === 'delivered_share' ? v.toFixed(3) : Math.round(v).toString());
+    const fmt = (v) => (k === 'delivered_share' || k === 'redis_cpu_sec' ? v.toFixed(3) : Math.round(v).toString());
     console.log(`${label.padEnd(32)}${fmt(e[k]).padStart(14)}${fmt(n[k]).padStart(14)}${(e[k] / n[k]).toFixed(2).padStart(11)}x`);
   }
   if (o.json) fs.writeFileSync(o.json, JSON.stringify(results, null, 2));

@@ -279,7 +279,7 @@ test('Redis stopped during traffic: each host serves its own clients, logs what 
   }
 });
 
-test('the adapter\'s requests: an emitter\'s socketsJoin / socketsLeave / disconnectSockets, and a Node server\'s fetchSockets, allRooms, socketsJoin and broadcast with acks on emitd\'s sockets', { skip }, async () => {
+test('the adapter\'s requests: an emitter\'s socketsJoin / socketsLeave / disconnectSockets, and a Node server\'s fetchSockets, allRooms, socketsJoin, broadcast with acks and serverSideEmit on emitd\'s sockets', { skip }, async () => {
   const redis = await startRedis();
   const d = await startHost(redis.url);
   const r = await redisClient(redis.url);
@@ -342,6 +342,18 @@ test('the adapter\'s requests: an emitter\'s socketsJoin / socketsLeave / discon
     assert.deepEqual(answers.filter((x) => !Buffer.isBuffer(x)).map((x) => String(x.from)).sort(),
                      ['1', '2', '3', 'node']);
     assert.ok(answers.every((x) => Buffer.isBuffer(x) || x.q === 'q?'));
+
+    /* serverSideEmit: the namespace script's on_server_emit runs once on
+     * the host (and tells its clients), and answers a Node server that waits */
+    e.serverSideEmit('hello', { n: 1 });
+    await waitUntil('the server event on both workers\' clients', () => ours.every((c) => got(c, 'server_event').length === 1), WAIT);
+    for (const c of ours) assert.deepEqual(got(c, 'server_event'), [['hello', { n: 1 }]]);
+    const replies = await nodeIo.serverSideEmitWithAck('ping', 5);
+    assert.equal(replies.length, 1, 'one answer per host');
+    assert.equal(replies[0].from, 'emitd');
+    assert.equal(replies[0].event, 'ping');
+    await waitUntil('the ping told too', () => ours.every((c) => got(c, 'server_event').length === 2), WAIT);
+    assert.deepEqual(got(a, 'server_event')[1], ['ping', 5]);
 
     /* emitter: disconnect the sockets of "all" */
     const gone = once(b, 'disconnect', WAIT);

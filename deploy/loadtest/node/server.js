@@ -8,7 +8,8 @@
  * endpoint a Node application would write, calling io.to(room).emit(): the
  * peer of emitd's backend API in deploy/loadtest/publish.js.
  *
- *   node server.js [port]      (listens on 127.0.0.1 only)
+ *   node server.js [port]      (listens on 127.0.0.1 only; REDIS_URL=redis://...
+ *                               joins a cluster through @socket.io/redis-adapter)
  */
 const http = require('http');
 const { Server } = require('socket.io');
@@ -40,6 +41,15 @@ const httpServer = http.createServer((req, res) => {
   });
 });
 const io = new Server(httpServer, { pingInterval: 25000, pingTimeout: 20000, connectTimeout: 45000 });
+
+/* REDIS_URL: in a cluster through @socket.io/redis-adapter (publish.js --redis 1). */
+if (process.env.REDIS_URL) {
+  const { createClient } = require('redis');
+  const { createAdapter } = require('@socket.io/redis-adapter');
+  const pub = createClient({ url: process.env.REDIS_URL });
+  const sub = pub.duplicate();
+  Promise.all([pub.connect(), sub.connect()]).then(() => io.adapter(createAdapter(pub, sub)));
+}
 
 io.on('connection', (socket) => {
   socket.on('echo', (...args) => {

@@ -175,3 +175,12 @@ function on_connect(socket)
 
   socket:emit("welcome", { id = socket.id, nsp = socket.nsp, worker = emitd.worker })
 end
+
+-- on_server_emit(event, ...): a server-side event from another server
+-- (Redis: serverSideEmit): told to this namespace's clients as
+-- "server_event", and answered when the sender waits for an answer.
+function on_server_emit(event, ...)
+  local args, ack = split_ack(...)
+  nsp:emit("server_event", event, table.unpack(args, 1, args.n))
+  if ack then ack({ from = "emitd", event = event, worker = emitd.worker }) end
+end
