@@ -160,7 +160,7 @@ async function startServer(kind, o, redisUrl) {
   if (kind === 'emitd') {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emitd-publish-'));
     const conf = path.join(dir, 'emitd.conf');
-    fs.writeFileSync(conf, `listen = "127.0.0.1:${port}";\nworkers = ${o.emitdWorkers};\nlog_level = "warn";\n`
+    fs.writeFileSync(conf, `listen = "127.0.0.1:${port}";\nworkers = ${o.emitdWorkers};\nlog_level = "warn";\naccess_log = "off";\n`
       + 'ping_interval = 25000;\nping_timeout = 20000;\n'
       + `admin = { listen = "127.0.0.1:${admin}"; keys = [ "${KEY}" ]; };\n`
       + (redisUrl ? `redis = { url = "${redisUrl}/0"; };\n` : '')
