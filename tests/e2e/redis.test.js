@@ -69,6 +69,37 @@ async function startHost(redisUrl, extra = {}) {
   return d;
 }
 
+/* A Node socket.io server with @socket.io/redis-adapter on that Redis. */
+async function startNodeServer(redisUrl, opts = {}) {
+  const { Server } = require('socket.io');
+  const { createAdapter } = require('@socket.io/redis-adapter');
+  const pub = await redisClient(redisUrl);
+  const sub = await redisClient(redisUrl);
+  const srv = http.createServer();
+  const nio = new Server(srv, { adapter: createAdapter(pub, sub, opts) });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return {
+    io: nio, url: `http://127.0.0.1:${srv.address().port}`,
+    close: async () => {
+      nio.close();
+      await new Promise((resolve) => srv.close(() => resolve()));
+      for (const c of [pub, sub]) await c.quit().catch(() => {});
+    },
+  };
+}
+
+/* The end of a test: clients closed, Node peers and Redis clients gone,
+ * each emitd stopped and checked, then Redis stopped. */
+async function finish({ socks = [], hosts = [], redis, peers = [], clients = [] }) {
+  closeAll(socks);
+  for (const p of peers) await p.close();
+  for (const c of clients) await c.quit().catch(() => {});
+  const problems = [];
+  for (const h of hosts) problems.push(...await stopAndCheck(h));
+  await redis.stop();
+  assert.deepEqual(problems, []);
+}
+
 async function apiEmit(d, body) {
   const r = await httpRequest(d.admin, 'POST', '/v1/emit', {
     headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}` },
@@ -131,11 +162,7 @@ test('@socket.io/redis-emitter reaches emitd\'s clients on both workers: emit, t
     assert.deepEqual(got(chat, 'custom'), [[[true, null, 1.5]]]);
     assert.deepEqual(got(chat, 'all'), []);
   } finally {
-    closeAll(socks);
-    await r.quit().catch(() => {});
-    const problems = await stopAndCheck(d);
-    await redis.stop();
-    assert.deepEqual(problems, []);
+    await finish({ socks, hosts: [d], redis, clients: [r] });
   }
 });
 
@@ -181,26 +208,17 @@ test('two emitd hosts: a broadcast on one reaches the clients of both, once, in 
     }
     assert.match(h2.log(), /redis: publish connection to redis:\/\/127\.0\.0\.1:\d+\/0 up/);
   } finally {
-    closeAll(socks);
-    const p1 = await stopAndCheck(h1);
-    const p2 = await stopAndCheck(h2);
-    await redis.stop();
-    assert.deepEqual([...p1, ...p2], []);
+    await finish({ socks, hosts: [h1, h2], redis });
   }
 });
 
 test('a Node socket.io server with @socket.io/redis-adapter and emitd in one cluster: broadcasts both ways', { skip }, async () => {
   const redis = await startRedis();
   const d = await startHost(redis.url);
-  const pub = await redisClient(redis.url);
-  const sub = await redisClient(redis.url);
-  const { Server } = require('socket.io');
-  const { createAdapter } = require('@socket.io/redis-adapter');
-  const srv = http.createServer();
-  const nodeIo = new Server(srv, { adapter: createAdapter(pub, sub) });
+  const peer = await startNodeServer(redis.url);
+  const nodeIo = peer.io;
   nodeIo.on('connection', (s) => { s.on('join', (room, cb) => { s.join(room); cb(true); }); });
-  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const nodeUrl = `http://127.0.0.1:${srv.address().port}`;
+  const nodeUrl = peer.url;
   const socks = [];
   try {
     const ours = await spread(d.url);
@@ -231,14 +249,7 @@ test('a Node socket.io server with @socket.io/redis-adapter and emitd in one clu
       assert.deepEqual(got(c, 'emitd-room'), inR ? [[3]] : []);
     }
   } finally {
-    closeAll(socks);
-    nodeIo.close();
-    await new Promise((resolve) => srv.close(() => resolve()));
-    await pub.quit().catch(() => {});
-    await sub.quit().catch(() => {});
-    const problems = await stopAndCheck(d);
-    await redis.stop();
-    assert.deepEqual(problems, []);
+    await finish({ socks, hosts: [d], redis, peers: [peer] });
   }
 });
 
@@ -271,11 +282,7 @@ test('Redis stopped during traffic: each host serves its own clients, logs what 
     assert.deepEqual(got(b, 'during'), []);
     assert.equal(got(a, 'during').length, 5);
   } finally {
-    closeAll(socks);
-    const p1 = await stopAndCheck(h1);
-    const p2 = await stopAndCheck(h2);
-    await redis.stop();
-    assert.deepEqual([...p1, ...p2], []);
+    await finish({ socks, hosts: [h1, h2], redis });
   }
 });
 
@@ -283,15 +290,10 @@ test('the adapter\'s requests: an emitter\'s socketsJoin / socketsLeave / discon
   const redis = await startRedis();
   const d = await startHost(redis.url);
   const r = await redisClient(redis.url);
-  const pub = await redisClient(redis.url);
-  const sub = await redisClient(redis.url);
   const { Emitter } = require('@socket.io/redis-emitter');
-  const { Server } = require('socket.io');
-  const { createAdapter } = require('@socket.io/redis-adapter');
-  const srv = http.createServer();
-  const nodeIo = new Server(srv, { adapter: createAdapter(pub, sub, { requestsTimeout: 3000 }) });
-  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const nodeUrl = `http://127.0.0.1:${srv.address().port}`;
+  const peer = await startNodeServer(redis.url, { requestsTimeout: 3000 });
+  const nodeIo = peer.io;
+  const nodeUrl = peer.url;
   const socks = [];
   try {
     const e = new Emitter(r);
@@ -362,12 +364,6 @@ test('the adapter\'s requests: an emitter\'s socketsJoin / socketsLeave / discon
     assert.equal(a.connected, true, 'a had left "all"');
     assert.match(d.log(), /redis: subscribed to socket\.io#\*/);
   } finally {
-    closeAll(socks);
-    nodeIo.close();
-    await new Promise((resolve) => srv.close(() => resolve()));
-    for (const c of [r, pub, sub]) await c.quit().catch(() => {});
-    const problems = await stopAndCheck(d);
-    await redis.stop();
-    assert.deepEqual(problems, []);
+    await finish({ socks, hosts: [d], redis, peers: [peer], clients: [r] });
   }
 });
