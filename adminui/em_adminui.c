@@ -472,6 +472,19 @@ em_adminui_arg(const json_t *v, int nsp)
     return s;
 }
 
+/* The room filter an action names: EM_OK and *filter (NULL for none:
+ * absent, null or ""), or EM_ERROR for anything else. */
+static int
+em_adminui_filter(const json_t *v, const char **filter)
+{
+    *filter = em_adminui_arg(v, 0);
+    if (*filter == NULL && v != NULL && !json_is_null(v)
+        && !(json_is_string(v) && json_string_length(v) == 0)) {
+        return EM_ERROR;
+    }
+    return EM_OK;
+}
+
 /* emit(nsp, filter, ev, ...args): to the namespace's sockets (of room
  * filter when given), logged for recovery as a script's broadcast. */
 static void
@@ -515,10 +528,7 @@ em_adminui_event(em_sio_socket_t *s, json_t *args)
         return;
     }
     if (strcmp(what, "emit") == 0) {
-        fv = json_array_get(args, 2);
-        filter = em_adminui_arg(fv, 0);
-        if (filter == NULL && fv != NULL && !json_is_null(fv)
-            && !(json_is_string(fv) && json_string_length(fv) == 0)) {
+        if (em_adminui_filter(json_array_get(args, 2), &filter) != EM_OK) {
             return;
         }
         em_log(EM_LOG_INFO, 0, "admin_ui: socket %s emits to %s%s%s", s->id, nsp,
@@ -538,9 +548,7 @@ em_adminui_event(em_sio_socket_t *s, json_t *args)
     } else {
         return;
     }
-    filter = em_adminui_arg(fv, 0);
-    if (filter == NULL && fv != NULL && !json_is_null(fv)
-        && !(json_is_string(fv) && json_string_length(fv) == 0)) {
+    if (em_adminui_filter(fv, &filter) != EM_OK) {
         return;
     }
     cmd = json_pack("{s:s}", "nsp", nsp);

@@ -135,6 +135,24 @@ em_broker_fanout(unsigned i, uint16_t type, size_t len, uint64_t pos)
     }
 }
 
+/* The record in em_b.rec onto worker j's down ring, if it has room now
+ * (what comes from Redis waits for no one): EM_OK, or EM_AGAIN. */
+static int
+em_broker_put(unsigned j, uint16_t type, size_t len)
+{
+    em_ring_stats_t st;
+
+    em_ring_stats(&em_b.down[j], &st);
+    if (st.capacity - st.used < sizeof(em_ring_rec_t) + ((len + 7) & ~(size_t) 7)
+        || em_ring_write(&em_b.down[j], type, em_b.rec, len) != EM_OK) {
+        return EM_AGAIN;
+    }
+    if (em_ring_notify_needed(&em_b.down[j])) {
+        em_ring_bell_ring(em_b.worker_bells[j]);
+    }
+    return EM_OK;
+}
+
 /* A request of the adapter from Redis: to the first serving worker, which
  * runs it on every worker's sockets and answers. */
 static void
@@ -144,7 +162,6 @@ em_broker_request(em_str_t nsp, const char *msg, size_t len)
     size_t           size, out;
     char            *data;
     unsigned         j;
-    em_ring_stats_t  st;
 
     for (j = 0; j < em_b.shm->nworkers; j++) {
         if (em_b.state != NULL && em_state_slot_used(em_b.state, j) == EM_SLOT_SERVING) {
@@ -162,14 +179,10 @@ em_broker_request(em_str_t nsp, const char *msg, size_t len)
     m.origin = EM_BRK_ORIGIN_REMOTE;
     m.target = (uint16_t) j;
     m.data = (em_str_t) { data, nsp.len + 1 + len };
-    em_ring_stats(&em_b.down[j], &st);
     if (em_brkcmd_size(&m, &size) != EM_OK || size > em_b.rec_cap
-        || st.capacity - st.used < sizeof(em_ring_rec_t) + ((size + 7) & ~(size_t) 7)
         || em_brkcmd_encode(&m, em_b.rec, em_b.rec_cap, &out) != EM_OK
-        || em_ring_write(&em_b.down[j], EM_BRK_REC_CMD, em_b.rec, out) != EM_OK) {
+        || em_broker_put(j, EM_BRK_REC_CMD, out) != EM_OK) {
         em_log(EM_LOG_WARN, 0, "a request from Redis could not go to worker %u: dropped", j + 1);
-    } else if (em_ring_notify_needed(&em_b.down[j])) {
-        em_ring_bell_ring(em_b.worker_bells[j]);
     }
     free(data);
 }
@@ -197,19 +210,12 @@ em_broker_remote(const em_rmsg_t *r)
         return;
     }
     for (unsigned j = 0; j < em_b.shm->nworkers; j++) {
-        em_ring_stats_t st;
         if (em_broker_unowned(j) || !em_brk_wants(em_b.shm, j, em_b.rec, len)) {
             continue;
         }
-        em_ring_stats(&em_b.down[j], &st);
-        if (st.capacity - st.used < sizeof(em_ring_rec_t) + ((len + 7) & ~(size_t) 7)
-            || em_ring_write(&em_b.down[j], EM_BRK_REC_BCAST, em_b.rec, len) != EM_OK) {
+        if (em_broker_put(j, EM_BRK_REC_BCAST, len) != EM_OK) {
             em_log(EM_LOG_WARN, 0, "the ring to worker %u is full: a broadcast from Redis "
                    "missed it (%llu so far)", j + 1, (unsigned long long) ++em_b.remote_dropped);
-            continue;
-        }
-        if (em_ring_notify_needed(&em_b.down[j])) {
-            em_ring_bell_ring(em_b.worker_bells[j]);
         }
     }
 }

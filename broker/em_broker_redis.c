@@ -80,18 +80,19 @@ em_br_retry_cb(evutil_socket_t fd, short what, void *arg)
     em_br_connect(arg);
 }
 
-static void
+/* The next attempt, after the back-off grown: its delay in ms. */
+static unsigned
 em_br_schedule(em_br_conn_t *c)
 {
     struct timeval tv;
 
-    if (em_br.stopping) {
-        return;
-    }
     c->backoff = c->backoff == 0 ? EM_BR_BACKOFF_MIN : EM_MIN(c->backoff * 2, EM_BR_BACKOFF_MAX);
-    tv.tv_sec = c->backoff / 1000;
-    tv.tv_usec = (suseconds_t) (c->backoff % 1000) * 1000;
-    evtimer_add(c->retry, &tv);
+    if (!em_br.stopping) {
+        tv.tv_sec = c->backoff / 1000;
+        tv.tv_usec = (suseconds_t) (c->backoff % 1000) * 1000;
+        evtimer_add(c->retry, &tv);
+    }
+    return c->backoff;
 }
 
 static void
@@ -100,11 +101,9 @@ em_br_connected(const redisAsyncContext *ac, int status)
     em_br_conn_t *c = ac->data;
 
     if (status != REDIS_OK) {
-        em_log(EM_LOG_ERR, 0, "redis: cannot connect to %s (%s): again in %u ms", em_br.conf->text,
-               ac->errstr, c->backoff == 0 ? EM_BR_BACKOFF_MIN
-                                           : EM_MIN(c->backoff * 2, EM_BR_BACKOFF_MAX));
         c->ac = NULL;                   /* hiredis frees it */
-        em_br_schedule(c);
+        em_log(EM_LOG_ERR, 0, "redis: cannot connect to %s (%s): again in %u ms", em_br.conf->text,
+               ac->errstr, em_br_schedule(c));
         return;
     }
     c->connected = 1;
@@ -122,9 +121,7 @@ em_br_disconnected(const redisAsyncContext *ac, int status)
         return;
     }
     em_log(EM_LOG_ERR, 0, "redis: the %s connection to %s was lost (%s): again in %u ms", c->name,
-           em_br.conf->text, status == REDIS_OK ? "closed" : ac->errstr,
-           c->backoff == 0 ? EM_BR_BACKOFF_MIN : EM_MIN(c->backoff * 2, EM_BR_BACKOFF_MAX));
-    em_br_schedule(c);
+           em_br.conf->text, status == REDIS_OK ? "closed" : ac->errstr, em_br_schedule(c));
 }
 
 /* The reply to AUTH or SELECT: an error ends the connection (and retries). */
@@ -302,12 +299,11 @@ em_br_connect(em_br_conn_t *c)
     redisAsyncContext     *ac = redisAsyncConnect(rc->host, (int) rc->port);
 
     if (ac == NULL || ac->err) {
-        em_log(EM_LOG_ERR, 0, "redis: cannot connect to %s (%s)", rc->text,
-               ac != NULL ? ac->errstr : "out of memory");
+        em_log(EM_LOG_ERR, 0, "redis: cannot connect to %s (%s): again in %u ms", rc->text,
+               ac != NULL ? ac->errstr : "out of memory", em_br_schedule(c));
         if (ac != NULL) {
             redisAsyncFree(ac);
         }
-        em_br_schedule(c);
         return;
     }
     ac->data = c;

@@ -439,6 +439,35 @@ em_rmsg_pack_str(msgpack_packer *pk, const char *s, size_t n)
     msgpack_pack_str_body(pk, s, n);
 }
 
+/* {"$binary": base64} as bin: EM_OK, EM_DECLINED (not one), or EM_ERROR. */
+static int
+em_rmsg_pack_b64(msgpack_packer *pk, const json_t *v)
+{
+    json_t        *b64 = json_object_get(v, "$binary");
+    size_t         n, out = 0;
+    unsigned char *bin;
+
+    if (json_object_size(v) != 1 || !json_is_string(b64)) {
+        return EM_DECLINED;
+    }
+    n = json_string_length(b64);
+    if ((bin = malloc(n / 4 * 3 + 3)) == NULL
+        || sodium_base642bin(bin, n / 4 * 3 + 3, json_string_value(b64), n, NULL, &out, NULL,
+                             sodium_base64_VARIANT_ORIGINAL) != 0) {
+        free(bin);
+        return EM_ERROR;
+    }
+    msgpack_pack_bin(pk, out);
+    msgpack_pack_bin_body(pk, bin, out);
+    free(bin);
+    return EM_OK;
+}
+
+/*
+ * A JSON value as MessagePack, nested at most max deep. Its binaries are
+ * attachment placeholders of m, or with m NULL {"$binary": base64} (the
+ * acks em_cmd collects).
+ */
 static int
 em_rmsg_pack(msgpack_packer *pk, const json_t *v, unsigned depth, unsigned max,
              const em_rmsg_out_t *m)
@@ -446,11 +475,15 @@ em_rmsg_pack(msgpack_packer *pk, const json_t *v, unsigned depth, unsigned max,
     const char *key;
     size_t      klen, i;
     json_t     *e;
+    int         rc;
 
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         json_t *ph = json_object_get(v, "_placeholder"), *num = json_object_get(v, "num");
-        if (json_object_size(v) == 2 && json_is_true(ph) && json_is_integer(num)) {
+        if (m == NULL && (rc = em_rmsg_pack_b64(pk, v)) != EM_DECLINED) {
+            return rc;
+        }
+        if (m != NULL && json_object_size(v) == 2 && json_is_true(ph) && json_is_integer(num)) {
             json_int_t n = json_integer_value(num);
             if (n < 0 || (size_t) n >= m->natt) {
                 return EM_ERROR;
@@ -612,55 +645,6 @@ em_rmsg_channel(em_str_t key, em_str_t nsp, const em_str_t *room, char *out, siz
     return EM_OK;
 }
 
-/* A JSON value as MessagePack, {"$binary": base64} as bin (em_cmd's acks). */
-static int
-em_rmsg_pack_value(msgpack_packer *pk, const json_t *v, unsigned depth)
-{
-    const char *key;
-    size_t      klen, i;
-    json_t     *e, *b64 = json_object_get(v, "$binary");
-
-    if (depth > EM_RMSG_DEPTH_MAX) {
-        return EM_ERROR;
-    }
-    if (json_is_object(v) && json_object_size(v) == 1 && json_is_string(b64)) {
-        size_t         n = json_string_length(b64), out = 0;
-        unsigned char *bin = malloc(n / 4 * 3 + 3);
-        if (bin == NULL || sodium_base642bin(bin, n / 4 * 3 + 3, json_string_value(b64), n, NULL, &out,
-                                             NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
-            free(bin);
-            return EM_ERROR;
-        }
-        msgpack_pack_bin(pk, out);
-        msgpack_pack_bin_body(pk, bin, out);
-        free(bin);
-        return EM_OK;
-    }
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        msgpack_pack_map(pk, json_object_size(v));
-        json_object_keylen_foreach((json_t *) v, key, klen, e) {
-            em_rmsg_pack_str(pk, key, klen);
-            if (em_rmsg_pack_value(pk, e, depth + 1) != EM_OK) {
-                return EM_ERROR;
-            }
-        }
-        return EM_OK;
-    case JSON_ARRAY:
-        msgpack_pack_array(pk, json_array_size(v));
-        json_array_foreach(v, i, e) {
-            if (em_rmsg_pack_value(pk, e, depth + 1) != EM_OK) {
-                return EM_ERROR;
-            }
-        }
-        return EM_OK;
-    default: {
-        em_rmsg_out_t none = { 0 };
-        return em_rmsg_pack(pk, v, 0, 1, &none);
-    }
-    }
-}
-
 int
 em_rmsg_encode_ack(em_str_t request_id, const json_t *arg, char **buf, size_t *len)
 {
@@ -676,7 +660,8 @@ em_rmsg_encode_ack(em_str_t request_id, const json_t *arg, char **buf, size_t *l
     em_rmsg_pack_str(&pk, "requestId", 9);
     em_rmsg_pack_str(&pk, request_id.data, request_id.len);
     em_rmsg_pack_str(&pk, "packet", 6);
-    rc = arg != NULL ? em_rmsg_pack_value(&pk, arg, 0) : (msgpack_pack_nil(&pk), EM_OK);
+    rc = arg != NULL ? em_rmsg_pack(&pk, arg, 0, EM_RMSG_DEPTH_MAX, NULL)
+                     : (msgpack_pack_nil(&pk), EM_OK);
     if (rc != EM_OK || out.failed) {
         msgpack_sbuffer_destroy(&out.sb);
         return EM_ERROR;
