@@ -215,6 +215,9 @@ em_br_request(const char *channel, size_t clen, const char *msg, size_t len)
         || memcmp(channel + klen, "-request#", 9) != 0 || channel[clen - 1] != '#') {
         return;
     }
+    if (em_rmsg_request_is_from(msg, len, (em_str_t) { em_br.uid, 6 })) {
+        return;     /* this host's own server-side event */
+    }
     em_br.request((em_str_t) { channel + klen + 9, clen - klen - 10 }, msg, len);
 }
 
@@ -443,26 +446,50 @@ done:
     free(att);
 }
 
+static void
+em_br_publish_raw(const char *channel, size_t clen, const char *msg, size_t len)
+{
+    if (redisAsyncCommand(em_br.pub.ac, em_br_publish_cb, NULL, "PUBLISH %b %b", channel, clen, msg,
+                          len) == REDIS_OK) {
+        em_br.inflight++;
+    }
+}
+
 void
 em_broker_redis_command(const void *rec, size_t len)
 {
     em_brk_cmd_msg_t m;
     const char      *sep;
 
-    if (em_brkcmd_decode(rec, len, &m) != EM_OK || m.kind != EM_BRK_KIND_REDIS_PUBLISH
+    if (em_brkcmd_decode(rec, len, &m) != EM_OK
+        || (m.kind != EM_BRK_KIND_REDIS_PUBLISH && m.kind != EM_BRK_KIND_REDIS_SERVER_EMIT)
         || (sep = memchr(m.data.data, '\0', m.data.len)) == NULL) {
         em_log(EM_LOG_WARN, 0, "a command for the broker it does not know was dropped");
         return;
     }
     if (!em_br.pub.connected || em_br.inflight >= EM_BR_INFLIGHT_MAX) {
-        em_br_lost("a response: no connection");
+        em_br_lost(m.kind == EM_BRK_KIND_REDIS_PUBLISH ? "a response: no connection"
+                                                       : "a server-side event: no connection");
         return;
     }
     size_t clen = (size_t) (sep - m.data.data);
-    if (redisAsyncCommand(em_br.pub.ac, em_br_publish_cb, NULL, "PUBLISH %b %b", m.data.data, clen,
-                          sep + 1, m.data.len - clen - 1) == REDIS_OK) {
-        em_br.inflight++;
+    if (m.kind == EM_BRK_KIND_REDIS_PUBLISH) {
+        em_br_publish_raw(m.data.data, clen, sep + 1, m.data.len - clen - 1);
+        return;
     }
+    /* A script's nsp:server_emit(): on <key>-request#<nsp>#, with this host's uid. */
+    char  *msg, *channel;
+    size_t mlen, chlen = strlen(em_br.conf->key) + clen + 11;
+    if ((channel = malloc(chlen)) == NULL) {
+        return;
+    }
+    snprintf(channel, chlen, "%s-request#%.*s#", em_br.conf->key, (int) clen, m.data.data);
+    if (em_rmsg_encode_server_emit((em_str_t) { em_br.uid, 6 }, sep + 1, m.data.len - clen - 1, &msg,
+                                   &mlen) == EM_OK) {
+        em_br_publish_raw(channel, strlen(channel), msg, mlen);
+        free(msg);
+    }
+    free(channel);
 }
 
 void

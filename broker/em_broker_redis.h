@@ -25,7 +25,8 @@ int  em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
                            em_broker_redis_deliver_pt deliver, em_broker_redis_request_pt request);
 
 /* A command record a worker sent the broker itself (EM_BRK_BROKER): a
- * response to publish (EM_BRK_KIND_REDIS_PUBLISH). */
+ * response to publish (EM_BRK_KIND_REDIS_PUBLISH), or a server-side event
+ * of a script (EM_BRK_KIND_REDIS_SERVER_EMIT) to publish with this host's uid. */
 void em_broker_redis_command(const void *rec, size_t len);
 
 /* Publish a broadcast record (EM_BRK_REC_BCAST) a worker of this host made;

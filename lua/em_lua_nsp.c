@@ -23,6 +23,7 @@
 #include "em_lua.h"
 #include "em_lua_int.h"
 #include "em_luajson.h"
+#include "em_rreq.h"
 #include "em_socketio.h"
 
 /* ---- broadcast operators ---- */
@@ -399,6 +400,50 @@ em_lua_nsp_room_size(lua_State *l)
     return 1;
 }
 
+/* nsp:server_emit(event, ...) -> true when handed to Redis for the other
+ * servers of the namespace (Node servers, other emitd hosts), false without
+ * redis: Socket.IO's io.serverSideEmit(), without acks. */
+static int
+em_lua_nsp_server_emit(lua_State *l)
+{
+    lua_Integer conf;
+    em_str_t    nsp = em_lua_nsp_name(l, 1, &conf), ev;
+    char        err[128];
+    json_t     *data, *v;
+    int         n = lua_gettop(l), rc;
+
+    ev.data = luaL_checklstring(l, 2, &ev.len);
+    if (ev.len > em_loop.conf->limits.event_name) {
+        return luaL_error(l, "server_emit: an event name of more than %d bytes",
+                          (int) em_loop.conf->limits.event_name);
+    }
+    if (lua_type(l, n) == LUA_TFUNCTION) {
+        return luaL_error(l, "server_emit: acknowledgements are not supported");
+    }
+    if (n - 2 > (int) em_loop.conf->limits.event_args) {
+        return luaL_error(l, "server_emit: more than %d arguments", (int) em_loop.conf->limits.event_args);
+    }
+    if ((data = json_array()) == NULL || json_array_append_new(data, json_stringn(ev.data, ev.len)) != 0) {
+        json_decref(data);
+        return luaL_error(l, "server_emit: out of memory");
+    }
+    for (int i = 3; i <= n; i++) {
+        if ((v = em_lua_to_json(l, i, NULL, err, sizeof(err))) == NULL
+            || json_array_append_new(data, v) != 0) {
+            json_decref(data);
+            return luaL_error(l, "server_emit: argument %d: %s", i - 2,
+                              v == NULL ? err : "out of memory");
+        }
+    }
+    rc = em_rreq_server_emit(nsp.data, nsp.len, data);
+    json_decref(data);
+    if (rc == EM_ERROR) {
+        return luaL_error(l, "server_emit: the event cannot be sent (over redis.max_message?)");
+    }
+    lua_pushboolean(l, rc == EM_OK);
+    return 1;
+}
+
 /* nsp:on_presence(event, fn): "online", "offline", "status", "room_online",
  * "room_offline". Each change runs the handlers once, on one worker. */
 static int
@@ -575,6 +620,7 @@ static const luaL_Reg em_lua_bcast_methods[] = {
     { "room_size", em_lua_nsp_room_size },
     { "size", em_lua_nsp_room_size },
     { "on_presence", em_lua_nsp_on_presence },
+    { "server_emit", em_lua_nsp_server_emit },
     { "verify_token", em_lua_nsp_verify_token },
     { NULL, NULL }
 };

@@ -670,3 +670,40 @@ em_rmsg_encode_ack(em_str_t request_id, const json_t *arg, char **buf, size_t *l
     *buf = msgpack_sbuffer_release(&out.sb);
     return EM_OK;
 }
+
+int
+em_rmsg_encode_server_emit(em_str_t uid, const char *data, size_t dlen, char **buf, size_t *len)
+{
+    json_t *d = json_loadb(data, dlen, JSON_REJECT_DUPLICATES, NULL), *req;
+    char   *text;
+
+    if (!json_is_array(d) || !json_is_string(json_array_get(d, 0))) {
+        json_decref(d);
+        return EM_ERROR;
+    }
+    req = json_pack("{s:s%,s:i,s:o}", "uid", uid.data, uid.len, "type", 6, "data", d);
+    text = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (text == NULL) {
+        return EM_ERROR;
+    }
+    *buf = text;
+    *len = strlen(text);
+    return EM_OK;
+}
+
+int
+em_rmsg_request_is_from(const char *buf, size_t len, em_str_t uid)
+{
+    json_t     *req;
+    const char *from;
+    int         own;
+
+    if (len == 0 || buf[0] != '{' || (req = json_loadb(buf, len, 0, NULL)) == NULL) {
+        return 0;
+    }
+    from = json_string_value(json_object_get(req, "uid"));
+    own = from != NULL && strlen(from) == uid.len && memcmp(from, uid.data, uid.len) == 0;
+    json_decref(req);
+    return own;
+}

@@ -82,6 +82,16 @@ void em_rmsg_free(em_rmsg_t *m);
  * EM_OK and a malloc'd *buf, or EM_ERROR. */
 int  em_rmsg_encode_ack(em_str_t request_id, const json_t *arg, char **buf, size_t *len);
 
+/* A server-side event to the other servers, as a Node server's
+ * io.serverSideEmit() publishes it: {"uid", "type": 6, "data": data}, where
+ * data is the JSON text of [event, ...args]. EM_OK and a malloc'd *buf, or
+ * EM_ERROR (data not such an array, out of memory). */
+int  em_rmsg_encode_server_emit(em_str_t uid, const char *data, size_t dlen, char **buf, size_t *len);
+
+/* 1 when buf is a JSON request whose "uid" is uid (this server's own, come
+ * back on the request channel), else 0. */
+int  em_rmsg_request_is_from(const char *buf, size_t len, em_str_t uid);
+
 /* A broadcast to encode: slices the caller owns. */
 typedef struct {
     em_str_t        uid;

@@ -24,6 +24,7 @@
  *   6 SERVER_SIDE_EMIT {uid, data, requestId?} -> the namespace script's
  *                                           on_server_emit(event, ..., ack?);
  *                                           its ack: {type: 6, requestId, data}
+ * and a script's nsp:server_emit() sends type 6 (no ack) to the others.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -362,6 +363,40 @@ em_rreq_server_ack(const char *nsp, const char *request_id, json_t *arg)
     }
     em_rreq_respond(nsp, json_pack("{s:i,s:s,s:O}", "type", EM_RREQ_SERVER_SIDE_EMIT, "requestId",
                                    request_id, "data", arg != NULL ? arg : json_null()));
+}
+
+int
+em_rreq_server_emit(const char *nsp, size_t nsplen, json_t *data)
+{
+    em_brk_cmd_msg_t m;
+    char            *text, *rec;
+    size_t           tlen;
+    int              rc;
+
+    if (em_loop.conf->redis == NULL) {
+        return EM_DECLINED;
+    }
+    if (nsplen == 0 || nsplen > EM_BRK_NAME_MAX || nsp[0] != '/' || memchr(nsp, '\0', nsplen) != NULL
+        || (text = json_dumps(data, JSON_COMPACT)) == NULL) {
+        return EM_ERROR;
+    }
+    tlen = strlen(text);
+    if (tlen + nsplen + 64 > em_loop.conf->redis->max_message || (rec = malloc(nsplen + 1 + tlen)) == NULL) {
+        free(text);
+        return EM_ERROR;
+    }
+    memcpy(rec, nsp, nsplen);
+    rec[nsplen] = '\0';
+    memcpy(rec + nsplen + 1, text, tlen);
+    free(text);
+    memset(&m, 0, sizeof(m));
+    m.kind = EM_BRK_KIND_REDIS_SERVER_EMIT;
+    m.origin = (uint16_t) em_loop.slot;
+    m.target = EM_BRK_BROKER;
+    m.data = (em_str_t) { rec, nsplen + 1 + tlen };
+    rc = em_bus_send_cmd(&m);
+    free(rec);
+    return rc;
 }
 
 void

@@ -17,4 +17,10 @@ void em_rreq_receive(const em_brk_cmd_msg_t *m);
  * {type: 6, requestId, data: arg} on namespace nsp's response channel. */
 void em_rreq_server_ack(const char *nsp, const char *request_id, json_t *arg);
 
+/* A server-side event to the other servers of namespace nsp (a script's
+ * nsp:server_emit): data is the JSON array [event, ...args]. The broker
+ * publishes {uid, type: 6, data} on the namespace's request channel, as a
+ * Node server's io.serverSideEmit() does. EM_DECLINED without redis. */
+int em_rreq_server_emit(const char *nsp, size_t nsplen, json_t *data);
+
 #endif

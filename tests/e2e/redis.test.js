@@ -166,7 +166,7 @@ test('@socket.io/redis-emitter reaches emitd\'s clients on both workers: emit, t
   }
 });
 
-test('two emitd hosts: a broadcast on one reaches the clients of both, once, in order', { skip }, async () => {
+test('two emitd hosts: a broadcast on one reaches the clients of both, once, in order; a script\'s server-side event reaches the other host', { skip }, async () => {
   const redis = await startRedis();
   const h1 = await startHost(redis.url);
   const h2 = await startHost(redis.url);
@@ -206,6 +206,13 @@ test('two emitd hosts: a broadcast on one reaches the clients of both, once, in 
         assert.deepEqual(r, []);
       }
     }
+    /* A script's server-side event on one host runs the other host's
+     * on_server_emit once, not its own: its broadcast reaches every client
+     * of both hosts once (twice had h1 run it too). */
+    assert.equal((await ack(c1[0], 'server_emit', 'sync', { from: 1 }))[0], true);
+    await waitUntil('every client told', () => all.every((c) => got(c, 'server_event').length === 1), WAIT);
+    await delay(300);
+    for (const c of all) assert.deepEqual(got(c, 'server_event'), [['sync', { from: 1 }]]);
     assert.match(h2.log(), /redis: publish connection to redis:\/\/127\.0\.0\.1:\d+\/0 up/);
   } finally {
     await finish({ socks, hosts: [h1, h2], redis });
@@ -357,6 +364,15 @@ test('the adapter\'s requests: an emitter\'s socketsJoin / socketsLeave / discon
     await waitUntil('the ping told too', () => ours.every((c) => got(c, 'server_event').length === 2), WAIT);
     assert.deepEqual(got(a, 'server_event')[1], ['ping', 5]);
 
+    /* the script's nsp:server_emit reaches the Node server (io.on(event)),
+     * not this host's own on_server_emit */
+    const heard = new Promise((resolve) => nodeIo.on('from-emitd', (...args) => resolve(args)));
+    assert.equal((await ack(a, 'server_emit', 'from-emitd', { k: [1, 'two'] }))[0], true);
+    assert.deepEqual(await Promise.race([heard, delay(WAIT).then(() => 'not heard')]), [{ k: [1, 'two'] }]);
+    await delay(300);
+    for (const c of ours) assert.equal(got(c, 'server_event').length, 2, 'not run on its own host');
+    assert.match((await ack(a, 'server_emit', 'x'.repeat(2000), 1))[0], /^error: .*event name/);
+
     /* emitter: disconnect the sockets of "all" */
     const gone = once(b, 'disconnect', WAIT);
     e.in('all').disconnectSockets();
@@ -365,5 +381,18 @@ test('the adapter\'s requests: an emitter\'s socketsJoin / socketsLeave / discon
     assert.match(d.log(), /redis: subscribed to socket\.io#\*/);
   } finally {
     await finish({ socks, hosts: [d], redis, peers: [peer], clients: [r] });
+  }
+});
+
+test('without redis, a script\'s nsp:server_emit has no other server to reach: it returns false', { skip }, async () => {
+  const d = await startEmitd({});
+  const socks = [];
+  try {
+    const s = await connect(d.url, '/', 'websocket');
+    socks.push(s);
+    assert.equal((await ack(s, 'server_emit', 'ev', { a: 1 }))[0], false);
+  } finally {
+    closeAll(socks);
+    assert.deepEqual(await stopAndCheck(d), []);
   }
 });

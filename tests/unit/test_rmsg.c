@@ -277,6 +277,36 @@ START_TEST(test_request_and_ack)
 }
 END_TEST
 
+/* A script's server-side event, as @socket.io/redis-adapter 8's
+ * serverSideEmit() publishes it (JSON.stringify({uid, type, data})), and
+ * this host's own requests told apart from the others'. */
+START_TEST(test_server_emit)
+{
+    static const char data[] = "[\"ev\",{\"a\":1},\"x\"]";
+    static const char want[] = "{\"uid\":\"Ab12cD\",\"type\":6,\"data\":[\"ev\",{\"a\":1},\"x\"]}";
+    char             *buf;
+    size_t            len;
+
+    ck_assert_int_eq(em_rmsg_encode_server_emit(S("Ab12cD"), data, sizeof(data) - 1, &buf, &len), EM_OK);
+    ck_assert_uint_eq(len, sizeof(want) - 1);
+    ck_assert_int_eq(memcmp(buf, want, len), 0);
+    ck_assert_int_eq(em_rmsg_request_is_from(buf, len, S("Ab12cD")), 1);
+    ck_assert_int_eq(em_rmsg_request_is_from(buf, len, S("Ab12cE")), 0);
+    ck_assert_int_eq(em_rmsg_request_is_from(buf, len, S("Ab12c")), 0);
+    ck_assert_int_eq(em_rmsg_request_is_from(buf, len - 1, S("Ab12cD")), 0);
+    free(buf);
+    /* Not [event, ...]. */
+    ck_assert_int_eq(em_rmsg_encode_server_emit(S("Ab12cD"), "{}", 2, &buf, &len), EM_ERROR);
+    ck_assert_int_eq(em_rmsg_encode_server_emit(S("Ab12cD"), "[1]", 3, &buf, &len), EM_ERROR);
+    ck_assert_int_eq(em_rmsg_encode_server_emit(S("Ab12cD"), "[\"e\"", 4, &buf, &len), EM_ERROR);
+    /* An emitter's request (uid "emitter"), MessagePack, nothing. */
+    ck_assert_int_eq(em_rmsg_request_is_from("{\"uid\":\"emitter\",\"type\":6}", 26, S("emitte")), 0);
+    ck_assert_int_eq(em_rmsg_request_is_from(RMSG_ADAPTER_REQUEST_ACK, sizeof(RMSG_ADAPTER_REQUEST_ACK) - 1,
+                                             S("Ab12cD")), 0);
+    ck_assert_int_eq(em_rmsg_request_is_from("", 0, S("Ab12cD")), 0);
+}
+END_TEST
+
 static Suite *
 rmsg_suite(void)
 {
@@ -290,6 +320,7 @@ rmsg_suite(void)
     tcase_add_loop_test(tc, test_bad, 0, EM_NELEMS(bads));
     tcase_add_test(tc, test_attachment_limit);
     tcase_add_test(tc, test_request_and_ack);
+    tcase_add_test(tc, test_server_emit);
     suite_add_tcase(s, tc);
     return s;
 }

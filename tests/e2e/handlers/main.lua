@@ -72,6 +72,13 @@ function on_connect(socket)
     ack(emitd.broker_counts())
   end)
 
+  -- A server-side event to the other servers (Redis): nsp:server_emit's
+  -- result, or its error, through the ack.
+  socket:on("server_emit", function(event, arg, ack)
+    local ok, r = pcall(nsp.server_emit, nsp, event, arg)
+    if ok then ack(r) else ack("error: " .. tostring(r)) end
+  end)
+
   socket:on("whoami", function(ack)
     ack({
       id = socket.id,
