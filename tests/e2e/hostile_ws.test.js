@@ -12,7 +12,7 @@
  */
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { startEmitd, stopAndCheck, handler, delay, VALGRIND } = require('./lib/harness');
+const { startEmitd, stopAndCheck, handler, delay, isSanitized, VALGRIND } = require('./lib/harness');
 const {
   connect, ack, once, closeAll, openWs, waitClosed, httpRequest, parseOpen, WAIT_MS,
 } = require('./lib/clients');
@@ -191,10 +191,11 @@ test('a subscriber that never reads is closed by its output budget, alone; the r
    * holds at most about 10 MB; keeping the rest would grow the daemon by
    * 40 MB. What it may cost is its budget plus the allocator's slack.
    * Under Valgrind the RSS is memcheck's too, with its quarantine of up to
-   * 20 MB of freed blocks per process: the bound is checked in the plain
-   * and sanitizer runs. */
+   * 20 MB of freed blocks per process, and under AddressSanitizer its
+   * quarantine of freed blocks (256 MB by default; it failed there by
+   * 1.8 MB in CI): the bound is checked in the plain run. */
   const grew = rssOf(emitd) - rss0;
-  if (!VALGRIND) assert.ok(grew < 16 * OUTPUT_HARD, `the daemon grew by ${grew} bytes`);
+  if (!VALGRIND && !isSanitized()) assert.ok(grew < 16 * OUTPUT_HARD, `the daemon grew by ${grew} bytes`);
   assert.equal(reader.connected, true);
   assert.ok(await violations(reader) > before, 'not counted in limitViolations');
   stuck.destroy();

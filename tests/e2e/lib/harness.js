@@ -53,6 +53,14 @@ function emitdBin() {
   return path.resolve(bin);
 }
 
+/* Whether the emitd under test is an AddressSanitizer build (-Dsanitize=true):
+ * its RSS then includes ASan's quarantine of freed blocks, as memcheck's does. */
+function isSanitized() {
+  const bin = process.env.EMITD_BIN || '';
+  if (isReference() || !fs.existsSync(bin)) return false;
+  return fs.readFileSync(bin).includes('__asan_init');
+}
+
 function isReference() {
   return /\.js$/.test(process.env.EMITD_BIN || '');
 }
@@ -458,6 +466,6 @@ async function stopAndCheck(daemon) {
 
 module.exports = {
   HANDLERS, startEmitd, runEmitd, stopAndCheck, freePort, portIsFree, toLibconfig,
-  handler, delay, tail, isAlive, processArgs, childrenOf, isReference, timeMs, VALGRIND,
+  handler, delay, tail, isAlive, processArgs, childrenOf, isReference, isSanitized, timeMs, VALGRIND,
   memcheckArgs, memcheckReports,
 };
