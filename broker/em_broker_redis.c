@@ -486,7 +486,7 @@ em_broker_redis_command(const void *rec, size_t len)
     snprintf(channel, chlen, "%s-request#%.*s#", em_br.conf->key, (int) clen, m.data.data);
     if (em_rmsg_encode_server_emit((em_str_t) { em_br.uid, 6 }, sep + 1, m.data.len - clen - 1, &msg,
                                    &mlen) == EM_OK) {
-        em_br_publish_raw(channel, strlen(channel), msg, mlen);
+        em_br_publish_raw(channel, chlen - 1, msg, mlen);
         free(msg);
     }
     free(channel);

@@ -67,30 +67,43 @@ em_rreq_free(em_rreq_t *r)
     free(r);
 }
 
+/* A command for the broker (kind): a name, a NUL, then len bytes. */
+static int
+em_rreq_to_broker(uint16_t kind, const char *name, size_t nlen, const char *bytes, size_t len)
+{
+    em_brk_cmd_msg_t m;
+    char            *data;
+    int              rc;
+
+    if ((data = malloc(nlen + 1 + len)) == NULL) {
+        return EM_ERROR;
+    }
+    memcpy(data, name, nlen);
+    data[nlen] = '\0';
+    memcpy(data + nlen + 1, bytes, len);
+    memset(&m, 0, sizeof(m));
+    m.kind = kind;
+    m.origin = (uint16_t) em_loop.slot;
+    m.target = EM_BRK_BROKER;
+    m.data = (em_str_t) { data, nlen + 1 + len };
+    rc = em_bus_send_cmd(&m);
+    free(data);
+    return rc;
+}
+
 /* Publish a response (bytes) on the namespace's response channel, through the broker. */
 static void
 em_rreq_publish(const char *nsp, const char *text, size_t tlen)
 {
-    const char      *key = em_loop.conf->redis->key;
-    char            *data;
-    size_t           clen, len;
-    em_brk_cmd_msg_t m;
+    const char *key = em_loop.conf->redis->key;
+    size_t      clen = strlen(key) + strlen("-response#") + strlen(nsp) + 1;
+    char       *channel = malloc(clen + 1);
 
-    clen = strlen(key) + strlen("-response#") + strlen(nsp) + 1;
-    len = clen + 1 + tlen;
-    if ((data = malloc(len + 1)) == NULL) {
-        return;
+    if (channel != NULL) {
+        snprintf(channel, clen + 1, "%s-response#%s#", key, nsp);
+        (void) em_rreq_to_broker(EM_BRK_KIND_REDIS_PUBLISH, channel, clen, text, tlen);
+        free(channel);
     }
-    snprintf(data, len + 1, "%s-response#%s#", key, nsp);
-    memcpy(data + clen + 1, text, tlen);
-    data[clen] = '\0';
-    memset(&m, 0, sizeof(m));
-    m.kind = EM_BRK_KIND_REDIS_PUBLISH;
-    m.origin = (uint16_t) em_loop.slot;
-    m.target = EM_BRK_BROKER;
-    m.data = (em_str_t) { data, len };
-    (void) em_bus_send_cmd(&m);
-    free(data);
 }
 
 /* The same for a JSON response (the reference is taken). */
@@ -368,10 +381,8 @@ em_rreq_server_ack(const char *nsp, const char *request_id, json_t *arg)
 int
 em_rreq_server_emit(const char *nsp, size_t nsplen, json_t *data)
 {
-    em_brk_cmd_msg_t m;
-    char            *text, *rec;
-    size_t           tlen;
-    int              rc;
+    char *text;
+    int   rc;
 
     if (em_loop.conf->redis == NULL) {
         return EM_DECLINED;
@@ -380,22 +391,10 @@ em_rreq_server_emit(const char *nsp, size_t nsplen, json_t *data)
         || (text = json_dumps(data, JSON_COMPACT)) == NULL) {
         return EM_ERROR;
     }
-    tlen = strlen(text);
-    if (tlen + nsplen + 64 > em_loop.conf->redis->max_message || (rec = malloc(nsplen + 1 + tlen)) == NULL) {
-        free(text);
-        return EM_ERROR;
-    }
-    memcpy(rec, nsp, nsplen);
-    rec[nsplen] = '\0';
-    memcpy(rec + nsplen + 1, text, tlen);
+    rc = strlen(text) + nsplen + 64 > em_loop.conf->redis->max_message
+         ? EM_ERROR
+         : em_rreq_to_broker(EM_BRK_KIND_REDIS_SERVER_EMIT, nsp, nsplen, text, strlen(text));
     free(text);
-    memset(&m, 0, sizeof(m));
-    m.kind = EM_BRK_KIND_REDIS_SERVER_EMIT;
-    m.origin = (uint16_t) em_loop.slot;
-    m.target = EM_BRK_BROKER;
-    m.data = (em_str_t) { rec, nsplen + 1 + tlen };
-    rc = em_bus_send_cmd(&m);
-    free(rec);
     return rc;
 }
 
