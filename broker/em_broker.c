@@ -18,6 +18,7 @@
 
 #include "em_brkrec.h"
 #include "em_broker.h"
+#include "em_broker_presence.h"
 #include "em_broker_redis.h"
 #include "em_log.h"
 #include "em_proc.h"
@@ -153,10 +154,9 @@ em_broker_put(unsigned j, uint16_t type, size_t len)
     return EM_OK;
 }
 
-/* A request of the adapter from Redis: to the first serving worker, which
- * runs it on every worker's sockets and answers. */
+/* A command for the first serving worker: kind, with a NUL b as its data. */
 static void
-em_broker_request(em_str_t nsp, const char *msg, size_t len)
+em_broker_tell(uint32_t kind, em_str_t a, em_str_t b, const char *what)
 {
     em_brk_cmd_msg_t m;
     size_t           size, out;
@@ -168,23 +168,39 @@ em_broker_request(em_str_t nsp, const char *msg, size_t len)
             break;
         }
     }
-    if (j == em_b.shm->nworkers || nsp.len > EM_BRK_NAME_MAX || (data = malloc(nsp.len + 1 + len)) == NULL) {
+    if (j == em_b.shm->nworkers || a.len > EM_BRK_NAME_MAX || (data = malloc(a.len + 1 + b.len)) == NULL) {
         return;
     }
-    memcpy(data, nsp.data, nsp.len);
-    data[nsp.len] = '\0';
-    memcpy(data + nsp.len + 1, msg, len);
+    memcpy(data, a.data, a.len);
+    data[a.len] = '\0';
+    memcpy(data + a.len + 1, b.data, b.len);
     memset(&m, 0, sizeof(m));
-    m.kind = EM_BRK_KIND_REDIS_REQUEST;
+    m.kind = kind;
     m.origin = EM_BRK_ORIGIN_REMOTE;
     m.target = (uint16_t) j;
-    m.data = (em_str_t) { data, nsp.len + 1 + len };
+    m.data = (em_str_t) { data, a.len + 1 + b.len };
     if (em_brkcmd_size(&m, &size) != EM_OK || size > em_b.rec_cap
         || em_brkcmd_encode(&m, em_b.rec, em_b.rec_cap, &out) != EM_OK
         || em_broker_put(j, EM_BRK_REC_CMD, out) != EM_OK) {
-        em_log(EM_LOG_WARN, 0, "a request from Redis could not go to worker %u: dropped", j + 1);
+        em_log(EM_LOG_WARN, 0, "%s could not go to worker %u: dropped", what, j + 1);
     }
     free(data);
+}
+
+/* A request of the adapter from Redis: to the first serving worker, which
+ * runs it on every worker's sockets and answers. */
+static void
+em_broker_request(em_str_t nsp, const char *msg, size_t len)
+{
+    em_broker_tell(EM_BRK_KIND_REDIS_REQUEST, nsp, (em_str_t) { msg, len }, "a request from Redis");
+}
+
+/* A user offline on every host, for this host's scripts (one worker's). */
+static void
+em_broker_presence_report(int what, em_str_t nsp, em_str_t user)
+{
+    (void) what;
+    em_broker_tell(EM_BRK_KIND_PRESENCE_OFFLINE, nsp, user, "a presence change");
 }
 
 /*
@@ -395,7 +411,16 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
         return 1;
     }
     if (conf->redis != NULL) {
-        if (em_broker_redis_start(em_b.base, conf, em_broker_remote, em_broker_request) != EM_OK) {
+        em_broker_redis_handlers_t h = { em_broker_remote, em_broker_request,
+                                         em_broker_presence_message, em_broker_presence_up };
+        if (em_broker_redis_start(em_b.base, conf, &h) != EM_OK) {
+            return 1;
+        }
+        em_broker_presence_conf_t pc = { em_broker_redis_uid(), conf->redis->max_message,
+                                         em_broker_redis_presence_send,
+                                         em_broker_presence_report };
+        if (em_broker_presence_start(em_b.base, em_b.state, &pc) != EM_OK) {
+            em_broker_redis_stop();
             return 1;
         }
         em_b.redis = 1;
@@ -410,6 +435,7 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
     }
 
     if (em_b.redis) {
+        em_broker_presence_stop();
         em_broker_redis_stop();
     }
     event_free(sigterm);

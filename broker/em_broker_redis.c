@@ -38,13 +38,15 @@ typedef struct {
 static struct {
     struct event_base          *base;
     const em_conf_redis_t      *conf;
-    em_broker_redis_deliver_pt  deliver;
-    em_broker_redis_request_pt  request;
+    em_broker_redis_handlers_t  h;
     const em_conf_t            *full;
     em_rmsg_limits_t            lim;
     em_br_conn_t                pub, sub;
     char                        uid[7];
     char                       *pattern;
+    char                       *presence;  /* <key>-presence# */
+    size_t                      presence_len;
+    int                         subscribed;
     size_t                      inflight;
     int                         stopping;
     uint64_t                    published, lost, received, refused;
@@ -53,6 +55,15 @@ static struct {
 } em_br;
 
 static void em_br_connect(em_br_conn_t *c);
+
+/* Both connections up, the subscriptions made: tell the broker. */
+static void
+em_br_up(void)
+{
+    if (em_br.pub.connected && em_br.sub.connected && em_br.subscribed && em_br.h.up != NULL) {
+        em_br.h.up();
+    }
+}
 
 /* Six letters and digits, as the adapter's uid2(6). */
 static void
@@ -108,6 +119,7 @@ em_br_connected(const redisAsyncContext *ac, int status)
     }
     c->connected = 1;
     em_log(EM_LOG_INFO, 0, "redis: %s connection to %s up", c->name, em_br.conf->text);
+    em_br_up();
 }
 
 static void
@@ -117,6 +129,9 @@ em_br_disconnected(const redisAsyncContext *ac, int status)
 
     c->ac = NULL;
     c->connected = 0;
+    if (c == &em_br.sub) {
+        em_br.subscribed = 0;
+    }
     if (em_br.stopping) {
         return;
     }
@@ -196,7 +211,7 @@ em_br_message(const char *msg, size_t len)
     }
     if (m.uid.len != 6 || memcmp(m.uid.data, em_br.uid, 6) != 0) {
         em_br.received++;
-        em_br.deliver(&m);
+        em_br.h.deliver(&m);
     }
     em_rmsg_free(&m);
 }
@@ -218,7 +233,7 @@ em_br_request(const char *channel, size_t clen, const char *msg, size_t len)
     if (em_rmsg_request_is_from(msg, len, (em_str_t) { em_br.uid, 6 })) {
         return;     /* this host's own server-side event */
     }
-    em_br.request((em_str_t) { channel + klen + 9, clen - klen - 10 }, msg, len);
+    em_br.h.request((em_str_t) { channel + klen + 9, clen - klen - 10 }, msg, len);
 }
 
 static void em_br_subscribe_requests(redisAsyncContext *ac);
@@ -248,23 +263,39 @@ em_br_sub_cb(redisAsyncContext *ac, void *r, void *priv)
     } else if (reply->elements == 3 && strcmp(reply->element[0]->str, "message") == 0
                && reply->element[1]->type == REDIS_REPLY_STRING
                && reply->element[2]->type == REDIS_REPLY_STRING) {
+        if (reply->element[1]->len == em_br.presence_len
+            && memcmp(reply->element[1]->str, em_br.presence, em_br.presence_len) == 0) {
+            if (reply->element[2]->len > em_br.conf->max_message) {
+                em_br_refused("a presence message over redis.max_message", reply->element[2]->len);
+            } else if (em_br.h.presence != NULL) {
+                em_br.h.presence(reply->element[2]->str, reply->element[2]->len);
+            }
+            return;
+        }
         em_br_request(reply->element[1]->str, reply->element[1]->len, reply->element[2]->str,
                       reply->element[2]->len);
     } else if (strcmp(reply->element[0]->str, "psubscribe") == 0) {
         em_log(EM_LOG_INFO, 0, "redis: subscribed to %s", em_br.pattern);
+    } else if (strcmp(reply->element[0]->str, "subscribe") == 0
+               && reply->element[1]->type == REDIS_REPLY_STRING
+               && reply->element[1]->len == em_br.presence_len
+               && memcmp(reply->element[1]->str, em_br.presence, em_br.presence_len) == 0) {
+        em_br.subscribed = 1;   /* the last channel of the SUBSCRIBE */
+        em_br_up();
     }
 }
 
 /* SUBSCRIBE <key>-request#<nsp># for each namespace with a name (not a
  * pattern) of the first endpoint: a Node server counts its peers by these
- * subscriptions (PUBSUB NUMSUB), and waits for each one's answer. */
+ * subscriptions (PUBSUB NUMSUB), and waits for each one's answer; and
+ * <key>-presence#, last, for the other emitd hosts' presence. */
 static void
 em_br_subscribe_requests(redisAsyncContext *ac)
 {
     const em_conf_t *conf = em_br.full;
-    const char     **argv = calloc(conf->nnsps + 1, sizeof(char *));
-    size_t          *lens = calloc(conf->nnsps + 1, sizeof(size_t));
-    char           **names = calloc(conf->nnsps + 1, sizeof(char *));
+    const char     **argv = calloc(conf->nnsps + 2, sizeof(char *));
+    size_t          *lens = calloc(conf->nnsps + 2, sizeof(size_t));
+    char           **names = calloc(conf->nnsps + 2, sizeof(char *));
     int              argc = 1;
 
     if (argv == NULL || lens == NULL || names == NULL) {
@@ -283,9 +314,9 @@ em_br_subscribe_requests(redisAsyncContext *ac)
         lens[argc] = strlen(names[argc]);
         argc++;
     }
-    if (argc > 1) {
-        redisAsyncCommandArgv(ac, em_br_sub_cb, NULL, argc, argv, lens);
-    }
+    argv[argc] = em_br.presence;
+    lens[argc] = em_br.presence_len;
+    redisAsyncCommandArgv(ac, em_br_sub_cb, NULL, argc + 1, argv, lens);
 done:
     for (int i = 1; names != NULL && i < argc; i++) {
         free(names[i]);
@@ -335,15 +366,14 @@ em_br_connect(em_br_conn_t *c)
 
 int
 em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
-                      em_broker_redis_deliver_pt deliver, em_broker_redis_request_pt request)
+                      const em_broker_redis_handlers_t *h)
 {
     size_t n;
 
     memset(&em_br, 0, sizeof(em_br));
     em_br.base = base;
     em_br.conf = conf->redis;
-    em_br.deliver = deliver;
-    em_br.request = request;
+    em_br.h = *h;
     em_br.full = conf;
     em_br.lim.max_depth = EM_MIN(conf->limits.json_depth, EM_RMSG_DEPTH_MAX - 3);
     em_br.lim.max_att = EM_MIN(conf->limits.attachments, EM_BRK_ATT_MAX);
@@ -354,14 +384,18 @@ em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
     em_br_uid(em_br.uid);
     n = strlen(em_br.conf->key) + 3;
     em_br.pattern = malloc(n);
+    em_br.presence_len = strlen(em_br.conf->key) + 10;
+    em_br.presence = malloc(em_br.presence_len + 1);
     em_br.pub.retry = evtimer_new(base, em_br_retry_cb, &em_br.pub);
     em_br.sub.retry = evtimer_new(base, em_br_retry_cb, &em_br.sub);
-    if (em_br.pattern == NULL || em_br.pub.retry == NULL || em_br.sub.retry == NULL) {
+    if (em_br.pattern == NULL || em_br.presence == NULL || em_br.pub.retry == NULL
+        || em_br.sub.retry == NULL) {
         em_log(EM_LOG_ERR, 0, "redis: out of memory");
         em_broker_redis_stop();
         return EM_ERROR;
     }
     snprintf(em_br.pattern, n, "%s#*", em_br.conf->key);
+    snprintf(em_br.presence, em_br.presence_len + 1, "%s-presence#", em_br.conf->key);
     em_log(EM_LOG_INFO, 0, "redis: %s, channels %s, uid %s", em_br.conf->text, em_br.pattern,
            em_br.uid);
     em_br_connect(&em_br.pub);
@@ -455,6 +489,22 @@ em_br_publish_raw(const char *channel, size_t clen, const char *msg, size_t len)
     }
 }
 
+em_str_t
+em_broker_redis_uid(void)
+{
+    return (em_str_t) { em_br.uid, 6 };
+}
+
+int
+em_broker_redis_presence_send(const char *msg, size_t len)
+{
+    if (!em_br.pub.connected || em_br.inflight >= EM_BR_INFLIGHT_MAX) {
+        return EM_DECLINED;
+    }
+    em_br_publish_raw(em_br.presence, em_br.presence_len, msg, len);
+    return EM_OK;
+}
+
 void
 em_broker_redis_command(const void *rec, size_t len)
 {
@@ -509,7 +559,8 @@ em_broker_redis_stop(void)
         event_free(em_br.sub.retry);
     }
     free(em_br.pattern);
-    em_br.pattern = NULL;
+    free(em_br.presence);
+    em_br.pattern = em_br.presence = NULL;
     em_br.pub.ac = em_br.sub.ac = NULL;
     em_br.pub.retry = em_br.sub.retry = NULL;
 }

@@ -13,16 +13,30 @@
 #include "em_conf.h"
 #include "em_rmsg.h"
 
-/* A broadcast from Redis, for this host's workers. */
-typedef void (*em_broker_redis_deliver_pt)(const em_rmsg_t *m);
-/* A request of the adapter for namespace nsp (on <key>-request#<nsp>#),
- * for one of this host's workers to run. */
-typedef void (*em_broker_redis_request_pt)(em_str_t nsp, const char *msg, size_t len);
+/* What the broker hears from Redis, and what it is told of the connections. */
+typedef struct {
+    /* A broadcast from Redis, for this host's workers. */
+    void (*deliver)(const em_rmsg_t *m);
+    /* A request of the adapter for namespace nsp (on <key>-request#<nsp>#),
+     * for one of this host's workers to run. */
+    void (*request)(em_str_t nsp, const char *msg, size_t len);
+    /* A message of another host's presence (on <key>-presence#, em_rpres.h). */
+    void (*presence)(const char *msg, size_t len);
+    /* Both connections are up again (or for the first time), subscribed. */
+    void (*up)(void);
+} em_broker_redis_handlers_t;
 
 /* Connect (and reconnect, with a back-off, whenever a connection is lost)
  * on base. EM_OK, or EM_ERROR when nothing could be set up. */
 int  em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
-                           em_broker_redis_deliver_pt deliver, em_broker_redis_request_pt request);
+                           const em_broker_redis_handlers_t *h);
+
+/* This host's uid on the adapter's channels (six letters and digits). */
+em_str_t em_broker_redis_uid(void);
+
+/* Publish msg on <key>-presence#: EM_OK, or EM_DECLINED when there is no
+ * connection (or Redis is behind). */
+int  em_broker_redis_presence_send(const char *msg, size_t len);
 
 /* A command record a worker sent the broker itself (EM_BRK_BROKER): a
  * response to publish (EM_BRK_KIND_REDIS_PUBLISH), or a server-side event

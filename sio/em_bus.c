@@ -14,6 +14,7 @@
 #include "em_shm.h"
 #include "em_bus.h"
 #include "em_rreq.h"
+#include "em_cluster.h"
 #include "em_cmd.h"
 #include "em_log.h"
 #include "em_loop.h"
@@ -323,6 +324,9 @@ em_bus_consume(void)
                     && (m.target == EM_BRK_ALL || m.target == em_loop.slot)) {
                     if (m.origin == EM_BRK_ORIGIN_REMOTE && m.kind == EM_BRK_KIND_REDIS_REQUEST) {
                         em_rreq_receive(&m);
+                    } else if (m.origin == EM_BRK_ORIGIN_REMOTE
+                               && m.kind == EM_BRK_KIND_PRESENCE_OFFLINE) {
+                        em_cluster_receive(&m);
                     } else if (!em_bus.starting || m.kind != EM_CMD_REPLY) {
                         em_cmd_receive(&m);
                     }

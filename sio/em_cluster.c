@@ -116,6 +116,26 @@ em_cluster_shutdown(void)
 }
 
 void
+em_cluster_receive(const em_brk_cmd_msg_t *m)
+{
+    const char  *z = memchr(m->data.data, '\0', m->data.len);
+    em_pchange_t c = { EM_PCHG_OFFLINE, NULL, NULL, NULL };
+    size_t        n;
+
+    if (m->kind != EM_BRK_KIND_PRESENCE_OFFLINE || z == NULL) {
+        return;
+    }
+    n = (size_t) (z - m->data.data);
+    c.nsp = strndup(m->data.data, n);
+    c.user = strndup(z + 1, m->data.len - n - 1);
+    if (c.nsp != NULL && c.user != NULL) {
+        em_sio_app.presence(&c);
+    }
+    free(c.nsp);
+    free(c.user);
+}
+
+void
 em_cluster_fire(em_pchanges_t *chg)
 {
     if (chg->lost > 0) {

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "em_adapter.h"
+#include "em_brkrec.h"
 #include "em_state.h"
 
 typedef struct em_sio_socket em_sio_socket_t;
@@ -95,6 +96,11 @@ int  em_cluster_session_room(const em_st_session_t *e, size_t *off, em_str_t *ro
  */
 int  em_cluster_event_pkt(em_pkt_t *pkt, em_str_t nsp, json_t *args, em_buf_t **atts, size_t natt,
                           const em_bcast_t *b, const em_sio_socket_t *self);
+
+/* A presence change the broker hands this worker (EM_BRK_KIND_PRESENCE_OFFLINE:
+ * a user offline on every host since another host's share went), for the
+ * scripts' on_presence. */
+void em_cluster_receive(const em_brk_cmd_msg_t *m);
 
 /* Report presence changes to the scripts, then free them. */
 void em_cluster_fire(em_pchanges_t *chg);

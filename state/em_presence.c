@@ -190,6 +190,7 @@ em_presence_connect(em_state_t *st, unsigned slot, em_str_t nsp, em_str_t user, 
             }
             u->nconn++;
             u->slots[slot]++;
+            u->pending = 0;
             u->last_seen = now;
             if (info.data != NULL && info.len <= EM_ST_INFO_MAX) {
                 memcpy(u->info, info.data, info.len);
@@ -224,7 +225,10 @@ em_presence_disconnect(em_state_t *st, unsigned slot, em_str_t nsp, em_str_t use
         u->last_seen = now;
         if (--u->nconn == 0) {
             u->status = EM_ST_STATUS_OFFLINE;
+            u->pending = 0;
             em_pchange(chg, EM_PCHG_OFFLINE, nsp, (em_str_t) { NULL, 0 }, user);
+        } else if (u->nconn == u->remote) {
+            u->pending = 1;     /* online on another host only */
         }
     }
     em_state_unlock(st, EM_ZONE_PRESENCE);
@@ -538,11 +542,15 @@ em_state_sweep_slot(em_state_t *st, unsigned slot, int64_t now, int64_t max_disc
         u->nconn = u->nconn >= u->slots[slot] ? u->nconn - u->slots[slot] : 0;
         u->slots[slot] = 0;
         u->last_seen = now;
+        if (u->nconn > 0 && u->nconn == u->remote) {
+            u->pending = 1;
+        }
         if (u->nconn == 0) {
             size_t      klen;
             const char *k = em_shtab_key(em_users(st), u, &klen);
             em_str_t    p[3];
             u->status = EM_ST_STATUS_OFFLINE;
+            u->pending = 0;
             if (em_key_split(k, klen, p) == 2) {
                 em_pchange(chg, EM_PCHG_OFFLINE, p[0], (em_str_t) { NULL, 0 }, p[1]);
             }
@@ -551,4 +559,191 @@ em_state_sweep_slot(em_state_t *st, unsigned slot, int64_t now, int64_t max_disc
     em_state_unlock(st, EM_ZONE_PRESENCE);
     em_recovery_sweep_slot(st, slot, now, max_disconnection);
     em_monitor_sweep_slot(st, slot);
+}
+
+/* ---- presence across hosts ---- */
+
+void
+em_presence_local_each(em_state_t *st, void (*fn)(const em_prec_t *r, void *arg), void *arg)
+{
+    uint32_t      it;
+    em_st_user_t *u;
+    em_st_room_t *r;
+    em_prec_t     rec;
+    em_str_t      p[3];
+
+    em_state_lock(st, EM_ZONE_PRESENCE);
+    it = 0;
+    while ((u = em_shtab_next(em_users(st), &it)) != NULL) {
+        if (u->nconn <= u->remote && !u->pending) {
+            continue;
+        }
+        rec.type = EM_PREC_USER;
+        rec.key.data = em_shtab_key(em_users(st), u, &rec.key.len);
+        rec.count = u->nconn > u->remote ? u->nconn - u->remote : 0;
+        rec.pending = rec.count == 0;
+        rec.status = u->status;
+        rec.connected_at = u->connected_at;
+        rec.last_seen = u->last_seen;
+        rec.info = (em_str_t) { u->info, u->info_len <= EM_ST_INFO_MAX ? u->info_len : 0 };
+        fn(&rec, arg);
+    }
+    it = 0;
+    while ((r = em_shtab_next(em_rooms(st), &it)) != NULL) {
+        if (r->count <= r->remote) {
+            continue;
+        }
+        rec.type = EM_PREC_ROOM;
+        rec.key.data = em_shtab_key(em_rooms(st), r, &rec.key.len);
+        if (em_key_split(rec.key.data, rec.key.len, p) < 2 || p[1].len == 0) {
+            continue;       /* the namespace's own count stays this host's */
+        }
+        rec.count = r->count - r->remote;
+        rec.pending = 0;
+        rec.status = 0;
+        rec.connected_at = rec.last_seen = 0;
+        rec.info = (em_str_t) { "", 0 };
+        fn(&rec, arg);
+    }
+    em_state_unlock(st, EM_ZONE_PRESENCE);
+}
+
+/* A remote record's key: a user's is nsp, user; a room's nsp, room (and user). */
+static int
+em_prec_key_ok(const em_prec_t *r)
+{
+    em_str_t p[3];
+    int      n;
+    size_t   total;
+
+    if (r->key.len == 0 || r->key.len > (r->type == EM_PREC_USER ? 2 : 3) * EM_ST_NAME_MAX) {
+        return 0;
+    }
+    n = em_key_split(r->key.data, r->key.len, p);
+    total = (size_t) n - 1;
+    for (int i = 0; i < n; i++) {
+        total += p[i].len;
+    }
+    if (total != r->key.len || p[n - 1].len == 0) {
+        return 0;           /* a fourth part, or an empty last one */
+    }
+    if (r->type == EM_PREC_USER) {
+        return n == 2 && p[1].len < EM_ST_NAME_MAX;
+    }
+    return r->type == EM_PREC_ROOM && n >= 2 && p[1].len > 0;
+}
+
+/* Returns what em_presence_remote_apply() tells in *offline. */
+static int
+em_user_remote(em_st_user_t *u, const em_prec_t *r, int64_t delta, int64_t now)
+{
+    uint32_t was = u->nconn;
+    int      off;
+
+    if (delta < 0 && (uint64_t) -delta > u->remote) {
+        delta = -(int64_t) u->remote;
+    }
+    u->remote = (uint32_t) ((int64_t) u->remote + delta);
+    u->nconn = (uint32_t) ((int64_t) u->nconn + delta);
+    if (u->nconn == 0) {
+        if (was == 0) {
+            return 0;
+        }
+        off = u->pending ? EM_PREM_OFFLINE_PENDING : EM_PREM_OFFLINE;
+        u->status = EM_ST_STATUS_OFFLINE;
+        u->pending = 0;
+        u->last_seen = now;
+        return off;
+    }
+    if (r == NULL || r->count == 0) {
+        return 0;
+    }
+    if (was == 0 || r->connected_at < u->connected_at) {
+        u->connected_at = r->connected_at;
+    }
+    if (was == 0 || r->last_seen > u->last_seen) {
+        u->last_seen = r->last_seen;
+        if (r->status >= EM_ST_STATUS_ONLINE && r->status <= EM_ST_STATUS_BUSY) {
+            u->status = (uint8_t) r->status;
+        }
+        if (r->info.len <= EM_ST_INFO_MAX) {
+            memcpy(u->info, r->info.data, r->info.len);
+            u->info_len = (uint16_t) r->info.len;
+        }
+    }
+    return 0;
+}
+
+static void
+em_room_remote(em_state_t *st, em_st_room_t *rm, int64_t delta)
+{
+    if (delta < 0 && (uint64_t) -delta > rm->remote) {
+        delta = -(int64_t) rm->remote;
+    }
+    rm->remote = (uint32_t) ((int64_t) rm->remote + delta);
+    rm->count = (uint32_t) ((int64_t) rm->count + delta);
+    if (rm->count == 0) {
+        em_shtab_del(em_rooms(st), rm);
+    }
+}
+
+int
+em_presence_remote_apply(em_state_t *st, const em_prec_t *r, int64_t delta, int64_t now,
+                         int *offline)
+{
+    int   rc = EM_OK, created, off = 0;
+    void *v;
+
+    if (!em_prec_key_ok(r) || delta > (int64_t) UINT32_MAX / 2 || delta < -(int64_t) UINT32_MAX) {
+        return EM_ERROR;
+    }
+    em_state_lock(st, EM_ZONE_PRESENCE);
+    if (r->type == EM_PREC_USER) {
+        v = delta > 0 ? em_shtab_put(em_users(st), r->key.data, r->key.len, &created,
+                                     em_user_evictable)
+                      : em_shtab_get(em_users(st), r->key.data, r->key.len);
+        if (v != NULL && (uint64_t) ((em_st_user_t *) v)->nconn + (uint64_t) EM_MAX(delta, 0)
+                             <= UINT32_MAX / 2) {
+            off = em_user_remote(v, r, delta, now);
+        } else {
+            rc = delta > 0 ? EM_ERROR : EM_OK;
+        }
+    } else if (delta != 0) {
+        v = delta > 0 ? em_shtab_put(em_rooms(st), r->key.data, r->key.len, &created, NULL)
+                      : em_shtab_get(em_rooms(st), r->key.data, r->key.len);
+        if (v != NULL && (uint64_t) ((em_st_room_t *) v)->count + (uint64_t) EM_MAX(delta, 0)
+                             <= UINT32_MAX / 2) {
+            em_room_remote(st, v, delta);
+        } else {
+            rc = delta > 0 ? EM_ERROR : EM_OK;
+        }
+    }
+    em_state_unlock(st, EM_ZONE_PRESENCE);
+    if (offline != NULL) {
+        *offline = off;
+    }
+    return rc;
+}
+
+void
+em_presence_remote_clear(em_state_t *st, int64_t now)
+{
+    uint32_t      it;
+    em_st_user_t *u;
+    em_st_room_t *r;
+
+    em_state_lock(st, EM_ZONE_PRESENCE);
+    it = 0;
+    while ((r = em_shtab_next(em_rooms(st), &it)) != NULL) {
+        if (r->remote > 0) {
+            em_room_remote(st, r, -(int64_t) r->remote);
+        }
+    }
+    it = 0;
+    while ((u = em_shtab_next(em_users(st), &it)) != NULL) {
+        if (u->remote > 0) {
+            (void) em_user_remote(u, NULL, -(int64_t) u->remote, now);
+        }
+    }
+    em_state_unlock(st, EM_ZONE_PRESENCE);
 }

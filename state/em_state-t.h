@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define EM_STATE_MAGIC    0x454d5354u    /* "EMST" */
-#define EM_STATE_VERSION  5
+#define EM_STATE_VERSION  6
 #define EM_STATE_SLOTS    64             /* = EM_MAX_WORKERS */
 
 /* ---- generic table: a hash of fixed-size entries with an LRU list ---- */
@@ -122,27 +122,31 @@ _Static_assert(offsetof(em_st_kv_t, data) == 32, "em_st_kv_t layout changed");
 typedef struct {
     int64_t  connected_at;  /* ms: start of the current online period */
     int64_t  last_seen;     /* ms: last connect, disconnect or status change */
-    uint32_t nconn;         /* connections on every worker */
+    uint32_t nconn;         /* connections on every worker, and on other hosts */
     uint8_t  status;        /* EM_ST_STATUS_* */
-    uint8_t  reserved;
+    uint8_t  pending;       /* this host's last connection closed while another
+                             * host had one: no offline was reported here */
     uint16_t info_len;
+    uint32_t remote;        /* connections on other hosts (the broker's, from Redis) */
+    uint32_t reserved2;
     uint32_t slots[EM_STATE_SLOTS];   /* connections per worker slot */
     char     info[EM_ST_INFO_MAX];    /* JSON object the script attached */
 } em_st_user_t;
 
-_Static_assert(offsetof(em_st_user_t, slots) == 24, "em_st_user_t layout changed");
-_Static_assert(sizeof(em_st_user_t) == 24 + 4 * EM_STATE_SLOTS + EM_ST_INFO_MAX,
+_Static_assert(offsetof(em_st_user_t, slots) == 32, "em_st_user_t layout changed");
+_Static_assert(sizeof(em_st_user_t) == 32 + 4 * EM_STATE_SLOTS + EM_ST_INFO_MAX,
                "em_st_user_t layout changed");
 
 /* Sockets of a room (key: nsp "\0" room) or a user's sockets in a room
  * (key: nsp "\0" room "\0" user), cluster-wide; the namespace itself is the
  * room "" (key: nsp "\0"). */
 typedef struct {
-    uint32_t count;
+    uint32_t count;         /* sockets on every worker, and on other hosts */
+    uint32_t remote;        /* sockets on other hosts (the broker's, from Redis) */
     uint32_t slots[EM_STATE_SLOTS];
 } em_st_room_t;
 
-_Static_assert(sizeof(em_st_room_t) == 4 + 4 * EM_STATE_SLOTS, "em_st_room_t layout changed");
+_Static_assert(sizeof(em_st_room_t) == 8 + 4 * EM_STATE_SLOTS, "em_st_room_t layout changed");
 
 #define EM_ST_SESSION_PID   1   /* Socket.IO connection-state recovery */
 #define EM_ST_SESSION_TOKEN 2   /* an application's recovery token */

@@ -190,6 +190,43 @@ uint32_t em_rooms_active(em_state_t *st);
 void em_room_users(em_state_t *st, em_str_t nsp, em_str_t room,
                    void (*fn)(const em_presence_t *p, void *arg), void *arg);
 
+/* ---- presence across hosts: the broker's, with Redis ---- */
+
+#define EM_PREC_USER 0      /* key nsp "\0" user */
+#define EM_PREC_ROOM 1      /* key nsp "\0" room, or nsp "\0" room "\0" user */
+
+/* One host's share of a user or a room entry. */
+typedef struct {
+    int      type;          /* EM_PREC_* */
+    em_str_t key;
+    uint32_t count;         /* the host's connections (user) or sockets (room) */
+    int      status;        /* users: EM_ST_STATUS_* */
+    int64_t  connected_at;  /* users */
+    int64_t  last_seen;     /* users */
+    em_str_t info;          /* users: JSON object text, or empty */
+    int      pending;       /* users, count 0: the last connection here closed
+                             * while another host had one (no offline reported) */
+} em_prec_t;
+
+/* Call fn for every user and room with a connection or socket on this
+ * host's workers, with this host's share (a namespace's own count, room "",
+ * is not one), and for every user whose last connection here closed
+ * pending (count 0). Under the lock: fn must not call in here, nor block. */
+void em_presence_local_each(em_state_t *st, void (*fn)(const em_prec_t *r, void *arg), void *arg);
+/* Another host's share of an entry grew or shrank by delta; r is its
+ * record (a user's status, connectedAt, lastSeen and info are taken when
+ * they are newer than this host's). Nothing is reported to scripts here;
+ * *offline (may be NULL) is EM_PREM_OFFLINE when it took the user's last
+ * connection anywhere, EM_PREM_OFFLINE_PENDING when this host's last one
+ * had closed pending, else 0. EM_ERROR for a key that is not one (or a
+ * full table). */
+#define EM_PREM_OFFLINE         1
+#define EM_PREM_OFFLINE_PENDING 2
+int  em_presence_remote_apply(em_state_t *st, const em_prec_t *r, int64_t delta, int64_t now,
+                              int *offline);
+/* Take every other host's share out, silently. */
+void em_presence_remote_clear(em_state_t *st, int64_t now);
+
 /* Take a dead worker's share out of presence, rooms, sessions and the
  * connection figures; the changes it makes are appended to chg. */
 void em_state_sweep_slot(em_state_t *st, unsigned slot, int64_t now, int64_t max_disconnection,

@@ -9,15 +9,16 @@
  * traffic; the adapter's requests (an emitter's socketsJoin, socketsLeave,
  * disconnectSockets; a Node server's fetchSockets, allRooms and remote
  * join, leave and disconnect, broadcasts with acks) answered for emitd's
- * sockets.
+ * sockets; presence and room sizes across two emitd hosts, through a host
+ * killed with kill -9.
  */
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
 const { spawn } = require('node:child_process');
 const net = require('node:net');
-const { startEmitd, stopAndCheck, freePort, delay, isReference, timeMs } = require('./lib/harness');
-const { connect, waitUntil, closeAll, once, httpRequest, ack } = require('./lib/clients');
+const { startEmitd, stopAndCheck, freePort, delay, isReference, timeMs, handler } = require('./lib/harness');
+const { connect, waitUntil, closeAll, once, httpRequest, ack, userClient, payloadsOf } = require('./lib/clients');
 
 const skip = isReference() && 'emitd-only: the redis group';
 const KEY = 'backend-key-0123456789abcdef';
@@ -394,5 +395,93 @@ test('without redis, a script\'s nsp:server_emit has no other server to reach: i
   } finally {
     closeAll(socks);
     assert.deepEqual(await stopAndCheck(d), []);
+  }
+});
+
+/* Presence across hosts: each host's scripts see the users and rooms of
+ * both, and each change is reported once in the cluster. */
+test('presence across two emitd hosts: who is online anywhere, room sizes, status; online and offline reported once; a host killed with kill -9 loses its users', { skip }, async () => {
+  const redis = await startRedis();
+  const chat = { namespaces: [{ name: '/', script: handler('main.lua') },
+    { name: '/chat', script: handler('cluster.lua') }] };
+  const h1 = await startHost(redis.url, chat);
+  const h2 = await startHost(redis.url, chat);
+  const socks = [];
+  const user = async (h, name) => { const s = await userClient(`${h.url}/chat`, name); socks.push(s); return s; };
+  const status = async (s, id) => (await ack(s, 'presence:user-status', { userId: id }))[0];
+  const sees = (s, id, fn) => async () => { const p = await status(s, id); return p.success && fn(p.presence); };
+  const onlineOf = (s, ev, id) => payloadsOf(s, ev).filter((p) => p.userId === id).length;
+  let killed = false;
+  try {
+    const obs1 = await user(h1, 'obs1');
+    const obs2 = await user(h2, 'obs2');
+    const alice = await user(h1, 'alice');
+    await ack(alice, 'join', 'general');
+    const bob = await user(h2, 'bob');
+    await ack(bob, 'join', 'general');
+    await waitUntil('h2 sees alice online', sees(obs2, 'alice', (p) => p.status === 'online'), WAIT);
+    await waitUntil('h1 sees bob online', sees(obs1, 'bob', (p) => p.status === 'online'), WAIT);
+    const pa = (await status(obs2, 'alice')).presence;
+    assert.equal(pa.connections, 1);
+    assert.equal(pa.info.username, 'alice');
+    for (const o of [obs1, obs2]) {
+      await waitUntil('both rooms counted', async () => (await ack(o, 'room:online', { chatId: 'general' }))[0].sockets === 2, WAIT);
+      const [room] = await ack(o, 'room:online', { chatId: 'general' });
+      assert.deepEqual(room.onlineUsers.map((u) => u.userId).sort(), ['alice', 'bob']);
+      const [list] = await ack(o, 'presence:online-users', {});
+      assert.deepEqual(list.users.map((u) => u.userId).sort(), ['alice', 'bob', 'obs1', 'obs2']);
+      const [st] = await ack(o, 'presence:stats', {});
+      assert.equal(st.stats.onlineUsers, 4);
+    }
+
+    /* A second tab on the other host: no second online; its status reaches h1. */
+    const alice2 = await user(h2, 'alice');
+    await waitUntil('h1 counts two connections', sees(obs1, 'alice', (p) => p.connections === 2), WAIT);
+    assert.deepEqual((await ack(alice2, 'presence:update-status', { status: 'away' }))[0].success, true);
+    await waitUntil('h1 sees alice away', sees(obs1, 'alice', (p) => p.status === 'away'), WAIT);
+    alice.disconnect();
+    await waitUntil('h1 counts one connection', sees(obs1, 'alice', (p) => p.connections === 1 && p.status === 'away'), WAIT);
+    alice2.disconnect();
+    await waitUntil('alice offline on both', async () => (await status(obs1, 'alice')).presence.status === 'offline'
+      && (await status(obs2, 'alice')).presence.status === 'offline', WAIT);
+    await waitUntil('user:offline alice', () => onlineOf(obs1, 'user:offline', 'alice') === 1
+      && onlineOf(obs2, 'user:offline', 'alice') === 1, WAIT);
+
+    /* Two tabs on two hosts closed together: each host learns of the
+     * other's close after its own, and one of them reports it. */
+    const c1 = await user(h1, 'carol');
+    await waitUntil('h2 sees carol online', sees(obs2, 'carol', (p) => p.status === 'online'), WAIT);
+    const c2 = await user(h2, 'carol');
+    await waitUntil('both count carol twice', async () => (await status(obs1, 'carol')).presence.connections === 2
+      && (await status(obs2, 'carol')).presence.connections === 2, WAIT);
+    c1.disconnect();
+    c2.disconnect();
+    await waitUntil('user:offline carol', () => onlineOf(obs1, 'user:offline', 'carol') === 1
+      && onlineOf(obs2, 'user:offline', 'carol') === 1, WAIT);
+    await delay(timeMs(2500));
+    for (const o of [obs1, obs2]) {
+      for (const id of ['alice', 'bob', 'carol']) assert.equal(onlineOf(o, 'user:online', id), 1, `user:online ${id} once`);
+      assert.equal(onlineOf(o, 'user:offline', 'alice'), 1, 'alice offline once');
+      assert.equal(onlineOf(o, 'user:offline', 'carol'), 1, 'carol offline once');
+      assert.equal(onlineOf(o, 'user:offline', 'bob'), 0);
+    }
+
+    /* kill -9 of every process of h2: h1 drops its users after the
+     * timeout, and reports them offline to its own clients. */
+    const pids = [h2.pid, ...h2.children().map((c) => c.pid)];
+    for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch (_) { /* gone */ } }
+    killed = true;
+    await waitUntil('h1 sees bob offline', sees(obs1, 'bob', (p) => p.status === 'offline'), timeMs(15000));
+    await waitUntil('user:offline bob on h1', () => onlineOf(obs1, 'user:offline', 'bob') === 1, WAIT);
+    assert.equal((await ack(obs1, 'room:online', { chatId: 'general' }))[0].sockets, 0);
+    assert.equal((await status(obs1, 'obs2')).presence.status, 'offline');
+    assert.match(h1.log(), /redis: host \w+ not heard for 5000 ms: its presence is dropped/);
+  } finally {
+    if (killed) {
+      await h2.stop();
+      await finish({ socks, hosts: [h1], redis });
+    } else {
+      await finish({ socks, hosts: [h1, h2], redis });
+    }
   }
 });
