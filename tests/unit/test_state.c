@@ -2,7 +2,8 @@
  * test_state.c - unit tests of the cluster-wide state segment
  * (state/em_state.h): the shared hash table and its LRU (scripts), rate
  * limits (scripts of hits at explicit times), presence and room counts per
- * worker slot, the sweep of a dead worker's share, recovery sessions, the
+ * worker slot, the sweep of a dead worker's share, other hosts' shares
+ * (presence across hosts: the broker's), recovery sessions, the
  * packet log as a byte ring (checked against a model while it wraps),
  * monitoring figures, and processes sharing one segment: a child that maps
  * it, two children racing on it, and a child that dies holding a zone lock.
@@ -2625,6 +2626,183 @@ END_TEST
 
 /* ---- the suite ------------------------------------------------------------------------------ */
 
+/* ---- presence across hosts (the broker's remote shares) ---- */
+
+typedef struct {
+    em_prec_t v[16];
+    char      keys[16][400];
+    size_t    n;
+} locals_t;
+
+static void
+collect_local(const em_prec_t *r, void *arg)
+{
+    locals_t *l = arg;
+
+    if (l->n < 16) {
+        l->v[l->n] = *r;
+        memcpy(l->keys[l->n], r->key.data, r->key.len);
+        l->v[l->n].key.data = l->keys[l->n];
+        l->n++;
+    }
+}
+
+/* The local record of key, or NULL. */
+static const em_prec_t *
+local_of(const locals_t *l, const char *key, size_t klen)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i].key.len == klen && memcmp(l->v[i].key.data, key, klen) == 0) {
+            return &l->v[i];
+        }
+    }
+    return NULL;
+}
+
+static em_prec_t
+remote_user(const char *key, size_t klen, uint32_t count, int status, int64_t seen)
+{
+    em_prec_t r = { EM_PREC_USER, { key, klen }, count, status, 100, seen, EM_STR("{\"r\":1}"), 0 };
+    return r;
+}
+
+START_TEST(test_presence_remote)
+{
+    em_pchanges_t chg = { 0 };
+    em_presence_t p;
+    locals_t      l = { 0 };
+    int           off = -1;
+    em_prec_t     r;
+
+    ck_assert_int_eq(em_presence_connect(&st, 0, EM_STR("/c"), EM_STR(""), EM_NULL_STR, 1000, &chg),
+                     EM_OK);
+    ck_assert_int_eq(em_presence_connect(&st, 0, EM_STR("/c"), EM_STR("alice"), EM_NULL_STR, 1000,
+                                         &chg), EM_OK);
+    em_pchanges_free(&chg);
+
+    /* bob on another host only: online here, with its record, but not ours */
+    r = remote_user("/c\0bob", 6, 2, EM_ST_STATUS_BUSY, 900);
+    ck_assert_int_eq(em_presence_remote_apply(&st, &r, 2, 1100, &off), EM_OK);
+    ck_assert_int_eq(off, 0);
+    ck_assert_int_eq(em_presence_get(&st, EM_STR("/c"), EM_STR("bob"), &p), EM_OK);
+    ck_assert_uint_eq(p.nconn, 2);
+    ck_assert_int_eq(p.status, EM_ST_STATUS_BUSY);
+    ck_assert_int_eq(p.connected_at, 100);
+    ck_assert_int_eq(p.last_seen, 900);
+    ck_assert_uint_eq(p.info_len, 7);
+    uint64_t counts[4];
+    em_presence_stats(&st, EM_STR("/c"), counts);
+    ck_assert_uint_eq(counts[EM_ST_STATUS_ONLINE] + counts[EM_ST_STATUS_BUSY], 2);
+    em_presence_local_each(&st, collect_local, &l);
+    ck_assert_uint_eq(l.n, 1);          /* alice: the namespace's own count is not one */
+    ck_assert_ptr_null(local_of(&l, "/c\0bob", 6));
+    ck_assert_uint_eq(local_of(&l, "/c\0alice", 8)->count, 1);
+
+    /* alice also elsewhere, with a newer status: taken; our share stays 1 */
+    r = remote_user("/c\0alice", 8, 1, EM_ST_STATUS_AWAY, 2000);
+    ck_assert_int_eq(em_presence_remote_apply(&st, &r, 1, 2000, &off), EM_OK);
+    ck_assert_int_eq(em_presence_get(&st, EM_STR("/c"), EM_STR("alice"), &p), EM_OK);
+    ck_assert_uint_eq(p.nconn, 2);
+    ck_assert_int_eq(p.status, EM_ST_STATUS_AWAY);
+    ck_assert_int_eq(p.connected_at, 100);      /* the earlier start */
+    /* an older record changes nothing but the count */
+    r = remote_user("/c\0alice", 8, 1, EM_ST_STATUS_BUSY, 1500);
+    ck_assert_int_eq(em_presence_remote_apply(&st, &r, 0, 2100, &off), EM_OK);
+    ck_assert_int_eq(em_presence_get(&st, EM_STR("/c"), EM_STR("alice"), &p), EM_OK);
+    ck_assert_int_eq(p.status, EM_ST_STATUS_AWAY);
+
+    /* alice's tab here closes: no offline (the other host has her), and
+     * the local list says so with count 0 and pending */
+    em_presence_disconnect(&st, 0, EM_STR("/c"), EM_STR("alice"), 3000, &chg);
+    ck_assert_uint_eq(chg.n, 0);
+    l.n = 0;
+    em_presence_local_each(&st, collect_local, &l);
+    const em_prec_t *a = local_of(&l, "/c\0alice", 8);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(a->count, 0);
+    ck_assert_int_eq(a->pending, 1);
+    /* then the other host's goes: offline, ours pending */
+    r = remote_user("/c\0alice", 8, 0, EM_ST_STATUS_OFFLINE, 3100);
+    ck_assert_int_eq(em_presence_remote_apply(&st, &r, -1, 3200, &off), EM_OK);
+    ck_assert_int_eq(off, EM_PREM_OFFLINE_PENDING);
+    ck_assert_int_eq(em_presence_get(&st, EM_STR("/c"), EM_STR("alice"), &p), EM_OK);
+    ck_assert_uint_eq(p.nconn, 0);
+    ck_assert_int_eq(p.status, EM_ST_STATUS_OFFLINE);
+    ck_assert_int_eq(p.last_seen, 3200);
+    l.n = 0;
+    em_presence_local_each(&st, collect_local, &l);
+    ck_assert_ptr_null(local_of(&l, "/c\0alice", 8));
+
+    /* a share cannot go below zero; bob offline, not pending here */
+    r = remote_user("/c\0bob", 6, 0, EM_ST_STATUS_OFFLINE, 0);
+    ck_assert_int_eq(em_presence_remote_apply(&st, &r, -5, 3300, &off), EM_OK);
+    ck_assert_int_eq(off, EM_PREM_OFFLINE);
+    ck_assert_int_eq(em_presence_get(&st, EM_STR("/c"), EM_STR("bob"), &p), EM_OK);
+    ck_assert_uint_eq(p.nconn, 0);
+
+    /* rooms: the other hosts' sockets count in room_size, not in our list */
+    em_room_add(&st, 1, EM_STR("/c"), EM_STR("general"), EM_STR(""), &chg);
+    em_prec_t room = { EM_PREC_ROOM, { "/c\0general", 10 }, 3, 0, 0, 0, EM_STR(""), 0 };
+    ck_assert_int_eq(em_presence_remote_apply(&st, &room, 3, 3400, NULL), EM_OK);
+    ck_assert_uint_eq(em_room_size(&st, EM_STR("/c"), EM_STR("general")), 4);
+    l.n = 0;
+    em_presence_local_each(&st, collect_local, &l);
+    ck_assert_uint_eq(local_of(&l, "/c\0general", 10)->count, 1);
+    em_room_del(&st, 1, EM_STR("/c"), EM_STR("general"), EM_STR(""), &chg);
+    ck_assert_uint_eq(em_room_size(&st, EM_STR("/c"), EM_STR("general")), 3);
+    ck_assert_uint_eq(chg.n, 0);
+
+    /* a broker that starts takes every remote share out, silently */
+    r = remote_user("/c\0carol", 8, 1, EM_ST_STATUS_ONLINE, 3500);
+    ck_assert_int_eq(em_presence_remote_apply(&st, &r, 1, 3500, NULL), EM_OK);
+    em_presence_remote_clear(&st, 4000);
+    ck_assert_uint_eq(em_room_size(&st, EM_STR("/c"), EM_STR("general")), 0);
+    ck_assert_int_eq(em_presence_get(&st, EM_STR("/c"), EM_STR("carol"), &p), EM_OK);
+    ck_assert_uint_eq(p.nconn, 0);
+    ck_assert_int_eq(p.status, EM_ST_STATUS_OFFLINE);
+    ck_assert_int_eq(p.last_seen, 4000);
+}
+END_TEST
+
+/* Keys from another host are checked before they name an entry. */
+START_TEST(test_presence_remote_bad_keys)
+{
+    static const struct { int type; const char *key; size_t len; } bad[] = {
+        { EM_PREC_USER, "/c", 2 },              /* no user */
+        { EM_PREC_USER, "/c\0", 3 },            /* an empty user */
+        { EM_PREC_USER, "/c\0a\0b", 6 },        /* a room's shape */
+        { EM_PREC_ROOM, "/c\0", 3 },            /* the namespace's own count */
+        { EM_PREC_ROOM, "/c\0\0u", 5 },         /* an empty room */
+        { EM_PREC_ROOM, "/c\0r\0u\0x", 8 },     /* four parts */
+        { EM_PREC_ROOM, "/c\0r\0", 5 },         /* an empty user */
+        { 7, "/c\0r", 4 },                      /* no such type */
+        { EM_PREC_USER, "", 0 },
+    };
+    char     longkey[3 * EM_ST_NAME_MAX + 2];
+    em_prec_t r = { 0 };
+
+    for (size_t i = 0; i < EM_NELEMS(bad); i++) {
+        r = (em_prec_t) { bad[i].type, { bad[i].key, bad[i].len }, 1, 1, 0, 0, EM_STR(""), 0 };
+        CHECK(em_presence_remote_apply(&st, &r, 1, 1, NULL) == EM_ERROR, "bad key %zu accepted", i);
+    }
+    /* a user of EM_ST_NAME_MAX bytes, and keys over the tables' */
+    memset(longkey, 'u', sizeof(longkey));
+    memcpy(longkey, "/c", 3);
+    r = (em_prec_t) { EM_PREC_USER, { longkey, 3 + EM_ST_NAME_MAX }, 1, 1, 0, 0, EM_STR(""), 0 };
+    ck_assert_int_eq(em_presence_remote_apply(&st, &r, 1, 1, NULL), EM_ERROR);
+    r = (em_prec_t) { EM_PREC_ROOM, { longkey, sizeof(longkey) }, 1, 1, 0, 0, EM_STR(""), 0 };
+    ck_assert_int_eq(em_presence_remote_apply(&st, &r, 1, 1, NULL), EM_ERROR);
+    /* a count that would wrap */
+    r = (em_prec_t) { EM_PREC_ROOM, { "/c\0r", 4 }, 1, 1, 0, 0, EM_STR(""), 0 };
+    ck_assert_int_eq(em_presence_remote_apply(&st, &r, (int64_t) UINT32_MAX, 1, NULL), EM_ERROR);
+    ck_assert_int_eq(em_presence_remote_apply(&st, &r, 1, 1, NULL), EM_OK);
+    ck_assert_uint_eq(em_room_size(&st, EM_STR("/c"), EM_STR("r")), 1);
+    /* a key with a user's part of a room entry: accepted as that room's user */
+    r = (em_prec_t) { EM_PREC_ROOM, { "/c\0r\0u", 6 }, 1, 1, 0, 0, EM_STR(""), 0 };
+    ck_assert_int_eq(em_presence_remote_apply(&st, &r, 1, 1, NULL), EM_OK);
+}
+END_TEST
+
 static Suite *
 state_suite(void)
 {
@@ -2663,6 +2841,8 @@ state_suite(void)
     tcase_add_test(tc, test_room_two_slots);
     tcase_add_test(tc, test_room_users);
     tcase_add_test(tc, test_sweep_slot);
+    tcase_add_test(tc, test_presence_remote);
+    tcase_add_test(tc, test_presence_remote_bad_keys);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("sessions");
