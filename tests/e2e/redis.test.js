@@ -261,16 +261,24 @@ test('a Node socket.io server with @socket.io/redis-adapter and emitd in one clu
   }
 });
 
-test('Redis stopped during traffic: each host serves its own clients, logs what it could not relay, and relays again once Redis is back', { skip }, async () => {
+test('Redis stopped during traffic: each host serves its own clients, logs what it could not relay, and relays again once Redis is back; presence of the other host goes after 5 s and comes back', { skip }, async () => {
   let redis = await startRedis();
   const port = redis.port;
-  const h1 = await startHost(redis.url);
-  const h2 = await startHost(redis.url);
+  const chat = { namespaces: [{ name: '/', script: handler('main.lua') },
+    { name: '/chat', script: handler('cluster.lua') }] };
+  const h1 = await startHost(redis.url, chat);
+  const h2 = await startHost(redis.url, chat);
   const socks = [];
+  const statusOf = async (s, id) => (await ack(s, 'presence:user-status', { userId: id }))[0];
+  const seen = (s, id, want) => async () => { const p = await statusOf(s, id); return p.success && p.presence.status === want; };
   try {
     const [a] = await spread(h1.url, 2);
     const [b] = await spread(h2.url, 2);
     socks.push(a, b);
+    const pa = await userClient(`${h1.url}/chat`, 'pa');
+    const pb = await userClient(`${h2.url}/chat`, 'pb');
+    socks.push(pa, pb);
+    await waitUntil('h2 sees pa online', seen(pb, 'pa', 'online'), WAIT);
     await apiEmit(h1, { namespace: '/', event: 'before', args: [] });
     await waitUntil('before, on both hosts', () => got(a, 'before').length && got(b, 'before').length, WAIT);
 
@@ -280,6 +288,11 @@ test('Redis stopped during traffic: each host serves its own clients, logs what 
     await waitUntil('its own client still served', () => got(a, 'during').length === 5, WAIT);
     assert.match(h1.log(), /redis: \d+ broadcasts not relayed to other hosts \(no connection\)/);
     assert.equal(a.connected && b.connected, true, 'no client dropped');
+    /* The other host is not heard: after 5 s its users no longer count. */
+    const pc = await userClient(`${h1.url}/chat`, 'pc');
+    socks.push(pc);
+    await waitUntil('h2 drops pa', seen(pb, 'pa', 'offline'), timeMs(15000));
+    assert.equal((await statusOf(pa, 'pa')).presence.status, 'online', 'h1 still has its own');
 
     redis = await startRedis(port);
     await waitUntil('both brokers back', () => (h1.log().match(/redis: subscribed to/g) || []).length >= 2
@@ -289,6 +302,10 @@ test('Redis stopped during traffic: each host serves its own clients, logs what 
     /* Pub/Sub keeps nothing: what went while Redis was away is not replayed. */
     assert.deepEqual(got(b, 'during'), []);
     assert.equal(got(a, 'during').length, 5);
+    /* The whole lists go again: h2 sees pa, and pc who came during the outage. */
+    await waitUntil('h2 sees pa and pc again', async () => await seen(pb, 'pa', 'online')()
+      && await seen(pb, 'pc', 'online')(), WAIT);
+    await waitUntil('h1 sees pb again', seen(pa, 'pb', 'online'), WAIT);
   } finally {
     await finish({ socks, hosts: [h1, h2], redis });
   }
