@@ -38,7 +38,13 @@ typedef struct {
 typedef struct {
     uint32_t count;
     uint32_t gen;           /* the host's full list that last named it */
+    int64_t  until;         /* a limit's */
+    int64_t  blocked;
 } em_bp_rem_t;
+
+/* The type byte of the tables' keys is the wire's. */
+_Static_assert(EM_PREC_USER == EM_RPRES_USER && EM_PREC_ROOM == EM_RPRES_ROOM,
+               "presence record types differ");
 
 typedef struct {
     char     uid[65];
@@ -166,9 +172,39 @@ em_bp_local(const em_prec_t *r, void *arg)
     p->connected_at = r->connected_at;
     p->last_seen = r->last_seen;
     p->info_hash = ih;
-    e = (em_rpres_ent_t) { r->type == EM_PREC_USER ? EM_RPRES_USER : EM_RPRES_ROOM, r->key,
-                           r->count, r->pending ? EM_RPRES_UNREPORTED : r->status,
-                           r->connected_at, r->last_seen, r->info };
+    e = (em_rpres_ent_t) { r->type, r->key, r->count, status, r->connected_at, r->last_seen,
+                           r->info, 0, 0 };
+    em_bp_add(&e);
+}
+
+/* One rate-limit key of this host's workers (under the counters lock). */
+static void
+em_bp_limit_local(const em_lrec_t *r, void *arg)
+{
+    char         key[1 + EM_BP_KEY_MAX];
+    em_bp_pub_t *p;
+    int          created;
+
+    (void) arg;
+    if (r->key.len > EM_BP_KEY_MAX) {
+        return;
+    }
+    key[0] = (char) EM_RPRES_LIMIT;
+    memcpy(key + 1, r->key.data, r->key.len);
+    if ((p = em_shtab_put(em_bp.pub, key, r->key.len + 1, &created, NULL)) == NULL) {
+        em_bp.dropped++;
+        return;
+    }
+    p->gen = em_bp.gen;
+    if (!created && p->count == r->count && p->connected_at == r->until
+        && p->last_seen == r->blocked) {
+        return;
+    }
+    p->count = r->count;
+    p->connected_at = r->until;
+    p->last_seen = r->blocked;
+    em_rpres_ent_t e = { EM_RPRES_LIMIT, r->key, r->count, 0, 0, 0, { "", 0 }, r->until,
+                         r->blocked };
     em_bp_add(&e);
 }
 
@@ -185,8 +221,8 @@ em_bp_gone(void)
         }
         size_t         klen;
         const char    *k = em_shtab_key(em_bp.pub, p, &klen);
-        em_rpres_ent_t e = { k[0] == EM_PREC_USER ? EM_RPRES_USER : EM_RPRES_ROOM,
-                             { k + 1, klen - 1 }, 0, EM_ST_STATUS_OFFLINE, 0, 0, { "", 0 } };
+        em_rpres_ent_t e = { k[0], { k + 1, klen - 1 }, 0, EM_ST_STATUS_OFFLINE, 0, 0, { "", 0 },
+                             0, 0 };
         em_bp_add(&e);
         em_shtab_del(em_bp.pub, p);
     }
@@ -208,6 +244,7 @@ em_bp_publish(void)
     em_bp.gen++;
     em_bp.send_failed = 0;
     em_presence_local_each(em_bp.st, em_bp_local, NULL);
+    em_limit_local_each(em_bp.st, em_state_now(), em_bp_limit_local, NULL);
     em_bp_gone();
     /* the last message of the pass, or a heartbeat when nothing changed */
     if (em_bp.in_full) {
@@ -249,7 +286,7 @@ em_bp_unreported(em_str_t key)
     char           k[1 + EM_BP_KEY_MAX];
     em_bp_pub_t   *p;
     int            created;
-    em_rpres_ent_t e = { EM_RPRES_USER, key, 0, EM_RPRES_UNREPORTED, 0, 0, { "", 0 } };
+    em_rpres_ent_t e = { EM_RPRES_USER, key, 0, EM_RPRES_UNREPORTED, 0, 0, { "", 0 }, 0, 0 };
 
     k[0] = (char) EM_PREC_USER;
     memcpy(k + 1, key.data, key.len);
@@ -295,6 +332,32 @@ em_bp_smallest(unsigned i)
     return 1;
 }
 
+/* A rate-limit key's shares of every other host, together, to the state. */
+static void
+em_bp_limit_sum(em_str_t key, int64_t now)
+{
+    char         k[2 + EM_BP_KEY_MAX];
+    em_lrec_t    sum = { key, 0, 0, 0 };
+    em_bp_rem_t *r;
+
+    k[1] = (char) EM_RPRES_LIMIT;
+    memcpy(k + 2, key.data, key.len);
+    for (unsigned j = 0; j < EM_BP_HOSTS; j++) {
+        k[0] = (char) j;
+        if (!em_bp.hosts[j].used || (r = em_shtab_get(em_bp.rem, k, key.len + 2)) == NULL) {
+            continue;
+        }
+        if (r->until > now && r->count > 0) {
+            sum.count = (uint32_t) EM_MIN((uint64_t) sum.count + r->count, UINT32_MAX);
+            sum.until = EM_MAX(sum.until, r->until);
+        }
+        sum.blocked = EM_MAX(sum.blocked, r->blocked > now ? r->blocked : 0);
+    }
+    if (em_limit_remote_set(em_bp.st, &sum) != EM_OK) {
+        em_bp.dropped++;
+    }
+}
+
 /* Take host i's share out of the state segment (all of it, or with stale
  * the entries its last full list did not name); with report, the users it
  * leaves offline are reported. */
@@ -309,6 +372,13 @@ em_bp_drop(unsigned i, int64_t now, int report, int stale)
         const char *k = em_shtab_key(em_bp.rem, r, &klen);
         int         off = 0;
         if ((unsigned char) k[0] != i || (stale && r->gen == em_bp.hosts[i].gen)) {
+            continue;
+        }
+        if (k[1] == EM_RPRES_LIMIT) {
+            char lkey[EM_BP_KEY_MAX];
+            memcpy(lkey, k + 2, klen - 2);
+            em_shtab_del(em_bp.rem, r);
+            em_bp_limit_sum((em_str_t) { lkey, klen - 2 }, now);
             continue;
         }
         em_prec_t p = { (unsigned char) k[1], { k + 2, klen - 2 }, 0, EM_ST_STATUS_OFFLINE, 0, 0,
@@ -361,8 +431,26 @@ em_bp_apply(unsigned i, const em_rpres_ent_t *e, int64_t now)
         return;
     }
     key[0] = (char) i;
-    key[1] = (char) (e->type == EM_RPRES_USER ? EM_PREC_USER : EM_PREC_ROOM);
+    key[1] = (char) e->type;
     memcpy(key + 2, e->key.data, e->key.len);
+    if (e->type == EM_RPRES_LIMIT) {
+        int live = (e->count > 0 && e->until > now) || e->blocked > now;
+        r = live ? em_shtab_put(em_bp.rem, key, e->key.len + 2, &created, NULL)
+                 : em_shtab_get(em_bp.rem, key, e->key.len + 2);
+        if (r != NULL && live) {
+            r->count = e->count;
+            r->until = e->until;
+            r->blocked = e->blocked;
+            r->gen = h->gen;
+        } else if (r != NULL) {
+            em_shtab_del(em_bp.rem, r);
+        } else if (live) {
+            em_bp.dropped++;
+            return;
+        }
+        em_bp_limit_sum(e->key, now);
+        return;
+    }
     r = e->count > 0 ? em_shtab_put(em_bp.rem, key, e->key.len + 2, &created, NULL)
                      : em_shtab_get(em_bp.rem, key, e->key.len + 2);
     if (r == NULL) {
@@ -507,6 +595,7 @@ em_broker_presence_start(struct event_base *base, em_state_t *st,
     em_bp.st = st;
     /* the shares a broker before this one added: nobody knows them now */
     em_presence_remote_clear(st, em_state_now());
+    em_limit_remote_clear(st);
     em_bp.full = 1;
     return EM_OK;
 }

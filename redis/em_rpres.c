@@ -47,6 +47,13 @@ em_rpres_out_add(em_rpres_out_t *o, const em_rpres_ent_t *e)
         msgpack_pack_int64(pk, e->connected_at);
         msgpack_pack_int64(pk, e->last_seen);
         em_rpres_pack_bin(pk, e->info);
+    } else if (e->type == EM_RPRES_LIMIT) {
+        msgpack_pack_array(pk, 5);
+        msgpack_pack_uint8(pk, EM_RPRES_LIMIT);
+        em_rpres_pack_bin(pk, e->key);
+        msgpack_pack_uint32(pk, e->count);
+        msgpack_pack_int64(pk, e->until);
+        msgpack_pack_int64(pk, e->blocked);
     } else {
         msgpack_pack_array(pk, 3);
         msgpack_pack_uint8(pk, EM_RPRES_ROOM);
@@ -152,9 +159,13 @@ em_rpres_entry(const msgpack_object *o, size_t max_key, size_t max_info, em_rpre
     a = o->via.array.ptr;
     memset(e, 0, sizeof(*e));
     e->info = (em_str_t) { "", 0 };
-    if (!em_rpres_uint(&a[0], EM_RPRES_ROOM, &type) || !em_rpres_bytes(&a[1], &e->key)
+    if (!em_rpres_uint(&a[0], EM_RPRES_LIMIT, &type) || !em_rpres_bytes(&a[1], &e->key)
         || !em_rpres_uint(&a[2], UINT32_MAX, &count)
-        || o->via.array.size != (type == EM_RPRES_USER ? 7u : 3u)) {
+        || o->via.array.size != (type == EM_RPRES_USER ? 7u : type == EM_RPRES_LIMIT ? 5u : 3u)) {
+        return EM_ERROR;
+    }
+    if (type == EM_RPRES_LIMIT
+        && (!em_rpres_int(&a[3], &e->until) || !em_rpres_int(&a[4], &e->blocked))) {
         return EM_ERROR;
     }
     e->type = (int) type;

@@ -13,7 +13,10 @@
  *
  *     [0, key, count, status, connectedAt, lastSeen, info]   a user
  *     [1, key, count]                                        a room
+ *     [2, key, count, until, blocked]                        a rate-limit key
  *
+ * (a rate-limit key's hits in the sender's window, which ends at until, and
+ * its block: ms since the epoch, 0 for none),
  * with key and info as bin; count 0 means the sender has none left, and
  * a user's status 4 (EM_RPRES_UNREPORTED) with count 0 that its last
  * connection on the sender closed while another host had one, so the
@@ -36,17 +39,20 @@
 
 #define EM_RPRES_UNREPORTED 4
 
-#define EM_RPRES_USER 0
-#define EM_RPRES_ROOM 1
+#define EM_RPRES_USER  0
+#define EM_RPRES_ROOM  1
+#define EM_RPRES_LIMIT 2
 
 typedef struct {
-    int      type;              /* EM_RPRES_USER or _ROOM */
+    int      type;              /* EM_RPRES_USER, _ROOM or _LIMIT */
     em_str_t key;
     uint32_t count;
     int      status;            /* 0 offline .. 3 busy, or EM_RPRES_UNREPORTED */
     int64_t  connected_at;
     int64_t  last_seen;
     em_str_t info;
+    int64_t  until;             /* a limit's */
+    int64_t  blocked;
 } em_rpres_ent_t;
 
 /* Entries packed for one message. */

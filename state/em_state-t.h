@@ -73,15 +73,20 @@ _Static_assert(sizeof(em_shent_t) == 24, "em_shent_t layout changed");
 
 /* ---- values ---- */
 
-/* One rate-limit key: a fixed window opened by its first hit. */
+/* One rate-limit key: a fixed window opened by its first hit. The remote
+ * fields are the other hosts' hits, as the broker last heard them (Redis):
+ * they count until remote_until, and their block until remote_blocked. */
 typedef struct {
     int64_t  window_start;  /* ms */
     int64_t  blocked_until; /* ms; 0 when not blocked */
-    uint32_t count;         /* hits in the window */
-    uint32_t reserved;
+    uint32_t count;         /* hits in the window, on this host */
+    uint32_t remote;        /* hits on other hosts */
+    int64_t  window;        /* ms: the window of the last hit */
+    int64_t  remote_until;  /* ms: the end of the other hosts' windows */
+    int64_t  remote_blocked; /* ms: the other hosts' block of the key */
 } em_st_limit_t;
 
-_Static_assert(sizeof(em_st_limit_t) == 24, "em_st_limit_t layout changed");
+_Static_assert(sizeof(em_st_limit_t) == 48, "em_st_limit_t layout changed");
 
 /*
  * A key of the scripts' store: a JSON value's text (kind VALUE), an integer

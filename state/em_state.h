@@ -118,6 +118,27 @@ void em_limit_hit(em_state_t *st, const char *key, size_t len, uint32_t max, int
                   int64_t block, int64_t now, em_limit_result_t *r);
 void em_limit_reset(em_state_t *st, const char *key, size_t len);
 
+/* Across hosts (the broker's, with Redis). One host's share of a key: its
+ * hits in its window (ending at until) and its block. */
+typedef struct {
+    em_str_t key;
+    uint32_t count;
+    int64_t  until;         /* ms: the end of the window */
+    int64_t  blocked;       /* ms: blocked until, or 0 */
+} em_lrec_t;
+
+/* Call fn for every key this host's workers hit in a window still open or
+ * blocked now, with this host's share. Under the lock: fn must not call in
+ * here, nor block. */
+void em_limit_local_each(em_state_t *st, int64_t now, void (*fn)(const em_lrec_t *r, void *arg),
+                         void *arg);
+/* Set what the other hosts have of a key, all of them together: r->count
+ * hits counting until r->until, blocked until r->blocked. EM_ERROR for a
+ * key that cannot be kept. */
+int  em_limit_remote_set(em_state_t *st, const em_lrec_t *r);
+/* Forget every other host's share. */
+void em_limit_remote_clear(em_state_t *st);
+
 /* ---- em_presence.c: users and rooms ---- */
 
 typedef struct {

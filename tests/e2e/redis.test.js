@@ -9,8 +9,8 @@
  * traffic; the adapter's requests (an emitter's socketsJoin, socketsLeave,
  * disconnectSockets; a Node server's fetchSockets, allRooms and remote
  * join, leave and disconnect, broadcasts with acks) answered for emitd's
- * sockets; presence and room sizes across two emitd hosts, through a host
- * killed with kill -9.
+ * sockets; presence, room sizes and rate limits across two emitd hosts,
+ * through a host killed with kill -9.
  */
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -19,6 +19,7 @@ const { spawn } = require('node:child_process');
 const net = require('node:net');
 const { startEmitd, stopAndCheck, freePort, delay, isReference, timeMs, handler } = require('./lib/harness');
 const { connect, waitUntil, closeAll, once, httpRequest, ack, userClient, payloadsOf } = require('./lib/clients');
+const { io: ioClient } = require('socket.io-client');
 
 const skip = isReference() && 'emitd-only: the redis group';
 const KEY = 'backend-key-0123456789abcdef';
@@ -500,5 +501,39 @@ test('presence across two emitd hosts: who is online anywhere, room sizes, statu
     } else {
       await finish({ socks, hosts: [h1, h2], redis });
     }
+  }
+});
+
+/* Rate limits across hosts: one address's connection attempts on both
+ * hosts count against one limit (chat.md's 5 per window). */
+test('rate limits across two emitd hosts: an address\'s connection attempts on both count against one connect_limit, and the block holds on both', { skip }, async () => {
+  const redis = await startRedis();
+  const conf = { namespaces: [{ name: '/', script: handler('main.lua') },
+    { name: '/limited', script: handler('cluster.lua'), connect_limit: { max: 5, window: 60000, block: 60000 } }] };
+  const h1 = await startHost(redis.url, conf);
+  const h2 = await startHost(redis.url, conf);
+  const attempt = (h) => new Promise((resolve, reject) => {
+    const s = ioClient(`${h.url}/limited`, { forceNew: true, transports: ['websocket'], reconnection: false, timeout: 5000 });
+    const t = setTimeout(() => { s.disconnect(); reject(new Error('no answer to a /limited connect')); }, timeMs(5000));
+    s.once('connect', () => { clearTimeout(t); s.disconnect(); resolve({ ok: true }); });
+    s.once('connect_error', (e) => { clearTimeout(t); s.disconnect(); resolve({ ok: false, err: e }); });
+  });
+  try {
+    const first = [];
+    for (let i = 0; i < 3; i++) first.push((await attempt(h1)).ok);
+    assert.deepEqual(first, [true, true, true]);
+    /* h2 hears of h1's three within about a second (its broker's period). */
+    await delay(timeMs(2500));
+    const second = [];
+    for (let i = 0; i < 3; i++) second.push(await attempt(h2));
+    assert.deepEqual(second.map((r) => r.ok), [true, true, false], 'the sixth attempt, on h2, is over 5');
+    assert.equal(second[2].err.message, 'Too many connection attempts. Please try again later.');
+    /* h1 counts h2's hits and its block: refused there too. */
+    await delay(timeMs(2500));
+    const third = await attempt(h1);
+    assert.equal(third.ok, false);
+    assert.ok(third.err.data.retryAfter > 50, JSON.stringify(third.err.data));
+  } finally {
+    await finish({ hosts: [h1, h2], redis });
   }
 });

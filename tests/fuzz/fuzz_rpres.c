@@ -62,7 +62,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_ASSERT(m.uid.len <= 64 && m.target.len <= 64 && m.n <= 64 && m.flags <= 0xff);
     for (size_t i = 0; i < m.n; i++) {
         const em_rpres_ent_t *e = &m.v[i];
-        FUZZ_ASSERT(e->type == EM_RPRES_USER || e->type == EM_RPRES_ROOM);
+        FUZZ_ASSERT(e->type == EM_RPRES_USER || e->type == EM_RPRES_ROOM || e->type == EM_RPRES_LIMIT);
         FUZZ_ASSERT(fuzz_inside(e->key, data, size) && fuzz_inside(e->info, data, size));
         FUZZ_ASSERT(e->key.len <= 384 && e->info.len <= 512);
         FUZZ_ASSERT(e->status >= 0 && e->status <= EM_RPRES_UNREPORTED);
@@ -77,6 +77,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (a->type == EM_RPRES_USER) {
             FUZZ_ASSERT(a->status == b->status && a->connected_at == b->connected_at
                         && a->last_seen == b->last_seen && fuzz_same(a->info, b->info));
+        } else if (a->type == EM_RPRES_LIMIT) {
+            FUZZ_ASSERT(a->until == b->until && a->blocked == b->blocked);
         }
     }
     fuzz_pack(&m2, &buf2, &len2);

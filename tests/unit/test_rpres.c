@@ -27,14 +27,18 @@ build(unsigned flags, em_str_t target, size_t *len)
 
     em_rpres_out_init(&o);
     em_rpres_ent_t u = { EM_RPRES_USER, { "/chat\0alice", 11 }, 2, 2, 1000, -5,
-                         { "{\"a\":1}", 7 } };
-    em_rpres_ent_t r = { EM_RPRES_ROOM, { "/chat\0general\0alice", 19 }, 1, 0, 0, 0, { "", 0 } };
+                         { "{\"a\":1}", 7 }, 0, 0 };
+    em_rpres_ent_t r = { EM_RPRES_ROOM, { "/chat\0general\0alice", 19 }, 1, 0, 0, 0, { "", 0 },
+                         0, 0 };
     em_rpres_ent_t g = { EM_RPRES_USER, { "/chat\0bob", 9 }, 0, EM_RPRES_UNREPORTED, 0, 0,
-                         { "", 0 } };
+                         { "", 0 }, 0, 0 };
+    em_rpres_ent_t k = { EM_RPRES_LIMIT, { "connect\n1\n127.0.0.1", 19 }, 5, 0, 0, 0,
+                         { "", 0 }, 1700000060000, 1700000900000 };
     em_rpres_out_add(&o, &u);
     em_rpres_out_add(&o, &r);
     em_rpres_out_add(&o, &g);
-    ck_assert_uint_eq(o.n, 3);
+    em_rpres_out_add(&o, &k);
+    ck_assert_uint_eq(o.n, 4);
     ck_assert_uint_gt(em_rpres_out_size(&o), 11 + 19 + 9);
     ck_assert_int_eq(em_rpres_out_finish(&o, S("Ab12cD"), 8, flags, target, &msg, len), EM_OK);
     ck_assert_uint_eq(o.n, 0);
@@ -71,7 +75,7 @@ START_TEST(test_entries_round_trip)
 {
     /* the head, then the user entry's first bytes: [0, bin8 11 "/chat\0alice", 2, 2, ...] */
     static const char head[] = "\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x08\x06\xa6"
-                               "Zz99yY" "\x93" "\x97\x00\xc4\x0b" "/chat\0alice" "\x02\x02";
+                               "Zz99yY" "\x94" "\x97\x00\xc4\x0b" "/chat\0alice" "\x02\x02";
     size_t     len;
     char      *msg = build(EM_RPRES_SYNC | EM_RPRES_END, S("Zz99yY"), &len);
     em_rpres_t m;
@@ -82,7 +86,7 @@ START_TEST(test_entries_round_trip)
     ck_assert_uint_eq(m.seq, 8);
     ck_assert_uint_eq(m.flags, EM_RPRES_SYNC | EM_RPRES_END);
     ck_slice(m.target, "Zz99yY", "target");
-    ck_assert_uint_eq(m.n, 3);
+    ck_assert_uint_eq(m.n, 4);
     ck_assert_int_eq(m.v[0].type, EM_RPRES_USER);
     ck_assert_uint_eq(m.v[0].key.len, 11);
     ck_assert_int_eq(memcmp(m.v[0].key.data, "/chat\0alice", 11), 0);
@@ -97,6 +101,10 @@ START_TEST(test_entries_round_trip)
     ck_assert_uint_eq(m.v[1].info.len, 0);
     ck_assert_uint_eq(m.v[2].count, 0);
     ck_assert_int_eq(m.v[2].status, EM_RPRES_UNREPORTED);
+    ck_assert_int_eq(m.v[3].type, EM_RPRES_LIMIT);
+    ck_assert_uint_eq(m.v[3].count, 5);
+    ck_assert_int_eq(m.v[3].until, 1700000060000);
+    ck_assert_int_eq(m.v[3].blocked, 1700000900000);
     /* every slice lies in the message */
     for (size_t i = 0; i < m.n; i++) {
         ck_assert(m.v[i].key.data >= msg && m.v[i].key.data + m.v[i].key.len <= msg + len);
@@ -104,7 +112,7 @@ START_TEST(test_entries_round_trip)
     em_rpres_free(&m);
 
     /* the limits: entries, key, info */
-    ck_assert_int_eq(em_rpres_decode(msg, len, 2, KEY_MAX, INFO_MAX, &m), EM_DECLINED);
+    ck_assert_int_eq(em_rpres_decode(msg, len, 3, KEY_MAX, INFO_MAX, &m), EM_DECLINED);
     ck_assert_int_eq(em_rpres_decode(msg, len, 10, 18, INFO_MAX, &m), EM_DECLINED);
     ck_assert_int_eq(em_rpres_decode(msg, len, 10, KEY_MAX, 6, &m), EM_DECLINED);
     ck_assert_ptr_null(m.v);
@@ -136,8 +144,10 @@ static const struct {
     { "entries a map", B("\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x07\x00\xa0\x80") },
     { "entries past the end", B("\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x07\x00\xa0\xdd\xff\xff\xff\xff") },
     { "a key past the end", B("\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x07\x00\xa0\x91\x93\x01\xc6\xff\xff\xff\xff") },
-    { "type 2", B("\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x07\x00\xa0\x91\x93\x02\xc4\x01" "k" "\x01") },
     { "a room of seven", B("\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x07\x00\xa0\x91\x97\x01\xc4\x01" "k" "\x01\x01\x00\x00\xc4\x00") },
+    { "a limit of three", B("\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x07\x00\xa0\x91\x93\x02\xc4\x01" "k" "\x01") },
+    { "a limit's until a string", B("\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x07\x00\xa0\x91\x95\x02\xc4\x01" "k" "\x01\xa1" "x" "\x00") },
+    { "type 3", B("\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x07\x00\xa0\x91\x93\x03\xc4\x01" "k" "\x01") },
     { "a user of three", B("\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x07\x00\xa0\x91\x93\x00\xc4\x01" "k" "\x01") },
     { "status 5", B("\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x07\x00\xa0\x91\x97\x00\xc4\x01" "k" "\x01\x05\x00\x00\xc4\x00") },
     { "count over 32 bits", B("\x97\xae" "emitd-presence" "\x01\xa6" "Ab12cD" "\x07\x00\xa0\x91\x93\x01\xc4\x01" "k" "\xcf\x00\x00\x00\x01\x00\x00\x00\x00") },

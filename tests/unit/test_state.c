@@ -796,6 +796,96 @@ START_TEST(test_limit_script)
 }
 END_TEST
 
+/* Other hosts' hits of a key count while their window lasts; their block
+ * holds here too; the local list gives this host's share only. */
+typedef struct {
+    em_lrec_t v[8];
+    char      keys[8][128];
+    size_t    n;
+} lrecs_t;
+
+static void
+collect_limit(const em_lrec_t *r, void *arg)
+{
+    lrecs_t *l = arg;
+
+    if (l->n < 8) {
+        l->v[l->n] = *r;
+        memcpy(l->keys[l->n], r->key.data, r->key.len);
+        l->v[l->n].key.data = l->keys[l->n];
+        l->n++;
+    }
+}
+
+START_TEST(test_limit_remote)
+{
+    em_limit_result_t r;
+    lrecs_t           l = { 0 };
+    em_lrec_t         rem = { EM_STR("msg:u1"), 3, 10000, 0 };
+
+    /* 3 hits elsewhere, window until t=10000: 2 of max 5 left here */
+    ck_assert_int_eq(em_limit_remote_set(&st, &rem), EM_OK);
+    em_limit_hit(&st, "msg:u1", 6, 5, 60000, 0, 1000, &r);
+    ck_assert_int_eq(r.allowed, 1);
+    ck_assert_uint_eq(r.remaining, 1);
+    em_limit_hit(&st, "msg:u1", 6, 5, 60000, 0, 1100, &r);
+    ck_assert_int_eq(r.allowed, 1);
+    ck_assert_uint_eq(r.remaining, 0);
+    em_limit_hit(&st, "msg:u1", 6, 5, 60000, 0, 1200, &r);
+    ck_assert_int_eq(r.allowed, 0);
+    ck_assert_int_eq(r.retry_after, 10000 - 1200);   /* when the others' hits stop counting */
+    /* the local list: this host's 2 hits, its window's end */
+    em_limit_local_each(&st, 1300, collect_limit, &l);
+    ck_assert_uint_eq(l.n, 1);
+    ck_assert_uint_eq(l.v[0].count, 2);
+    ck_assert_int_eq(l.v[0].until, 61000);
+    ck_assert_int_eq(l.v[0].blocked, 0);
+    /* the other hosts' window is over at 10000: their hits no longer count */
+    em_limit_hit(&st, "msg:u1", 6, 5, 60000, 0, 10000, &r);
+    ck_assert_int_eq(r.allowed, 1);
+    ck_assert_uint_eq(r.remaining, 2);
+
+    /* a block elsewhere holds here, on a key this host never hit */
+    em_lrec_t blk = { EM_STR("connect\n0\n10.0.0.1"), 0, 0, 50000 };
+    ck_assert_int_eq(em_limit_remote_set(&st, &blk), EM_OK);
+    em_limit_hit(&st, blk.key.data, blk.key.len, 5, 60000, 15000, 20000, &r);
+    ck_assert_int_eq(r.allowed, 0);
+    ck_assert_int_eq(r.retry_after, 30000);
+    l.n = 0;
+    em_limit_local_each(&st, 20000, collect_limit, &l);
+    ck_assert_uint_eq(l.n, 1);          /* msg:u1 only: the refused hit is not this host's */
+    em_limit_hit(&st, blk.key.data, blk.key.len, 5, 60000, 15000, 50000, &r);
+    ck_assert_int_eq(r.allowed, 1);
+
+    /* this host's own block is listed, with its end */
+    for (int i = 0; i < 3; i++) {
+        em_limit_hit(&st, "typing:u2", 9, 2, 60000, 15000, 100 + i, &r);
+    }
+    ck_assert_int_eq(r.allowed, 0);
+    l.n = 0;
+    em_limit_local_each(&st, 200, collect_limit, &l);
+    int found = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        if (l.v[i].key.len == 9 && memcmp(l.v[i].key.data, "typing:u2", 9) == 0) {
+            ck_assert_int_eq(l.v[i].blocked, 102 + 15000);
+            found = 1;
+        }
+    }
+    ck_assert_int_eq(found, 1);
+
+    /* cleared: the other hosts' shares go */
+    ck_assert_int_eq(em_limit_remote_set(&st, &blk), EM_OK);
+    em_limit_remote_clear(&st);
+    em_limit_hit(&st, blk.key.data, blk.key.len, 5, 60000, 15000, 50001, &r);
+    ck_assert_int_eq(r.allowed, 1);
+    /* a key too long for the table cannot be kept */
+    char long_key[200];
+    memset(long_key, 'k', sizeof(long_key));
+    em_lrec_t lk = { { long_key, sizeof(long_key) }, 1, 10000, 0 };
+    ck_assert_int_eq(em_limit_remote_set(&st, &lk), EM_ERROR);
+}
+END_TEST
+
 START_TEST(test_limit_keys_reset)
 {
     em_limit_result_t r;
@@ -2827,6 +2917,7 @@ state_suite(void)
     tcase_add_loop_test(tc, test_limit_script, 0, EM_NELEMS(lim_scripts));
     tcase_add_test(tc, test_limit_keys_reset);
     tcase_add_test(tc, test_limit_eviction);
+    tcase_add_test(tc, test_limit_remote);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("presence");
