@@ -20,6 +20,7 @@
 #include "em_broker.h"
 #include "em_broker_presence.h"
 #include "em_broker_redis.h"
+#include "em_broker_store.h"
 #include "em_log.h"
 #include "em_proc.h"
 
@@ -412,10 +413,12 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
     }
     if (conf->redis != NULL) {
         em_broker_redis_handlers_t h = { em_broker_remote, em_broker_request,
-                                         em_broker_presence_message, em_broker_presence_up };
+                                         em_broker_presence_message, em_broker_store_message,
+                                         em_broker_presence_up };
         if (em_broker_redis_start(em_b.base, conf, &h) != EM_OK) {
             return 1;
         }
+        em_broker_store_start(em_b.state, em_broker_redis_uid());
         em_broker_presence_conf_t pc = { em_broker_redis_uid(), conf->redis->max_message,
                                          em_broker_redis_presence_send,
                                          em_broker_presence_report };

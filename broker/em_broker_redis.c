@@ -22,6 +22,7 @@
 #include "em_brkrec.h"
 #include "em_broker_redis.h"
 #include "em_log.h"
+#include "em_rstore.h"
 
 #define EM_BR_BACKOFF_MIN  250      /* ms */
 #define EM_BR_BACKOFF_MAX  10000
@@ -46,6 +47,8 @@ static struct {
     char                       *pattern;
     char                       *presence;  /* <key>-presence# */
     size_t                      presence_len;
+    char                       *store;     /* <key>-store# */
+    size_t                      store_len;
     int                         subscribed;
     size_t                      inflight;
     int                         stopping;
@@ -272,6 +275,15 @@ em_br_sub_cb(redisAsyncContext *ac, void *r, void *priv)
             }
             return;
         }
+        if (reply->element[1]->len == em_br.store_len
+            && memcmp(reply->element[1]->str, em_br.store, em_br.store_len) == 0) {
+            if (reply->element[2]->len > em_br.conf->max_message) {
+                em_br_refused("a store write over redis.max_message", reply->element[2]->len);
+            } else if (em_br.h.store != NULL) {
+                em_br.h.store(reply->element[2]->str, reply->element[2]->len);
+            }
+            return;
+        }
         em_br_request(reply->element[1]->str, reply->element[1]->len, reply->element[2]->str,
                       reply->element[2]->len);
     } else if (strcmp(reply->element[0]->str, "psubscribe") == 0) {
@@ -288,14 +300,14 @@ em_br_sub_cb(redisAsyncContext *ac, void *r, void *priv)
 /* SUBSCRIBE <key>-request#<nsp># for each namespace with a name (not a
  * pattern) of the first endpoint: a Node server counts its peers by these
  * subscriptions (PUBSUB NUMSUB), and waits for each one's answer; and
- * <key>-presence#, last, for the other emitd hosts' presence. */
+ * <key>-store# and <key>-presence#, last, for the other emitd hosts'. */
 static void
 em_br_subscribe_requests(redisAsyncContext *ac)
 {
     const em_conf_t *conf = em_br.full;
-    const char     **argv = calloc(conf->nnsps + 2, sizeof(char *));
-    size_t          *lens = calloc(conf->nnsps + 2, sizeof(size_t));
-    char           **names = calloc(conf->nnsps + 2, sizeof(char *));
+    const char     **argv = calloc(conf->nnsps + 3, sizeof(char *));
+    size_t          *lens = calloc(conf->nnsps + 3, sizeof(size_t));
+    char           **names = calloc(conf->nnsps + 3, sizeof(char *));
     int              argc = 1;
 
     if (argv == NULL || lens == NULL || names == NULL) {
@@ -314,9 +326,11 @@ em_br_subscribe_requests(redisAsyncContext *ac)
         lens[argc] = strlen(names[argc]);
         argc++;
     }
-    argv[argc] = em_br.presence;
-    lens[argc] = em_br.presence_len;
-    redisAsyncCommandArgv(ac, em_br_sub_cb, NULL, argc + 1, argv, lens);
+    argv[argc] = em_br.store;
+    lens[argc] = em_br.store_len;
+    argv[argc + 1] = em_br.presence;
+    lens[argc + 1] = em_br.presence_len;
+    redisAsyncCommandArgv(ac, em_br_sub_cb, NULL, argc + 2, argv, lens);
 done:
     for (int i = 1; names != NULL && i < argc; i++) {
         free(names[i]);
@@ -386,9 +400,11 @@ em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
     em_br.pattern = malloc(n);
     em_br.presence_len = strlen(em_br.conf->key) + 10;
     em_br.presence = malloc(em_br.presence_len + 1);
+    em_br.store_len = strlen(em_br.conf->key) + 7;
+    em_br.store = malloc(em_br.store_len + 1);
     em_br.pub.retry = evtimer_new(base, em_br_retry_cb, &em_br.pub);
     em_br.sub.retry = evtimer_new(base, em_br_retry_cb, &em_br.sub);
-    if (em_br.pattern == NULL || em_br.presence == NULL || em_br.pub.retry == NULL
+    if (em_br.pattern == NULL || em_br.presence == NULL || em_br.store == NULL || em_br.pub.retry == NULL
         || em_br.sub.retry == NULL) {
         em_log(EM_LOG_ERR, 0, "redis: out of memory");
         em_broker_redis_stop();
@@ -396,6 +412,7 @@ em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
     }
     snprintf(em_br.pattern, n, "%s#*", em_br.conf->key);
     snprintf(em_br.presence, em_br.presence_len + 1, "%s-presence#", em_br.conf->key);
+    snprintf(em_br.store, em_br.store_len + 1, "%s-store#", em_br.conf->key);
     em_log(EM_LOG_INFO, 0, "redis: %s, channels %s, uid %s", em_br.conf->text, em_br.pattern,
            em_br.uid);
     em_br_connect(&em_br.pub);
@@ -512,19 +529,34 @@ em_broker_redis_command(const void *rec, size_t len)
     const char      *sep;
 
     if (em_brkcmd_decode(rec, len, &m) != EM_OK
-        || (m.kind != EM_BRK_KIND_REDIS_PUBLISH && m.kind != EM_BRK_KIND_REDIS_SERVER_EMIT)
+        || (m.kind != EM_BRK_KIND_REDIS_PUBLISH && m.kind != EM_BRK_KIND_REDIS_SERVER_EMIT
+            && m.kind != EM_BRK_KIND_REDIS_STORE)
         || (sep = memchr(m.data.data, '\0', m.data.len)) == NULL) {
         em_log(EM_LOG_WARN, 0, "a command for the broker it does not know was dropped");
         return;
     }
     if (!em_br.pub.connected || em_br.inflight >= EM_BR_INFLIGHT_MAX) {
         em_br_lost(m.kind == EM_BRK_KIND_REDIS_PUBLISH ? "a response: no connection"
+                   : m.kind == EM_BRK_KIND_REDIS_STORE ? "a store write: no connection"
                                                        : "a server-side event: no connection");
         return;
     }
     size_t clen = (size_t) (sep - m.data.data);
     if (m.kind == EM_BRK_KIND_REDIS_PUBLISH) {
         em_br_publish_raw(m.data.data, clen, sep + 1, m.data.len - clen - 1);
+        return;
+    }
+    if (m.kind == EM_BRK_KIND_REDIS_STORE) {
+        /* the worker's write, with this host's uid */
+        em_rstore_op_t op;
+        em_str_t       none;
+        char          *msg;
+        size_t         mlen;
+        if (em_rstore_decode(sep + 1, m.data.len - clen - 1, SIZE_MAX, SIZE_MAX, &none, &op) == EM_OK
+            && em_rstore_encode((em_str_t) { em_br.uid, 6 }, &op, &msg, &mlen) == EM_OK) {
+            em_br_publish_raw(em_br.store, em_br.store_len, msg, mlen);
+            free(msg);
+        }
         return;
     }
     /* A script's nsp:server_emit(): on <key>-request#<nsp>#, with this host's uid. */
@@ -560,7 +592,8 @@ em_broker_redis_stop(void)
     }
     free(em_br.pattern);
     free(em_br.presence);
-    em_br.pattern = em_br.presence = NULL;
+    free(em_br.store);
+    em_br.pattern = em_br.presence = em_br.store = NULL;
     em_br.pub.ac = em_br.sub.ac = NULL;
     em_br.pub.retry = em_br.sub.retry = NULL;
 }

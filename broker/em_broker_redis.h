@@ -22,6 +22,9 @@ typedef struct {
     void (*request)(em_str_t nsp, const char *msg, size_t len);
     /* A message of another host's presence (on <key>-presence#, em_rpres.h). */
     void (*presence)(const char *msg, size_t len);
+    /* A write of another host's scripts to their store (on <key>-store#,
+     * em_rstore.h). */
+    void (*store)(const char *msg, size_t len);
     /* Both connections are up again (or for the first time), subscribed. */
     void (*up)(void);
 } em_broker_redis_handlers_t;
@@ -39,8 +42,9 @@ em_str_t em_broker_redis_uid(void);
 int  em_broker_redis_presence_send(const char *msg, size_t len);
 
 /* A command record a worker sent the broker itself (EM_BRK_BROKER): a
- * response to publish (EM_BRK_KIND_REDIS_PUBLISH), or a server-side event
- * of a script (EM_BRK_KIND_REDIS_SERVER_EMIT) to publish with this host's uid. */
+ * response to publish (EM_BRK_KIND_REDIS_PUBLISH), a server-side event of a
+ * script (EM_BRK_KIND_REDIS_SERVER_EMIT) or a write to the scripts' store
+ * (EM_BRK_KIND_REDIS_STORE) to publish with this host's uid. */
 void em_broker_redis_command(const void *rec, size_t len);
 
 /* Publish a broadcast record (EM_BRK_REC_BCAST) a worker of this host made;

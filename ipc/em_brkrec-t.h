@@ -92,6 +92,8 @@ _Static_assert(offsetof(em_brk_bcast_t, reserved) == 24, "em_brk_bcast_t layout 
 #define EM_BRK_KIND_REDIS_SERVER_EMIT 0x7003u /* a worker -> the broker: namespace, JSON [event, ...] */
 #define EM_BRK_KIND_PRESENCE_OFFLINE  0x7004u /* broker -> a worker: namespace, the user offline on
                                                * every host, for its scripts' on_presence */
+#define EM_BRK_KIND_REDIS_STORE       0x7005u /* a worker -> the broker: "", a store write
+                                               * (redis/em_rstore.h, uid "") for the other hosts */
 
 typedef struct {
     uint16_t version;       /* EM_BRK_VERSION */

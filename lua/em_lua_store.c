@@ -18,10 +18,28 @@
 #include <string.h>
 
 #include "em_cluster.h"
+#include "em_log.h"
 #include "em_loop.h"
 #include "em_lua.h"
 #include "em_lua_int.h"
 #include "em_luajson.h"
+#include "em_rreq.h"
+
+/* With redis, a write goes to the other hosts' stores too. */
+static void
+em_lua_store_share(int op, em_str_t key, em_str_t value, int64_t num, int64_t ttl, uint32_t cap,
+                   int64_t written)
+{
+    static int64_t logged;
+    int64_t        now = em_state_now();
+    em_rstore_op_t o = { op, key, value, num, ttl, cap, written };
+
+    if (em_rreq_store(&o) == EM_ERROR && now - logged >= 1000) {
+        em_log(EM_LOG_WARN, 0, "emitd.store: a write of key \"%.*s\" could not go to the other hosts",
+               (int) EM_MIN(key.len, 64), key.data);
+        logged = now;
+    }
+}
 
 static em_str_t
 em_lua_store_key(lua_State *l, int idx)
@@ -121,12 +139,14 @@ em_lua_store_set(lua_State *l)
 
     luaL_checkany(l, 2);
     em_str_t v = em_lua_store_text(l, 2);
-    if (em_kv_set(&em_cluster, k, v, ttl, em_state_now(), &why) != EM_OK) {
+    int64_t  written;
+    if (em_kv_set_w(&em_cluster, k, v, ttl, em_state_now(), &written, &why) != EM_OK) {
         em_lua_store_fail(l, why);
         lua_pushboolean(l, 0);
         lua_replace(l, -3);
         return 2;
     }
+    em_lua_store_share(EM_RSTORE_SET, k, v, 0, ttl, 0, written);
     lua_pushboolean(l, 1);
     return 1;
 }
@@ -139,9 +159,11 @@ em_lua_store_incr(lua_State *l)
     int64_t     ttl = em_lua_store_ttl(l, 3), out;
     int         why = 0;
 
-    if (em_kv_incr(&em_cluster, k, (int64_t) by, ttl, em_state_now(), &out, &why) != EM_OK) {
+    int64_t     now = em_state_now();
+    if (em_kv_incr(&em_cluster, k, (int64_t) by, ttl, now, &out, &why) != EM_OK) {
         return em_lua_store_fail(l, why);
     }
+    em_lua_store_share(EM_RSTORE_INCR, k, (em_str_t) { "", 0 }, (int64_t) by, ttl, 0, now);
     lua_pushinteger(l, (lua_Integer) out);
     return 1;
 }
@@ -150,8 +172,10 @@ static int
 em_lua_store_del(lua_State *l)
 {
     em_str_t k = em_lua_store_key(l, 1);
+    int64_t  written;
 
-    lua_pushboolean(l, em_kv_del(&em_cluster, k, em_state_now()));
+    lua_pushboolean(l, em_kv_del_w(&em_cluster, k, em_state_now(), &written));
+    em_lua_store_share(EM_RSTORE_DEL, k, (em_str_t) { "", 0 }, 0, 0, 0, written);
     return 1;
 }
 
@@ -169,9 +193,11 @@ em_lua_store_pushv(lua_State *l)
         return luaL_error(l, "emitd.store.push: cap must be 1 to 100000");
     }
     em_str_t v = em_lua_store_text(l, 2);
-    if (em_kv_push(&em_cluster, k, v, (uint32_t) cap, ttl, em_state_now(), &n, &why) != EM_OK) {
+    int64_t  now = em_state_now();
+    if (em_kv_push(&em_cluster, k, v, (uint32_t) cap, ttl, now, &n, &why) != EM_OK) {
         return em_lua_store_fail(l, why);
     }
+    em_lua_store_share(EM_RSTORE_PUSH, k, v, 0, ttl, (uint32_t) cap, now);
     lua_pushinteger(l, n);
     return 1;
 }

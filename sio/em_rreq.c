@@ -398,6 +398,26 @@ em_rreq_server_emit(const char *nsp, size_t nsplen, json_t *data)
     return rc;
 }
 
+int
+em_rreq_store(const em_rstore_op_t *op)
+{
+    char  *msg;
+    size_t len;
+    int    rc;
+
+    if (em_loop.conf->redis == NULL) {
+        return EM_DECLINED;
+    }
+    if (em_rstore_encode((em_str_t) { "", 0 }, op, &msg, &len) != EM_OK) {
+        return EM_ERROR;
+    }
+    rc = len + 64 > em_loop.conf->redis->max_message
+         ? EM_ERROR
+         : em_rreq_to_broker(EM_BRK_KIND_REDIS_STORE, "", 0, msg, len);
+    free(msg);
+    return rc;
+}
+
 void
 em_rreq_receive(const em_brk_cmd_msg_t *m)
 {

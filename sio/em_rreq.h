@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "em_brkrec.h"
+#include "em_rstore.h"
 
 /* A request the broker handed to this worker (EM_BRK_KIND_REDIS_REQUEST:
  * data is the namespace, a NUL, then the request as published). */
@@ -22,5 +23,9 @@ void em_rreq_server_ack(const char *nsp, const char *request_id, json_t *arg);
  * publishes {uid, type: 6, data} on the namespace's request channel, as a
  * Node server's io.serverSideEmit() does. EM_DECLINED without redis. */
 int em_rreq_server_emit(const char *nsp, size_t nsplen, json_t *data);
+
+/* A write of a script to emitd.store, for the other hosts' stores (the
+ * broker publishes it on <key>-store#). EM_DECLINED without redis. */
+int em_rreq_store(const em_rstore_op_t *op);
 
 #endif

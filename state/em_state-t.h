@@ -110,10 +110,11 @@ typedef struct {
     uint32_t len;           /* bytes of data */
     uint32_t count;         /* LIST: items */
     uint32_t cap;           /* LIST: items kept at most (older ones drop) */
+    int64_t  written;       /* ms: the set it holds (a host's clock, with redis) */
     char     data[EM_ST_KV_VALUE_MAX];
 } em_st_kv_t;
 
-_Static_assert(offsetof(em_st_kv_t, data) == 32, "em_st_kv_t layout changed");
+_Static_assert(offsetof(em_st_kv_t, data) == 40, "em_st_kv_t layout changed");
 
 #define EM_ST_STATUS_OFFLINE 0
 #define EM_ST_STATUS_ONLINE  1

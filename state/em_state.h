@@ -388,6 +388,18 @@ int em_kv_incr(em_state_t *st, em_str_t key, int64_t by, int64_t ttl, int64_t no
                int *why);
 /* Delete key (a list with its items): 1 if it was there. */
 int em_kv_del(em_state_t *st, em_str_t key, int64_t now);
+/* em_kv_set / em_kv_del, with *written the time the write holds: now, or
+ * just after the write it replaces when that one is later (so that it wins
+ * on every host whatever their clocks). */
+int em_kv_set_w(em_state_t *st, em_str_t key, em_str_t value, int64_t ttl, int64_t now,
+                int64_t *written, int *why);
+int em_kv_del_w(em_state_t *st, em_str_t key, int64_t now, int64_t *written);
+/* Another host's set (written at its time `written`) or delete: done
+ * unless the key holds a value set later (the last writer wins); EM_OK,
+ * EM_DECLINED (a later one is kept) or EM_ERROR (*why). */
+int em_kv_set_at(em_state_t *st, em_str_t key, em_str_t value, int64_t ttl, int64_t now,
+                 int64_t written, int *why);
+int em_kv_del_at(em_state_t *st, em_str_t key, int64_t now, int64_t written);
 /* Append value to the list under key (made if absent), dropping the oldest
  * items past cap: EM_OK and its *count. ttl as for incr. */
 int em_kv_push(em_state_t *st, em_str_t key, em_str_t value, uint32_t cap, int64_t ttl, int64_t now,

@@ -112,8 +112,12 @@ em_kv_get(em_state_t *st, em_str_t key, int64_t now, char *out, size_t cap, size
     return rc;
 }
 
-int
-em_kv_set(em_state_t *st, em_str_t key, em_str_t value, int64_t ttl, int64_t now, int *why)
+/* A set; unless force, not over a value set after *written. A forced one
+ * (this host's) is written after the value it replaces, whatever the
+ * clocks say: *written is set to the time it holds. */
+static int
+em_kv_write(em_state_t *st, em_str_t key, em_str_t value, int64_t ttl, int64_t now,
+            int64_t *written, int force, int *why)
 {
     char        k[EM_ST_KV_TABKEY];
     em_shtab_t *t;
@@ -126,6 +130,13 @@ em_kv_set(em_state_t *st, em_str_t key, em_str_t value, int64_t ttl, int64_t now
     em_state_lock(st, EM_ZONE_STORE);
     t = em_kv_tab(st);
     v = em_kv_find(t, key, now);
+    if (!force && v != NULL && v->kind == EM_ST_KV_VALUE && v->written > *written) {
+        em_state_unlock(st, EM_ZONE_STORE);
+        return EM_DECLINED;
+    }
+    if (force && v != NULL && v->kind == EM_ST_KV_VALUE && v->written >= *written) {
+        *written = v->written + 1;
+    }
     if (v != NULL && v->kind == EM_ST_KV_LIST) {
         em_st_kv_t head = *v;
         em_shtab_del(t, v);
@@ -138,10 +149,34 @@ em_kv_set(em_state_t *st, em_str_t key, em_str_t value, int64_t ttl, int64_t now
     }
     v->kind = EM_ST_KV_VALUE;
     v->expires = ttl > 0 ? now + ttl : 0;
+    v->written = *written;
     v->len = (uint32_t) value.len;
     memcpy(v->data, value.data, value.len);
     em_state_unlock(st, EM_ZONE_STORE);
     return EM_OK;
+}
+
+int
+em_kv_set(em_state_t *st, em_str_t key, em_str_t value, int64_t ttl, int64_t now, int *why)
+{
+    int64_t written = now;
+
+    return em_kv_write(st, key, value, ttl, now, &written, 1, why);
+}
+
+int
+em_kv_set_w(em_state_t *st, em_str_t key, em_str_t value, int64_t ttl, int64_t now,
+            int64_t *written, int *why)
+{
+    *written = now;
+    return em_kv_write(st, key, value, ttl, now, written, 1, why);
+}
+
+int
+em_kv_set_at(em_state_t *st, em_str_t key, em_str_t value, int64_t ttl, int64_t now,
+             int64_t written, int *why)
+{
+    return em_kv_write(st, key, value, ttl, now, &written, 0, why);
 }
 
 int
@@ -180,8 +215,11 @@ em_kv_incr(em_state_t *st, em_str_t key, int64_t by, int64_t ttl, int64_t now, i
     return EM_OK;
 }
 
-int
-em_kv_del(em_state_t *st, em_str_t key, int64_t now)
+/* A delete; unless force, not of a value set after *written (a forced one
+ * is after it: *written says when). 1 if it was there, 0 if not, -1 if it
+ * was kept. */
+static int
+em_kv_remove(em_state_t *st, em_str_t key, int64_t now, int64_t *written, int force)
 {
     em_shtab_t *t;
     em_st_kv_t *v;
@@ -192,7 +230,13 @@ em_kv_del(em_state_t *st, em_str_t key, int64_t now)
     }
     em_state_lock(st, EM_ZONE_STORE);
     t = em_kv_tab(st);
-    if ((v = em_kv_find(t, key, now)) != NULL) {
+    v = em_kv_find(t, key, now);
+    if (!force && v != NULL && v->kind == EM_ST_KV_VALUE && v->written > *written) {
+        had = -1;
+    } else if (v != NULL) {
+        if (force && v->kind == EM_ST_KV_VALUE && v->written >= *written) {
+            *written = v->written + 1;
+        }
         em_st_kv_t head = *v;
         em_shtab_del(t, v);
         if (head.kind == EM_ST_KV_LIST) {
@@ -202,6 +246,27 @@ em_kv_del(em_state_t *st, em_str_t key, int64_t now)
     }
     em_state_unlock(st, EM_ZONE_STORE);
     return had;
+}
+
+int
+em_kv_del(em_state_t *st, em_str_t key, int64_t now)
+{
+    int64_t written = now;
+
+    return em_kv_remove(st, key, now, &written, 1);
+}
+
+int
+em_kv_del_w(em_state_t *st, em_str_t key, int64_t now, int64_t *written)
+{
+    *written = now;
+    return em_kv_remove(st, key, now, written, 1);
+}
+
+int
+em_kv_del_at(em_state_t *st, em_str_t key, int64_t now, int64_t written)
+{
+    return em_kv_remove(st, key, now, &written, 0) < 0 ? EM_DECLINED : EM_OK;
 }
 
 int

@@ -9,8 +9,8 @@
  * traffic; the adapter's requests (an emitter's socketsJoin, socketsLeave,
  * disconnectSockets; a Node server's fetchSockets, allRooms and remote
  * join, leave and disconnect, broadcasts with acks) answered for emitd's
- * sockets; presence, room sizes and rate limits across two emitd hosts,
- * through a host killed with kill -9.
+ * sockets; presence, room sizes, rate limits and the scripts' store across
+ * two emitd hosts, through a host killed with kill -9.
  */
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -535,5 +535,45 @@ test('rate limits across two emitd hosts: an address\'s connection attempts on b
     assert.ok(third.err.data.retryAfter > 50, JSON.stringify(third.err.data));
   } finally {
     await finish({ hosts: [h1, h2], redis });
+  }
+});
+
+/* The scripts' store across hosts: each host's writes are made on the
+ * other's; the last set wins, incr adds up, push appends. */
+test('the scripts\' store across two emitd hosts: set, del, incr and push on one are seen on the other; the last set wins', { skip }, async () => {
+  const redis = await startRedis();
+  const conf = { namespaces: [{ name: '/', script: handler('main.lua') },
+    { name: '/s', script: handler('store.lua') }] };
+  const h1 = await startHost(redis.url, conf);
+  const h2 = await startHost(redis.url, conf);
+  const socks = [];
+  try {
+    const a = await connect(h1.url, '/s', 'websocket');
+    const b = await connect(h2.url, '/s', 'websocket');
+    socks.push(a, b);
+    assert.deepEqual(await ack(a, 'set', 'greeting', { hello: 'world' }, 60000), [true]);
+    await waitUntil('h2 has the set', async () => (await ack(b, 'get', 'greeting'))[0]?.hello === 'world', WAIT);
+    /* counters: every host's increments add up everywhere */
+    assert.deepEqual(await ack(a, 'incr', 'hits', 1, 3), [3]);
+    await ack(b, 'incr', 'hits', 2, 2);
+    await waitUntil('both count 7', async () => (await ack(a, 'get', 'hits'))[0] === 7
+      && (await ack(b, 'get', 'hits'))[0] === 7, WAIT);
+    /* lists: both hosts' items, within the cap */
+    await ack(a, 'push', 'log', 'a1', 10);
+    await ack(b, 'push', 'log', 'b1', 10);
+    await waitUntil('both lists hold two', async () => (await ack(a, 'len', 'log'))[0] === 2
+      && (await ack(b, 'len', 'log'))[0] === 2, WAIT);
+    assert.deepEqual((await ack(a, 'range', 'log', 0, -1))[0].sort(), ['a1', 'b1']);
+    /* the later of two sets wins on both, whichever arrives last */
+    await ack(b, 'set', 'owner', 'first', null);
+    await delay(20);
+    await ack(a, 'set', 'owner', 'second', null);
+    await waitUntil('both hold the later set', async () => (await ack(a, 'get', 'owner'))[0] === 'second'
+      && (await ack(b, 'get', 'owner'))[0] === 'second', WAIT);
+    /* a delete reaches the other host */
+    assert.deepEqual(await ack(b, 'del', 'greeting'), [true]);
+    await waitUntil('h1 lost the key', async () => (await ack(a, 'get', 'greeting'))[0] === null, WAIT);
+  } finally {
+    await finish({ socks, hosts: [h1, h2], redis });
   }
 });

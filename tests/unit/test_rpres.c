@@ -1,10 +1,11 @@
 /*
- * test_rpres.c - presence across hosts on the wire (redis/em_rpres.c):
- * the exact bytes of a heartbeat and of a message with every kind of
- * entry, what is decoded from them, every truncation refused, and hostile
- * messages (counts past the message, wrong types, values out of range,
- * keys and infos over the limits) refused before anything they would size
- * is allocated.
+ * test_rpres.c - emitd's messages between hosts on the wire: presence
+ * (redis/em_rpres.c: the exact bytes of a heartbeat and of a message with
+ * every kind of entry, what is decoded from them, every truncation refused,
+ * and hostile messages: counts past the message, wrong types, values out
+ * of range, keys and infos over the limits, refused before anything they
+ * would size is allocated) and the scripts' store writes
+ * (redis/em_rstore.c: the same checks).
  */
 #include <check.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include "em_check.h"
 #include "em_rpres.h"
+#include "em_rstore.h"
 
 #define KEY_MAX  384
 #define INFO_MAX 512
@@ -166,6 +168,77 @@ START_TEST(test_bad)
 }
 END_TEST
 
+static const char store_push[] =
+    "\x9a\xab" "emitd-store" "\x01\xa6" "Ab12cD" "\x04\xc4\x03" "log" "\xc4\x04" "\"a1\"" "\x00"
+    "\xcd\xea\x60" "\x0a" "\xcf\x00\x00\x01\x8b\xcf\xe5\x68\x00";
+
+START_TEST(test_store_bytes)
+{
+    em_rstore_op_t op = { EM_RSTORE_PUSH, S("log"), S("\"a1\""), 0, 60000, 10, 1700000000000 }, got;
+    em_str_t       uid;
+    char          *msg;
+    size_t         len;
+
+    ck_assert_int_eq(em_rstore_encode(S("Ab12cD"), &op, &msg, &len), EM_OK);
+    ck_assert_uint_eq(len, sizeof(store_push) - 1);
+    ck_assert_int_eq(memcmp(msg, store_push, len), 0);
+    ck_assert_int_eq(em_rstore_decode(msg, len, 200, 2048, &uid, &got), EM_OK);
+    ck_slice(uid, "Ab12cD", "uid");
+    ck_assert_int_eq(got.op, EM_RSTORE_PUSH);
+    ck_slice(got.key, "log", "key");
+    ck_slice(got.value, "\"a1\"", "value");
+    ck_assert_int_eq(got.ttl, 60000);
+    ck_assert_uint_eq(got.cap, 10);
+    ck_assert_int_eq(got.written, 1700000000000);
+    ck_assert(got.key.data >= msg && got.key.data + got.key.len <= msg + len);
+    ck_assert_int_eq(em_rstore_decode(msg, len, 2, 2048, &uid, &got), EM_DECLINED);
+    ck_assert_int_eq(em_rstore_decode(msg, len, 200, 3, &uid, &got), EM_DECLINED);
+    for (size_t n = 0; n < len; n++) {
+        ck_assert_int_eq(em_rstore_decode(msg, n, 200, 2048, &uid, &got), EM_ERROR);
+    }
+    free(msg);
+    /* an incr of -3, with no value, and a negative written time */
+    em_rstore_op_t inc = { EM_RSTORE_INCR, S("hits"), S(""), -3, 0, 0, -1 };
+    ck_assert_int_eq(em_rstore_encode(S(""), &inc, &msg, &len), EM_OK);
+    ck_assert_int_eq(em_rstore_decode(msg, len, 200, 2048, &uid, &got), EM_OK);
+    ck_assert_uint_eq(uid.len, 0);
+    ck_assert_int_eq(got.num, -3);
+    ck_assert_int_eq(got.written, -1);
+    ck_assert_uint_eq(got.value.len, 0);
+    free(msg);
+}
+END_TEST
+
+#define STORE_HEAD "\x9a\xab" "emitd-store" "\x01\xa6" "Ab12cD"
+static const struct {
+    const char *name;
+    const char *bytes;
+    size_t      len;
+} store_bads[] = {
+    { "nine elements", B("\x99\xab" "emitd-store" "\x01\xa6" "Ab12cD" "\x01\xc4\x01" "k" "\xc4\x00\x00\x00\x00") },
+    { "op 0", B(STORE_HEAD "\x00\xc4\x01" "k" "\xc4\x00\x00\x00\x00\x00") },
+    { "op 5", B(STORE_HEAD "\x05\xc4\x01" "k" "\xc4\x00\x00\x00\x00\x00") },
+    { "an empty key", B(STORE_HEAD "\x01\xc4\x00" "\xc4\x00\x00\x00\x00\x00") },
+    { "a key as str", B(STORE_HEAD "\x01\xa1" "k" "\xc4\x00\x00\x00\x00\x00") },
+    { "a negative ttl", B(STORE_HEAD "\x01\xc4\x01" "k" "\xc4\x00\x00\xff\x00\x00") },
+    { "a push with cap 0", B(STORE_HEAD "\x04\xc4\x01" "k" "\xc4\x01" "1" "\x00\x00\x00\x00") },
+    { "a cap over 32 bits", B(STORE_HEAD "\x04\xc4\x01" "k" "\xc4\x01" "1" "\x00\x00\xcf\x00\x00\x00\x01\x00\x00\x00\x00\x00") },
+    { "a value past the end", B(STORE_HEAD "\x01\xc4\x01" "k" "\xc6\xff\xff\xff\xff") },
+    { "a nested value", B(STORE_HEAD "\x01\xc4\x01" "k" "\x91\x00\x00\x00\x00\x00") },
+    { "another magic", B("\x9a\xab" "emitd-storX" "\x01\xa6" "Ab12cD" "\x01\xc4\x01" "k" "\xc4\x00\x00\x00\x00\x00") },
+    { "version 2", B("\x9a\xab" "emitd-store" "\x02\xa6" "Ab12cD" "\x01\xc4\x01" "k" "\xc4\x00\x00\x00\x00\x00") },
+};
+
+START_TEST(test_store_bad)
+{
+    em_rstore_op_t op;
+    em_str_t       uid;
+
+    ck_assert_msg(em_rstore_decode(store_bads[_i].bytes, store_bads[_i].len, 200, 2048, &uid, &op)
+                      == EM_ERROR, "%s: accepted", store_bads[_i].name);
+}
+END_TEST
+
 static Suite *
 rpres_suite(void)
 {
@@ -175,6 +248,8 @@ rpres_suite(void)
     tcase_add_test(tc, test_heartbeat_bytes);
     tcase_add_test(tc, test_entries_round_trip);
     tcase_add_loop_test(tc, test_bad, 0, EM_NELEMS(bads));
+    tcase_add_test(tc, test_store_bytes);
+    tcase_add_loop_test(tc, test_store_bad, 0, EM_NELEMS(store_bads));
     suite_add_tcase(s, tc);
     return s;
 }

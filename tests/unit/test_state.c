@@ -2480,6 +2480,48 @@ kv_collect(const char *v, size_t len, void *arg)
     strcat(out, ";");
 }
 
+/* Another host's writes (redis): the last set or delete by the writers'
+ * clocks wins; this host's own writes always go. */
+START_TEST(test_kv_remote_writes)
+{
+    char   buf[64];
+    size_t len;
+    int    why = 0;
+
+    ck_assert_int_eq(em_kv_set(&st, EM_STR("owner"), EM_STR("\"here\""), 0, 1000, &why), EM_OK);
+    ck_assert_int_eq(em_kv_set_at(&st, EM_STR("owner"), EM_STR("\"older\""), 0, 1010, 900, &why),
+                     EM_DECLINED);
+    ck_assert_int_eq(em_kv_get(&st, EM_STR("owner"), 1020, buf, sizeof(buf), &len), EM_OK);
+    ck_assert_int_eq(memcmp(buf, "\"here\"", len), 0);
+    ck_assert_int_eq(em_kv_set_at(&st, EM_STR("owner"), EM_STR("\"newer\""), 5000, 1030, 1100, &why),
+                     EM_OK);
+    ck_assert_int_eq(em_kv_get(&st, EM_STR("owner"), 1040, buf, sizeof(buf), &len), EM_OK);
+    ck_assert_int_eq(memcmp(buf, "\"newer\"", len), 0);
+    /* its ttl runs from when it is made here */
+    ck_assert_int_eq(em_kv_get(&st, EM_STR("owner"), 1030 + 5000, buf, sizeof(buf), &len), EM_DECLINED);
+    ck_assert_int_eq(em_kv_set_at(&st, EM_STR("owner"), EM_STR("1"), 0, 7000, 7000, &why), EM_OK);
+    /* a delete older than the set is not made; a later one is */
+    ck_assert_int_eq(em_kv_del_at(&st, EM_STR("owner"), 7010, 6999), EM_DECLINED);
+    ck_assert_int_eq(em_kv_get(&st, EM_STR("owner"), 7020, buf, sizeof(buf), &len), EM_OK);
+    ck_assert_int_eq(em_kv_del_at(&st, EM_STR("owner"), 7030, 7001), EM_OK);
+    ck_assert_int_eq(em_kv_get(&st, EM_STR("owner"), 7040, buf, sizeof(buf), &len), EM_DECLINED);
+    ck_assert_int_eq(em_kv_del_at(&st, EM_STR("absent"), 7050, 1), EM_OK);
+    /* this host's set goes even over a later remote one (a clock behind),
+     * and is written just after it, so that it wins on the other host too */
+    int64_t written = 0;
+    ck_assert_int_eq(em_kv_set_at(&st, EM_STR("k"), EM_STR("2"), 0, 8000, 99999, &why), EM_OK);
+    ck_assert_int_eq(em_kv_set_w(&st, EM_STR("k"), EM_STR("3"), 0, 8010, &written, &why), EM_OK);
+    ck_assert_int_eq(written, 100000);
+    ck_assert_int_eq(em_kv_get(&st, EM_STR("k"), 8020, buf, sizeof(buf), &len), EM_OK);
+    ck_assert_int_eq(memcmp(buf, "3", len), 0);
+    ck_assert_int_eq(em_kv_set_at(&st, EM_STR("k"), EM_STR("4"), 0, 8030, 99999, &why), EM_DECLINED);
+    ck_assert_int_eq(em_kv_del_w(&st, EM_STR("k"), 8040, &written), 1);
+    ck_assert_int_eq(written, 100001);
+    ck_assert_int_eq(em_kv_set_w(&st, EM_STR("new"), EM_STR("5"), 0, 8050, &written, &why), EM_OK);
+    ck_assert_int_eq(written, 8050);
+}
+END_TEST
+
 START_TEST(test_kv_values)
 {
     char    buf[EM_ST_KV_VALUE_MAX + 1], big[EM_ST_KV_VALUE_MAX + 2];
@@ -2961,6 +3003,7 @@ state_suite(void)
     tc = tcase_create("store");
     tcase_add_checked_fixture(tc, state_setup, state_close);
     tcase_add_test(tc, test_kv_values);
+    tcase_add_test(tc, test_kv_remote_writes);
     tcase_add_test(tc, test_kv_lists);
     tcase_add_test(tc, test_kv_lru);
     suite_add_tcase(s, tc);
