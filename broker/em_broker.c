@@ -155,21 +155,22 @@ em_broker_put(unsigned j, uint16_t type, size_t len)
     return EM_OK;
 }
 
-/* A command for the first serving worker: kind, with a NUL b as its data. */
+/* A command for worker slot j (or, with j -1, the first serving worker):
+ * kind, with a NUL b as its data. */
 static void
-em_broker_tell(uint32_t kind, em_str_t a, em_str_t b, const char *what)
+em_broker_tell(int to, uint32_t kind, em_str_t a, em_str_t b, const char *what)
 {
     em_brk_cmd_msg_t m;
     size_t           size, out;
     char            *data;
-    unsigned         j;
+    unsigned         j = to >= 0 ? (unsigned) to : 0;
 
-    for (j = 0; j < em_b.shm->nworkers; j++) {
+    for (; to < 0 && j < em_b.shm->nworkers; j++) {
         if (em_b.state != NULL && em_state_slot_used(em_b.state, j) == EM_SLOT_SERVING) {
             break;
         }
     }
-    if (j == em_b.shm->nworkers || a.len > EM_BRK_NAME_MAX || (data = malloc(a.len + 1 + b.len)) == NULL) {
+    if (j >= em_b.shm->nworkers || a.len > EM_BRK_NAME_MAX || (data = malloc(a.len + 1 + b.len)) == NULL) {
         return;
     }
     memcpy(data, a.data, a.len);
@@ -193,7 +194,7 @@ em_broker_tell(uint32_t kind, em_str_t a, em_str_t b, const char *what)
 static void
 em_broker_request(em_str_t nsp, const char *msg, size_t len)
 {
-    em_broker_tell(EM_BRK_KIND_REDIS_REQUEST, nsp, (em_str_t) { msg, len }, "a request from Redis");
+    em_broker_tell(-1, EM_BRK_KIND_REDIS_REQUEST, nsp, (em_str_t) { msg, len }, "a request from Redis");
 }
 
 /* A user offline on every host, for this host's scripts (one worker's). */
@@ -201,7 +202,15 @@ static void
 em_broker_presence_report(int what, em_str_t nsp, em_str_t user)
 {
     (void) what;
-    em_broker_tell(EM_BRK_KIND_PRESENCE_OFFLINE, nsp, user, "a presence change");
+    em_broker_tell(-1, EM_BRK_KIND_PRESENCE_OFFLINE, nsp, user, "a presence change");
+}
+
+/* The answers to a worker's server-side event with an ack: to that worker. */
+static void
+em_broker_answers(unsigned slot, em_str_t id, const char *json, size_t len)
+{
+    em_broker_tell((int) slot, EM_BRK_KIND_REDIS_SERVER_ANSWERS, id, (em_str_t) { json, len },
+                   "the answers to a server-side event");
 }
 
 /*
@@ -414,7 +423,7 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
     if (conf->redis != NULL) {
         em_broker_redis_handlers_t h = { em_broker_remote, em_broker_request,
                                          em_broker_presence_message, em_broker_store_message,
-                                         em_broker_presence_up };
+                                         em_broker_presence_up, em_broker_answers };
         if (em_broker_redis_start(em_b.base, conf, &h) != EM_OK) {
             return 1;
         }

@@ -27,6 +27,22 @@
 #define EM_BR_BACKOFF_MIN  250      /* ms */
 #define EM_BR_BACKOFF_MAX  10000
 #define EM_BR_INFLIGHT_MAX 65536    /* PUBLISHes waiting for their reply */
+#define EM_BR_ASK_TIMEOUT  5000     /* ms: the adapter's requestsTimeout */
+#define EM_BR_ASKS_MAX     1024     /* server-side events waiting for answers */
+
+/* A worker's server-side event with an ack, waiting for the answers. */
+typedef struct em_br_ask_s em_br_ask_t;
+struct em_br_ask_s {
+    em_br_ask_t  *next;
+    char          id[7];
+    unsigned      slot;         /* the asking worker's */
+    char         *channel;      /* <key>-request#<nsp># */
+    char         *request;      /* what to publish there */
+    size_t        request_len;
+    long long     numsub;       /* answers to wait for; -1: not counted yet */
+    json_t       *responses;
+    struct event *timer;
+};
 
 typedef struct {
     const char        *name;        /* "publish" or "subscribe" */
@@ -55,6 +71,8 @@ static struct {
     uint64_t                    published, lost, received, refused;
     uint64_t                    lost_logged;
     time_t                      lost_when;
+    em_br_ask_t                *asks;
+    size_t                      nasks;
 } em_br;
 
 static void em_br_connect(em_br_conn_t *c);
@@ -240,6 +258,153 @@ em_br_request(const char *channel, size_t clen, const char *msg, size_t len)
 }
 
 static void em_br_subscribe_requests(redisAsyncContext *ac);
+static void em_br_publish_raw(const char *channel, size_t clen, const char *msg, size_t len);
+
+/* ---- server-side events with an ack ---- */
+
+static int
+em_br_is_response(const char *channel, size_t len)
+{
+    size_t klen = strlen(em_br.conf->key);
+
+    return len > klen + 10 && memcmp(channel, em_br.conf->key, klen) == 0
+           && memcmp(channel + klen, "-response#", 10) == 0;
+}
+
+/* Hand the answers to the asking worker, and forget the ask. */
+static void
+em_br_ask_end(em_br_ask_t *a, const char *err)
+{
+    json_t *j;
+    char   *text;
+
+    for (em_br_ask_t **pp = &em_br.asks; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == a) {
+            *pp = a->next;
+            em_br.nasks--;
+            break;
+        }
+    }
+    j = json_pack("{s:s?,s:O}", "err", err, "responses", a->responses);
+    text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (text != NULL && em_br.h.answers != NULL) {
+        em_br.h.answers(a->slot, (em_str_t) { a->id, 6 }, text, strlen(text));
+    }
+    free(text);
+    json_decref(j);
+    if (a->timer != NULL) {
+        event_free(a->timer);
+    }
+    json_decref(a->responses);
+    free(a->channel);
+    free(a->request);
+    free(a);
+}
+
+static void
+em_br_ask_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    em_br_ask_t *a = arg;
+    char         err[96];
+
+    (void) fd;
+    (void) what;
+    /* the adapter's own words */
+    snprintf(err, sizeof(err), "timeout reached: only %zu responses received out of %lld",
+             json_array_size(a->responses), a->numsub);
+    em_br_ask_end(a, err);
+}
+
+/* PUBSUB NUMSUB's reply: the servers of the namespace, this one among them. */
+static void
+em_br_numsub_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply    *reply = r;
+    em_br_ask_t   *a = priv;
+    struct timeval tv = { EM_BR_ASK_TIMEOUT / 1000, (EM_BR_ASK_TIMEOUT % 1000) * 1000 };
+
+    (void) ac;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+        || reply->element[1]->type != REDIS_REPLY_INTEGER) {
+        em_br_ask_end(a, "Redis did not count the servers");
+        return;
+    }
+    a->numsub = reply->element[1]->integer - 1;
+    if (a->numsub <= 0) {
+        em_br_ask_end(a, NULL);         /* no other server: no answer to wait for */
+        return;
+    }
+    if (!em_br.pub.connected || (a->timer = evtimer_new(em_br.base, em_br_ask_timeout_cb, a)) == NULL
+        || evtimer_add(a->timer, &tv) != 0) {
+        em_br_ask_end(a, "no connection to Redis");
+        return;
+    }
+    em_br_publish_raw(a->channel, strlen(a->channel), a->request, a->request_len);
+}
+
+/* A response on <key>-response#<nsp>#: an answer to one of ours? */
+static void
+em_br_response(const char *msg, size_t len)
+{
+    json_t *data;
+
+    if (em_br.asks == NULL || len > em_br.conf->max_message) {
+        return;
+    }
+    for (em_br_ask_t *a = em_br.asks; a != NULL; a = a->next) {
+        if (a->numsub > 0
+            && em_rmsg_decode_server_answer(msg, len, (em_str_t) { a->id, 6 }, &data) == EM_OK) {
+            json_array_append_new(a->responses, data);
+            if ((long long) json_array_size(a->responses) >= a->numsub) {
+                em_br_ask_end(a, NULL);
+            }
+            return;
+        }
+    }
+}
+
+/* A worker's ask: nsp NUL id NUL [event, ...]. */
+static void
+em_br_ask(unsigned slot, const char *data, size_t len)
+{
+    const char  *z1 = memchr(data, '\0', len), *z2;
+    em_br_ask_t *a;
+    size_t       nlen, klen = strlen(em_br.conf->key);
+
+    if (z1 == NULL || (z2 = memchr(z1 + 1, '\0', len - (size_t) (z1 - data) - 1)) == NULL
+        || z2 - z1 - 1 != 6 || (a = calloc(1, sizeof(*a))) == NULL) {
+        return;
+    }
+    nlen = (size_t) (z1 - data);
+    memcpy(a->id, z1 + 1, 6);
+    a->slot = slot;
+    a->numsub = -1;
+    a->responses = json_array();
+    a->channel = malloc(klen + nlen + 11);
+    a->next = em_br.asks;
+    em_br.asks = a;
+    em_br.nasks++;
+    if (a->responses == NULL || a->channel == NULL) {
+        em_br_ask_end(a, "out of memory");
+        return;
+    }
+    snprintf(a->channel, klen + nlen + 11, "%s-request#%.*s#", em_br.conf->key, (int) nlen, data);
+    if (em_rmsg_encode_server_ask((em_str_t) { em_br.uid, 6 }, (em_str_t) { a->id, 6 }, z2 + 1,
+                                  len - (size_t) (z2 - data) - 1, &a->request, &a->request_len)
+        != EM_OK) {
+        em_br_ask_end(a, "the event does not convert");
+        return;
+    }
+    if (em_br.nasks > EM_BR_ASKS_MAX) {
+        em_br_ask_end(a, "too many server-side events waiting for answers");
+        return;
+    }
+    if (!em_br.pub.connected
+        || redisAsyncCommand(em_br.pub.ac, em_br_numsub_cb, a, "PUBSUB NUMSUB %s", a->channel)
+               != REDIS_OK) {
+        em_br_ask_end(a, "no connection to Redis");
+    }
+}
 
 static void
 em_br_sub_cb(redisAsyncContext *ac, void *r, void *priv)
@@ -275,6 +440,10 @@ em_br_sub_cb(redisAsyncContext *ac, void *r, void *priv)
             }
             return;
         }
+        if (em_br_is_response(reply->element[1]->str, reply->element[1]->len)) {
+            em_br_response(reply->element[2]->str, reply->element[2]->len);
+            return;
+        }
         if (reply->element[1]->len == em_br.store_len
             && memcmp(reply->element[1]->str, em_br.store, em_br.store_len) == 0) {
             if (reply->element[2]->len > em_br.conf->max_message) {
@@ -305,9 +474,9 @@ static void
 em_br_subscribe_requests(redisAsyncContext *ac)
 {
     const em_conf_t *conf = em_br.full;
-    const char     **argv = calloc(conf->nnsps + 3, sizeof(char *));
-    size_t          *lens = calloc(conf->nnsps + 3, sizeof(size_t));
-    char           **names = calloc(conf->nnsps + 3, sizeof(char *));
+    const char     **argv = calloc(2 * conf->nnsps + 3, sizeof(char *));
+    size_t          *lens = calloc(2 * conf->nnsps + 3, sizeof(size_t));
+    char           **names = calloc(2 * conf->nnsps + 3, sizeof(char *));
     int              argc = 1;
 
     if (argv == NULL || lens == NULL || names == NULL) {
@@ -325,6 +494,13 @@ em_br_subscribe_requests(redisAsyncContext *ac)
         argv[argc] = names[argc];
         lens[argc] = strlen(names[argc]);
         argc++;
+        /* and the answers to this host's server-side events with an ack */
+        if ((names[argc] = malloc(len + 1)) != NULL) {
+            snprintf(names[argc], len + 1, "%s-response#%s#", em_br.conf->key, n->name);
+            argv[argc] = names[argc];
+            lens[argc] = strlen(names[argc]);
+            argc++;
+        }
     }
     argv[argc] = em_br.store;
     lens[argc] = em_br.store_len;
@@ -530,9 +706,13 @@ em_broker_redis_command(const void *rec, size_t len)
 
     if (em_brkcmd_decode(rec, len, &m) != EM_OK
         || (m.kind != EM_BRK_KIND_REDIS_PUBLISH && m.kind != EM_BRK_KIND_REDIS_SERVER_EMIT
-            && m.kind != EM_BRK_KIND_REDIS_STORE)
+            && m.kind != EM_BRK_KIND_REDIS_STORE && m.kind != EM_BRK_KIND_REDIS_SERVER_ASK)
         || (sep = memchr(m.data.data, '\0', m.data.len)) == NULL) {
         em_log(EM_LOG_WARN, 0, "a command for the broker it does not know was dropped");
+        return;
+    }
+    if (m.kind == EM_BRK_KIND_REDIS_SERVER_ASK) {
+        em_br_ask(m.origin, m.data.data, m.data.len);   /* answers even without Redis */
         return;
     }
     if (!em_br.pub.connected || em_br.inflight >= EM_BR_INFLIGHT_MAX) {
@@ -583,6 +763,10 @@ em_broker_redis_stop(void)
     }
     if (em_br.sub.ac != NULL) {
         redisAsyncFree(em_br.sub.ac);
+    }
+    /* after the connections: hiredis ends the asks still counting */
+    while (em_br.asks != NULL) {
+        em_br_ask_end(em_br.asks, "the broker stops");
     }
     if (em_br.pub.retry != NULL) {
         event_free(em_br.pub.retry);

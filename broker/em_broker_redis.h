@@ -27,6 +27,9 @@ typedef struct {
     void (*store)(const char *msg, size_t len);
     /* Both connections are up again (or for the first time), subscribed. */
     void (*up)(void);
+    /* The answers to a worker's server-side event with an ack: for worker
+     * slot, request id, JSON {"err": null | text, "responses": [...]}. */
+    void (*answers)(unsigned slot, em_str_t id, const char *json, size_t len);
 } em_broker_redis_handlers_t;
 
 /* Connect (and reconnect, with a back-off, whenever a connection is lost)
@@ -43,8 +46,10 @@ int  em_broker_redis_presence_send(const char *msg, size_t len);
 
 /* A command record a worker sent the broker itself (EM_BRK_BROKER): a
  * response to publish (EM_BRK_KIND_REDIS_PUBLISH), a server-side event of a
- * script (EM_BRK_KIND_REDIS_SERVER_EMIT) or a write to the scripts' store
- * (EM_BRK_KIND_REDIS_STORE) to publish with this host's uid. */
+ * script (EM_BRK_KIND_REDIS_SERVER_EMIT, or with an ack
+ * EM_BRK_KIND_REDIS_SERVER_ASK: the other servers counted with PUBSUB
+ * NUMSUB, their answers collected for 5 s at most) or a write to the
+ * scripts' store (EM_BRK_KIND_REDIS_STORE) to publish with this host's uid. */
 void em_broker_redis_command(const void *rec, size_t len);
 
 /* Publish a broadcast record (EM_BRK_REC_BCAST) a worker of this host made;

@@ -94,6 +94,10 @@ _Static_assert(offsetof(em_brk_bcast_t, reserved) == 24, "em_brk_bcast_t layout 
                                                * every host, for its scripts' on_presence */
 #define EM_BRK_KIND_REDIS_STORE       0x7005u /* a worker -> the broker: "", a store write
                                                * (redis/em_rstore.h, uid "") for the other hosts */
+#define EM_BRK_KIND_REDIS_SERVER_ASK  0x7006u /* a worker -> the broker: namespace, requestId NUL
+                                               * JSON [event, ...]: a server-side event with an ack */
+#define EM_BRK_KIND_REDIS_SERVER_ANSWERS 0x7007u /* broker -> the asking worker: requestId, JSON
+                                                  * {"err": null | text, "responses": [...]} */
 
 typedef struct {
     uint16_t version;       /* EM_BRK_VERSION */

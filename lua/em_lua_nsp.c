@@ -400,9 +400,36 @@ em_lua_nsp_room_size(lua_State *l)
     return 1;
 }
 
-/* nsp:server_emit(event, ...) -> true when handed to Redis for the other
- * servers of the namespace (Node servers, other emitd hosts), false without
- * redis: Socket.IO's io.serverSideEmit(), without acks. */
+/* The answers to nsp:server_emit(..., fn): fn(err, responses). */
+static void
+em_lua_nsp_server_answers(void *arg, const char *err, json_t *responses)
+{
+    lua_State *l = em_lua_state();
+    int        ref = (int) (intptr_t) arg, top;
+
+    if (l == NULL) {
+        return;
+    }
+    top = lua_gettop(l);
+    lua_rawgeti(l, LUA_REGISTRYINDEX, ref);
+    luaL_unref(l, LUA_REGISTRYINDEX, ref);
+    if (err != NULL) {
+        lua_pushstring(l, err);
+    } else {
+        lua_pushnil(l);
+    }
+    if (em_lua_push_json(l, responses, NULL, 0) != EM_OK) {
+        em_lua_new_array(l);
+    }
+    em_lua_call(2, 0, "the answers to nsp:server_emit");
+    lua_settop(l, top);
+}
+
+/* nsp:server_emit(event, ... [, fn]) -> true when handed to Redis for the
+ * other servers of the namespace (Node servers, other emitd hosts), false
+ * without redis: Socket.IO's io.serverSideEmit(); with fn last, its
+ * serverSideEmitWithAck: fn(err, responses) once every other server
+ * answered (err nil), or after 5 s with what came (err "timeout reached: ..."). */
 static int
 em_lua_nsp_server_emit(lua_State *l)
 {
@@ -410,15 +437,15 @@ em_lua_nsp_server_emit(lua_State *l)
     em_str_t    nsp = em_lua_nsp_name(l, 1, &conf), ev;
     char        err[128];
     json_t     *data, *v;
-    int         n = lua_gettop(l), rc;
+    int         n = lua_gettop(l), rc, fn = 0;
 
     ev.data = luaL_checklstring(l, 2, &ev.len);
     if (ev.len > em_loop.conf->limits.event_name) {
         return luaL_error(l, "server_emit: an event name of more than %d bytes",
                           (int) em_loop.conf->limits.event_name);
     }
-    if (lua_type(l, n) == LUA_TFUNCTION) {
-        return luaL_error(l, "server_emit: acknowledgements are not supported");
+    if (n > 2 && lua_type(l, n) == LUA_TFUNCTION) {
+        fn = n--;
     }
     if (n - 2 > (int) em_loop.conf->limits.event_args) {
         return luaL_error(l, "server_emit: more than %d arguments", (int) em_loop.conf->limits.event_args);
@@ -435,7 +462,17 @@ em_lua_nsp_server_emit(lua_State *l)
                               v == NULL ? err : "out of memory");
         }
     }
-    rc = em_rreq_server_emit(nsp.data, nsp.len, data);
+    if (fn) {
+        lua_pushvalue(l, fn);
+        int ref = luaL_ref(l, LUA_REGISTRYINDEX);
+        rc = em_rreq_server_ask(nsp.data, nsp.len, data, em_lua_nsp_server_answers,
+                                (void *) (intptr_t) ref);
+        if (rc != EM_OK) {
+            luaL_unref(l, LUA_REGISTRYINDEX, ref);
+        }
+    } else {
+        rc = em_rreq_server_emit(nsp.data, nsp.len, data);
+    }
     json_decref(data);
     if (rc == EM_ERROR) {
         return luaL_error(l, "server_emit: the event cannot be sent (over redis.max_message?)");

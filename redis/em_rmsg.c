@@ -674,6 +674,13 @@ em_rmsg_encode_ack(em_str_t request_id, const json_t *arg, char **buf, size_t *l
 int
 em_rmsg_encode_server_emit(em_str_t uid, const char *data, size_t dlen, char **buf, size_t *len)
 {
+    return em_rmsg_encode_server_ask(uid, (em_str_t) { "", 0 }, data, dlen, buf, len);
+}
+
+int
+em_rmsg_encode_server_ask(em_str_t uid, em_str_t request_id, const char *data, size_t dlen,
+                          char **buf, size_t *len)
+{
     json_t *d = json_loadb(data, dlen, JSON_REJECT_DUPLICATES, NULL), *req;
     char   *text;
 
@@ -681,7 +688,10 @@ em_rmsg_encode_server_emit(em_str_t uid, const char *data, size_t dlen, char **b
         json_decref(d);
         return EM_ERROR;
     }
-    req = json_pack("{s:s%,s:i,s:o}", "uid", uid.data, uid.len, "type", 6, "data", d);
+    req = request_id.len == 0
+          ? json_pack("{s:s%,s:i,s:o}", "uid", uid.data, uid.len, "type", 6, "data", d)
+          : json_pack("{s:s%,s:s%,s:i,s:o}", "uid", uid.data, uid.len, "requestId", request_id.data,
+                      request_id.len, "type", 6, "data", d);
     text = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (text == NULL) {
@@ -706,4 +716,27 @@ em_rmsg_request_is_from(const char *buf, size_t len, em_str_t uid)
     own = from != NULL && strlen(from) == uid.len && memcmp(from, uid.data, uid.len) == 0;
     json_decref(req);
     return own;
+}
+
+int
+em_rmsg_decode_server_answer(const char *buf, size_t len, em_str_t request_id, json_t **data)
+{
+    json_t     *r, *type, *d;
+    const char *id;
+
+    *data = NULL;
+    if (len == 0 || buf[0] != '{' || (r = json_loadb(buf, len, 0, NULL)) == NULL) {
+        return EM_DECLINED;
+    }
+    type = json_object_get(r, "type");
+    id = json_string_value(json_object_get(r, "requestId"));
+    if (!json_is_integer(type) || json_integer_value(type) != 6 || id == NULL
+        || strlen(id) != request_id.len || memcmp(id, request_id.data, request_id.len) != 0) {
+        json_decref(r);
+        return EM_DECLINED;
+    }
+    d = json_object_get(r, "data");
+    *data = json_incref(d != NULL ? d : json_null());
+    json_decref(r);
+    return EM_OK;
 }

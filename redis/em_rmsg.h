@@ -87,6 +87,14 @@ int  em_rmsg_encode_ack(em_str_t request_id, const json_t *arg, char **buf, size
  * data is the JSON text of [event, ...args]. EM_OK and a malloc'd *buf, or
  * EM_ERROR (data not such an array, out of memory). */
 int  em_rmsg_encode_server_emit(em_str_t uid, const char *data, size_t dlen, char **buf, size_t *len);
+/* The same with an ack: {uid, requestId, type: 6, data}, as
+ * io.serverSideEmitWithAck() publishes it. */
+int  em_rmsg_encode_server_ask(em_str_t uid, em_str_t request_id, const char *data, size_t dlen,
+                               char **buf, size_t *len);
+/* An answer to it on the response channel, {type: 6, requestId, data}:
+ * EM_OK and *data (a reference) when it is one for request_id, else
+ * EM_DECLINED (any other response, or not JSON). */
+int  em_rmsg_decode_server_answer(const char *buf, size_t len, em_str_t request_id, json_t **data);
 
 /* 1 when buf is a JSON request whose "uid" is uid (this server's own, come
  * back on the request channel), else 0. */

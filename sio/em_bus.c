@@ -327,6 +327,9 @@ em_bus_consume(void)
                     } else if (m.origin == EM_BRK_ORIGIN_REMOTE
                                && m.kind == EM_BRK_KIND_PRESENCE_OFFLINE) {
                         em_cluster_receive(&m);
+                    } else if (m.origin == EM_BRK_ORIGIN_REMOTE
+                               && m.kind == EM_BRK_KIND_REDIS_SERVER_ANSWERS) {
+                        em_rreq_answers(&m);
                     } else if (!em_bus.starting || m.kind != EM_CMD_REPLY) {
                         em_cmd_receive(&m);
                     }

@@ -24,9 +24,14 @@
  *   6 SERVER_SIDE_EMIT {uid, data, requestId?} -> the namespace script's
  *                                           on_server_emit(event, ..., ack?);
  *                                           its ack: {type: 6, requestId, data}
- * and a script's nsp:server_emit() sends type 6 (no ack) to the others.
+ * and a script's nsp:server_emit() sends type 6 to the others; with an ack
+ * the broker counts them (PUBSUB NUMSUB), collects their answers on the
+ * response channel and hands them to the asking worker
+ * (EM_BRK_KIND_REDIS_SERVER_ANSWERS), as io.serverSideEmitWithAck() does.
  */
+#include <event2/event.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,6 +401,131 @@ em_rreq_server_emit(const char *nsp, size_t nsplen, json_t *data)
          : em_rreq_to_broker(EM_BRK_KIND_REDIS_SERVER_EMIT, nsp, nsplen, text, strlen(text));
     free(text);
     return rc;
+}
+
+/* ---- server-side events with an ack: this worker's, waiting ---- */
+
+#define EM_RREQ_ASK_WAIT 7000       /* ms: the broker answers by 5 s */
+
+typedef struct em_rreq_ask_s em_rreq_ask_t;
+struct em_rreq_ask_s {
+    em_rreq_ask_t  *next;
+    char            id[7];
+    em_rreq_done_pt done;
+    void           *arg;
+    struct event   *timer;
+};
+
+static em_rreq_ask_t *em_rreq_asks;
+
+static em_rreq_ask_t *
+em_rreq_ask_take(const char *id, size_t len)
+{
+    for (em_rreq_ask_t **pp = &em_rreq_asks; *pp != NULL; pp = &(*pp)->next) {
+        if (len == 6 && memcmp((*pp)->id, id, 6) == 0) {
+            em_rreq_ask_t *a = *pp;
+            *pp = a->next;
+            return a;
+        }
+    }
+    return NULL;
+}
+
+static void
+em_rreq_ask_end(em_rreq_ask_t *a, const char *err, json_t *responses)
+{
+    json_t *none = responses == NULL ? json_array() : NULL;
+
+    if (a->timer != NULL) {
+        event_free(a->timer);
+    }
+    a->done(a->arg, err, responses != NULL ? responses : none);
+    json_decref(none);
+    free(a);
+}
+
+/* The broker did not answer (it died, say): the ask ends all the same. */
+static void
+em_rreq_ask_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    em_rreq_ask_t *a = arg;
+
+    (void) fd;
+    (void) what;
+    if (em_rreq_ask_take(a->id, 6) == a) {
+        em_rreq_ask_end(a, "no answer from the broker", NULL);
+    }
+}
+
+int
+em_rreq_server_ask(const char *nsp, size_t nsplen, json_t *data, em_rreq_done_pt done, void *arg)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char     r[6];
+    char             *text, *body = NULL;
+    size_t            tlen;
+    em_rreq_ask_t    *a = NULL;
+    struct timeval    tv = { EM_RREQ_ASK_WAIT / 1000, (EM_RREQ_ASK_WAIT % 1000) * 1000 };
+    int               rc;
+
+    if (em_loop.conf->redis == NULL) {
+        return EM_DECLINED;
+    }
+    if (nsplen == 0 || nsplen > EM_BRK_NAME_MAX || nsp[0] != '/' || memchr(nsp, '\0', nsplen) != NULL
+        || (text = json_dumps(data, JSON_COMPACT)) == NULL) {
+        return EM_ERROR;
+    }
+    tlen = strlen(text);
+    if (tlen + nsplen + 96 > em_loop.conf->redis->max_message || (a = calloc(1, sizeof(*a))) == NULL
+        || (body = malloc(7 + tlen)) == NULL) {
+        free(a);
+        free(text);
+        return EM_ERROR;
+    }
+    randombytes_buf(r, sizeof(r));
+    for (size_t i = 0; i < 6; i++) {
+        a->id[i] = abc[r[i] % (sizeof(abc) - 1)];
+    }
+    memcpy(body, a->id, 6);
+    body[6] = '\0';
+    memcpy(body + 7, text, tlen);
+    free(text);
+    a->done = done;
+    a->arg = arg;
+    a->timer = evtimer_new(em_loop.base, em_rreq_ask_timeout_cb, a);
+    rc = a->timer == NULL || evtimer_add(a->timer, &tv) != 0
+         ? EM_ERROR
+         : em_rreq_to_broker(EM_BRK_KIND_REDIS_SERVER_ASK, nsp, nsplen, body, 7 + tlen);
+    free(body);
+    if (rc != EM_OK) {
+        if (a->timer != NULL) {
+            event_free(a->timer);
+        }
+        free(a);
+        return EM_ERROR;
+    }
+    a->next = em_rreq_asks;
+    em_rreq_asks = a;
+    return EM_OK;
+}
+
+void
+em_rreq_answers(const em_brk_cmd_msg_t *m)
+{
+    const char    *sep = memchr(m->data.data, '\0', m->data.len);
+    em_rreq_ask_t *a;
+    json_t        *j, *err, *resp;
+
+    if (sep == NULL || (a = em_rreq_ask_take(m->data.data, (size_t) (sep - m->data.data))) == NULL) {
+        return;             /* an ask that already ended */
+    }
+    j = json_loadb(sep + 1, m->data.len - (size_t) (sep - m->data.data) - 1, JSON_ALLOW_NUL, NULL);
+    err = json_object_get(j, "err");
+    resp = json_object_get(j, "responses");
+    em_rreq_ask_end(a, j == NULL ? "a malformed answer from the broker"
+                       : json_is_string(err) ? json_string_value(err) : NULL,
+                    json_is_array(resp) ? resp : NULL);
+    json_decref(j);
 }
 
 int

@@ -410,6 +410,7 @@ test('without redis, a script\'s nsp:server_emit has no other server to reach: i
     const s = await connect(d.url, '/', 'websocket');
     socks.push(s);
     assert.equal((await ack(s, 'server_emit', 'ev', { a: 1 }))[0], false);
+    assert.deepEqual((await ack(s, 'server_ask', 'ev', { a: 1 }))[0], { sent: false });
   } finally {
     closeAll(socks);
     assert.deepEqual(await stopAndCheck(d), []);
@@ -575,5 +576,47 @@ test('the scripts\' store across two emitd hosts: set, del, incr and push on one
     await waitUntil('h1 lost the key', async () => (await ack(a, 'get', 'greeting'))[0] === null, WAIT);
   } finally {
     await finish({ socks, hosts: [h1, h2], redis });
+  }
+});
+
+/* A script's server-side event with an ack, as io.serverSideEmitWithAck:
+ * alone, it gets no answer at once; with a Node server and another emitd
+ * host, both answers; with a server that never answers, the adapter's
+ * timeout error and the answers that came. */
+test('a script\'s nsp:server_emit with an ack: every other server\'s answer (Node\'s and another emitd host\'s), none when alone, and the adapter\'s timeout', { skip }, async () => {
+  const redis = await startRedis();
+  const h1 = await startHost(redis.url);
+  const socks = [];
+  const peers = [];
+  const hosts = [h1];
+  try {
+    const a = await connect(h1.url, '/', 'websocket');
+    socks.push(a);
+    assert.deepEqual((await ack(a, 'server_ask', 'ask-all', { n: 0 }))[0],
+      { sent: true, err: null, responses: [] }, 'alone: nobody to wait for');
+
+    const h2 = await startHost(redis.url);
+    hosts.push(h2);
+    const node = await startNodeServer(redis.url);
+    peers.push(node);
+    node.io.on('ask-all', (arg, cb) => cb({ node: arg }));
+    node.io.on('silent', () => {});
+    const t0 = Date.now();
+    const [r] = await ack(a, 'server_ask', 'ask-all', { n: 1 });
+    assert.equal(r.sent, true);
+    assert.equal(r.err, null);
+    assert.equal(r.responses.length, 2, JSON.stringify(r));
+    const byNode = r.responses.find((x) => x.node);
+    const byEmitd = r.responses.find((x) => x.from === 'emitd');
+    assert.deepEqual(byNode, { node: { n: 1 } });
+    assert.equal(byEmitd.event, 'ask-all');
+    assert.ok(Date.now() - t0 < 4000, 'answered when both came, not at the timeout');
+
+    /* the broker waits 5 s, as the adapter's requestsTimeout */
+    const late = await a.timeout(timeMs(9000)).emitWithAck('server_ask', 'silent', 7);
+    assert.equal(late.err, 'timeout reached: only 1 responses received out of 2');
+    assert.deepEqual(late.responses.map((x) => x.from), ['emitd']);
+  } finally {
+    await finish({ socks, hosts, redis, peers });
   }
 });

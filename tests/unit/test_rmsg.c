@@ -307,6 +307,43 @@ START_TEST(test_server_emit)
 }
 END_TEST
 
+/* With an ack: the request as io.serverSideEmitWithAck() publishes it
+ * (JSON.stringify({uid, requestId, type, data})), and the answers of Node
+ * servers (JSON.stringify({type, requestId, data: arg})) told from the rest. */
+START_TEST(test_server_ask)
+{
+    static const char data[] = "[\"ev\",1]";
+    static const char want[] = "{\"uid\":\"Ab12cD\",\"requestId\":\"Q9w8E7\",\"type\":6,\"data\":[\"ev\",1]}";
+    char             *buf;
+    size_t            len;
+    json_t           *d = NULL;
+
+    ck_assert_int_eq(em_rmsg_encode_server_ask(S("Ab12cD"), S("Q9w8E7"), data, sizeof(data) - 1, &buf,
+                                               &len), EM_OK);
+    ck_assert_uint_eq(len, sizeof(want) - 1);
+    ck_assert_int_eq(memcmp(buf, want, len), 0);
+    free(buf);
+#define ANSWER(s) em_rmsg_decode_server_answer((s), sizeof(s) - 1, S("Q9w8E7"), &d)
+    ck_assert_int_eq(ANSWER("{\"type\":6,\"requestId\":\"Q9w8E7\",\"data\":{\"node\":[1,2]}}"), EM_OK);
+    ck_assert(json_is_object(d));
+    ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(d, "node"), 1)), 2);
+    json_decref(d);
+    ck_assert_int_eq(ANSWER("{\"type\":6,\"requestId\":\"Q9w8E7\"}"), EM_OK);    /* ack() */
+    ck_assert(json_is_null(d));
+    json_decref(d);
+    /* another request's, another type's, a longer id, not JSON, MessagePack */
+    ck_assert_int_eq(ANSWER("{\"type\":6,\"requestId\":\"Q9w8E8\",\"data\":1}"), EM_DECLINED);
+    ck_assert_int_eq(ANSWER("{\"type\":1,\"requestId\":\"Q9w8E7\",\"rooms\":[]}"), EM_DECLINED);
+    ck_assert_int_eq(ANSWER("{\"type\":6,\"requestId\":\"Q9w8E7x\",\"data\":1}"), EM_DECLINED);
+    ck_assert_int_eq(ANSWER("{\"type\":\"6\",\"requestId\":\"Q9w8E7\"}"), EM_DECLINED);
+    ck_assert_int_eq(ANSWER("{\"type\":6,\"requestId\":\"Q9w8"), EM_DECLINED);
+    ck_assert_int_eq(ANSWER("\x83\xa4type\x06"), EM_DECLINED);
+    ck_assert_int_eq(ANSWER(""), EM_DECLINED);
+    ck_assert_ptr_null(d);
+#undef ANSWER
+}
+END_TEST
+
 static Suite *
 rmsg_suite(void)
 {
@@ -321,6 +358,7 @@ rmsg_suite(void)
     tcase_add_test(tc, test_attachment_limit);
     tcase_add_test(tc, test_request_and_ack);
     tcase_add_test(tc, test_server_emit);
+    tcase_add_test(tc, test_server_ask);
     suite_add_tcase(s, tc);
     return s;
 }

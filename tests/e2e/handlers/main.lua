@@ -78,6 +78,14 @@ function on_connect(socket)
     local ok, r = pcall(nsp.server_emit, nsp, event, arg)
     if ok then ack(r) else ack("error: " .. tostring(r)) end
   end)
+  -- The same waiting for the other servers' answers: {sent, err, responses}
+  -- through the ack once they came (sent false without redis: no answer).
+  socket:on("server_ask", function(event, arg, ack)
+    local ok, r = pcall(nsp.server_emit, nsp, event, arg, function(err, responses)
+      ack({ sent = true, err = err or emitd.null, responses = responses })
+    end)
+    if not ok then ack("error: " .. tostring(r)) elseif not r then ack({ sent = false }) end
+  end)
 
   socket:on("whoami", function(ack)
     ack({
