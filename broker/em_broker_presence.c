@@ -71,8 +71,8 @@ static struct {
     int                       send_failed;  /* a message of this pass did not go */
     unsigned                  flags;        /* of the next message of this pass */
     em_bp_host_t              hosts[EM_BP_HOSTS];
-    uint64_t                  refused, dropped;
-    int64_t                   refused_logged;
+    uint64_t                  refused, dropped, dropped_logged;
+    int64_t                   refused_logged, dropped_when;
 } em_bp;
 
 static uint64_t
@@ -559,6 +559,13 @@ em_bp_tick_cb(evutil_socket_t fd, short what, void *arg)
     (void) what;
     (void) arg;
     em_bp_publish();
+    if (em_bp.dropped != em_bp.dropped_logged && now - em_bp.dropped_when >= 10000) {
+        em_log(EM_LOG_WARN, 0, "redis: %llu presence, room or rate-limit entries could not be kept "
+               "or sent (a table full, or an entry over redis.max_message)",
+               (unsigned long long) (em_bp.dropped - em_bp.dropped_logged));
+        em_bp.dropped_logged = em_bp.dropped;
+        em_bp.dropped_when = now;
+    }
     for (unsigned i = 0; i < EM_BP_HOSTS; i++) {
         em_bp_host_t *h = &em_bp.hosts[i];
         if (h->used && now - h->heard > EM_BP_TIMEOUT) {
@@ -581,10 +588,11 @@ em_broker_presence_start(struct event_base *base, em_state_t *st,
     em_bp.base = base;
     em_bp.conf = *conf;
     em_state_default_sizes(&sz);
-    em_bp.pub = em_bp_table(sz.users + sz.rooms, 1 + EM_BP_KEY_MAX, sizeof(em_bp_pub_t),
+    /* every entry this host can have, and four other hosts' */
+    em_bp.pub = em_bp_table(sz.users + sz.rooms + sz.limits, 1 + EM_BP_KEY_MAX, sizeof(em_bp_pub_t),
                             &em_bp.pub_size);
-    em_bp.rem = em_bp_table(4 * (sz.users + sz.rooms), 2 + EM_BP_KEY_MAX, sizeof(em_bp_rem_t),
-                            &em_bp.rem_size);
+    em_bp.rem = em_bp_table(4 * (sz.users + sz.rooms + sz.limits), 2 + EM_BP_KEY_MAX,
+                            sizeof(em_bp_rem_t), &em_bp.rem_size);
     em_bp.tick = event_new(base, -1, EV_PERSIST, em_bp_tick_cb, NULL);
     if (em_bp.pub == NULL || em_bp.rem == NULL || em_bp.tick == NULL || event_add(em_bp.tick, &tv) != 0) {
         em_log(EM_LOG_ERR, 0, "redis: cannot set up presence across hosts");
