@@ -38,6 +38,7 @@ static struct {
     unsigned char     *rec;
     size_t             rec_cap;
     em_state_t        *state;
+    const em_conf_t   *conf;
     int64_t            keep;
     int                redis;         /* this host's broadcasts go to Redis too */
     uint64_t           remote_dropped; /* broadcasts from Redis a full ring could not take */
@@ -56,6 +57,62 @@ em_broker_fan(void)
 
 #define EM_FAN_SET(f, field, v) __atomic_store_n(&(f)->field, (v), __ATOMIC_RELEASE)
 #define EM_FAN_GET(f, field)    __atomic_load_n(&(f)->field, __ATOMIC_ACQUIRE)
+
+/* The instances of one configured namespace with sockets on this host. */
+typedef struct {
+    const em_conf_t *conf;
+    size_t           index;
+    em_str_t        *names;     /* malloc'd copies */
+    size_t           n;
+} em_broker_inst_t;
+
+#define EM_BROKER_INSTANCES_MAX 4096
+
+static void
+em_broker_inst_cb(em_str_t nsp, uint32_t n, void *arg)
+{
+    em_broker_inst_t *in = arg;
+    size_t            idx;
+    char             *copy;
+
+    (void) n;
+    if (nsp.len > 0 && nsp.data[0] == '/' && em_conf_nsp_index(in->conf, nsp.data, nsp.len, &idx) == EM_OK
+        && idx == in->index && (copy = malloc(nsp.len)) != NULL) {
+        memcpy(copy, nsp.data, nsp.len);
+        in->names[in->n++] = (em_str_t) { copy, nsp.len };
+    }
+}
+
+/*
+ * A broadcast of this host's for Redis. One to every instance of a
+ * parameterised namespace goes as Node's parent namespace sends it: once
+ * on the channel of each instance that has sockets here.
+ */
+static void
+em_broker_publish_remote(const void *rec, size_t len)
+{
+    em_brk_view_t    v;
+    em_broker_inst_t in = { em_b.conf, 0, NULL, 0 };
+
+    if (em_brkrec_decode(rec, len, &v) != EM_OK) {
+        return;
+    }
+    if (!(v.flags & EM_BRK_F_CONF)) {
+        em_broker_redis_publish(rec, len, (em_str_t) { NULL, 0 });
+        return;
+    }
+    in.index = v.conf_index;
+    if (em_b.state == NULL || v.conf_index >= em_b.conf->nnsps || !em_b.conf->nsps[v.conf_index].dynamic
+        || (in.names = calloc(EM_BROKER_INSTANCES_MAX, sizeof(em_str_t))) == NULL) {
+        return;
+    }
+    em_nsp_each(em_b.state, EM_BROKER_INSTANCES_MAX, em_broker_inst_cb, &in);
+    for (size_t i = 0; i < in.n; i++) {
+        em_broker_redis_publish(rec, len, in.names[i]);
+        free((void *) in.names[i].data);
+    }
+    free(in.names);
+}
 
 /* What a broker before us left in the header: where to resume. */
 static void
@@ -131,7 +188,7 @@ em_broker_fanout(unsigned i, uint16_t type, size_t len, uint64_t pos)
     em_ring_consume(&em_b.up[i], pos, len);
     EM_FAN_SET(f, active, 0);
     if (em_b.redis && type == EM_BRK_REC_BCAST) {
-        em_broker_redis_publish(em_b.rec, len);
+        em_broker_publish_remote(em_b.rec, len);
     } else if (em_b.redis && type == EM_BRK_REC_CMD && target == EM_BRK_BROKER) {
         em_broker_redis_command(em_b.rec, len);
     }
@@ -400,6 +457,7 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
     (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
     em_b.bell = bell;
     em_b.state = state;
+    em_b.conf = conf;
     em_b.keep = keep;
     if (em_broker_attach(shm, worker_bells) != EM_OK) {
         return 1;

@@ -406,6 +406,37 @@ em_br_ask(unsigned slot, const char *data, size_t len)
     }
 }
 
+/* A message on emitd's own channels between hosts (presence, store): for
+ * its handler. 0 when the channel is another. */
+static int
+em_br_hosts_message(const redisReply *channel, const redisReply *msg)
+{
+    const struct {
+        const char *name;
+        size_t      len;
+        void      (*fn)(const char *msg, size_t len);
+        const char *what;
+    } own[] = {
+        { em_br.presence, em_br.presence_len, em_br.h.presence, "a presence message" },
+        { em_br.store, em_br.store_len, em_br.h.store, "a store write" },
+    };
+
+    for (size_t i = 0; i < EM_NELEMS(own); i++) {
+        if (channel->len != own[i].len || memcmp(channel->str, own[i].name, own[i].len) != 0) {
+            continue;
+        }
+        if (msg->len > em_br.conf->max_message) {
+            char why[64];
+            snprintf(why, sizeof(why), "%s over redis.max_message", own[i].what);
+            em_br_refused(why, msg->len);
+        } else if (own[i].fn != NULL) {
+            own[i].fn(msg->str, msg->len);
+        }
+        return 1;
+    }
+    return 0;
+}
+
 static void
 em_br_sub_cb(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -431,26 +462,11 @@ em_br_sub_cb(redisAsyncContext *ac, void *r, void *priv)
     } else if (reply->elements == 3 && strcmp(reply->element[0]->str, "message") == 0
                && reply->element[1]->type == REDIS_REPLY_STRING
                && reply->element[2]->type == REDIS_REPLY_STRING) {
-        if (reply->element[1]->len == em_br.presence_len
-            && memcmp(reply->element[1]->str, em_br.presence, em_br.presence_len) == 0) {
-            if (reply->element[2]->len > em_br.conf->max_message) {
-                em_br_refused("a presence message over redis.max_message", reply->element[2]->len);
-            } else if (em_br.h.presence != NULL) {
-                em_br.h.presence(reply->element[2]->str, reply->element[2]->len);
-            }
+        if (em_br_hosts_message(reply->element[1], reply->element[2])) {
             return;
         }
         if (em_br_is_response(reply->element[1]->str, reply->element[1]->len)) {
             em_br_response(reply->element[2]->str, reply->element[2]->len);
-            return;
-        }
-        if (reply->element[1]->len == em_br.store_len
-            && memcmp(reply->element[1]->str, em_br.store, em_br.store_len) == 0) {
-            if (reply->element[2]->len > em_br.conf->max_message) {
-                em_br_refused("a store write over redis.max_message", reply->element[2]->len);
-            } else if (em_br.h.store != NULL) {
-                em_br.h.store(reply->element[2]->str, reply->element[2]->len);
-            }
             return;
         }
         em_br_request(reply->element[1]->str, reply->element[1]->len, reply->element[2]->str,
@@ -614,7 +630,7 @@ em_br_list(em_brk_list_t l, em_str_t **out, size_t *n)
 }
 
 void
-em_broker_redis_publish(const void *rec, size_t len)
+em_broker_redis_publish(const void *rec, size_t len, em_str_t nsp)
 {
     em_brk_view_t v;
     em_str_t     *rooms = NULL, *except = NULL, *att = NULL;
@@ -624,10 +640,14 @@ em_broker_redis_publish(const void *rec, size_t len)
     if (em_brkrec_decode(rec, len, &v) != EM_OK) {
         return;
     }
-    /* Every instance of a parameterised namespace, and the namespaces of
-     * other endpoints than the first, have no name on the adapter's
-     * channels: they stay on this host. */
-    if ((v.flags & EM_BRK_F_CONF) || v.nsp.len == 0 || v.nsp.data[0] != '/') {
+    if (nsp.data != NULL) {
+        v.nsp = nsp;            /* one instance of an every-instance broadcast */
+    } else if (v.flags & EM_BRK_F_CONF) {
+        return;
+    }
+    /* The namespaces of other endpoints than the first have no name on the
+     * adapter's channels: they stay on this host. */
+    if (v.nsp.len == 0 || v.nsp.data[0] != '/') {
         return;
     }
     if (!em_br.pub.connected) {

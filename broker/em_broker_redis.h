@@ -52,9 +52,11 @@ int  em_broker_redis_presence_send(const char *msg, size_t len);
  * scripts' store (EM_BRK_KIND_REDIS_STORE) to publish with this host's uid. */
 void em_broker_redis_command(const void *rec, size_t len);
 
-/* Publish a broadcast record (EM_BRK_REC_BCAST) a worker of this host made;
- * one that cannot go (no connection) is counted and logged. */
-void em_broker_redis_publish(const void *rec, size_t len);
+/* Publish a broadcast record (EM_BRK_REC_BCAST) a worker of this host made
+ * (as one to namespace nsp, when nsp.data is not NULL: an instance of a
+ * broadcast to every instance of a parameterised namespace); one that
+ * cannot go (no connection) is counted and logged. */
+void em_broker_redis_publish(const void *rec, size_t len, em_str_t nsp);
 
 void em_broker_redis_stop(void);
 

@@ -2033,3 +2033,51 @@ em_conf_cors(const em_conf_t *conf, const em_conf_endpoint_t *ep)
 {
     return ep != NULL && ep->cors != NULL ? ep->cors : &conf->cors;
 }
+
+/* Does "/device/42" match the pattern "/device/:id"? */
+static int
+em_conf_nsp_match(const char *pattern, const char *name, size_t len)
+{
+    const char *p = pattern, *n = name, *end = name + len;
+
+    while (*p != '\0' && n < end) {
+        if (p[0] == ':' && p > pattern && p[-1] == '/') {
+            const char *seg = n;
+            while (n < end && *n != '/') {
+                n++;
+            }
+            if (n == seg) {
+                return 0;
+            }
+            while (*p != '\0' && *p != '/') {
+                p++;
+            }
+            continue;
+        }
+        if (*p != *n) {
+            return 0;
+        }
+        p++;
+        n++;
+    }
+    return *p == '\0' && n == end;
+}
+
+int
+em_conf_nsp_index(const em_conf_t *conf, const char *name, size_t len, size_t *index)
+{
+    for (size_t i = 0; i < conf->nnsps; i++) {
+        if (!conf->nsps[i].dynamic && strlen(conf->nsps[i].name) == len
+            && memcmp(conf->nsps[i].name, name, len) == 0) {
+            *index = i;
+            return EM_OK;
+        }
+    }
+    for (size_t i = 0; i < conf->nnsps; i++) {
+        if (conf->nsps[i].dynamic && em_conf_nsp_match(conf->nsps[i].name, name, len)) {
+            *index = i;
+            return EM_OK;
+        }
+    }
+    return EM_DECLINED;
+}

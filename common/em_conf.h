@@ -302,6 +302,10 @@ void em_conf_free(em_conf_t *conf);
 /* Find the endpoint whose path equals the request path (slices allowed). */
 const em_conf_endpoint_t *em_conf_endpoint(const em_conf_t *conf, const char *path, size_t len);
 
+/* The configured namespace of a name ("/device/42" is "/device/:id"'s), a
+ * named one first: EM_OK and *index, or EM_DECLINED. */
+int em_conf_nsp_index(const em_conf_t *conf, const char *name, size_t len, size_t *index);
+
 /* The name clients use for a namespace's (prefixed) name. */
 static inline em_str_t
 em_conf_nsp_wire(const char *name, size_t len)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "em_mpack.h"
 #include "em_rmsg.h"
 #include "em_rpres.h"
 
@@ -108,41 +109,12 @@ em_rpres_out_free(em_rpres_out_t *o)
 }
 
 static int
-em_rpres_bytes(const msgpack_object *o, em_str_t *out)
-{
-    if (o->type == MSGPACK_OBJECT_BIN) {
-        *out = (em_str_t) { o->via.bin.ptr, o->via.bin.size };
-    } else if (o->type == MSGPACK_OBJECT_STR) {
-        *out = (em_str_t) { o->via.str.ptr, o->via.str.size };
-    } else {
-        return 0;
-    }
-    if (out->data == NULL) {
-        out->data = "";
-    }
-    return 1;
-}
-
-static int
 em_rpres_uint(const msgpack_object *o, uint64_t max, uint64_t *out)
 {
     if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > max) {
         return 0;
     }
     *out = o->via.u64;
-    return 1;
-}
-
-static int
-em_rpres_int(const msgpack_object *o, int64_t *out)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
-        *out = (int64_t) o->via.u64;
-    } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *out = o->via.i64;
-    } else {
-        return 0;
-    }
     return 1;
 }
 
@@ -159,20 +131,21 @@ em_rpres_entry(const msgpack_object *o, size_t max_key, size_t max_info, em_rpre
     a = o->via.array.ptr;
     memset(e, 0, sizeof(*e));
     e->info = (em_str_t) { "", 0 };
-    if (!em_rpres_uint(&a[0], EM_RPRES_LIMIT, &type) || !em_rpres_bytes(&a[1], &e->key)
+    if (!em_rpres_uint(&a[0], EM_RPRES_LIMIT, &type) || !em_mp_bytes(&a[1], &e->key)
         || !em_rpres_uint(&a[2], UINT32_MAX, &count)
         || o->via.array.size != (type == EM_RPRES_USER ? 7u : type == EM_RPRES_LIMIT ? 5u : 3u)) {
         return EM_ERROR;
     }
     if (type == EM_RPRES_LIMIT
-        && (!em_rpres_int(&a[3], &e->until) || !em_rpres_int(&a[4], &e->blocked))) {
+        && (!em_mp_int(&a[3], &e->until) || !em_mp_int(&a[4], &e->blocked))) {
         return EM_ERROR;
     }
     e->type = (int) type;
     e->count = (uint32_t) count;
     if (type == EM_RPRES_USER
-        && (!em_rpres_uint(&a[3], EM_RPRES_UNREPORTED, &status) || !em_rpres_int(&a[4], &e->connected_at)
-            || !em_rpres_int(&a[5], &e->last_seen) || !em_rpres_bytes(&a[6], &e->info))) {
+        && (!em_rpres_uint(&a[3], EM_RPRES_UNREPORTED, &status)
+            || !em_mp_int(&a[4], &e->connected_at) || !em_mp_int(&a[5], &e->last_seen)
+            || !em_mp_bytes(&a[6], &e->info))) {
         return EM_ERROR;
     }
     if (type == EM_RPRES_USER) {
@@ -208,12 +181,12 @@ em_rpres_decode(const char *buf, size_t len, size_t max_entries, size_t max_key,
     }
     a = up.data.via.array.ptr;
     list = &a[6];
-    if (!em_rpres_bytes(&a[0], &magic) || magic.len != sizeof(EM_RPRES_MAGIC) - 1
+    if (!em_mp_bytes(&a[0], &magic) || magic.len != sizeof(EM_RPRES_MAGIC) - 1
         || memcmp(magic.data, EM_RPRES_MAGIC, magic.len) != 0
         || !em_rpres_uint(&a[1], UINT32_MAX, &version) || version != EM_RPRES_VERSION
-        || a[2].type != MSGPACK_OBJECT_STR || !em_rpres_bytes(&a[2], &m->uid)
+        || a[2].type != MSGPACK_OBJECT_STR || !em_mp_bytes(&a[2], &m->uid)
         || !em_rpres_uint(&a[3], UINT64_MAX, &seq) || !em_rpres_uint(&a[4], 0xff, &flags)
-        || a[5].type != MSGPACK_OBJECT_STR || !em_rpres_bytes(&a[5], &m->target)
+        || a[5].type != MSGPACK_OBJECT_STR || !em_mp_bytes(&a[5], &m->target)
         || list->type != MSGPACK_OBJECT_ARRAY) {
         goto done;
     }

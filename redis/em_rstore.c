@@ -5,6 +5,7 @@
 #include <msgpack.h>
 #include <string.h>
 
+#include "em_mpack.h"
 #include "em_rmsg.h"
 #include "em_rstore.h"
 
@@ -50,31 +51,11 @@ em_rstore_encode(em_str_t uid, const em_rstore_op_t *op, char **msg, size_t *len
     return *msg != NULL ? EM_OK : EM_ERROR;
 }
 
+/* A bin or a str, as the field must be. */
 static int
 em_rstore_raw(const msgpack_object *o, msgpack_object_type type, em_str_t *out)
 {
-    if (o->type != type) {
-        return 0;
-    }
-    *out = type == MSGPACK_OBJECT_BIN ? (em_str_t) { o->via.bin.ptr, o->via.bin.size }
-                                      : (em_str_t) { o->via.str.ptr, o->via.str.size };
-    if (out->data == NULL) {
-        out->data = "";
-    }
-    return 1;
-}
-
-static int
-em_rstore_int(const msgpack_object *o, int64_t *out)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
-        *out = (int64_t) o->via.u64;
-    } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *out = o->via.i64;
-    } else {
-        return 0;
-    }
-    return 1;
+    return o->type == type && em_mp_bytes(o, out);
 }
 
 int
@@ -103,14 +84,14 @@ em_rstore_decode(const char *buf, size_t len, size_t max_key, size_t max_value, 
     }
     a = up.data.via.array.ptr;
     if (!em_rstore_raw(&a[0], MSGPACK_OBJECT_STR, &magic) || magic.len != sizeof(EM_RSTORE_MAGIC) - 1
-        || memcmp(magic.data, EM_RSTORE_MAGIC, magic.len) != 0 || !em_rstore_int(&a[1], &version)
+        || memcmp(magic.data, EM_RSTORE_MAGIC, magic.len) != 0 || !em_mp_int(&a[1], &version)
         || version != EM_RSTORE_VERSION || !em_rstore_raw(&a[2], MSGPACK_OBJECT_STR, uid)
-        || !em_rstore_int(&a[3], &kind) || kind < EM_RSTORE_SET || kind > EM_RSTORE_PUSH
+        || !em_mp_int(&a[3], &kind) || kind < EM_RSTORE_SET || kind > EM_RSTORE_PUSH
         || !em_rstore_raw(&a[4], MSGPACK_OBJECT_BIN, &op->key)
-        || !em_rstore_raw(&a[5], MSGPACK_OBJECT_BIN, &op->value) || !em_rstore_int(&a[6], &op->num)
-        || !em_rstore_int(&a[7], &op->ttl) || op->ttl < 0 || !em_rstore_int(&a[8], &cap) || cap < 0
+        || !em_rstore_raw(&a[5], MSGPACK_OBJECT_BIN, &op->value) || !em_mp_int(&a[6], &op->num)
+        || !em_mp_int(&a[7], &op->ttl) || op->ttl < 0 || !em_mp_int(&a[8], &cap) || cap < 0
         || cap > UINT32_MAX || (kind == EM_RSTORE_PUSH && cap == 0)
-        || !em_rstore_int(&a[9], &op->written) || op->key.len == 0 || uid->len > 64) {
+        || !em_mp_int(&a[9], &op->written) || op->key.len == 0 || uid->len > 64) {
         goto done;
     }
     op->op = (int) kind;

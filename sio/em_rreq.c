@@ -383,18 +383,29 @@ em_rreq_server_ack(const char *nsp, const char *request_id, json_t *arg)
                                    request_id, "data", arg != NULL ? arg : json_null()));
 }
 
+/* A server-side event's text (malloc'd), for a namespace with a name:
+ * EM_OK, EM_DECLINED without redis, or EM_ERROR. */
+static int
+em_rreq_event_text(const char *nsp, size_t nsplen, json_t *data, char **text)
+{
+    if (em_loop.conf->redis == NULL) {
+        return EM_DECLINED;
+    }
+    if (nsplen == 0 || nsplen > EM_BRK_NAME_MAX || nsp[0] != '/' || memchr(nsp, '\0', nsplen) != NULL
+        || (*text = json_dumps(data, JSON_COMPACT)) == NULL) {
+        return EM_ERROR;
+    }
+    return EM_OK;
+}
+
 int
 em_rreq_server_emit(const char *nsp, size_t nsplen, json_t *data)
 {
     char *text;
     int   rc;
 
-    if (em_loop.conf->redis == NULL) {
-        return EM_DECLINED;
-    }
-    if (nsplen == 0 || nsplen > EM_BRK_NAME_MAX || nsp[0] != '/' || memchr(nsp, '\0', nsplen) != NULL
-        || (text = json_dumps(data, JSON_COMPACT)) == NULL) {
-        return EM_ERROR;
+    if ((rc = em_rreq_event_text(nsp, nsplen, data, &text)) != EM_OK) {
+        return rc;
     }
     rc = strlen(text) + nsplen + 64 > em_loop.conf->redis->max_message
          ? EM_ERROR
@@ -468,12 +479,8 @@ em_rreq_server_ask(const char *nsp, size_t nsplen, json_t *data, em_rreq_done_pt
     struct timeval    tv = { EM_RREQ_ASK_WAIT / 1000, (EM_RREQ_ASK_WAIT % 1000) * 1000 };
     int               rc;
 
-    if (em_loop.conf->redis == NULL) {
-        return EM_DECLINED;
-    }
-    if (nsplen == 0 || nsplen > EM_BRK_NAME_MAX || nsp[0] != '/' || memchr(nsp, '\0', nsplen) != NULL
-        || (text = json_dumps(data, JSON_COMPACT)) == NULL) {
-        return EM_ERROR;
+    if ((rc = em_rreq_event_text(nsp, nsplen, data, &text)) != EM_OK) {
+        return rc;
     }
     tlen = strlen(text);
     if (tlen + nsplen + 96 > em_loop.conf->redis->max_message || (a = calloc(1, sizeof(*a))) == NULL

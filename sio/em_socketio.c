@@ -86,54 +86,10 @@ em_nsp_first(void)
     return em_nsps;
 }
 
-/* Does "/device/42" match the pattern "/device/:id"? */
-static int
-em_nsp_match(const char *pattern, const char *name, size_t len)
-{
-    const char *p = pattern, *n = name, *end = name + len;
-
-    while (*p != '\0' && n < end) {
-        if (p[0] == ':' && p > pattern && p[-1] == '/') {
-            const char *seg = n;
-            while (n < end && *n != '/') {
-                n++;
-            }
-            if (n == seg) {
-                return 0;
-            }
-            while (*p != '\0' && *p != '/') {
-                p++;
-            }
-            continue;
-        }
-        if (*p != *n) {
-            return 0;
-        }
-        p++;
-        n++;
-    }
-    return *p == '\0' && n == end;
-}
-
 int
 em_nsp_conf_index(const char *name, size_t len, size_t *index)
 {
-    const em_conf_t *conf = em_loop.conf;
-
-    for (size_t i = 0; i < conf->nnsps; i++) {
-        if (!conf->nsps[i].dynamic && strlen(conf->nsps[i].name) == len
-            && memcmp(conf->nsps[i].name, name, len) == 0) {
-            *index = i;
-            return EM_OK;
-        }
-    }
-    for (size_t i = 0; i < conf->nnsps; i++) {
-        if (conf->nsps[i].dynamic && em_nsp_match(conf->nsps[i].name, name, len)) {
-            *index = i;
-            return EM_OK;
-        }
-    }
-    return EM_DECLINED;
+    return em_conf_nsp_index(em_loop.conf, name, len, index);
 }
 
 static em_nsp_t *

@@ -17,22 +17,8 @@
 #include <string.h>
 
 #include "em_rmsg.h"
+#include "fuzz_slices.h"
 
-#define FUZZ_ASSERT(c) do { if (!(c)) { abort(); } } while (0)
-
-static int
-fuzz_inside(em_str_t s, const uint8_t *buf, size_t len)
-{
-    const char *b = (const char *) buf;
-
-    return s.len == 0 || (s.data >= b && s.len <= len && (size_t) (s.data - b) <= len - s.len);
-}
-
-static int
-fuzz_same(em_str_t a, em_str_t b)
-{
-    return a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -15,22 +15,8 @@
 
 #include "em_rmsg.h"
 #include "em_rpres.h"
+#include "fuzz_slices.h"
 
-#define FUZZ_ASSERT(c) do { if (!(c)) { abort(); } } while (0)
-
-static int
-fuzz_inside(em_str_t s, const uint8_t *buf, size_t len)
-{
-    const char *b = (const char *) buf;
-
-    return s.len == 0 || (s.data >= b && s.len <= len && (size_t) (s.data - b) <= len - s.len);
-}
-
-static int
-fuzz_same(em_str_t a, em_str_t b)
-{
-    return a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
-}
 
 static void
 fuzz_pack(const em_rpres_t *m, char **out, size_t *len)
