@@ -652,3 +652,36 @@ test('a broadcast to every instance of a parameterised namespace reaches the oth
     await finish({ socks, hosts: [h1, h2], redis });
   }
 });
+
+/* What comes on emitd's own channels is checked: garbage is dropped and
+ * logged; a well-formed host's presence counts until that host falls
+ * silent (Redis is the trust boundary, as for the adapter's channels). */
+test('emitd\'s channels between hosts: garbage is dropped and logged; another host\'s users count until it falls silent for 5 s, then go offline', { skip }, async () => {
+  const { encode } = require('notepack.io');
+  const redis = await startRedis();
+  const h1 = await startHost(redis.url, withNsp('/chat', 'cluster.lua'));
+  const r = await redisClient(redis.url);
+  const socks = [];
+  try {
+    const obs = await userClient(`${h1.url}/chat`, 'obs');
+    socks.push(obs);
+    const status = async (id) => (await ack(obs, 'presence:user-status', { userId: id }))[0];
+    for (const junk of [Buffer.from([0x97, 0xae]), Buffer.from('{"uid":"x"}'), Buffer.alloc(64, 0xdd),
+      encode(['emitd-presence', 1, 'Zforge', 1, 0, '', [[9, Buffer.from('k'), 1]]])]) {
+      await r.publish('socket.io-presence#', junk);
+      await r.publish('socket.io-store#', junk);
+    }
+    await h1.waitLog(/redis: a presence message of \d+ bytes dropped: not one/, WAIT);
+    await h1.waitLog(/redis: another host's store write of key "\?" not made here: not one/, WAIT);
+    const entry = [0, Buffer.from('/chat\0mallory'), 1, 1, Date.now() - 1000, Date.now(), Buffer.from('{"username":"mallory"}')];
+    await r.publish('socket.io-presence#', encode(['emitd-presence', 1, 'Zforge', 1, 5, '', [entry]]));
+    await waitUntil('mallory online on h1', async () => (await status('mallory')).presence?.status === 'online', WAIT);
+    assert.equal((await status('mallory')).presence.info.username, 'mallory');
+    /* it says nothing more: dropped after 5 s, reported offline by h1 */
+    await waitUntil('user:offline mallory', () => payloadsOf(obs, 'user:offline').some((p) => p.userId === 'mallory'), timeMs(15000));
+    assert.equal((await status('mallory')).presence.status, 'offline');
+    assert.equal(obs.connected, true);
+  } finally {
+    await finish({ socks, hosts: [h1], redis, clients: [r] });
+  }
+});
