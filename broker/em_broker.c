@@ -214,13 +214,14 @@ em_broker_put(unsigned j, uint16_t type, size_t len)
 
 /* A command for worker slot j (or, with j -1, the first serving worker):
  * kind, with a NUL b as its data. */
-static void
+static int
 em_broker_tell(int to, uint32_t kind, em_str_t a, em_str_t b, const char *what)
 {
     em_brk_cmd_msg_t m;
     size_t           size, out;
     char            *data;
     unsigned         j = to >= 0 ? (unsigned) to : 0;
+    int              rc = EM_OK;
 
     for (; to < 0 && j < em_b.shm->nworkers; j++) {
         if (em_b.state != NULL && em_state_slot_used(em_b.state, j) == EM_SLOT_SERVING) {
@@ -228,7 +229,7 @@ em_broker_tell(int to, uint32_t kind, em_str_t a, em_str_t b, const char *what)
         }
     }
     if (j >= em_b.shm->nworkers || a.len > EM_BRK_NAME_MAX || (data = malloc(a.len + 1 + b.len)) == NULL) {
-        return;
+        return EM_ERROR;
     }
     memcpy(data, a.data, a.len);
     data[a.len] = '\0';
@@ -242,8 +243,10 @@ em_broker_tell(int to, uint32_t kind, em_str_t a, em_str_t b, const char *what)
         || em_brkcmd_encode(&m, em_b.rec, em_b.rec_cap, &out) != EM_OK
         || em_broker_put(j, EM_BRK_REC_CMD, out) != EM_OK) {
         em_log(EM_LOG_WARN, 0, "%s could not go to worker %u: dropped", what, j + 1);
+        rc = EM_ERROR;
     }
     free(data);
+    return rc;
 }
 
 /* A request of the adapter from Redis: to the first serving worker, which
@@ -251,7 +254,8 @@ em_broker_tell(int to, uint32_t kind, em_str_t a, em_str_t b, const char *what)
 static void
 em_broker_request(em_str_t nsp, const char *msg, size_t len)
 {
-    em_broker_tell(-1, EM_BRK_KIND_REDIS_REQUEST, nsp, (em_str_t) { msg, len }, "a request from Redis");
+    (void) em_broker_tell(-1, EM_BRK_KIND_REDIS_REQUEST, nsp, (em_str_t) { msg, len },
+                          "a request from Redis");
 }
 
 /* A user offline on every host, for this host's scripts (one worker's). */
@@ -259,15 +263,21 @@ static void
 em_broker_presence_report(int what, em_str_t nsp, em_str_t user)
 {
     (void) what;
-    em_broker_tell(-1, EM_BRK_KIND_PRESENCE_OFFLINE, nsp, user, "a presence change");
+    (void) em_broker_tell(-1, EM_BRK_KIND_PRESENCE_OFFLINE, nsp, user, "a presence change");
 }
 
 /* The answers to a worker's server-side event with an ack: to that worker. */
 static void
 em_broker_answers(unsigned slot, em_str_t id, const char *json, size_t len)
 {
-    em_broker_tell((int) slot, EM_BRK_KIND_REDIS_SERVER_ANSWERS, id, (em_str_t) { json, len },
-                   "the answers to a server-side event");
+    static const char too_big[] = "{\"err\":\"the answers are too large for the broker's records\","
+                                  "\"responses\":[]}";
+
+    if (em_broker_tell((int) slot, EM_BRK_KIND_REDIS_SERVER_ANSWERS, id, (em_str_t) { json, len },
+                       "the answers to a server-side event") != EM_OK && len > sizeof(too_big)) {
+        (void) em_broker_tell((int) slot, EM_BRK_KIND_REDIS_SERVER_ANSWERS, id,
+                              (em_str_t) { too_big, sizeof(too_big) - 1 }, "its error");
+    }
 }
 
 /*
