@@ -29,6 +29,18 @@
 #define EM_BR_INFLIGHT_MAX 65536    /* PUBLISHes waiting for their reply */
 #define EM_BR_ASK_TIMEOUT  5000     /* ms: the adapter's requestsTimeout */
 #define EM_BR_ASKS_MAX     1024     /* server-side events waiting for answers */
+#define EM_BR_QUEUE_MAX    10000    /* streams mode: broadcasts kept while Redis is away */
+#define EM_BR_QUEUE_BYTES  (64u * 1024 * 1024)
+#define EM_BR_XREAD_BLOCK  5000     /* ms */
+#define EM_BR_XREAD_COUNT  100
+
+/* A broadcast of this host for the stream, kept while Redis is away. */
+typedef struct em_br_queued_s em_br_queued_t;
+struct em_br_queued_s {
+    em_br_queued_t *next;
+    size_t          nsp_len, data_len;
+    char            bytes[];    /* nsp, then data */
+};
 
 /* A worker's server-side event with an ack, waiting for the answers. */
 typedef struct em_br_ask_s em_br_ask_t;
@@ -58,7 +70,10 @@ static struct {
     em_broker_redis_handlers_t  h;
     const em_conf_t            *full;
     em_rmsg_limits_t            lim;
-    em_br_conn_t                pub, sub;
+    em_br_conn_t                pub, sub, rd;   /* rd: streams mode's XREAD */
+    char                        last_id[64];    /* the stream's last entry read, or "" */
+    struct em_br_queued_s      *queue, **queue_tail;  /* broadcasts waiting for Redis */
+    size_t                      queued, queued_bytes;
     char                        uid[7];
     char                       *pattern;
     char                       *presence;  /* <key>-presence# */
@@ -76,6 +91,9 @@ static struct {
 } em_br;
 
 static void em_br_connect(em_br_conn_t *c);
+static void em_br_flush(void);
+static void em_br_lost(const char *why);
+static void em_br_read_start(redisAsyncContext *ac);
 
 /* Both connections up, the subscriptions made: tell the broker. */
 static void
@@ -140,6 +158,9 @@ em_br_connected(const redisAsyncContext *ac, int status)
     }
     c->connected = 1;
     em_log(EM_LOG_INFO, 0, "redis: %s connection to %s up", c->name, em_br.conf->text);
+    if (c == &em_br.pub) {
+        em_br_flush();
+    }
     em_br_up();
 }
 
@@ -183,7 +204,9 @@ em_br_publish_cb(redisAsyncContext *ac, void *r, void *priv)
     (void) ac;
     (void) priv;
     em_br.inflight--;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        em_br_lost(reply->str != NULL ? reply->str : "Redis refused it");
+    } else if (reply == NULL) {
         em_br.lost++;
     }
 }
@@ -565,8 +588,247 @@ em_br_connect(em_br_conn_t *c)
     if (c == &em_br.sub) {
         redisAsyncCommand(ac, em_br_sub_cb, NULL, "PSUBSCRIBE %s", em_br.pattern);
         em_br_subscribe_requests(ac);
-    } else if (rc->db != 0) {
+        return;
+    }
+    if (rc->db != 0) {
         redisAsyncCommand(ac, em_br_setup_cb, NULL, "SELECT %u", rc->db);
+    }
+    if (c == &em_br.rd) {
+        em_br_read_start(ac);
+    }
+}
+
+/* ---- streams mode ---- */
+
+/* XADD <stream> MAXLEN ~ <maxlen> * uid <uid> nsp <nsp> type 3 data <data>,
+ * as the Redis Streams adapter adds a broadcast. */
+static int
+em_br_xadd(em_str_t nsp, const char *data, size_t len)
+{
+    char        maxlen[16];
+    const char *argv[14];
+    size_t      lens[14];
+    int         n = 0;
+
+    snprintf(maxlen, sizeof(maxlen), "%u", em_br.conf->maxlen);
+#define EM_ARG(s, l) (argv[n] = (s), lens[n++] = (l))
+    EM_ARG("XADD", 4);
+    EM_ARG(em_br.conf->stream, strlen(em_br.conf->stream));
+    EM_ARG("MAXLEN", 6);
+    EM_ARG("~", 1);
+    EM_ARG(maxlen, strlen(maxlen));
+    EM_ARG("*", 1);
+    EM_ARG("uid", 3);
+    EM_ARG(em_br.uid, 6);
+    EM_ARG("nsp", 3);
+    EM_ARG(nsp.data, nsp.len);
+    EM_ARG("type", 4);
+    EM_ARG("3", 1);
+    EM_ARG("data", 4);
+    EM_ARG(data, len);
+#undef EM_ARG
+    if (redisAsyncCommandArgv(em_br.pub.ac, em_br_publish_cb, NULL, n, argv, lens) != REDIS_OK) {
+        return EM_ERROR;
+    }
+    em_br.inflight++;
+    em_br.published++;
+    return EM_OK;
+}
+
+/* Kept while Redis is away, to be added once it is back (bounded). */
+static int
+em_br_keep(em_str_t nsp, const char *data, size_t len)
+{
+    em_br_queued_t *q;
+
+    if (em_br.queued >= EM_BR_QUEUE_MAX || em_br.queued_bytes + nsp.len + len > EM_BR_QUEUE_BYTES
+        || (q = malloc(sizeof(*q) + nsp.len + len)) == NULL) {
+        return EM_ERROR;
+    }
+    q->next = NULL;
+    q->nsp_len = nsp.len;
+    q->data_len = len;
+    memcpy(q->bytes, nsp.data, nsp.len);
+    memcpy(q->bytes + nsp.len, data, len);
+    *em_br.queue_tail = q;
+    em_br.queue_tail = &q->next;
+    em_br.queued++;
+    em_br.queued_bytes += nsp.len + len;
+    return EM_OK;
+}
+
+/* The publish connection is up: what was kept goes first, in order. */
+static void
+em_br_flush(void)
+{
+    size_t n = em_br.queued;
+
+    while (em_br.queue != NULL && em_br.pub.connected) {
+        em_br_queued_t *q = em_br.queue;
+        if (em_br_xadd((em_str_t) { q->bytes, q->nsp_len }, q->bytes + q->nsp_len, q->data_len)
+            != EM_OK) {
+            break;
+        }
+        em_br.queue = q->next;
+        em_br.queued--;
+        em_br.queued_bytes -= q->nsp_len + q->data_len;
+        free(q);
+    }
+    if (em_br.queue == NULL) {
+        em_br.queue_tail = &em_br.queue;
+    }
+    if (n > 0) {
+        em_log(EM_LOG_INFO, 0, "redis: %zu broadcasts kept while Redis was away added to %s",
+               n - em_br.queued, em_br.conf->stream);
+    }
+}
+
+static void
+em_br_queue_free(void)
+{
+    while (em_br.queue != NULL) {
+        em_br_queued_t *q = em_br.queue;
+        em_br.queue = q->next;
+        free(q);
+    }
+    em_br.queue_tail = &em_br.queue;
+    em_br.queued = em_br.queued_bytes = 0;
+}
+
+static void em_br_xread(redisAsyncContext *ac);
+
+/* The value of field name among an entry's [k, v, ...], or an empty slice. */
+static em_str_t
+em_br_field(const redisReply *kv, const char *name)
+{
+    size_t n = strlen(name);
+
+    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+        const redisReply *k = kv->element[i], *v = kv->element[i + 1];
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING && k->len == n
+            && memcmp(k->str, name, n) == 0) {
+            return (em_str_t) { v->str, v->len };
+        }
+    }
+    return (em_str_t) { NULL, 0 };
+}
+
+static void
+em_br_entry(const redisReply *e)
+{
+    const redisReply *id, *kv;
+    em_str_t          uid, nsp, type, data;
+    em_rmsg_t         m;
+    int               rc;
+
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || (id = e->element[0])->type != REDIS_REPLY_STRING
+        || (kv = e->element[1])->type != REDIS_REPLY_ARRAY || id->len >= sizeof(em_br.last_id)) {
+        return;
+    }
+    memcpy(em_br.last_id, id->str, id->len);
+    em_br.last_id[id->len] = '\0';
+    uid = em_br_field(kv, "uid");
+    nsp = em_br_field(kv, "nsp");
+    type = em_br_field(kv, "type");
+    data = em_br_field(kv, "data");
+    if (uid.data == NULL || nsp.data == NULL || type.data == NULL || data.data == NULL) {
+        em_br_refused("a stream entry without uid, nsp, type and data", data.len);
+        return;
+    }
+    if (uid.len == 6 && memcmp(uid.data, em_br.uid, 6) == 0) {
+        return;                 /* this host's own: delivered here already */
+    }
+    if (data.len > em_br.conf->max_message) {
+        em_br_refused("a stream entry over redis.max_message", data.len);
+        return;
+    }
+    rc = em_rmsg_decode_stream(uid, nsp, type, data, &em_br.lim, &m);
+    if (rc == EM_DECLINED) {
+        return;                 /* another type of message, or over a limit */
+    }
+    if (rc != EM_OK) {
+        em_br_refused("not a Redis Streams adapter broadcast", data.len);
+        return;
+    }
+    em_br.received++;
+    em_br.h.deliver(&m);
+    em_rmsg_free(&m);
+}
+
+static void
+em_br_xread_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+
+    (void) priv;
+    if (reply == NULL) {
+        return;                 /* the connection went: read again once it is back */
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        em_log(EM_LOG_ERR, 0, "redis: XREAD refused: %.*s", (int) EM_MIN(reply->len, 200), reply->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    /* [[stream, [[id, [k, v, ...]], ...]]], or nil when the block ended */
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1
+        && reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2
+        && reply->element[0]->element[1]->type == REDIS_REPLY_ARRAY) {
+        const redisReply *entries = reply->element[0]->element[1];
+        for (size_t i = 0; i < entries->elements; i++) {
+            em_br_entry(entries->element[i]);
+        }
+    }
+    em_br_xread(ac);
+}
+
+static void
+em_br_xread(redisAsyncContext *ac)
+{
+    char block[16], count[16];
+
+    snprintf(block, sizeof(block), "%d", EM_BR_XREAD_BLOCK);
+    snprintf(count, sizeof(count), "%d", EM_BR_XREAD_COUNT);
+    if (!em_br.stopping) {
+        redisAsyncCommand(ac, em_br_xread_cb, NULL, "XREAD BLOCK %s COUNT %s STREAMS %s %s", block,
+                          count, em_br.conf->stream, em_br.last_id);
+    }
+}
+
+/* The stream's last entry when this broker first reads: what follows is new. */
+static void
+em_br_last_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+
+    (void) priv;
+    if (reply == NULL) {
+        return;
+    }
+    if (em_br.last_id[0] == '\0') {
+        const char *id = "0-0";
+        size_t      len = 3;
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1
+            && reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2
+            && reply->element[0]->element[0]->type == REDIS_REPLY_STRING
+            && reply->element[0]->element[0]->len < sizeof(em_br.last_id)) {
+            id = reply->element[0]->element[0]->str;
+            len = reply->element[0]->element[0]->len;
+        }
+        memcpy(em_br.last_id, id, len);
+        em_br.last_id[len] = '\0';
+    }
+    em_br_xread(ac);
+}
+
+/* Read the stream from where this broker left it (catching up on what was
+ * added while it was away), or from its end the first time. */
+static void
+em_br_read_start(redisAsyncContext *ac)
+{
+    if (em_br.last_id[0] != '\0') {
+        em_br_xread(ac);
+    } else {
+        redisAsyncCommand(ac, em_br_last_cb, NULL, "XREVRANGE %s + - COUNT 1", em_br.conf->stream);
     }
 }
 
@@ -587,6 +849,8 @@ em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
     em_br.lim.max_name = EM_BRK_NAME_MAX;
     em_br.pub.name = "publish";
     em_br.sub.name = "subscribe";
+    em_br.rd.name = "stream";
+    em_br.queue_tail = &em_br.queue;
     em_br_uid(em_br.uid);
     n = strlen(em_br.conf->key) + 3;
     em_br.pattern = malloc(n);
@@ -596,6 +860,7 @@ em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
     em_br.store = malloc(em_br.store_len + 1);
     em_br.pub.retry = evtimer_new(base, em_br_retry_cb, &em_br.pub);
     em_br.sub.retry = evtimer_new(base, em_br_retry_cb, &em_br.sub);
+    em_br.rd.retry = em_br.conf->streams ? evtimer_new(base, em_br_retry_cb, &em_br.rd) : NULL;
     if (em_br.pattern == NULL || em_br.presence == NULL || em_br.store == NULL || em_br.pub.retry == NULL
         || em_br.sub.retry == NULL) {
         em_log(EM_LOG_ERR, 0, "redis: out of memory");
@@ -609,6 +874,15 @@ em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
            em_br.uid);
     em_br_connect(&em_br.pub);
     em_br_connect(&em_br.sub);
+    if (em_br.conf->streams) {
+        if (em_br.rd.retry == NULL) {
+            em_broker_redis_stop();
+            return EM_ERROR;
+        }
+        em_log(EM_LOG_INFO, 0, "redis: broadcasts by the stream %s (MAXLEN ~ %u)", em_br.conf->stream,
+               em_br.conf->maxlen);
+        em_br_connect(&em_br.rd);
+    }
     return EM_OK;
 }
 
@@ -650,11 +924,12 @@ em_broker_redis_publish(const void *rec, size_t len, em_str_t nsp)
     if (v.nsp.len == 0 || v.nsp.data[0] != '/') {
         return;
     }
-    if (!em_br.pub.connected) {
+    /* streams mode keeps what cannot go now; Pub/Sub would not keep it */
+    if (!em_br.pub.connected && !em_br.conf->streams) {
         em_br_lost("no connection");
         return;
     }
-    if (em_br.inflight >= EM_BR_INFLIGHT_MAX) {
+    if (em_br.pub.connected && em_br.inflight >= EM_BR_INFLIGHT_MAX) {
         em_br_lost("Redis is behind");
         return;
     }
@@ -667,6 +942,20 @@ em_broker_redis_publish(const void *rec, size_t len, em_str_t nsp)
         { em_br.uid, 6 }, v.nsp, v.data, att, natt, rooms, nrooms, except, nexcept,
         (v.flags & EM_BRK_F_VOLATILE) != 0, (v.flags & EM_BRK_F_OFFSET) != 0
     };
+    if (em_br.conf->streams) {
+        if (em_rmsg_encode_stream(&o, EM_RMSG_DEPTH_MAX - 3, &msg, &mlen) != EM_OK) {
+            em_br_lost("its data does not convert");
+        } else if (em_br.pub.connected) {
+            if (em_br_xadd(v.nsp, msg, mlen) != EM_OK) {
+                em_br_lost("the connection is closing");
+            }
+        } else if (o.vol) {
+            em_br_lost("no connection, and it is volatile");
+        } else if (em_br_keep(v.nsp, msg, mlen) != EM_OK) {
+            em_br_lost("no connection, and the broadcasts kept for Redis are at their bound");
+        }
+        goto done;
+    }
     if (em_rmsg_encode(&o, EM_RMSG_DEPTH_MAX - 3, &msg, &mlen) != EM_OK) {
         em_br_lost("its data does not convert");
         goto done;
@@ -784,6 +1073,15 @@ em_broker_redis_stop(void)
     if (em_br.sub.ac != NULL) {
         redisAsyncFree(em_br.sub.ac);
     }
+    if (em_br.rd.ac != NULL) {
+        redisAsyncFree(em_br.rd.ac);
+    }
+    if (em_br.rd.retry != NULL) {
+        event_free(em_br.rd.retry);
+    }
+    em_br.rd.ac = NULL;
+    em_br.rd.retry = NULL;
+    em_br_queue_free();
     /* after the connections: hiredis ends the asks still counting */
     while (em_br.asks != NULL) {
         em_br_ask_end(em_br.asks, "the broker stops");

@@ -1323,7 +1323,8 @@ em_conf_read_admin_ui(config_setting_t *g, em_conf_t *conf, const char *file, ch
     return 0;
 }
 
-static const char *const em_conf_redis_keys[] = { "url", "key", "max_message", NULL };
+static const char *const em_conf_redis_keys[] = { "url", "key", "max_message", "mode", "stream",
+                                                   "maxlen", NULL };
 
 /* %XX-decode src into a new string (NULL when it holds a bad escape or NUL). */
 static char *
@@ -1361,7 +1362,8 @@ em_conf_read_redis(config_setting_t *g, em_conf_t *conf, const char *file, char 
 {
     em_conf_redis_t *r;
     const char      *url = NULL, *key = "socket.io", *p, *at, *slash, *colon, *hend;
-    unsigned         max = 4u * 1024 * 1024;
+    const char      *mode = "pubsub", *stream = "socket.io";
+    unsigned         max = 4u * 1024 * 1024, maxlen = 10000;
     char             text[600];
 
     if (!config_setting_is_group(g)) {
@@ -1372,10 +1374,23 @@ em_conf_read_redis(config_setting_t *g, em_conf_t *conf, const char *file, char 
     if (em_conf_check_keys(g, em_conf_redis_keys, "redis", file, err, errlen) != 0
         || em_conf_get_string(g, "url", &url, file, err, errlen) != 0
         || em_conf_get_string(g, "key", &key, file, err, errlen) != 0
-        || em_conf_get_uint(g, "max_message", 1024, 64u * 1024 * 1024, &max, file, err, errlen) != 0) {
+        || em_conf_get_uint(g, "max_message", 1024, 64u * 1024 * 1024, &max, file, err, errlen) != 0
+        || em_conf_get_string(g, "mode", &mode, file, err, errlen) != 0
+        || em_conf_get_string(g, "stream", &stream, file, err, errlen) != 0
+        || em_conf_get_uint(g, "maxlen", 1, 100000000, &maxlen, file, err, errlen) != 0) {
         return -1;
     }
     r->max_message = max;
+    r->maxlen = maxlen;
+    if (strcmp(mode, "pubsub") != 0 && strcmp(mode, "streams") != 0) {
+        return em_conf_fail(err, errlen, file, g, "redis.mode must be \"pubsub\" (the Redis adapter's) "
+                            "or \"streams\" (the Redis Streams adapter's)");
+    }
+    r->streams = strcmp(mode, "streams") == 0;
+    if (stream[0] == '\0' || strlen(stream) > 200 || strpbrk(stream, " \t\r\n") != NULL) {
+        return em_conf_fail(err, errlen, file, g, "redis.stream must be 1 to 200 bytes without blanks");
+    }
+    r->stream = em_conf_strdup(stream);
     if (url == NULL) {
         return em_conf_fail(err, errlen, file, g, "redis needs \"url\": \"redis://host:port/db\"");
     }
@@ -1887,6 +1902,7 @@ em_conf_free(em_conf_t *conf)
         free(conf->redis->user);
         free(conf->redis->password);
         free(conf->redis->key);
+        free(conf->redis->stream);
         free(conf->redis->text);
         free(conf->redis);
     }

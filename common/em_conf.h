@@ -202,6 +202,10 @@ typedef struct {
     char               *key;          /* the channels' prefix, as the adapter's "key" */
     char               *text;         /* the URL without its password, for the log */
     size_t              max_message;  /* bytes of a message taken from Redis */
+    int                 streams;      /* mode "streams": broadcasts go by a stream, as the
+                                       * Redis Streams adapter's do */
+    char               *stream;       /* its name */
+    unsigned            maxlen;       /* XADD MAXLEN ~ */
 } em_conf_redis_t;
 
 /* The @socket.io/admin-ui dashboard's namespace (the "admin_ui" group). */

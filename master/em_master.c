@@ -983,7 +983,8 @@ em_master_keep_settings(em_conf_t *next)
     const em_conf_redis_t *a = now->redis, *b = next->redis;
     if ((a == NULL) != (b == NULL)
         || (a != NULL && (strcmp(a->text, b->text) != 0 || strcmp(a->key, b->key) != 0
-                          || a->max_message != b->max_message
+                          || a->max_message != b->max_message || a->streams != b->streams
+                          || a->maxlen != b->maxlen || strcmp(a->stream, b->stream) != 0
                           || (a->password == NULL) != (b->password == NULL)
                           || (a->password != NULL && strcmp(a->password, b->password) != 0)))) {
         em_log(EM_LOG_WARN, 0, "reload: \"redis\" changes only with a restart; kept %s",

@@ -269,6 +269,10 @@ em_rmsg_within(const char *buf, size_t len, const em_str_t *s)
                            && s->len <= len - (size_t) (s->data - buf));
 }
 
+#define EM_RMSG_AS_BROADCAST 0     /* [uid, packet, opts] */
+#define EM_RMSG_AS_REQUEST   1     /* {uid, requestId, type: 7, packet, opts} */
+#define EM_RMSG_AS_STREAM    2     /* {packet, opts}: the uid is given */
+
 static int
 em_rmsg_decode_as(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_rmsg_t *m,
                   int request)
@@ -292,7 +296,14 @@ em_rmsg_decode_as(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_r
     }
     rc = EM_ERROR;
     root = &up.data;
-    if (request) {
+    if (request == EM_RMSG_AS_STREAM) {
+        r.uid = m->uid;
+        pkt = em_rmsg_get(root, "packet");
+        opts = em_rmsg_get(root, "opts");
+        if (pkt == NULL || pkt->type != MSGPACK_OBJECT_MAP) {
+            goto done;
+        }
+    } else if (request == EM_RMSG_AS_REQUEST) {
         /* {uid, requestId, type: 7, packet, opts} */
         const msgpack_object *u = em_rmsg_get(root, "uid"), *id = em_rmsg_get(root, "requestId");
         const msgpack_object *t = em_rmsg_get(root, "type"), *to;
@@ -381,7 +392,7 @@ em_rmsg_decode_as(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_r
     r.att = c.att;
     r.natt = c.natt;
     c.att = NULL;
-    int inside = em_rmsg_within(buf, len, &r.uid)
+    int inside = (request == EM_RMSG_AS_STREAM || em_rmsg_within(buf, len, &r.uid))
                  && (nsp == NULL || nsp->type == MSGPACK_OBJECT_NIL || em_rmsg_within(buf, len, &r.nsp));
     for (size_t i = 0; inside && i < r.natt; i++) {
         inside = em_rmsg_within(buf, len, &r.att[i]);
@@ -411,13 +422,13 @@ done:
 int
 em_rmsg_decode(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_rmsg_t *m)
 {
-    return em_rmsg_decode_as(buf, len, lim, m, 0);
+    return em_rmsg_decode_as(buf, len, lim, m, EM_RMSG_AS_BROADCAST);
 }
 
 int
 em_rmsg_decode_request(const char *buf, size_t len, const em_rmsg_limits_t *lim, em_rmsg_t *m)
 {
-    return em_rmsg_decode_as(buf, len, lim, m, 1);
+    return em_rmsg_decode_as(buf, len, lim, m, EM_RMSG_AS_REQUEST);
 }
 
 void
@@ -427,6 +438,8 @@ em_rmsg_free(em_rmsg_t *m)
     free(m->att);
     free(m->rooms);
     free(m->except);
+    free(m->own);
+    json_decref(m->own_json);
     memset(m, 0, sizeof(*m));
 }
 
@@ -738,5 +751,227 @@ em_rmsg_decode_server_answer(const char *buf, size_t len, em_str_t request_id, j
     d = json_object_get(r, "data");
     *data = json_incref(d != NULL ? d : json_null());
     json_decref(r);
+    return EM_OK;
+}
+
+/* ---- the Redis Streams adapter's entries ---- */
+
+/* A list of names from JSON: absent is empty; slices of the JSON's strings. */
+static int
+em_rmsg_json_names(const json_t *a, const em_rmsg_limits_t *lim, em_str_t **out, size_t *n)
+{
+    size_t  i;
+    json_t *e;
+
+    *out = NULL;
+    *n = 0;
+    if (a == NULL || json_is_null(a)) {
+        return EM_OK;
+    }
+    if (!json_is_array(a)) {
+        return EM_ERROR;
+    }
+    if (json_array_size(a) > lim->max_rooms) {
+        return EM_DECLINED;
+    }
+    if (json_array_size(a) == 0) {
+        return EM_OK;
+    }
+    if ((*out = calloc(json_array_size(a), sizeof(em_str_t))) == NULL) {
+        return EM_ERROR;
+    }
+    json_array_foreach(a, i, e) {
+        if (!json_is_string(e)) {
+            return EM_ERROR;
+        }
+        if (json_string_length(e) > lim->max_name) {
+            return EM_DECLINED;
+        }
+        (*out)[(*n)++] = (em_str_t) { json_string_value(e), json_string_length(e) };
+    }
+    return EM_OK;
+}
+
+/* The JSON variant: {"packet": {type, data, nsp}, "opts": {rooms, except, flags}}. */
+static int
+em_rmsg_decode_stream_json(em_str_t uid, em_str_t data, const em_rmsg_limits_t *lim, em_rmsg_t *r)
+{
+    /* NUL in a string is kept, as it is from MessagePack */
+    json_t *root = json_loadb(data.data, data.len, JSON_ALLOW_NUL, NULL);
+    json_t *pkt, *opts, *type, *args, *nsp;
+    int     rc = EM_ERROR;
+
+    r->own_json = root;
+    r->uid = uid;
+    pkt = json_object_get(root, "packet");
+    opts = json_object_get(root, "opts");
+    type = json_object_get(pkt, "type");
+    args = json_object_get(pkt, "data");
+    nsp = json_object_get(pkt, "nsp");
+    if (!json_is_object(pkt) || !json_is_integer(type)) {
+        return EM_ERROR;
+    }
+    if (json_integer_value(type) != 2) {
+        return EM_DECLINED;
+    }
+    if (!json_is_array(args) || !json_is_string(json_array_get(args, 0))
+        || (nsp != NULL && !json_is_string(nsp)) || (opts != NULL && !json_is_object(opts))) {
+        return EM_ERROR;
+    }
+    r->nsp = nsp != NULL ? (em_str_t) { json_string_value(nsp), json_string_length(nsp) }
+                         : (em_str_t) { "/", 1 };
+    if (r->nsp.len == 0 || r->nsp.data[0] != '/' || memchr(r->nsp.data, '\0', r->nsp.len) != NULL) {
+        return EM_ERROR;
+    }
+    if (r->nsp.len > lim->max_name || uid.len > lim->max_name) {
+        return EM_DECLINED;
+    }
+    if ((rc = em_rmsg_json_names(json_object_get(opts, "rooms"), lim, &r->rooms, &r->nrooms)) != EM_OK
+        || (rc = em_rmsg_json_names(json_object_get(opts, "except"), lim, &r->except, &r->nexcept))
+               != EM_OK) {
+        return rc;
+    }
+    r->vol = json_is_true(json_object_get(json_object_get(opts, "flags"), "volatile"));
+    /* the depth of the arguments, as a MessagePack one's is bounded */
+    if ((r->data = json_dumps(args, JSON_COMPACT)) == NULL) {
+        return EM_ERROR;
+    }
+    r->data_len = strlen(r->data);
+    return EM_OK;
+}
+
+int
+em_rmsg_decode_stream(em_str_t uid, em_str_t nsp, em_str_t type, em_str_t data,
+                      const em_rmsg_limits_t *lim, em_rmsg_t *m)
+{
+    em_rmsg_t r;
+    size_t    n = 0;
+    int       rc;
+
+    memset(&r, 0, sizeof(r));
+    (void) nsp;                 /* the packet's own nsp is the one delivered to */
+    if (type.len != 1 || type.data[0] != '3') {
+        return EM_DECLINED;     /* a message of another type: not a broadcast */
+    }
+    if (data.len > 0 && data.data[0] == '{') {
+        rc = em_rmsg_decode_stream_json(uid, data, lim, &r);
+        if (rc == EM_OK && json_object_get(r.own_json, "requestId") != NULL) {
+            rc = EM_DECLINED;   /* a broadcast with acks goes by Pub/Sub */
+        }
+    } else {
+        /* base64 of MessagePack: decoded into a buffer the slices point into */
+        if ((r.own = malloc(data.len / 4 * 3 + 3)) == NULL
+            || sodium_base642bin((unsigned char *) r.own, data.len / 4 * 3 + 3, data.data, data.len,
+                                 NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
+            free(r.own);
+            return EM_ERROR;
+        }
+        char *own = r.own;
+        r.uid = uid;            /* read by em_rmsg_decode_as() */
+        rc = em_rmsg_decode_as(own, n, lim, &r, EM_RMSG_AS_STREAM);
+        r.own = own;            /* em_rmsg_decode_as() set r whole */
+        if (rc != EM_OK) {
+            free(own);
+            return rc;
+        }
+    }
+    if (rc != EM_OK) {
+        em_rmsg_free(&r);
+        return rc;
+    }
+    *m = r;
+    return EM_OK;
+}
+
+int
+em_rmsg_encode_stream(const em_rmsg_out_t *m, unsigned max_depth, char **buf, size_t *len)
+{
+    char  *mp, *b64;
+    size_t mlen, blen;
+    int    rc;
+
+    if (m->natt == 0) {
+        /* JSON.stringify({packet, opts}) */
+        json_t *args = json_loadb(m->data.data, m->data.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        json_t *rooms = json_array(), *except = json_array(), *flags = json_object(), *o;
+        for (size_t i = 0; rooms != NULL && i < m->nrooms; i++) {
+            json_array_append_new(rooms, json_stringn(m->rooms[i].data, m->rooms[i].len));
+        }
+        for (size_t i = 0; except != NULL && i < m->nexcept; i++) {
+            json_array_append_new(except, json_stringn(m->except[i].data, m->except[i].len));
+        }
+        if (flags != NULL && m->vol) {
+            json_object_set_new(flags, "volatile", json_true());
+        }
+        if (!json_is_array(args) || (m->drop_last && json_array_remove(args, json_array_size(args) - 1) != 0)) {
+            json_decref(args);
+            args = NULL;
+        }
+        o = args != NULL && rooms != NULL && except != NULL && flags != NULL
+            ? json_pack("{s:{s:i,s:o,s:s%},s:{s:o,s:o,s:o}}", "packet", "type", 2, "data", args, "nsp",
+                        m->nsp.data, m->nsp.len, "opts", "rooms", rooms, "except", except, "flags",
+                        flags)
+            : NULL;
+        if (o == NULL) {
+            json_decref(args);
+            json_decref(rooms);
+            json_decref(except);
+            json_decref(flags);
+            return EM_ERROR;
+        }
+        *buf = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (*buf == NULL) {
+            return EM_ERROR;
+        }
+        *len = strlen(*buf);
+        return EM_OK;
+    }
+    /* With binary values: the MessagePack of {packet, opts}, in base64. The
+     * broadcast's own encoding is [uid, packet, opts]: its tail after the
+     * array head and the uid is packet then opts. */
+    if ((rc = em_rmsg_encode(m, max_depth, &mp, &mlen)) != EM_OK) {
+        return rc;
+    }
+    size_t skip = 1 + (m->uid.len < 32 ? 1 : m->uid.len < 256 ? 2 : m->uid.len < 65536 ? 3 : 5)
+                  + m->uid.len;
+    if (mlen < skip) {
+        free(mp);
+        return EM_ERROR;
+    }
+    /* {"packet": <packet>, "opts": <opts>}: a map head and two keys around them */
+    size_t plen = 0, olen;
+    if (em_rmsg_scan(mp + skip, mlen - skip, EM_RMSG_DEPTH_MAX, &plen) != EM_OK) {
+        free(mp);
+        return EM_ERROR;
+    }
+    olen = mlen - skip - plen;
+    char *out = malloc(1 + 7 + plen + 5 + olen);
+    if (out == NULL) {
+        free(mp);
+        return EM_ERROR;
+    }
+    size_t k = 0;
+    out[k++] = (char) 0x82;
+    out[k++] = (char) 0xa6;
+    memcpy(out + k, "packet", 6);
+    k += 6;
+    memcpy(out + k, mp + skip, plen);
+    k += plen;
+    out[k++] = (char) 0xa4;
+    memcpy(out + k, "opts", 4);
+    k += 4;
+    memcpy(out + k, mp + skip + plen, olen);
+    k += olen;
+    free(mp);
+    blen = sodium_base64_encoded_len(k, sodium_base64_VARIANT_ORIGINAL);
+    if ((b64 = malloc(blen)) == NULL) {
+        free(out);
+        return EM_ERROR;
+    }
+    sodium_bin2base64(b64, blen, (const unsigned char *) out, k, sodium_base64_VARIANT_ORIGINAL);
+    free(out);
+    *buf = b64;
+    *len = strlen(b64);
     return EM_OK;
 }

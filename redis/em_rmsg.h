@@ -54,6 +54,8 @@ typedef struct {
     int        vol;             /* flags.volatile */
     em_str_t   request_id;      /* em_rmsg_decode_request(): its requestId */
     int64_t    timeout;         /* ... and flags.timeout (ms, 0: none) */
+    char      *own;             /* em_rmsg_decode_stream(): bytes the slices may point into */
+    json_t    *own_json;        /* ... or the JSON they point into */
 } em_rmsg_t;
 
 /*
@@ -122,6 +124,20 @@ typedef struct {
  * An integral number is packed as an integer, as JavaScript's are.
  */
 int  em_rmsg_encode(const em_rmsg_out_t *m, unsigned max_depth, char **buf, size_t *len);
+
+/*
+ * Socket.IO's Redis Streams adapter (@socket.io/redis-streams-adapter
+ * 0.3): a broadcast is an entry of the stream with the fields uid, nsp,
+ * type "3" and data, the JSON text of {packet, opts}, or when it holds
+ * binary values the base64 (standard alphabet) of its MessagePack.
+ * em_rmsg_encode_stream() gives that data field (malloc'd *buf);
+ * em_rmsg_decode_stream() reads an entry's fields into *m as
+ * em_rmsg_decode() does (EM_DECLINED for another type than "3", a
+ * broadcast with acks among them, or over a limit).
+ */
+int  em_rmsg_encode_stream(const em_rmsg_out_t *m, unsigned max_depth, char **buf, size_t *len);
+int  em_rmsg_decode_stream(em_str_t uid, em_str_t nsp, em_str_t type, em_str_t data,
+                           const em_rmsg_limits_t *lim, em_rmsg_t *m);
 
 /* The channel of a broadcast: "<key>#<nsp>#", and "<room>#" after it when
  * it names one room. EM_OK and *len, EM_ERROR when cap is too small. */

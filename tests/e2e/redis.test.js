@@ -603,6 +603,11 @@ test('a script\'s nsp:server_emit with an ack: every other server\'s answer (Nod
     peers.push(node);
     node.io.on('ask-all', (arg, cb) => cb({ node: arg }));
     node.io.on('silent', () => {});
+    /* the Node server subscribes after it starts: three servers to count */
+    const rc = await redisClient(redis.url);
+    await waitUntil('three servers on the request channel', async () =>
+      (await rc.sendCommand(['PUBSUB', 'NUMSUB', 'socket.io-request#/#']))[1] === 3, WAIT);
+    await rc.quit();
     const t0 = Date.now();
     const [r] = await ack(a, 'server_ask', 'ask-all', { n: 1 });
     assert.equal(r.sent, true);
@@ -683,5 +688,102 @@ test('emitd\'s channels between hosts: garbage is dropped and logged; another ho
     assert.equal(obs.connected, true);
   } finally {
     await finish({ socks, hosts: [h1], redis, clients: [r] });
+  }
+});
+
+/* A Node socket.io server with @socket.io/redis-streams-adapter. */
+async function startNodeStreamsServer(redisUrl) {
+  const { Server } = require('socket.io');
+  const { createAdapter } = require('@socket.io/redis-streams-adapter');
+  const client = await redisClient(redisUrl);
+  const srv = http.createServer();
+  /* a short block, so that its reader stops soon after close() */
+  const nio = new Server(srv, { adapter: createAdapter(client, { blockTimeInMs: 200 }) });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return {
+    io: nio, url: `http://127.0.0.1:${srv.address().port}`,
+    close: async () => {
+      nio.close();
+      await new Promise((resolve) => srv.close(() => resolve()));
+      await delay(timeMs(600));
+      await client.quit().catch(() => {});
+    },
+  };
+}
+
+/* The streams mode: broadcasts go by the stream as the Redis Streams
+ * adapter's do, with a Node server of that adapter in the cluster, and
+ * what a host broadcast while Redis was away reaches the other host once
+ * it is back (the test counts what arrived). */
+test('streams mode: broadcasts between two emitd hosts and a Node server with @socket.io/redis-streams-adapter go by the stream, binary kept; what was sent while Redis was away arrives once it is back', { skip }, async () => {
+  let redis = await startRedis();
+  const port = redis.port;
+  const streams = () => ({ redis: { url: `${redis.url}/0`, mode: 'streams' } });
+  const h1 = await startHost(redis.url, streams());
+  const h2 = await startHost(redis.url, streams());
+  await h1.waitLog(/redis: stream connection to .* up/, WAIT);
+  await h2.waitLog(/redis: stream connection to .* up/, WAIT);
+  const node = await startNodeStreamsServer(redis.url);
+  const peers = [node];
+  const socks = [];
+  try {
+    const a = await connect(h1.url, '/', 'websocket');
+    const b = await connect(h2.url, '/', 'websocket');
+    const n = await connect(node.url, '/', 'websocket');
+    socks.push(a, b, n);
+    /* each reader reads from where it started: probe until they all do */
+    for (const [from, to] of [[h1, [b, n]], [h2, [a, n]]]) {
+      await waitUntil('the readers of the stream', async () => {
+        await apiEmit(from, { namespace: '/', event: 'probe', args: [] });
+        await delay(100);
+        return to.every((s) => got(s, 'probe').length > 0);
+      }, WAIT);
+    }
+    for (let i = 0; i < 10; i++) await apiEmit(i % 2 ? h2 : h1, { namespace: '/', event: 'seq', args: [i] });
+    await apiEmit(h1, { namespace: '/', event: 'bin', args: [{ $binary: 'AAEC' }] });
+    node.io.emit('from-node', { k: 1 }, Buffer.from([7, 8]));
+    await waitUntil('every client has every event', () => [a, b, n].every((s) => got(s, 'seq').length === 10
+      && got(s, 'bin').length === 1) && [a, b].every((s) => got(s, 'from-node').length === 1), WAIT);
+    for (const s of [a, b, n]) {
+      const seq = got(s, 'seq').map((x) => x[0]);
+      assert.equal(new Set(seq).size, 10, 'each once');
+      for (const parity of [0, 1]) {
+        const mine = seq.filter((x) => x % 2 === parity);
+        assert.deepEqual(mine, [...mine].sort((x, y) => x - y), 'one host\'s in its order');
+      }
+      assert.deepEqual([...got(s, 'bin')[0][0]], [0, 1, 2]);
+    }
+    for (const s of [a, b]) {
+      assert.deepEqual(got(s, 'from-node')[0][0], { k: 1 });
+      assert.deepEqual([...got(s, 'from-node')[0][1]], [7, 8]);
+    }
+    /* the entries, as the adapter writes them */
+    const r = await redisClient(redis.url);
+    const entries = await r.xRange('socket.io', '-', '+');
+    await r.quit();
+    const mine = entries.filter((e) => e.message.type === '3' && e.message.data.startsWith('{'));
+    assert.ok(mine.length >= 10, `JSON broadcasts in the stream: ${entries.length}`);
+    const d = JSON.parse(mine[0].message.data);
+    assert.deepEqual(Object.keys(d), ['packet', 'opts']);
+    assert.equal(d.packet.type, 2);
+    assert.equal(d.packet.nsp, '/');
+    assert.deepEqual(d.opts, { rooms: [], except: [], flags: {} });
+    assert.equal(mine[0].message.nsp, '/');
+
+    /* Redis away: h1 keeps its broadcasts and adds them once Redis is back */
+    await node.close();
+    peers.length = 0;
+    await redis.stop();
+    await waitUntil('h1 saw Redis go', () => /redis: the publish connection to .* was lost/.test(h1.log()), WAIT);
+    for (let i = 0; i < 5; i++) await apiEmit(h1, { namespace: '/', event: 'during', args: [i] });
+    await waitUntil('its own client served meanwhile', () => got(a, 'during').length === 5, WAIT);
+    assert.deepEqual(got(b, 'during'), []);
+    redis = await startRedis(port);
+    await waitUntil('h2 caught up', () => got(b, 'during').length === 5, timeMs(20000));
+    assert.deepEqual(got(b, 'during').map((x) => x[0]), [0, 1, 2, 3, 4]);
+    assert.match(h1.log(), /redis: 5 broadcasts kept while Redis was away added to socket\.io/);
+    assert.equal(got(a, 'during').length, 5, 'not twice on its own host');
+  } finally {
+    await finish({ socks, hosts: [h1, h2], redis, peers });
   }
 });

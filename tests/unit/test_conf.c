@@ -340,6 +340,9 @@ static const struct {
     { "redis = { url = \"redis://:%zz@h\"; };\n", 1, "a bad %-escape in the password" },
     { "redis = { url = \"redis://h\";\n key = \"a#b\"; };\n", 1, "redis.key must be" },
     { "redis = { key = \"k\"; };\n", 1, "redis needs \"url\"" },
+    { "redis = { url = \"redis://h\";\n mode = \"kafka\"; };\n", 1, "redis.mode must be" },
+    { "redis = { url = \"redis://h\"; stream = \"a b\"; };\n", 1, "redis.stream must be" },
+    { "redis = { url = \"redis://h\"; maxlen = 0; };\n", 1, "maxlen" },
     { "tls = { listen = \"127.0.0.1:1\"; certificate = \"c\"; key = \"k\";\n ciphers = \"x\"; };\n", 2, "ciphers" },
     { "tls = { listen = \"nowhere\"; certificate = \"c\"; key = \"k\"; };\n", 1, "bad listen address" },
     { "tls = \"on\";\n", 1, "\"tls\" must be a group" },
@@ -447,6 +450,16 @@ START_TEST(test_redis)
     ck_assert_str_eq(c->redis->host, "localhost");
     ck_assert_ptr_null(c->redis->user);
     ck_assert_str_eq(c->redis->password, "secret");
+    ck_assert_int_eq(c->redis->streams, 0);          /* Pub/Sub by default */
+    ck_assert_str_eq(c->redis->stream, "socket.io");
+    ck_assert_uint_eq(c->redis->maxlen, 10000);
+    em_conf_free(c);
+    c = load_text("r4.conf", "redis = { url = \"redis://h\"; mode = \"streams\"; stream = \"app-events\";\n"
+                             " maxlen = 500; };\n");
+    ck_assert_msg(c != NULL, "%s", em_t_err);
+    ck_assert_int_eq(c->redis->streams, 1);
+    ck_assert_str_eq(c->redis->stream, "app-events");
+    ck_assert_uint_eq(c->redis->maxlen, 500);
     em_conf_free(c);
 }
 END_TEST
