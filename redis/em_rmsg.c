@@ -883,6 +883,61 @@ em_rmsg_decode_stream(em_str_t uid, em_str_t nsp, em_str_t type, em_str_t data,
     return EM_OK;
 }
 
+/* Names as a JSON array of strings, or NULL (out of memory, not UTF-8). */
+static json_t *
+em_rmsg_json_list(const em_str_t *v, size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a != NULL && i < n; i++) {
+        json_t *e = json_stringn(v[i].data != NULL ? v[i].data : "", v[i].len);
+        if (e == NULL || json_array_append_new(a, e) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+    return a;
+}
+
+/* The JSON variant; EM_DECLINED when a name is not UTF-8 (JSON cannot say it). */
+static int
+em_rmsg_encode_stream_json(const em_rmsg_out_t *m, char **buf, size_t *len)
+{
+    json_t *args = json_loadb(m->data.data, m->data.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    json_t *rooms = em_rmsg_json_list(m->rooms, m->nrooms);
+    json_t *except = em_rmsg_json_list(m->except, m->nexcept), *flags = json_object(), *o;
+    int     names = rooms != NULL && except != NULL;
+
+    if (flags != NULL && m->vol) {
+        json_object_set_new(flags, "volatile", json_true());
+    }
+    if (!json_is_array(args) || (m->drop_last && json_array_remove(args, json_array_size(args) - 1) != 0)) {
+        json_decref(args);
+        args = NULL;
+    }
+    /* JSON.stringify({packet, opts}) */
+    o = args != NULL && names && flags != NULL
+        ? json_pack("{s:{s:i,s:o,s:s%},s:{s:o,s:o,s:o}}", "packet", "type", 2, "data", args, "nsp",
+                    m->nsp.data, m->nsp.len, "opts", "rooms", rooms, "except", except, "flags", flags)
+        : NULL;
+    if (o == NULL) {
+        if (args == NULL || !names || flags == NULL) {
+            json_decref(args);
+            json_decref(rooms);
+            json_decref(except);
+            json_decref(flags);
+        }
+        return !names ? EM_DECLINED : EM_ERROR;
+    }
+    *buf = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (*buf == NULL) {
+        return EM_ERROR;
+    }
+    *len = strlen(*buf);
+    return EM_OK;
+}
+
 int
 em_rmsg_encode_stream(const em_rmsg_out_t *m, unsigned max_depth, char **buf, size_t *len)
 {
@@ -890,44 +945,11 @@ em_rmsg_encode_stream(const em_rmsg_out_t *m, unsigned max_depth, char **buf, si
     size_t mlen, blen;
     int    rc;
 
-    if (m->natt == 0) {
-        /* JSON.stringify({packet, opts}) */
-        json_t *args = json_loadb(m->data.data, m->data.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        json_t *rooms = json_array(), *except = json_array(), *flags = json_object(), *o;
-        for (size_t i = 0; rooms != NULL && i < m->nrooms; i++) {
-            json_array_append_new(rooms, json_stringn(m->rooms[i].data, m->rooms[i].len));
-        }
-        for (size_t i = 0; except != NULL && i < m->nexcept; i++) {
-            json_array_append_new(except, json_stringn(m->except[i].data, m->except[i].len));
-        }
-        if (flags != NULL && m->vol) {
-            json_object_set_new(flags, "volatile", json_true());
-        }
-        if (!json_is_array(args) || (m->drop_last && json_array_remove(args, json_array_size(args) - 1) != 0)) {
-            json_decref(args);
-            args = NULL;
-        }
-        o = args != NULL && rooms != NULL && except != NULL && flags != NULL
-            ? json_pack("{s:{s:i,s:o,s:s%},s:{s:o,s:o,s:o}}", "packet", "type", 2, "data", args, "nsp",
-                        m->nsp.data, m->nsp.len, "opts", "rooms", rooms, "except", except, "flags",
-                        flags)
-            : NULL;
-        if (o == NULL) {
-            json_decref(args);
-            json_decref(rooms);
-            json_decref(except);
-            json_decref(flags);
-            return EM_ERROR;
-        }
-        *buf = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-        if (*buf == NULL) {
-            return EM_ERROR;
-        }
-        *len = strlen(*buf);
-        return EM_OK;
+    if (m->natt == 0 && (rc = em_rmsg_encode_stream_json(m, buf, len)) != EM_DECLINED) {
+        return rc;
     }
-    /* With binary values: the MessagePack of {packet, opts}, in base64. The
+    /* With binary values (or names JSON cannot say): the MessagePack of
+     * {packet, opts}, in base64. The
      * broadcast's own encoding is [uid, packet, opts]: its tail after the
      * array head and the uid is packet then opts. */
     if ((rc = em_rmsg_encode(m, max_depth, &mp, &mlen)) != EM_OK) {

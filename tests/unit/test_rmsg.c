@@ -390,6 +390,16 @@ START_TEST(test_stream)
     }
     free(buf);
 
+    /* a room name JSON cannot say goes as MessagePack (regress-stream-room-not-utf8) */
+    em_str_t      odd = { "\xff\x01", 2 };
+    em_rmsg_out_t ob = { S("Ab12cD"), S("/"), S("[\"e\"]"), NULL, 0, &odd, 1, NULL, 0, 0, 0 };
+    ck_assert_int_eq(em_rmsg_encode_stream(&ob, 16, &buf, &len), EM_OK);
+    ck_assert(len > 0 && buf[0] != '{');
+    ck_assert_int_eq(em_rmsg_decode_stream(S("u"), S("/"), S("3"), (em_str_t) { buf, len }, &lim, &m), EM_OK);
+    ck_assert(m.nrooms == 1 && m.rooms[0].len == 2 && memcmp(m.rooms[0].data, "\xff\x01", 2) == 0);
+    em_rmsg_free(&m);
+    free(buf);
+
 #define STREAM(type, text) em_rmsg_decode_stream(S("u"), S("/"), S(type), S(text), &lim, &m)
     ck_assert_int_eq(STREAM("4", "{}"), EM_DECLINED);                     /* SOCKETS_JOIN, ... */
     ck_assert_int_eq(STREAM("3", "{\"packet\":{\"type\":3,\"data\":[1]},\"opts\":{}}"), EM_DECLINED);
