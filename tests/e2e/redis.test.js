@@ -71,6 +71,14 @@ async function startHost(redisUrl, extra = {}) {
   return d;
 }
 
+/* Redis, and two emitd hosts on it with the same extra settings. */
+async function twoHosts(extra = {}) {
+  const redis = await startRedis();
+  const h1 = await startHost(redis.url, extra);
+  const h2 = await startHost(redis.url, extra);
+  return { redis, h1, h2 };
+}
+
 /* A Node socket.io server with @socket.io/redis-adapter on that Redis. */
 async function startNodeServer(redisUrl, opts = {}) {
   const { Server } = require('socket.io');
@@ -174,9 +182,7 @@ test('@socket.io/redis-emitter reaches emitd\'s clients on both workers: emit, t
 });
 
 test('two emitd hosts: a broadcast on one reaches the clients of both, once, in order; a script\'s server-side event reaches the other host', { skip }, async () => {
-  const redis = await startRedis();
-  const h1 = await startHost(redis.url);
-  const h2 = await startHost(redis.url);
+  const { redis, h1, h2 } = await twoHosts();
   const socks = [];
   try {
     const c1 = await spread(h1.url);
@@ -424,10 +430,7 @@ test('without redis, a script\'s nsp:server_emit has no other server to reach: i
 /* Presence across hosts: each host's scripts see the users and rooms of
  * both, and each change is reported once in the cluster. */
 test('presence across two emitd hosts: who is online anywhere, room sizes, status; online and offline reported once; a host killed with kill -9 loses its users', { skip }, async () => {
-  const redis = await startRedis();
-  const chat = withNsp('/chat', 'cluster.lua');
-  const h1 = await startHost(redis.url, chat);
-  const h2 = await startHost(redis.url, chat);
+  const { redis, h1, h2 } = await twoHosts(withNsp('/chat', 'cluster.lua'));
   const socks = [];
   const user = async (h, name) => { const s = await userClient(`${h.url}/chat`, name); socks.push(s); return s; };
   const status = async (s, id) => (await ack(s, 'presence:user-status', { userId: id }))[0];
@@ -511,10 +514,7 @@ test('presence across two emitd hosts: who is online anywhere, room sizes, statu
 /* Rate limits across hosts: one address's connection attempts on both
  * hosts count against one limit (chat.md's 5 per window). */
 test('rate limits across two emitd hosts: an address\'s connection attempts on both count against one connect_limit, and the block holds on both', { skip }, async () => {
-  const redis = await startRedis();
-  const conf = withNsp('/limited', 'cluster.lua', { connect_limit: { max: 5, window: 60000, block: 60000 } });
-  const h1 = await startHost(redis.url, conf);
-  const h2 = await startHost(redis.url, conf);
+  const { redis, h1, h2 } = await twoHosts(withNsp('/limited', 'cluster.lua', { connect_limit: { max: 5, window: 60000, block: 60000 } }));
   const attempt = (h) => new Promise((resolve, reject) => {
     const s = ioClient(`${h.url}/limited`, { forceNew: true, transports: ['websocket'], reconnection: false, timeout: 5000 });
     const t = setTimeout(() => { s.disconnect(); reject(new Error('no answer to a /limited connect')); }, timeMs(5000));
@@ -545,10 +545,7 @@ test('rate limits across two emitd hosts: an address\'s connection attempts on b
 /* The scripts' store across hosts: each host's writes are made on the
  * other's; the last set wins, incr adds up, push appends. */
 test('the scripts\' store across two emitd hosts: set, del, incr and push on one are seen on the other; the last set wins', { skip }, async () => {
-  const redis = await startRedis();
-  const conf = withNsp('/s', 'store.lua');
-  const h1 = await startHost(redis.url, conf);
-  const h2 = await startHost(redis.url, conf);
+  const { redis, h1, h2 } = await twoHosts(withNsp('/s', 'store.lua'));
   const socks = [];
   try {
     const a = await connect(h1.url, '/s', 'websocket');
@@ -632,10 +629,7 @@ test('a script\'s nsp:server_emit with an ack: every other server\'s answer (Nod
  * Node parent namespace sends it: on the channel of each instance the
  * sending host has, so the other host's sockets of those instances get it. */
 test('a broadcast to every instance of a parameterised namespace reaches the other host\'s sockets of each instance the sender has', { skip }, async () => {
-  const redis = await startRedis();
-  const conf = withNsp('/dev/:id', 'main.lua');
-  const h1 = await startHost(redis.url, conf);
-  const h2 = await startHost(redis.url, conf);
+  const { redis, h1, h2 } = await twoHosts(withNsp('/dev/:id', 'main.lua'));
   const socks = [];
   const at = async (h, n) => { const s = await connect(h.url, `/dev/${n}`, 'websocket'); socks.push(s); return s; };
   try {
