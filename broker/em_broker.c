@@ -98,7 +98,7 @@ em_broker_publish_remote(const void *rec, size_t len)
         return;
     }
     if (!(v.flags & EM_BRK_F_CONF)) {
-        em_broker_redis_publish(rec, len, (em_str_t) { NULL, 0 });
+        em_broker_redis_publish(&v, (em_str_t) { NULL, 0 });
         return;
     }
     in.index = v.conf_index;
@@ -108,7 +108,7 @@ em_broker_publish_remote(const void *rec, size_t len)
     }
     em_nsp_each(em_b.state, EM_BROKER_INSTANCES_MAX, em_broker_inst_cb, &in);
     for (size_t i = 0; i < in.n; i++) {
-        em_broker_redis_publish(rec, len, in.names[i]);
+        em_broker_redis_publish(&v, in.names[i]);
         free((void *) in.names[i].data);
     }
     free(in.names);

@@ -904,16 +904,13 @@ em_br_list(em_brk_list_t l, em_str_t **out, size_t *n)
 }
 
 void
-em_broker_redis_publish(const void *rec, size_t len, em_str_t nsp)
+em_broker_redis_publish(const em_brk_view_t *view, em_str_t nsp)
 {
-    em_brk_view_t v;
+    em_brk_view_t v = *view;
     em_str_t     *rooms = NULL, *except = NULL, *att = NULL;
     size_t        nrooms = 0, nexcept = 0, natt = 0, mlen, clen;
     char         *msg = NULL, *channel = NULL;
 
-    if (em_brkrec_decode(rec, len, &v) != EM_OK) {
-        return;
-    }
     if (nsp.data != NULL) {
         v.nsp = nsp;            /* one instance of an every-instance broadcast */
     } else if (v.flags & EM_BRK_F_CONF) {

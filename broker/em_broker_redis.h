@@ -10,6 +10,7 @@
 #include <event2/event.h>
 #include <stddef.h>
 
+#include "em_brkrec.h"
 #include "em_conf.h"
 #include "em_rmsg.h"
 
@@ -52,11 +53,12 @@ int  em_broker_redis_presence_send(const char *msg, size_t len);
  * scripts' store (EM_BRK_KIND_REDIS_STORE) to publish with this host's uid. */
 void em_broker_redis_command(const void *rec, size_t len);
 
-/* Publish a broadcast record (EM_BRK_REC_BCAST) a worker of this host made
- * (as one to namespace nsp, when nsp.data is not NULL: an instance of a
- * broadcast to every instance of a parameterised namespace); one that
- * cannot go (no connection) is counted and logged. */
-void em_broker_redis_publish(const void *rec, size_t len, em_str_t nsp);
+/* Publish a broadcast record (EM_BRK_REC_BCAST) a worker of this host made,
+ * decoded (as one to namespace nsp when nsp.data is not NULL: an instance
+ * of a broadcast to every instance of a parameterised namespace); one that
+ * cannot go (no connection) is counted and logged, or in streams mode kept
+ * until Redis is back. */
+void em_broker_redis_publish(const em_brk_view_t *v, em_str_t nsp);
 
 void em_broker_redis_stop(void);
 

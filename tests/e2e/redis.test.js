@@ -79,23 +79,30 @@ async function twoHosts(extra = {}) {
   return { redis, h1, h2 };
 }
 
-/* A Node socket.io server with @socket.io/redis-adapter on that Redis. */
-async function startNodeServer(redisUrl, opts = {}) {
+/* A Node socket.io server with the given adapter on 127.0.0.1; close()
+ * also quits its Redis clients (after settleMs, for a reader to stop). */
+async function listenNode(adapter, clients, settleMs = 0) {
   const { Server } = require('socket.io');
-  const { createAdapter } = require('@socket.io/redis-adapter');
-  const pub = await redisClient(redisUrl);
-  const sub = await redisClient(redisUrl);
   const srv = http.createServer();
-  const nio = new Server(srv, { adapter: createAdapter(pub, sub, opts) });
+  const nio = new Server(srv, { adapter });
   await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
   return {
     io: nio, url: `http://127.0.0.1:${srv.address().port}`,
     close: async () => {
       nio.close();
       await new Promise((resolve) => srv.close(() => resolve()));
-      for (const c of [pub, sub]) await c.quit().catch(() => {});
+      if (settleMs) await delay(timeMs(settleMs));
+      for (const c of clients) await c.quit().catch(() => {});
     },
   };
+}
+
+/* A Node socket.io server with @socket.io/redis-adapter on that Redis. */
+async function startNodeServer(redisUrl, opts = {}) {
+  const { createAdapter } = require('@socket.io/redis-adapter');
+  const pub = await redisClient(redisUrl);
+  const sub = await redisClient(redisUrl);
+  return listenNode(createAdapter(pub, sub, opts), [pub, sub]);
 }
 
 /* The end of a test: clients closed, Node peers and Redis clients gone,
@@ -685,24 +692,12 @@ test('emitd\'s channels between hosts: garbage is dropped and logged; another ho
   }
 });
 
-/* A Node socket.io server with @socket.io/redis-streams-adapter. */
+/* A Node socket.io server with @socket.io/redis-streams-adapter (a short
+ * block, so that its reader stops soon after close()). */
 async function startNodeStreamsServer(redisUrl) {
-  const { Server } = require('socket.io');
   const { createAdapter } = require('@socket.io/redis-streams-adapter');
   const client = await redisClient(redisUrl);
-  const srv = http.createServer();
-  /* a short block, so that its reader stops soon after close() */
-  const nio = new Server(srv, { adapter: createAdapter(client, { blockTimeInMs: 200 }) });
-  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  return {
-    io: nio, url: `http://127.0.0.1:${srv.address().port}`,
-    close: async () => {
-      nio.close();
-      await new Promise((resolve) => srv.close(() => resolve()));
-      await delay(timeMs(600));
-      await client.quit().catch(() => {});
-    },
-  };
+  return listenNode(createAdapter(client, { blockTimeInMs: 200 }), [client], 600);
 }
 
 /* The streams mode: broadcasts go by the stream as the Redis Streams
