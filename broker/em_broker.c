@@ -492,7 +492,7 @@ em_broker_run(em_shm_t *shm, int bell, const int *worker_bells, em_state_t *stat
         em_broker_redis_handlers_t h = { em_broker_remote, em_broker_request,
                                          em_broker_presence_message, em_broker_store_message,
                                          em_broker_presence_up, em_broker_answers };
-        if (em_broker_redis_start(em_b.base, conf, &h) != EM_OK) {
+        if (em_broker_redis_start(em_b.base, conf, em_b.state, &h) != EM_OK) {
             return 1;
         }
         em_broker_store_start(em_b.state, em_broker_redis_uid());

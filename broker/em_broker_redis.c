@@ -71,10 +71,11 @@ static struct {
     const em_conf_t            *full;
     em_rmsg_limits_t            lim;
     em_br_conn_t                pub, sub, rd;   /* rd: streams mode's XREAD */
-    char                        last_id[64];    /* the stream's last entry read, or "" */
+    char                        last_id[40];    /* the stream's last entry read, or "" */
+    em_state_t                 *st;             /* where the uid and last_id are kept */
     struct em_br_queued_s      *queue, **queue_tail;  /* broadcasts waiting for Redis */
     size_t                      queued, queued_bytes;
-    char                        uid[7];
+    char                        uid[8];
     char                       *pattern;
     char                       *presence;  /* <key>-presence# */
     size_t                      presence_len;
@@ -727,6 +728,9 @@ em_br_entry(const redisReply *e)
     }
     memcpy(em_br.last_id, id->str, id->len);
     em_br.last_id[id->len] = '\0';
+    if (em_br.st != NULL) {
+        em_state_stream_id_set(em_br.st, id->str, id->len);
+    }
     uid = em_br_field(kv, "uid");
     nsp = em_br_field(kv, "nsp");
     type = em_br_field(kv, "type");
@@ -816,6 +820,9 @@ em_br_last_cb(redisAsyncContext *ac, void *r, void *priv)
         }
         memcpy(em_br.last_id, id, len);
         em_br.last_id[len] = '\0';
+        if (em_br.st != NULL) {
+            em_state_stream_id_set(em_br.st, id, len);
+        }
     }
     em_br_xread(ac);
 }
@@ -833,7 +840,7 @@ em_br_read_start(redisAsyncContext *ac)
 }
 
 int
-em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
+em_broker_redis_start(struct event_base *base, const em_conf_t *conf, em_state_t *st,
                       const em_broker_redis_handlers_t *h)
 {
     size_t n;
@@ -851,7 +858,18 @@ em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
     em_br.sub.name = "subscribe";
     em_br.rd.name = "stream";
     em_br.queue_tail = &em_br.queue;
-    em_br_uid(em_br.uid);
+    em_br.st = st;
+    /* a broker that follows one (killed, say) keeps its uid and goes on
+     * reading the stream where it was */
+    if (st == NULL || em_state_redis_uid_get(st, em_br.uid) != 6) {
+        em_br_uid(em_br.uid);
+        if (st != NULL) {
+            em_state_redis_uid_set(st, em_br.uid);
+        }
+    }
+    if (st != NULL && em_br.conf->streams) {
+        (void) em_state_stream_id_get(st, em_br.last_id);
+    }
     n = strlen(em_br.conf->key) + 3;
     em_br.pattern = malloc(n);
     em_br.presence_len = strlen(em_br.conf->key) + 10;

@@ -13,6 +13,7 @@
 #include "em_brkrec.h"
 #include "em_conf.h"
 #include "em_rmsg.h"
+#include "em_state.h"
 
 /* What the broker hears from Redis, and what it is told of the connections. */
 typedef struct {
@@ -34,8 +35,10 @@ typedef struct {
 } em_broker_redis_handlers_t;
 
 /* Connect (and reconnect, with a back-off, whenever a connection is lost)
- * on base. EM_OK, or EM_ERROR when nothing could be set up. */
-int  em_broker_redis_start(struct event_base *base, const em_conf_t *conf,
+ * on base. The uid, and in streams mode the last entry read, are kept in
+ * st (may be NULL) for a broker that follows this one. EM_OK, or EM_ERROR
+ * when nothing could be set up. */
+int  em_broker_redis_start(struct event_base *base, const em_conf_t *conf, em_state_t *st,
                            const em_broker_redis_handlers_t *h);
 
 /* This host's uid on the adapter's channels (six letters and digits). */

@@ -338,7 +338,8 @@ typedef struct {
     uint32_t     slot_pid[EM_STATE_SLOTS];  /* the live process of each worker slot, or 0 */
     uint64_t     slots_used;                /* bit i: slot i belongs to a worker (live or not) */
     uint64_t     slots_draining;            /* bit i: that worker drains for a reload */
-    uint64_t     pad[6];
+    char         redis_uid[8];              /* the broker's uid on Redis, kept for its successor */
+    char         stream_id[40];             /* streams mode: the last entry it read, or "" */
     em_st_lock_t locks[EM_ZONES];
 } em_state_hdr_t;
 

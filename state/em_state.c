@@ -393,6 +393,89 @@ em_state_broker_set(em_state_t *st, uint32_t pid)
     __atomic_store_n(&st->hdr->broker_pid, pid, __ATOMIC_RELEASE);
 }
 
+/* A kept value is its bytes, NUL, then its length as a check byte ('A' +
+ * length): a copy cut short does not pass for one. */
+static size_t
+em_state_kept_get(const char *field, size_t cap, char *out, int (*ok)(const char *, size_t))
+{
+    char   tmp[48];
+    size_t n;
+
+    memcpy(tmp, field, cap);
+    n = strnlen(tmp, cap);
+    if (n == 0 || n + 2 > cap || tmp[n + 1] != (char) ('A' + n) || !ok(tmp, n)) {
+        out[0] = '\0';
+        return 0;
+    }
+    memcpy(out, tmp, n + 1);
+    return n;
+}
+
+static void
+em_state_kept_set(char *field, size_t cap, const char *v, size_t n)
+{
+    char tmp[48] = { 0 };
+
+    if (n + 2 > cap) {
+        n = 0;                  /* too long to keep: none */
+    }
+    memcpy(tmp, v, n);
+    tmp[n + 1] = (char) ('A' + n);
+    memcpy(field, tmp, cap);
+}
+
+static int
+em_state_uid_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9'))) {
+            return 0;
+        }
+    }
+    return n == 6;
+}
+
+/* A stream entry id: digits, '-', digits. */
+static int
+em_state_id_ok(const char *s, size_t n)
+{
+    const char *dash = memchr(s, '-', n);
+
+    if (dash == NULL || dash == s || dash == s + n - 1) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s + i != dash && (s[i] < '0' || s[i] > '9')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+size_t
+em_state_redis_uid_get(em_state_t *st, char out[8])
+{
+    return em_state_kept_get(st->hdr->redis_uid, sizeof(st->hdr->redis_uid), out, em_state_uid_ok);
+}
+
+void
+em_state_redis_uid_set(em_state_t *st, const char *uid)
+{
+    em_state_kept_set(st->hdr->redis_uid, sizeof(st->hdr->redis_uid), uid, strlen(uid));
+}
+
+size_t
+em_state_stream_id_get(em_state_t *st, char out[40])
+{
+    return em_state_kept_get(st->hdr->stream_id, sizeof(st->hdr->stream_id), out, em_state_id_ok);
+}
+
+void
+em_state_stream_id_set(em_state_t *st, const char *id, size_t len)
+{
+    em_state_kept_set(st->hdr->stream_id, sizeof(st->hdr->stream_id), id, len);
+}
+
 uint32_t
 em_state_broker_pid(em_state_t *st)
 {

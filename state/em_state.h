@@ -99,6 +99,14 @@ uint32_t em_state_slot_pid(em_state_t *st, unsigned slot);
 void     em_state_slot_mode(em_state_t *st, unsigned slot, int mode);
 int      em_state_slot_used(em_state_t *st, unsigned slot);      /* an EM_SLOT_* */
 /* The same for the broker (the master sets it; 0 while it is not running). */
+/* What a broker leaves its successor (with Redis): its uid (6 letters and
+ * digits) and, in streams mode, the last entry it read. *_get copies it
+ * into out (NUL-terminated) and returns its length, 0 when none is kept.
+ * Only the broker writes them; a copy cut by its death reads as none. */
+size_t   em_state_redis_uid_get(em_state_t *st, char out[8]);
+void     em_state_redis_uid_set(em_state_t *st, const char *uid);
+size_t   em_state_stream_id_get(em_state_t *st, char out[40]);
+void     em_state_stream_id_set(em_state_t *st, const char *id, size_t len);
 void     em_state_broker_set(em_state_t *st, uint32_t pid);
 uint32_t em_state_broker_pid(em_state_t *st);
 

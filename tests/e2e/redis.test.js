@@ -57,11 +57,11 @@ async function redisClient(url) {
 }
 
 /* An emitd host on redis, with two workers and the backend API. */
-async function startHost(redisUrl, extra = {}) {
+async function startHost(redisUrl, extra = {}, redisOpts = {}) {
   const admin = await freePort();
   const d = await startEmitd({
     config: {
-      redis: { url: `${redisUrl}/0` },
+      redis: { url: `${redisUrl}/0`, ...redisOpts },
       admin: { listen: `127.0.0.1:${admin}`, keys: [KEY] },
       ...extra,
     },
@@ -72,10 +72,10 @@ async function startHost(redisUrl, extra = {}) {
 }
 
 /* Redis, and two emitd hosts on it with the same extra settings. */
-async function twoHosts(extra = {}) {
+async function twoHosts(extra = {}, redisOpts = {}) {
   const redis = await startRedis();
-  const h1 = await startHost(redis.url, extra);
-  const h2 = await startHost(redis.url, extra);
+  const h1 = await startHost(redis.url, extra, redisOpts);
+  const h2 = await startHost(redis.url, extra, redisOpts);
   return { redis, h1, h2 };
 }
 
@@ -707,9 +707,8 @@ async function startNodeStreamsServer(redisUrl) {
 test('streams mode: broadcasts between two emitd hosts and a Node server with @socket.io/redis-streams-adapter go by the stream, binary kept; what was sent while Redis was away arrives once it is back', { skip }, async () => {
   let redis = await startRedis();
   const port = redis.port;
-  const streams = () => ({ redis: { url: `${redis.url}/0`, mode: 'streams' } });
-  const h1 = await startHost(redis.url, streams());
-  const h2 = await startHost(redis.url, streams());
+  const h1 = await startHost(redis.url, {}, { mode: 'streams' });
+  const h2 = await startHost(redis.url, {}, { mode: 'streams' });
   await h1.waitLog(/redis: stream connection to .* up/, WAIT);
   await h2.waitLog(/redis: stream connection to .* up/, WAIT);
   const node = await startNodeStreamsServer(redis.url);
@@ -774,5 +773,33 @@ test('streams mode: broadcasts between two emitd hosts and a Node server with @s
     assert.equal(got(a, 'during').length, 5, 'not twice on its own host');
   } finally {
     await finish({ socks, hosts: [h1, h2], redis, peers });
+  }
+});
+
+/* Streams mode, kill -9 of a host's broker: the master starts another,
+ * which keeps the uid and reads the stream on from the last entry the
+ * killed one read, so the host's clients miss nothing sent meanwhile. */
+test('streams mode: a broker killed with kill -9 is followed by one that reads on from where it was: nothing sent meanwhile is missed', { skip }, async () => {
+  const { redis, h1, h2 } = await twoHosts({}, { mode: 'streams' });
+  const socks = [];
+  try {
+    const a = await connect(h1.url, '/', 'websocket');
+    const b = await connect(h2.url, '/', 'websocket');
+    socks.push(a, b);
+    await waitUntil('h2 reads the stream', async () => {
+      await apiEmit(h1, { namespace: '/', event: 'probe', args: [] });
+      await delay(100);
+      return got(b, 'probe').length > 0;
+    }, WAIT);
+    const uid = h2.log().match(/uid (\w{6})/)[1];
+    const broker = h2.children().find((c) => c.args === 'emitd: broker').pid;
+    process.kill(broker, 'SIGKILL');
+    for (let i = 0; i < 5; i++) await apiEmit(h1, { namespace: '/', event: 'gap', args: [i] });
+    await waitUntil('a new broker', () => h2.children().some((c) => c.args === 'emitd: broker' && c.pid !== broker), WAIT);
+    await waitUntil('h2 got what was sent meanwhile', () => got(b, 'gap').length === 5, WAIT);
+    assert.deepEqual(got(b, 'gap').map((x) => x[0]), [0, 1, 2, 3, 4]);
+    assert.equal((h2.log().match(new RegExp(`uid ${uid}`, 'g')) || []).length, 2, 'the same uid');
+  } finally {
+    await finish({ socks, hosts: [h1, h2], redis });
   }
 });

@@ -886,6 +886,38 @@ START_TEST(test_limit_remote)
 }
 END_TEST
 
+/* What a broker keeps for its successor: its uid and the stream's last id,
+ * refused when cut or malformed. */
+START_TEST(test_broker_kept)
+{
+    char uid[8], id[40];
+
+    ck_assert_uint_eq(em_state_redis_uid_get(&st, uid), 0);           /* a new segment: none */
+    ck_assert_uint_eq(em_state_stream_id_get(&st, id), 0);
+    em_state_redis_uid_set(&st, "Ab12cD");
+    ck_assert_uint_eq(em_state_redis_uid_get(&st, uid), 6);
+    ck_assert_str_eq(uid, "Ab12cD");
+    em_state_stream_id_set(&st, "1700000000000-12", 16);
+    ck_assert_uint_eq(em_state_stream_id_get(&st, id), 16);
+    ck_assert_str_eq(id, "1700000000000-12");
+    /* cut: the check byte after the NUL does not match */
+    st.hdr->stream_id[17] ^= 1;
+    ck_assert_uint_eq(em_state_stream_id_get(&st, id), 0);
+    ck_assert_str_eq(id, "");
+    /* malformed ids and uids are none */
+    em_state_stream_id_set(&st, "17-", 3);
+    ck_assert_uint_eq(em_state_stream_id_get(&st, id), 0);
+    em_state_stream_id_set(&st, "1a-2", 4);
+    ck_assert_uint_eq(em_state_stream_id_get(&st, id), 0);
+    em_state_stream_id_set(&st, "18446744073709551615-18446744073709551615", 41);  /* too long */
+    ck_assert_uint_eq(em_state_stream_id_get(&st, id), 0);
+    em_state_redis_uid_set(&st, "Ab1#cD");
+    ck_assert_uint_eq(em_state_redis_uid_get(&st, uid), 0);
+    em_state_redis_uid_set(&st, "Ab12c");
+    ck_assert_uint_eq(em_state_redis_uid_get(&st, uid), 0);
+}
+END_TEST
+
 START_TEST(test_limit_keys_reset)
 {
     em_limit_result_t r;
@@ -2952,6 +2984,7 @@ state_suite(void)
     tc = tcase_create("segment");
     tcase_add_checked_fixture(tc, state_setup, state_close);
     tcase_add_test(tc, test_state_create_map);
+    tcase_add_test(tc, test_broker_kept);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("limits");
